@@ -1,0 +1,1 @@
+"""The digits pipeline: preprocess -> augment -> model -> evaluate (see ../manifest.yaml)."""

@@ -1,0 +1,42 @@
+"""modver: version each stage of an ML pipeline on its own, by what its code means.
+
+The public surface is re-exported here lazily, so that ``import modver`` (and the CLI's
+start-up) does not pay for libcst, dulwich or pandas until they are used.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "ModverError": "modver.errors",
+    "Project": "modver.project",
+    "fingerprint_source": "modver.fingerprint",
+    "load": "modver.project",
+    "log_metrics": "modver.metrics",
+    "runs": "modver.project",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+if TYPE_CHECKING:  # pragma: no cover
+    from modver.errors import ModverError
+    from modver.fingerprint import fingerprint_source
+    from modver.metrics import log_metrics
+    from modver.project import Project, load, runs
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'modver' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

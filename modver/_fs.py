@@ -1,0 +1,219 @@
+"""Crash-safe file-system primitives shared by the store modules (cache, records, materialize).
+
+Everything the ``.modver/`` store writes goes through here, so that a process killed at any
+point leaves the store readable (SPEC invariant 5):
+
+- files are written to a temporary sibling and moved into place with ``os.replace``
+  (:func:`write_bytes_atomic`, :func:`write_text_atomic`, :func:`write_json_atomic`);
+- directories are built under a temporary name in the same parent and published with one
+  ``os.rename`` (:func:`make_temp_dir`, :func:`publish_dir`): readers see the whole directory or
+  nothing; when another process published the same name first, ours is discarded;
+- inter-process locks come from the ``filelock`` library (:func:`file_lock`), whose timeouts
+  become :class:`~modver.errors.ConcurrencyError`.
+
+Temporary names start with ``.tmp-`` so listings can skip them and :func:`remove_stale_temps`
+can clean what a crash left behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from modver.errors import ConcurrencyError, StoreError
+
+TEMP_PREFIX = ".tmp-"
+TRASH_PREFIX = ".trash-"
+
+
+def _temp_name(stem: str) -> str:
+    return f"{TEMP_PREFIX}{stem}-{os.getpid():x}-{secrets.token_hex(4)}"
+
+
+def fsync_dir(path: Path) -> None:
+    """Flush a directory's entry table (the effect of a rename) to disk, where the OS allows it."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. Windows cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some file systems refuse fsync on directories
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_bytes_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` so readers see the old file or the new one, never a part.
+
+    ``durable`` fsyncs the file before the rename (small metadata files: cheap and worth it).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / _temp_name(path.name)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+def write_text_atomic(path: Path, text: str, *, durable: bool = True) -> None:
+    """:func:`write_bytes_atomic` for UTF-8 text."""
+    write_bytes_atomic(path, text.encode("utf-8"), durable=durable)
+
+
+def dumps_json(value: Any) -> str:
+    """The store's JSON style: sorted keys, indent 2, trailing newline, non-ASCII kept."""
+    return json.dumps(value, sort_keys=True, indent=2, ensure_ascii=False, default=_json_default) + "\n"
+
+
+def _json_default(value: Any) -> Any:
+    """Last-resort conversions for values that reach a record (paths, numpy scalars, sets)."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    item = getattr(value, "item", None)  # numpy / torch scalars
+    if callable(item):
+        with contextlib.suppress(Exception):
+            converted = item()
+            if isinstance(converted, (int, float, str, bool)) or converted is None:
+                return converted
+    return repr(value)
+
+
+def write_json_atomic(path: Path, value: Any, *, durable: bool = True) -> None:
+    """Write ``value`` as JSON (see :func:`dumps_json`) atomically."""
+    write_text_atomic(path, dumps_json(value), durable=durable)
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file; unreadable or invalid content becomes :class:`StoreError`."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc.strerror or exc}", where=str(path)) from exc
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StoreError(
+            f"{path} is not valid JSON ({exc})",
+            where=str(path),
+            hint="the file is corrupt; move it away and run the command again",
+        ) from exc
+
+
+def make_temp_dir(parent: Path, stem: str) -> Path:
+    """Create an empty, uniquely named temporary directory inside ``parent``."""
+    parent = Path(parent)
+    parent.mkdir(parents=True, exist_ok=True)
+    path = parent / _temp_name(stem)
+    path.mkdir()
+    return path
+
+
+def publish_dir(tmp: Path, final: Path) -> bool:
+    """Move the finished directory ``tmp`` to ``final`` with one atomic rename.
+
+    Returns True when ours was published, False when ``final`` already existed (another process
+    won the race): then ``tmp`` is deleted and the existing directory is left untouched.
+    """
+    try:
+        os.rename(tmp, final)
+    except OSError as exc:
+        if exc.errno in (errno.EEXIST, errno.ENOTEMPTY) or final.exists():
+            remove_tree(tmp)
+            return False
+        remove_tree(tmp)
+        raise StoreError(f"cannot move {tmp.name} into place as {final}: {exc.strerror or exc}", where=str(final)) from exc
+    fsync_dir(final.parent)
+    return True
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a directory tree, first renaming it so readers never see it half-deleted."""
+    path = Path(path)
+    if not path.exists():
+        return
+    trash = path.parent / f"{TRASH_PREFIX}{path.name}-{os.getpid():x}-{secrets.token_hex(4)}"
+    try:
+        os.rename(path, trash)
+    except FileNotFoundError:
+        return
+    except OSError:
+        trash = path
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def remove_stale_temps(parent: Path, older_than: float = 3600.0) -> int:
+    """Delete temporary and trash entries in ``parent`` older than ``older_than`` seconds.
+
+    They are what a crashed writer left behind; young ones may belong to a live writer.
+    Returns how many were removed.
+    """
+    parent = Path(parent)
+    if not parent.is_dir():
+        return 0
+    now = time.time()
+    removed = 0
+    for child in parent.iterdir():
+        if not child.name.startswith((TEMP_PREFIX, TRASH_PREFIX)):
+            continue
+        try:
+            age = now - child.lstat().st_mtime
+        except FileNotFoundError:
+            continue
+        if age < older_than:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                child.unlink()
+        removed += 1
+    return removed
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, *, timeout: float = 600.0, what: str | None = None) -> Iterator[None]:
+    """Hold an exclusive inter-process lock on ``path`` (created if needed) for the block.
+
+    Waiting longer than ``timeout`` seconds raises :class:`ConcurrencyError`.
+    """
+    from filelock import FileLock, Timeout
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path), timeout=timeout)
+    try:
+        lock.acquire()
+    except Timeout as exc:
+        raise ConcurrencyError(
+            f"gave up waiting {timeout:g}s for the lock on {what or path}",
+            where=str(path),
+            hint="another modver process holds it; wait for it to finish, or remove the lock file if no modver process is running",
+        ) from exc
+    try:
+        yield
+    finally:
+        lock.release()

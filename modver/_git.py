@@ -1,0 +1,677 @@
+"""Git access for modver: the ONLY module that imports dulwich.
+
+Everything modver reads from or writes to a git repository goes through :class:`GitRepo`
+(repository, refs, objects) and :class:`GitTree` (a read-only :class:`~modver.models.SourceTree`
+over a tree in the object database). Product code never runs the ``git`` binary.
+
+Hot paths (walking thousands of commits, looking up a file in each) parse raw commit and tree
+objects and cache them per :class:`GitRepo`: commits by sha, trees by sha (a tree shared by many
+commits is parsed once).
+
+Every dulwich or OS failure reading the object database is raised as
+:class:`~modver.errors.StoreError` (``raise ... from exc``); unknown revisions as
+:class:`~modver.errors.UnknownVersionError`; no dulwich exception escapes this module.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import re
+import stat
+import time
+import traceback
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from dulwich.errors import NotGitRepository, ObjectFormatException
+from dulwich.file import FileLocked
+from dulwich.index import get_unstaged_changes
+from dulwich.objects import Blob, Commit, Tree, parse_tree
+from dulwich.repo import BaseRepo, MemoryRepo, Repo
+
+from modver import errors
+
+__all__ = ["AUTHOR", "GitRepo", "GitTree"]
+
+AUTHOR = "modver <modver@localhost>"
+
+_COMMIT, _TREE, _BLOB, _TAG = 1, 2, 3, 4
+_TYPE_NAMES = {_COMMIT: "commit", _TREE: "tree", _BLOB: "blob", _TAG: "tag"}
+_HEX40 = re.compile(rb"[0-9a-f]{40}\Z")
+_HEX_ABBREV = re.compile(r"[0-9a-fA-F]{4,40}\Z")
+_SUFFIX = re.compile(r"(~|\^)(\d*)")
+_S_IFGITLINK = 0o160000
+_SHA_LEN = 20  # bytes of a binary SHA-1 object id in a tree entry
+_OBJECT_LOCK_WAIT = 10.0  # seconds to wait for another process writing the same object
+# Programming errors are never "a corrupt store": they propagate as they are.
+_BUGS = (TypeError, AttributeError, NameError, AssertionError)
+
+# Tree entries, parsed: name -> (mode, hex sha), names decoded as utf-8 (surrogateescape).
+_Entries = dict[str, tuple[int, str]]
+
+
+@dataclass(frozen=True)
+class _CommitInfo:
+    tree: str
+    parents: tuple[str, ...]
+    time: int  # committer time, seconds since the epoch
+    offset: int  # committer timezone offset, seconds east of UTC
+    message: bytes
+
+
+def _decode(name: bytes) -> str:
+    return name.decode("utf-8", "surrogateescape")
+
+
+def _encode(name: str) -> bytes:
+    return name.encode("utf-8", "surrogateescape")
+
+
+def _split_path(path: str) -> list[str]:
+    return [part for part in path.replace("\\", "/").split("/") if part not in ("", ".")]
+
+
+def _store_error(what: str, exc: BaseException, where: str | None = None) -> errors.StoreError:
+    # The failed dulwich frames may hold memoryviews of a pack's mmap; clearing their locals
+    # lets the repository close while this error (with its __cause__) is still alive.
+    traceback.clear_frames(exc.__traceback__)
+    return errors.StoreError(
+        f"{what}: {type(exc).__name__}: {exc}",
+        where=where,
+        hint="the git object database may be corrupt; run `git fsck` to check it",
+    )
+
+
+class GitRepo:
+    """A git repository (on disk, or a dulwich ``MemoryRepo`` for tests).
+
+    Use as a context manager or call :meth:`close`: an unclosed dulwich ``Repo`` keeps pack
+    files open and complains at exit.
+    """
+
+    def __init__(self, repo: BaseRepo, root: Path):
+        self._repo = repo
+        self.root = root
+        self._commits: dict[str, _CommitInfo] = {}
+        self._trees: dict[str, _Entries] = {}
+        self._walks: dict[str, tuple[str, ...]] = {}
+
+    # -- opening ----------------------------------------------------------------------------
+
+    @classmethod
+    def discover(cls, path: str | os.PathLike[str] = ".") -> GitRepo:
+        """Open the repository containing ``path`` (walking up to its root)."""
+        try:
+            repo = Repo.discover(os.fspath(path))
+        except NotGitRepository as exc:
+            raise errors.NotARepositoryError(
+                f"not a git repository (or any parent folder): {os.fspath(path)}",
+                hint="run 'modver init'",
+            ) from exc
+        except OSError as exc:
+            raise _store_error("cannot open the git repository", exc, os.fspath(path)) from exc
+        return cls(repo, Path(repo.path).resolve())
+
+    @classmethod
+    def init(cls, path: str | os.PathLike[str]) -> GitRepo:
+        """Create a repository at ``path`` (made if missing), with dulwich, on branch main."""
+        target = Path(path)
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+            repo = Repo.init(os.fspath(target), default_branch=b"main")
+        except OSError as exc:
+            raise _store_error("cannot create a git repository", exc, str(target)) from exc
+        return cls(repo, target.resolve())
+
+    @classmethod
+    def memory(cls) -> GitRepo:
+        """An empty in-memory repository (tests); it has no working tree, root is ``.``."""
+        return cls(MemoryRepo(), Path("."))
+
+    def close(self) -> None:
+        """Release the dulwich repository (pack files, ...)."""
+        try:
+            self._repo.close()
+        except BufferError:
+            # a pack's mmap still has views exported (a live traceback): collect, then retry
+            gc.collect()
+            try:
+                self._repo.close()
+            except BufferError:
+                pass  # the pack is released when its last view goes; nothing is lost
+
+    def __enter__(self) -> GitRepo:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"GitRepo({str(self.root)!r})"
+
+    # -- raw objects ------------------------------------------------------------------------
+
+    def _raw(self, sha: str, expected: int | None = None) -> bytes:
+        try:
+            type_num, data = self._repo.object_store.get_raw(sha.encode("ascii"))
+        except KeyError as exc:
+            raise errors.StoreError(
+                f"missing git object {sha}",
+                hint="the git object database may be corrupt; run `git fsck` to check it",
+            ) from exc
+        except _BUGS:
+            raise
+        except Exception as exc:  # zlib, pack, checksum, OS errors: all mean an unreadable store
+            raise _store_error(f"cannot read git object {sha}", exc) from exc
+        if expected is not None and type_num != expected:
+            raise errors.StoreError(
+                f"git object {sha} is a {_TYPE_NAMES.get(type_num, type_num)}, "
+                f"expected a {_TYPE_NAMES[expected]}",
+                hint="the git object database may be corrupt; run `git fsck` to check it",
+            )
+        return data
+
+    def _type(self, sha: str) -> int:
+        try:
+            return self._repo.object_store.get_raw(sha.encode("ascii"))[0]
+        except Exception as exc:
+            raise _store_error(f"cannot read git object {sha}", exc) from exc
+
+    def has_object(self, sha: str) -> bool:
+        """Whether the object database holds ``sha`` (a 40-digit hex id)."""
+        if not _HEX40.match(sha.encode("ascii", "replace")):
+            return False
+        try:
+            return sha.encode("ascii") in self._repo.object_store
+        except Exception as exc:
+            raise _store_error("cannot read the object database", exc) from exc
+
+    def read_blob(self, sha: str) -> bytes:
+        """The bytes of blob ``sha``."""
+        return self._raw(sha, _BLOB)
+
+    def _commit(self, sha: str) -> _CommitInfo:
+        info = self._commits.get(sha)
+        if info is None:
+            info = self._commits[sha] = self._parse_commit(sha, self._raw(sha, _COMMIT))
+        return info
+
+    @staticmethod
+    def _parse_commit(sha: str, data: bytes) -> _CommitInfo:
+        head, _, message = data.partition(b"\n\n")
+        tree = None
+        parents: list[str] = []
+        when, offset = 0, 0
+        try:
+            for line in head.split(b"\n"):
+                if line.startswith(b"tree "):
+                    tree = line[5:].decode("ascii")
+                elif line.startswith(b"parent "):
+                    parents.append(line[7:].decode("ascii"))
+                elif line.startswith(b"committer "):
+                    _, _, stamp = line.rpartition(b">")
+                    seconds, tz = stamp.split()
+                    when = int(seconds)
+                    sign = -1 if tz.startswith(b"-") else 1
+                    digits = tz.lstrip(b"+-")
+                    offset = sign * (int(digits[:2]) * 3600 + int(digits[2:4]) * 60)
+        except ValueError as exc:
+            raise _store_error(f"malformed git commit {sha}", exc) from exc
+        if tree is None:
+            raise errors.StoreError(
+                f"malformed git commit {sha}: no tree",
+                hint="the git object database may be corrupt; run `git fsck` to check it",
+            )
+        return _CommitInfo(tree, tuple(parents), when, offset, message)
+
+    def tree_entries(self, tree_sha: str) -> _Entries:
+        """The entries of tree ``tree_sha`` (name -> (mode, sha)), parsed once per repository."""
+        entries = self._trees.get(tree_sha)
+        if entries is None:
+            data = self._raw(tree_sha, _TREE)
+            try:
+                parsed = parse_tree(data, _SHA_LEN)
+            except (ObjectFormatException, ValueError) as exc:
+                raise _store_error(f"malformed git tree {tree_sha}", exc) from exc
+            entries = {
+                _decode(name): (mode, hexsha.decode("ascii")) for name, mode, hexsha in parsed
+            }
+            self._trees[tree_sha] = entries
+        return entries
+
+    # -- commits ----------------------------------------------------------------------------
+
+    def head_commit(self) -> str | None:
+        """The commit HEAD points at, or None before the first commit."""
+        try:
+            _, sha = self._repo.refs.follow(b"HEAD")
+        except KeyError:
+            return None
+        except Exception as exc:
+            raise _store_error("cannot read HEAD", exc, "HEAD") from exc
+        return self._check_ref_value("HEAD", sha)
+
+    def current_branch(self) -> str | None:
+        """The branch HEAD is on (also before its first commit), or None when detached."""
+        try:
+            names, _ = self._repo.refs.follow(b"HEAD")
+        except KeyError:
+            return None
+        except Exception as exc:
+            raise _store_error("cannot read HEAD", exc, "HEAD") from exc
+        last = names[-1] if names else b"HEAD"
+        if last.startswith(b"refs/heads/"):
+            return _decode(last[len(b"refs/heads/") :])
+        return None
+
+    def resolve_rev(self, rev: str) -> str:
+        """The commit sha ``rev`` names: branch, tag, (abbreviated) sha, ``HEAD~3``, ``main^2``."""
+        text = rev.strip()
+        cut = min((i for i in (text.find("~"), text.find("^")) if i >= 0), default=len(text))
+        base, suffix = text[:cut], text[cut:]
+        if not base:
+            raise self._unknown_rev(rev, "empty revision")
+        sha = self._resolve_base(base, rev)
+        sha = self._peel_to_commit(sha, rev)
+        pos = 0
+        while pos < len(suffix):
+            if suffix.startswith(("^{}", "^{commit}"), pos):
+                pos += 3 if suffix.startswith("^{}", pos) else 9
+                continue
+            match = _SUFFIX.match(suffix, pos)
+            if match is None:
+                raise self._unknown_rev(rev, "cannot parse the revision suffix")
+            pos = match.end()
+            count = int(match.group(2)) if match.group(2) else 1
+            if match.group(1) == "~":
+                for _ in range(count):
+                    parents = self._commit(sha).parents
+                    if not parents:
+                        raise self._unknown_rev(rev, "history is not that long")
+                    sha = parents[0]
+            elif count:
+                parents = self._commit(sha).parents
+                if len(parents) < count:
+                    raise self._unknown_rev(rev, f"the commit has no parent {count}")
+                sha = parents[count - 1]
+        return sha
+
+    def _unknown_rev(self, rev: str, why: str = "") -> errors.UnknownVersionError:
+        detail = f" ({why})" if why else ""
+        return errors.UnknownVersionError(
+            f"unknown git revision {rev!r}{detail}",
+            hint="use a branch, tag or commit sha, e.g. HEAD~1; see `git log`",
+        )
+
+    def _resolve_base(self, base: str, rev: str) -> str:
+        if base == "@":
+            base = "HEAD"
+        raw = _encode(base)
+        if _HEX40.match(raw.lower()) and self.has_object(base.lower()):
+            return base.lower()
+        for candidate in (
+            raw,
+            b"refs/" + raw,
+            b"refs/tags/" + raw,
+            b"refs/heads/" + raw,
+            b"refs/remotes/" + raw,
+            b"refs/remotes/" + raw + b"/HEAD",
+        ):
+            try:
+                _, sha = self._repo.refs.follow(candidate)
+            except (KeyError, ValueError):
+                continue
+            except Exception as exc:
+                raise _store_error("cannot read refs", exc, base) from exc
+            if sha is not None:
+                return self._check_ref_value(_decode(candidate), sha)
+        if _HEX_ABBREV.match(base):
+            try:
+                matches = sorted(
+                    {m.decode("ascii") for m in self._repo.object_store.iter_prefix(raw.lower())}
+                )
+            except Exception as exc:
+                raise _store_error("cannot read the object database", exc) from exc
+            commits = [m for m in matches if self._type(m) in (_COMMIT, _TAG)]
+            if len(commits) == 1:
+                return commits[0]
+            if len(commits) > 1:
+                raise self._unknown_rev(rev, "ambiguous: " + ", ".join(c[:12] for c in commits))
+        raise self._unknown_rev(rev)
+
+    def _peel_to_commit(self, sha: str, rev: str) -> str:
+        for _ in range(32):
+            kind = self._type(sha)
+            if kind == _COMMIT:
+                return sha
+            if kind != _TAG:
+                kind_name = _TYPE_NAMES.get(kind, kind)
+                raise self._unknown_rev(rev, f"it names a {kind_name}, not a commit")
+            data = self._raw(sha, _TAG)
+            first = data.split(b"\n", 1)[0]
+            if not first.startswith(b"object "):
+                raise errors.StoreError(f"malformed git tag {sha}")
+            sha = first[7:].decode("ascii")
+        raise self._unknown_rev(rev, "tag chain too long")
+
+    def first_parent_walk(self, rev: str) -> list[str]:
+        """The commits on ``rev``'s first-parent chain, oldest first."""
+        tip = self.resolve_rev(rev)
+        cached = self._walks.get(tip)
+        if cached is None:
+            chain: list[str] = []
+            sha: str | None = tip
+            while sha is not None:
+                known = self._walks.get(sha)
+                if known is not None and sha != tip:
+                    chain.reverse()
+                    cached = known + tuple(chain)
+                    break
+                chain.append(sha)
+                parents = self._commit(sha).parents
+                sha = parents[0] if parents else None
+            else:
+                chain.reverse()
+                cached = tuple(chain)
+            self._walks[tip] = cached
+        return list(cached)
+
+    def commit_parents(self, sha: str) -> tuple[str, ...]:
+        """The parents of commit ``sha``."""
+        return self._commit(sha).parents
+
+    def commit_tree(self, sha: str) -> str:
+        """The root tree sha of commit ``sha``."""
+        return self._commit(sha).tree
+
+    def commit_time(self, sha: str) -> datetime:
+        """The committer time of ``sha``, timezone-aware, in the commit's own offset."""
+        info = self._commit(sha)
+        zone = timezone(timedelta(seconds=info.offset))
+        return datetime.fromtimestamp(info.time, UTC).astimezone(zone)
+
+    def commit_message(self, sha: str) -> str:
+        """The commit message of ``sha`` (utf-8, undecodable bytes replaced)."""
+        return self._commit(sha).message.decode("utf-8", "replace")
+
+    def tree_at(self, commit_sha: str) -> GitTree:
+        """The files of commit ``commit_sha``."""
+        return GitTree(self, self._commit(commit_sha).tree)
+
+    def tree(self, tree_sha: str | None) -> GitTree:
+        """A :class:`GitTree` over tree ``tree_sha`` (None: an empty tree)."""
+        return GitTree(self, tree_sha)
+
+    # -- working tree -----------------------------------------------------------------------
+
+    def is_dirty(self) -> bool:
+        """Whether tracked files differ from HEAD, in the index or the working tree.
+
+        Untracked files do not count. Before the first commit, any indexed file counts.
+        A repository without a working tree is never dirty.
+        """
+        if isinstance(self._repo, MemoryRepo) or not self._repo.has_index():
+            return False
+        try:
+            index = self._repo.open_index()
+            head = self.head_commit()
+            tree = self._commit(head).tree.encode("ascii") if head else None
+            for _ in index.changes_from_tree(self._repo.object_store, tree):
+                return True
+            for _ in get_unstaged_changes(index, os.fspath(self.root)):
+                return True
+        except errors.ModverError:
+            raise
+        except Exception as exc:
+            raise _store_error("cannot compare the working tree with HEAD", exc) from exc
+        return False
+
+    # -- writing objects --------------------------------------------------------------------
+
+    def _add(self, obj: Any) -> str:
+        sha = obj.id.decode("ascii")
+        store = self._repo.object_store
+        deadline = time.monotonic() + _OBJECT_LOCK_WAIT
+        while True:
+            try:
+                if obj.id not in store:
+                    store.add_object(obj)
+                return sha
+            except FileLocked as exc:
+                # Another process is writing this very object (same content, same id):
+                # wait until it lands, rather than failing.
+                if time.monotonic() > deadline:
+                    raise errors.StoreError(
+                        f"git object {sha} stays locked by another process",
+                        where=str(exc.args[-1]) if exc.args else None,
+                        hint="if no other git or modver process is running, remove the .lock file",
+                    ) from exc
+                time.sleep(0.005)
+            except _BUGS:
+                raise
+            except Exception as exc:
+                raise _store_error("cannot write to the git object database", exc) from exc
+
+    def write_blob(self, data: bytes) -> str:
+        """Store ``data`` as a blob (no-op if present); its sha."""
+        return self._add(Blob.from_string(data))
+
+    def write_tree(self, files: Mapping[str, str | tuple[int, str]]) -> str:
+        """Store a tree holding ``files`` (POSIX path -> blob sha, or (mode, sha)); its sha.
+
+        Nested folders become subtrees. Regular files get mode 0o100644 unless given.
+        """
+        root: dict[str, Any] = {}
+        for path, value in files.items():
+            parts = _split_path(path)
+            if not parts:
+                raise ValueError(f"empty path in tree: {path!r}")
+            node = root
+            for part in parts[:-1]:
+                child = node.setdefault(part, {})
+                if not isinstance(child, dict):
+                    raise ValueError(f"{path!r}: {part!r} is both a file and a folder")
+                node = child
+            if isinstance(node.get(parts[-1]), dict):
+                raise ValueError(f"{path!r} is both a file and a folder")
+            node[parts[-1]] = value if isinstance(value, tuple) else (0o100644, value)
+        return self._write_node(root)
+
+    def _write_node(self, node: dict[str, Any]) -> str:
+        tree = Tree()
+        for name, value in node.items():
+            if isinstance(value, dict):
+                tree.add(_encode(name), stat.S_IFDIR, self._write_node(value).encode("ascii"))
+            else:
+                mode, sha = value
+                tree.add(_encode(name), mode, sha.encode("ascii"))
+        sha = self._add(tree)
+        return sha
+
+    def write_commit(
+        self,
+        tree: str,
+        parents: list[str] | tuple[str, ...],
+        message: str,
+        *,
+        author: str = AUTHOR,
+        when: datetime | None = None,
+    ) -> str:
+        """Store a commit of ``tree`` with ``parents``; its sha. ``when`` defaults to now (UTC)."""
+        stamp = int(when.timestamp()) if when is not None else int(time.time())
+        delta = when.utcoffset() if when is not None else None
+        offset = int(delta.total_seconds()) if delta is not None else 0
+        commit = Commit()
+        commit.tree = tree.encode("ascii")
+        commit.parents = [p.encode("ascii") for p in parents]
+        commit.author = commit.committer = author.encode("utf-8")
+        commit.author_time = commit.commit_time = stamp
+        commit.author_timezone = commit.commit_timezone = offset
+        text = message if message.endswith("\n") else message + "\n"
+        commit.message = text.encode("utf-8")
+        return self._add(commit)
+
+    # -- refs -------------------------------------------------------------------------------
+
+    def _check_ref_value(self, name: str, sha: bytes | None) -> str | None:
+        if sha is None:
+            return None
+        if not _HEX40.match(sha):
+            raise errors.StoreError(
+                f"corrupt git ref {name}: {sha[:60]!r} is not an object id",
+                where=name,
+                hint=f"inspect .git/{name}; `git fsck` reports corrupt refs",
+            )
+        return sha.decode("ascii")
+
+    def read_ref(self, name: str) -> str | None:
+        """The sha ``name`` (a full ref name, symbolic refs followed) points at, or None."""
+        try:
+            _, sha = self._repo.refs.follow(_encode(name))
+        except KeyError:
+            return None
+        except Exception as exc:
+            raise _store_error(f"cannot read ref {name}", exc, name) from exc
+        return self._check_ref_value(name, sha)
+
+    def set_ref_if_equals(self, name: str, old: str | None, new: str) -> bool:
+        """Compare-and-swap: point ``name`` at ``new`` only if it is ``old`` (None: absent).
+
+        Returns False when the ref changed meanwhile or another process holds its lock:
+        re-read and retry.
+        """
+        refs = self._repo.refs
+        try:
+            if old is None:
+                return bool(refs.add_if_new(_encode(name), new.encode("ascii")))
+            return bool(refs.set_if_equals(_encode(name), old.encode("ascii"), new.encode("ascii")))
+        except FileLocked:
+            return False
+        except Exception as exc:
+            raise _store_error(f"cannot update ref {name}", exc, name) from exc
+
+    def branches(self) -> list[str]:
+        """Names of the local branches (``refs/heads/*``), sorted."""
+        return sorted(name[len("refs/heads/") :] for name in self.list_refs("refs/heads/"))
+
+    def commit_all(self, message: str, *, author: str = "modver demo <demo@localhost>") -> str:
+        """Stage every non-ignored file and commit it on the current branch; the new sha.
+
+        Only ``modver demo`` uses this, on the demo's own fresh repository: no other modver
+        command touches branches, HEAD or the index.
+        """
+        from dulwich import porcelain
+
+        try:
+            porcelain.add(self._repo, paths=None)
+            sha = porcelain.commit(self._repo, message=message.encode("utf-8"),
+                                   author=author.encode("utf-8"), committer=author.encode("utf-8"))
+        except Exception as exc:
+            raise _store_error("cannot commit the working tree", exc, str(self.root)) from exc
+        self._walks.clear()
+        return sha.decode("ascii") if isinstance(sha, bytes) else str(sha)
+
+    def list_refs(self, prefix: str) -> dict[str, str]:
+        """Refs whose full name starts with the folder ``prefix`` (e.g. ``refs/modver/tags/``).
+
+        Keys are full ref names.
+        """
+        base = prefix.rstrip("/")
+        try:
+            found = self._repo.refs.as_dict(_encode(base))
+        except Exception as exc:
+            raise _store_error(f"cannot list refs under {prefix}", exc, prefix) from exc
+        result: dict[str, str] = {}
+        for key, sha in found.items():
+            name = f"{base}/{_decode(key)}"
+            checked = self._check_ref_value(name, sha)
+            if checked is not None:
+                result[name] = checked
+        return dict(sorted(result.items()))
+
+
+class GitTree:
+    """A read-only :class:`~modver.models.SourceTree` over a git tree object.
+
+    ``content_id`` is the git blob sha. Only regular (and executable) files are files:
+    symlinks and submodules read as None. Tree objects are cached by the owning
+    :class:`GitRepo`, shared by every GitTree of that repository.
+    """
+
+    def __init__(self, repo: GitRepo, tree_sha: str | None):
+        self.repo = repo
+        self.sha = tree_sha
+
+    def __repr__(self) -> str:
+        return f"GitTree({self.sha!r})"
+
+    def _entry(self, path: str) -> tuple[int, str] | None:
+        if self.sha is None:
+            return None
+        parts = _split_path(path)
+        if not parts:
+            return (stat.S_IFDIR, self.sha)
+        tree = self.sha
+        for part in parts[:-1]:
+            entry = self.repo.tree_entries(tree).get(part)
+            if entry is None or not stat.S_ISDIR(entry[0]):
+                return None
+            tree = entry[1]
+        return self.repo.tree_entries(tree).get(parts[-1])
+
+    @staticmethod
+    def _is_file(mode: int) -> bool:
+        return stat.S_ISREG(mode)
+
+    def blob_id(self, path: str) -> str | None:
+        """The blob sha of the file at ``path``, or None."""
+        entry = self._entry(path)
+        if entry is None or not self._is_file(entry[0]):
+            return None
+        return entry[1]
+
+    def content_id(self, path: str) -> str | None:
+        """The git blob sha of ``path`` (None when not a file)."""
+        return self.blob_id(path)
+
+    def read(self, path: str) -> bytes | None:
+        """The bytes of the file at ``path``, or None."""
+        sha = self.blob_id(path)
+        return None if sha is None else self.repo.read_blob(sha)
+
+    def is_dir(self, path: str) -> bool:
+        """Whether ``path`` is a folder ('' is the root; an empty GitTree has only the root)."""
+        if not _split_path(path):
+            return True
+        entry = self._entry(path)
+        return entry is not None and stat.S_ISDIR(entry[0]) and entry[0] != _S_IFGITLINK
+
+    def subtree(self, path: str) -> GitTree:
+        """The folder ``path`` as its own GitTree (empty when there is no such folder)."""
+        entry = self._entry(path)
+        if entry is None or not stat.S_ISDIR(entry[0]):
+            return GitTree(self.repo, None)
+        return GitTree(self.repo, entry[1])
+
+    def iter_files(self, prefix: str = "") -> Iterator[str]:
+        """Paths of every file under folder ``prefix`` (full POSIX paths), sorted."""
+        parts = _split_path(prefix)
+        base = "/".join(parts)
+        entry = self._entry(base)
+        if entry is None or not stat.S_ISDIR(entry[0]):
+            return
+        yield from sorted(self._walk(entry[1], base))
+
+    def _walk(self, tree_sha: str, base: str) -> Iterator[str]:
+        entries = self.repo.tree_entries(tree_sha)
+        for name in entries:
+            mode, sha = entries[name]
+            path = f"{base}/{name}" if base else name
+            if stat.S_ISDIR(mode) and mode != _S_IFGITLINK:
+                yield from self._walk(sha, path)
+            elif self._is_file(mode):
+                yield path

@@ -1,0 +1,311 @@
+"""Content-addressed stage outputs: ``.modver/cache/outputs/<key-hex>/``.
+
+The key is computed by the caller (the runner digests fingerprint, params, upstream keys and
+data hashes with ``modver._encoding.digest_value``: ``"mv1:<hex>"``); a bare hex string is
+accepted too. The entry folder is named by the hex part and holds::
+
+    object          the output, written by a serializer (modver.serialize); may be a folder
+    stdout, stderr  what the stage printed when it ran (optional)
+    entry.json      written last: key, serializer, created, stage, version, duration,
+                    metrics (the metric events the stage logged), meta (anything else the caller
+                    passed) and files {relative path: {size, checksum "crc32:<hex>"}}
+
+Writes are atomic: the entry is built in a ``.tmp-*`` folder inside the cache root and
+published with one ``os.rename``; a crash leaves at most a temp folder (ignored, and removed by
+:meth:`OutputCache.remove_stale_temps`), never a half-written entry. When several processes put
+the same key at once, the first rename wins and the others discard their copy, so the store
+ends with exactly one entry. :meth:`OutputCache.load` checks file sizes (cheap, catches a
+truncated file); :meth:`OutputCache.verify` also checks every checksum.
+
+Objects whose classes live in user code are pickled under the materialized version's module
+name (``_modver_<hex>...``); call ``modver.materialize.install_finder(store)`` before
+:meth:`OutputCache.load` so such objects load without the working tree.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from modver import _fs, serialize
+from modver.errors import CacheError, StoreError
+
+ENTRY_FILE = "entry.json"
+FORMAT = 1
+_KEY = re.compile(r"^(?:[a-z][a-z0-9]*:)?([0-9a-f]{16,128})$")
+_RESERVED_META = frozenset({"stage", "version", "duration", "metrics", "stdout", "stderr"})
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One cached output, as :meth:`OutputCache.get` reads it from ``entry.json``."""
+
+    key: str
+    serializer: str
+    created: str  # ISO 8601, UTC
+    path: Path  # the entry's folder
+    stage: str | None = None
+    version: str | None = None  # "v3"
+    duration: float | None = None  # seconds the stage took when it ran
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # metric events it logged
+    stdout: Path | None = None
+    stderr: Path | None = None
+    size: int = 0  # bytes of all files of the entry
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)  # everything else the caller passed
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-friendly view (paths as strings)."""
+        return {
+            "key": self.key,
+            "serializer": self.serializer,
+            "created": self.created,
+            "path": str(self.path),
+            "stage": self.stage,
+            "version": self.version,
+            "duration": self.duration,
+            "metrics": list(self.metrics),
+            "stdout": str(self.stdout) if self.stdout else None,
+            "stderr": str(self.stderr) if self.stderr else None,
+            "size": self.size,
+            "meta": dict(self.meta),
+        }
+
+
+def key_hex(key: str) -> str:
+    """The folder name of ``key``: its hex part. Malformed keys raise :class:`CacheError`."""
+    match = _KEY.match(key) if isinstance(key, str) else None
+    if match is None:
+        raise CacheError(f"invalid cache key {key!r}: expected '<scheme>:<hex>' or '<hex>' (16-128 hex digits)")
+    return match.group(1)
+
+
+class OutputCache:
+    """Stage outputs addressed by key, under ``root`` (normally ``.modver/cache/outputs``)."""
+
+    def __init__(self, root: Path, *, lock_dir: Path | None = None):
+        self.root = Path(root)
+        self.lock_dir = Path(lock_dir) if lock_dir is not None else self.root / ".locks"
+
+    def __repr__(self) -> str:
+        return f"OutputCache({str(self.root)!r})"
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def path(self, key: str) -> Path:
+        """The folder an entry for ``key`` lives (or would live) in."""
+        return self.root / key_hex(key)
+
+    def get(self, key: str) -> Entry | None:
+        """The entry for ``key``, or None when there is none (a corrupt entry counts as none)."""
+        try:
+            return self._read_entry(self.path(key))
+        except (FileNotFoundError, NotADirectoryError, StoreError):
+            return None
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and self.get(key) is not None
+
+    def keys(self) -> Iterator[str]:
+        """Keys of the published entries (readable ones only)."""
+        for entry in self.entries():
+            yield entry.key
+
+    def entries(self) -> Iterator[Entry]:
+        """Every readable published entry, in folder-name order."""
+        if not self.root.is_dir():
+            return
+        for child in sorted(self.root.iterdir()):
+            if child.name.startswith(".") or not child.is_dir():
+                continue
+            try:
+                yield self._read_entry(child)
+            except (FileNotFoundError, StoreError):
+                continue
+
+    def load(self, key: str, *, verify: bool = False) -> Any:
+        """The cached object for ``key``.
+
+        Sizes of the entry's files are always checked; ``verify=True`` also checks checksums.
+        A missing or damaged entry raises :class:`CacheError`.
+        """
+        entry = self.get(key)
+        if entry is None:
+            raise CacheError(
+                f"no cached output for key {key}",
+                where=str(self.path(key)),
+                hint="run the pipeline again to recompute it",
+            )
+        problems = self._problems(entry, deep=verify)
+        if problems:
+            raise CacheError(
+                f"cached output {entry.path.name} is damaged: {problems[0]}",
+                where=str(entry.path),
+                hint="it will be recomputed: remove it with OutputCache.remove() or `modver run --force STAGE`",
+            )
+        return serialize.load(entry.path, entry.serializer)
+
+    def verify(self, key: str) -> bool:
+        """Whether ``key`` has a complete entry whose files match their sizes and checksums."""
+        return not self.problems(key)
+
+    def problems(self, key: str) -> list[str]:
+        """What is wrong with ``key``'s entry (empty when it is valid)."""
+        folder = self.path(key)
+        try:
+            entry = self._read_entry(folder)
+        except FileNotFoundError:
+            return [f"no entry at {folder}"]
+        except StoreError as exc:
+            return [str(exc)]
+        return self._problems(entry, deep=True)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def put(self, key: str, obj: Any, meta: Mapping[str, Any] | None = None) -> Entry:
+        """Store ``obj`` under ``key`` atomically and return its entry.
+
+        ``meta`` may hold ``stage``, ``version``, ``duration``, ``metrics`` (list of events),
+        ``stdout``/``stderr`` (text, bytes, or a path to copy) and any other JSON values (kept
+        under :attr:`Entry.meta`). When a valid entry exists already, or another process
+        publishes one first, that entry is returned and ours is discarded.
+        """
+        meta = dict(meta or {})
+        hexkey = key_hex(key)
+        final = self.root / hexkey
+        existing = self.get(key)
+        if existing is not None:
+            return existing
+        if final.exists():  # a damaged entry: replace it, one process at a time
+            with _fs.file_lock(self.lock_dir / f"{hexkey}.lock", what=f"cache entry {hexkey}"):
+                if self.get(key) is None:
+                    _fs.remove_tree(final)
+        tmp = _fs.make_temp_dir(self.root, hexkey[:16])
+        try:
+            record = self._write_entry(tmp, key, obj, meta)
+        except BaseException:
+            _fs.remove_tree(tmp)
+            raise
+        if not _fs.publish_dir(tmp, final):
+            winner = self.get(key)
+            if winner is not None:
+                return winner
+            raise CacheError(
+                f"another process left a damaged cache entry for {key}",
+                where=str(final),
+                hint="remove the folder and run again",
+            )
+        return self._entry_from_record(final, record)
+
+    def remove(self, key: str) -> bool:
+        """Delete ``key``'s entry; True when there was one."""
+        final = self.path(key)
+        if not final.exists():
+            return False
+        with _fs.file_lock(self.lock_dir / f"{final.name}.lock", what=f"cache entry {final.name}"):
+            existed = final.exists()
+            _fs.remove_tree(final)
+        return existed
+
+    def remove_stale_temps(self, older_than: float = 3600.0) -> int:
+        """Delete what crashed writers left behind (temp folders older than ``older_than`` s)."""
+        return _fs.remove_stale_temps(self.root, older_than)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _write_entry(self, tmp: Path, key: str, obj: Any, meta: dict[str, Any]) -> dict[str, Any]:
+        name, object_checksum = serialize.dump_with_checksum(obj, tmp)
+        for stream in ("stdout", "stderr"):
+            _write_log(tmp / stream, meta.get(stream))
+        files: dict[str, dict[str, Any]] = {}
+        for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
+            rel = path.relative_to(tmp).as_posix()
+            checksum = object_checksum if rel == serialize.OBJECT_NAME and object_checksum else serialize.checksum_file(path)
+            files[rel] = {"size": path.stat().st_size, "checksum": checksum}
+        metrics = meta.get("metrics") or []
+        if not isinstance(metrics, list):
+            metrics = list(metrics)
+        record = {
+            "format": FORMAT,
+            "key": key,
+            "serializer": name,
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+            "stage": meta.get("stage"),
+            "version": meta.get("version"),
+            "duration": meta.get("duration"),
+            "metrics": metrics,
+            "files": files,
+            "meta": {k: v for k, v in meta.items() if k not in _RESERVED_META},
+        }
+        try:
+            text = _fs.dumps_json(record)
+        except (TypeError, ValueError) as exc:
+            raise CacheError(f"cache metadata for {key} is not JSON-serializable: {exc}") from exc
+        (tmp / ENTRY_FILE).write_text(text, encoding="utf-8")
+        return record
+
+    def _read_entry(self, folder: Path) -> Entry:
+        record = _fs.read_json(folder / ENTRY_FILE)
+        if not isinstance(record, dict) or "serializer" not in record or "files" not in record:
+            raise StoreError(f"{folder / ENTRY_FILE} is not a cache entry", where=str(folder))
+        return self._entry_from_record(folder, record)
+
+    @staticmethod
+    def _entry_from_record(folder: Path, record: dict[str, Any]) -> Entry:
+        files = record.get("files") or {}
+        return Entry(
+            key=record.get("key", folder.name),
+            serializer=record["serializer"],
+            created=record.get("created", ""),
+            path=folder,
+            stage=record.get("stage"),
+            version=record.get("version"),
+            duration=record.get("duration"),
+            metrics=list(record.get("metrics") or []),
+            stdout=folder / "stdout" if "stdout" in files else None,
+            stderr=folder / "stderr" if "stderr" in files else None,
+            size=sum(int(info.get("size", 0)) for info in files.values()),
+            files=dict(files),
+            meta=dict(record.get("meta") or {}),
+        )
+
+    @staticmethod
+    def _problems(entry: Entry, *, deep: bool) -> list[str]:
+        problems = []
+        if serialize.OBJECT_NAME not in entry.files and not any(
+            rel.startswith(serialize.OBJECT_NAME + "/") for rel in entry.files
+        ):
+            problems.append("entry.json lists no object file")
+        for rel, info in entry.files.items():
+            path = entry.path / rel
+            try:
+                size = path.stat().st_size
+            except OSError:
+                problems.append(f"{rel} is missing")
+                continue
+            if size != info.get("size"):
+                problems.append(f"{rel} has {size} bytes, expected {info.get('size')}")
+                continue
+            if deep and serialize.checksum_file(path) != info.get("checksum"):
+                problems.append(f"{rel} does not match its checksum")
+        return problems
+
+
+def _write_log(path: Path, value: Any) -> None:
+    if value is None:
+        return
+    if isinstance(value, str):
+        path.write_text(value, encoding="utf-8")
+    elif isinstance(value, (bytes, bytearray)):
+        path.write_bytes(bytes(value))
+    elif isinstance(value, os.PathLike):
+        if Path(value).exists():
+            shutil.copyfile(value, path)
+    else:
+        raise CacheError(f"{path.name} must be text, bytes or a path, not {type(value).__name__}")

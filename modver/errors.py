@@ -1,0 +1,75 @@
+"""Errors modver raises. Every one is a :class:`ModverError`.
+
+``str(err)`` is the whole user message: what happened and where. ``err.hint`` says what to do
+next. The CLI prints both and exits 1; nothing else in modver prints or exits.
+"""
+
+from __future__ import annotations
+
+
+class ModverError(Exception):
+    """Root of every error modver raises on purpose.
+
+    ``where`` names the place (a path, ``path:line:col``, a stage, a ref); ``hint`` is the next
+    step for the user. Both are optional and already part of ``str(err)`` where it helps.
+    """
+
+    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None):
+        self.message = message
+        self.where = where
+        self.hint = hint
+        super().__init__(message if where is None or where in message else f"{where}: {message}")
+
+
+class NotARepositoryError(ModverError):
+    """The folder is not inside a git repository."""
+
+
+class ManifestError(ModverError):
+    """The manifest is missing, not valid YAML, or does not match the schema."""
+
+
+class UnknownStageError(ModverError):
+    """A stage name that no manifest declares."""
+
+
+class UnknownVersionError(ModverError):
+    """A version reference that does not resolve."""
+
+
+class InvalidNameError(ModverError):
+    """A stage or tag name that cannot be a git ref component."""
+
+
+class SourceError(ModverError):
+    """User code that cannot be read or parsed (syntax errors carry path:line:col)."""
+
+
+class EntryNotFoundError(ModverError):
+    """A stage's entry file or callable does not exist."""
+
+
+class StoreError(ModverError):
+    """The .modver store or the git object database is unreadable or corrupt."""
+
+
+class ConcurrencyError(ModverError):
+    """Another process kept changing the same ref; retried and gave up."""
+
+
+class RunError(ModverError):
+    """A pipeline run failed: a stage raised, or its inputs/params are wrong."""
+
+
+class StageFailedError(RunError):
+    """A stage raised an exception while running."""
+
+
+class CacheError(ModverError):
+    """A cached output cannot be written or read."""
+
+
+def format_syntax_error(path: str, line: int, col: int, source_line: str, detail: str) -> str:
+    """Render a syntax error as ``path:line:col: detail`` plus the line and a caret."""
+    caret = " " * max(col - 1, 0) + "^"
+    return f"{path}:{line}:{col}: {detail}\n    {source_line.rstrip()}\n    {caret}"

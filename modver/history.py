@@ -1,0 +1,520 @@
+"""Stage histories: each stage's versions, a chain of commits under ``refs/modver/stages/<stage>``.
+
+Layout (see docs/storage.md):
+
+- ``refs/modver/stages/<stage>``: one commit per version, parent = the previous version. Its
+  tree holds ``meta.json`` (sorted keys, indent 2) and ``src/<path>`` for every file of the
+  version's closure (the same git blob as in the user's tree: nothing is stored twice).
+  Author and committer ``modver <modver@localhost>``, message ``<stage> v<N>: <message>``.
+- ``refs/modver/tags/<stage>/<name>``: a named version (points at its commit).
+
+Registration is compare-and-swap on the stage ref, retried: concurrent processes never lose a
+version nor give two fingerprints one number. Branches, HEAD, the index and the working tree
+are never touched. Git access goes through :mod:`modver._git` only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from modver import errors
+from modver._git import GitRepo, GitTree
+from modver.models import Closure, Definition, SourceTree, StageVersion, Unresolved
+
+__all__ = [
+    "STAGES_PREFIX",
+    "TAGS_PREFIX",
+    "History",
+    "load_index_state",
+    "save_index_state",
+    "validate_name",
+]
+
+STAGES_PREFIX = "refs/modver/stages/"
+TAGS_PREFIX = "refs/modver/tags/"
+SCHEME = "mv1"
+META = "meta.json"
+SRC = "src"
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+_VERSION = re.compile(r"v(\d+)\Z")
+_HEX_PREFIX = re.compile(r"[0-9a-fA-F]{6,64}\Z")
+_RESERVED = ("latest", "working")
+_MAX_WAIT = 30.0  # seconds of retrying a contended compare-and-swap before giving up
+
+
+def validate_name(name: str, what: str = "stage") -> str:
+    """Return ``name`` if it can be a stage/tag name (a git ref component), else raise.
+
+    Allowed: letters, digits, ``_``, ``.`` and ``-``, starting with a letter or digit; no
+    ``..``; not ending in ``.`` or ``.lock``.
+    """
+    if (
+        not isinstance(name, str)
+        or not _NAME.match(name)
+        or ".." in name
+        or name.endswith(".")
+        or name.endswith(".lock")
+    ):
+        raise errors.InvalidNameError(
+            f"invalid {what} name {name!r}: use letters, digits, '_', '.' and '-', starting "
+            "with a letter or digit (no '..', not ending in '.' or '.lock')",
+            hint=f"rename the {what}, e.g. 'preprocess' or 'model_v2'",
+        )
+    return name
+
+
+@dataclass
+class _Chain:
+    """The parsed versions of one stage at one ref tip (cache entry)."""
+
+    tip: str
+    versions: list[StageVersion]  # without tags
+    by_fingerprint: dict[str, StageVersion]
+    by_commit: dict[str, StageVersion]
+
+
+def _iso(created: datetime | None) -> datetime:
+    when = created or datetime.now(UTC)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).replace(microsecond=0)
+
+
+def _commit_message(stage: str, number: int, message: str) -> str:
+    """``<stage> v<N>: <first line>``, then the rest of a multi-line message."""
+    first, _, rest = message.strip().partition("\n")
+    subject = f"{stage} v{number}: {first.strip()}".rstrip()
+    return f"{subject}\n\n{rest.strip()}\n" if rest.strip() else subject + "\n"
+
+
+def _bare_fingerprint(text: str) -> str:
+    return text.split(":", 1)[1] if ":" in text else text
+
+
+class History:
+    """The versions of every stage of one repository."""
+
+    def __init__(self, repo: GitRepo):
+        self.repo = repo
+        self._chains: dict[str, _Chain] = {}
+        self._metas: dict[str, dict[str, Any]] = {}
+
+    # -- reading ----------------------------------------------------------------------------
+
+    @staticmethod
+    def ref(stage: str) -> str:
+        """The ref holding ``stage``'s history."""
+        return STAGES_PREFIX + validate_name(stage)
+
+    def stages(self) -> list[str]:
+        """Names of stages that have a history, sorted."""
+        return sorted(name[len(STAGES_PREFIX) :] for name in self.repo.list_refs(STAGES_PREFIX))
+
+    def _chain(self, stage: str) -> _Chain | None:
+        tip = self.repo.read_ref(self.ref(stage))
+        if tip is None:
+            return None
+        cached = self._chains.get(stage)
+        if cached is not None and cached.tip == tip:
+            return cached
+        # walk back from the tip until the cached tip (appends only) or the first version
+        fresh: list[str] = []
+        sha: str | None = tip
+        base: list[StageVersion] = []
+        while sha is not None:
+            if cached is not None and sha == cached.tip:
+                base = list(cached.versions)
+                break
+            fresh.append(sha)
+            parents = self.repo.commit_parents(sha)
+            if len(parents) > 1:
+                raise self._corrupt(stage, sha, "a history commit has several parents")
+            sha = parents[0] if parents else None
+        versions = base
+        for commit in reversed(fresh):
+            version = self._version_from_commit(stage, commit)
+            if version.number != len(versions) + 1:
+                raise self._corrupt(
+                    stage, commit, f"expected v{len(versions) + 1}, found v{version.number}"
+                )
+            versions.append(version)
+        chain = _Chain(
+            tip,
+            versions,
+            {v.fingerprint: v for v in versions},
+            {v.commit: v for v in versions},
+        )
+        self._chains[stage] = chain
+        return chain
+
+    def _corrupt(self, stage: str, commit: str, why: str) -> errors.StoreError:
+        return errors.StoreError(
+            f"corrupt history of stage {stage} at commit {commit[:12]}: {why}",
+            where=self.ref(stage),
+            hint="the ref was changed outside modver; inspect it with "
+            f"`git log {self.ref(stage)}`",
+        )
+
+    def _meta_of(self, commit: str, stage: str | None = None) -> dict[str, Any]:
+        meta = self._metas.get(commit)
+        if meta is None:
+            blob = self.repo.tree_at(commit).read(META)
+            if blob is None:
+                raise self._corrupt(stage or "?", commit, f"no {META}")
+            try:
+                meta = json.loads(blob.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise self._corrupt(stage or "?", commit, f"unreadable {META}: {exc}") from exc
+            if not isinstance(meta, dict):
+                raise self._corrupt(stage or "?", commit, f"{META} is not an object")
+            self._metas[commit] = meta
+        return meta
+
+    def _version_from_commit(self, stage: str, commit: str) -> StageVersion:
+        meta = self._meta_of(commit, stage)
+        try:
+            return StageVersion(
+                stage=stage,
+                number=int(meta["number"]),
+                fingerprint=str(meta["fingerprint"]),
+                entry=str(meta["entry"]),
+                origin=meta.get("origin"),
+                created=str(meta["created"]),
+                message=str(meta.get("message", "")),
+                commit=commit,
+                files=tuple(meta.get("files", ())),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self._corrupt(stage, commit, f"{META} lacks {exc}") from exc
+
+    def _with_tags(self, stage: str, versions: list[StageVersion]) -> list[StageVersion]:
+        names: dict[str, list[str]] = {}
+        for name, commit in self._tag_refs(stage).items():
+            names.setdefault(commit, []).append(name)
+        if not names:
+            return list(versions)
+        return [
+            replace(v, tags=tuple(sorted(names[v.commit]))) if v.commit in names else v
+            for v in versions
+        ]
+
+    def _tag_refs(self, stage: str) -> dict[str, str]:
+        prefix = f"{TAGS_PREFIX}{stage}/"
+        return {name[len(prefix) :]: sha for name, sha in self.repo.list_refs(prefix).items()}
+
+    def versions(self, stage: str) -> list[StageVersion]:
+        """``stage``'s versions, oldest (v1) first, with their tags; [] when it has none."""
+        chain = self._chain(stage)
+        return [] if chain is None else self._with_tags(stage, chain.versions)
+
+    def find(self, stage: str, fingerprint: str) -> StageVersion | None:
+        """The version of ``stage`` with exactly this fingerprint, or None."""
+        chain = self._chain(stage)
+        if chain is None:
+            return None
+        found = chain.by_fingerprint.get(fingerprint)
+        return None if found is None else self._with_tags(stage, [found])[0]
+
+    def latest(self, stage: str) -> StageVersion | None:
+        """The newest version of ``stage``, or None."""
+        versions = self.versions(stage)
+        return versions[-1] if versions else None
+
+    # -- resolving --------------------------------------------------------------------------
+
+    def _unknown_stage(self, stage: str) -> errors.UnknownStageError:
+        known = self.stages()
+        listing = ", ".join(known) if known else "none yet"
+        return errors.UnknownStageError(
+            f"unknown stage {stage!r}: no versions registered; stages with a history: {listing}",
+            where=stage,
+            hint="run `modver index` or `modver snapshot` to register versions",
+        )
+
+    def resolve(self, stage: str, ref: str) -> StageVersion:
+        """The version ``ref`` names: ``vN``, ``latest``, a tag, or a fingerprint prefix.
+
+        Fingerprint prefixes need 6+ hex digits, with or without ``mv1:``.
+        (``working`` and ``git:REV`` are the façade's business.)
+        """
+        chain = self._chain(stage)
+        if chain is None:
+            raise self._unknown_stage(stage)
+        versions = self._with_tags(stage, chain.versions)
+        text = ref.strip()
+        if text == "latest":
+            return versions[-1]
+        match = _VERSION.match(text)
+        if match:
+            number = int(match.group(1))
+            if 1 <= number <= len(versions):
+                return versions[number - 1]
+            raise self._unknown_version(stage, ref, versions)
+        tags = self._tag_refs(stage)
+        if text in tags:
+            by_commit = {v.commit: v for v in versions}
+            if tags[text] in by_commit:
+                return by_commit[tags[text]]
+            raise self._corrupt(stage, tags[text], f"tag {text} points outside the history")
+        bare = _bare_fingerprint(text).lower()
+        if _HEX_PREFIX.match(bare) and (text.startswith(f"{SCHEME}:") or ":" not in text):
+            hits = [v for v in versions if _bare_fingerprint(v.fingerprint).startswith(bare)]
+            if len(hits) == 1:
+                return hits[0]
+            if len(hits) > 1:
+                listing = ", ".join(f"{v.version} ({v.fingerprint[:16]}…)" for v in hits)
+                raise errors.UnknownVersionError(
+                    f"ambiguous version {stage}@{ref}: it matches {listing}",
+                    where=f"{stage}@{ref}",
+                    hint="give more digits of the fingerprint, or use vN",
+                )
+        raise self._unknown_version(stage, ref, versions)
+
+    def _unknown_version(
+        self, stage: str, ref: str, versions: list[StageVersion]
+    ) -> errors.UnknownVersionError:
+        has = "v1" if len(versions) == 1 else f"v1..v{len(versions)}"
+        tags = sorted({t for v in versions for t in v.tags})
+        listing = f"{has} (tags: {', '.join(tags)})" if tags else has
+        return errors.UnknownVersionError(
+            f"unknown version {stage}@{ref}; {stage} has {listing}",
+            where=f"{stage}@{ref}",
+            hint=f"see `modver log {stage}`",
+        )
+
+    # -- registering ------------------------------------------------------------------------
+
+    def _store_files(self, closure: Closure, tree: SourceTree) -> dict[str, str]:
+        """Blob ids for ``src/<path>`` of every closure file, writing only missing blobs."""
+        stored: dict[str, str] = {}
+        for path in sorted(set(closure.files) | set(closure.deps)):
+            content_id = tree.content_id(path)
+            if content_id is not None and self.repo.has_object(content_id):
+                stored[f"{SRC}/{path}"] = content_id
+                continue
+            data = tree.read(path)
+            if data is None:
+                raise errors.SourceError(
+                    f"{path} is part of the closure of {closure.entry} but cannot be read",
+                    where=path,
+                    hint="check that the file exists and is readable",
+                )
+            stored[f"{SRC}/{path}"] = self.repo.write_blob(data)
+        return stored
+
+    def register(
+        self,
+        stage: str,
+        closure: Closure,
+        tree: SourceTree,
+        *,
+        origin: str | None,
+        message: str = "",
+        created: datetime | None = None,
+    ) -> tuple[StageVersion, bool]:
+        """Register ``closure`` as the next version of ``stage``, unless its fingerprint is known.
+
+        Returns ``(version, True)`` for a new version, ``(existing, False)`` otherwise. The files
+        of the closure are taken from ``tree`` (their blobs are reused when already stored).
+        """
+        ref = self.ref(stage)
+        existing = self.find(stage, closure.fingerprint)
+        if existing is not None:
+            return existing, False
+        when = _iso(created)
+        files = self._store_files(closure, tree)
+        deadline = time.monotonic() + _MAX_WAIT
+        delay = 0.002
+        while True:
+            chain = self._chain(stage)
+            if chain is not None:
+                found = chain.by_fingerprint.get(closure.fingerprint)
+                if found is not None:
+                    return self._with_tags(stage, [found])[0], False
+            number = 1 if chain is None else len(chain.versions) + 1
+            meta = {
+                "scheme": SCHEME,
+                "stage": stage,
+                "number": number,
+                "fingerprint": closure.fingerprint,
+                "entry": closure.entry,
+                "origin": origin,
+                "created": when.isoformat(),
+                "message": message,
+                "files": list(closure.files),
+                "definitions": [asdict(d) for d in closure.definitions],
+                "unresolved": [asdict(u) for u in closure.unresolved],
+                "deps": list(closure.deps),
+            }
+            meta_blob = self.repo.write_blob(
+                (json.dumps(meta, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
+            )
+            root = self.repo.write_tree({META: meta_blob, **files})
+            commit = self.repo.write_commit(
+                root, [] if chain is None else [chain.tip], _commit_message(stage, number, message),
+                when=when,
+            )
+            if self.repo.set_ref_if_equals(ref, None if chain is None else chain.tip, commit):
+                self._metas[commit] = meta
+                version = StageVersion(
+                    stage=stage,
+                    number=number,
+                    fingerprint=closure.fingerprint,
+                    entry=closure.entry,
+                    origin=origin,
+                    created=meta["created"],
+                    message=message,
+                    commit=commit,
+                    files=tuple(closure.files),
+                )
+                return version, True
+            if time.monotonic() > deadline:
+                raise errors.ConcurrencyError(
+                    f"could not register a version of {stage}: {ref} kept changing",
+                    where=ref,
+                    hint="another modver process is registering versions; try again",
+                )
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 0.1)
+
+    # -- tags -------------------------------------------------------------------------------
+
+    def tag(
+        self, stage: str, ref_or_version: str | StageVersion, name: str, *, force: bool = False
+    ) -> StageVersion:
+        """Name a version: ``refs/modver/tags/<stage>/<name>``; returns it with its tags.
+
+        Moving an existing tag to another version needs ``force=True``.
+        """
+        validate_name(name, "tag")
+        if name in _RESERVED or _VERSION.match(name) or _HEX_PREFIX.match(name):
+            raise errors.InvalidNameError(
+                f"invalid tag name {name!r}: 'latest', 'working', vN and 6+ hex digits "
+                "already mean something in a version reference",
+                hint="choose another name, e.g. 'best' or 'baseline'",
+            )
+        if isinstance(ref_or_version, StageVersion):
+            if ref_or_version.stage != stage:
+                raise errors.UnknownVersionError(
+                    f"{ref_or_version.stage}@{ref_or_version.version} is not a version of {stage}"
+                )
+            version = self.resolve(stage, ref_or_version.version)
+            if version.commit != ref_or_version.commit:
+                raise self._corrupt(stage, ref_or_version.commit, "version commit mismatch")
+        else:
+            version = self.resolve(stage, ref_or_version)
+        refname = f"{TAGS_PREFIX}{stage}/{name}"
+        deadline = time.monotonic() + _MAX_WAIT
+        while True:
+            current = self.repo.read_ref(refname)
+            if current == version.commit:
+                break
+            if current is not None and not force:
+                at = self._chain(stage)
+                other = at.by_commit.get(current) if at else None
+                label = f"{stage}@{other.version}" if other else current[:12]
+                raise errors.InvalidNameError(
+                    f"tag {name!r} of stage {stage} already points to {label}",
+                    where=refname,
+                    hint="use --force to move it, or choose another name",
+                )
+            if self.repo.set_ref_if_equals(refname, current, version.commit):
+                break
+            if time.monotonic() > deadline:
+                raise errors.ConcurrencyError(f"could not set {refname}: it kept changing")
+            time.sleep(0.01 * random.random())
+        return self.resolve(stage, version.version)
+
+    def tags(self, stage: str) -> dict[str, StageVersion]:
+        """``stage``'s tags: name -> version (tags pointing outside the history are skipped)."""
+        chain = self._chain(stage)
+        if chain is None:
+            return {}
+        versions = {v.commit: v for v in self._with_tags(stage, chain.versions)}
+        return {
+            name: versions[commit]
+            for name, commit in sorted(self._tag_refs(stage).items())
+            if commit in versions
+        }
+
+    # -- contents ---------------------------------------------------------------------------
+
+    def meta(self, version: StageVersion) -> dict[str, Any]:
+        """The version's full ``meta.json`` (definitions, unresolved references, deps...)."""
+        return dict(self._meta_of(version.commit, version.stage))
+
+    def closure(self, version: StageVersion) -> Closure:
+        """The :class:`~modver.models.Closure` recorded for ``version``."""
+        meta = self._meta_of(version.commit, version.stage)
+        try:
+            return Closure(
+                fingerprint=meta["fingerprint"],
+                entry=meta["entry"],
+                files=tuple(meta.get("files", ())),
+                definitions=tuple(Definition(**d) for d in meta.get("definitions", ())),
+                unresolved=tuple(Unresolved(**u) for u in meta.get("unresolved", ())),
+                deps=tuple(meta.get("deps", ())),
+            )
+        except (KeyError, TypeError) as exc:
+            raise self._corrupt(version.stage, version.commit, f"bad {META}: {exc}") from exc
+
+    def source_tree(self, version: StageVersion) -> GitTree:
+        """The version's files as a SourceTree (paths relative to the project root)."""
+        return self.repo.tree_at(version.commit).subtree(SRC)
+
+    def files(self, version: StageVersion) -> dict[str, bytes]:
+        """The version's files: project path -> bytes."""
+        tree = self.source_tree(version)
+        result: dict[str, bytes] = {}
+        for path in tree.iter_files():
+            data = tree.read(path)
+            if data is not None:
+                result[path] = data
+        return result
+
+
+# -- index progress cache (.modver/index.json) ------------------------------------------------
+
+
+def load_index_state(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The index progress cache at ``path``; {} when missing or unreadable (it is a cache)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def save_index_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
+    """Write the index progress cache atomically (temp file + rename)."""
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".index-", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(state, handle, sort_keys=True, indent=2)
+                handle.write("\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+    except OSError as exc:
+        raise errors.StoreError(
+            f"cannot write the index cache: {exc}", where=str(target), hint="check permissions"
+        ) from exc

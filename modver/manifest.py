@@ -1,0 +1,982 @@
+"""The manifest: load and validate a project's YAML, and edit its pins keeping comments.
+
+This is the only module that imports ``ruamel.yaml``. It does so lazily, inside functions, so
+``import modver.manifest`` stays cheap (the CLI imports it for ``--help``); every ruamel
+exception is translated into :class:`~modver.errors.ManifestError` (``raise ... from exc``).
+
+Schema (see docs and ``STARTER_MANIFEST``)::
+
+    data:        {name: path}                    # optional; paths relative to the project root
+    stages:
+      <name>:                                    # a git ref component: [A-Za-z0-9][A-Za-z0-9_.-]*
+        entry: path.py | path.py:name | path.py:Class.method     # required
+        version: v3                              # optional pin; an int N means "vN"
+        inputs: {kwarg: data.<name> | <stage>}   # optional
+        params: {kwarg: value}                   # optional; JSON-like values
+        deps: [path, ...]                        # optional; extra files fingerprinted whole
+    fingerprint: {docstrings: false}             # optional
+
+Pin edits (:func:`set_pin`) change only the ``version`` line of one stage: block-style
+mappings are edited in place in the text (every other byte is kept: comments, order, quoting,
+indentation, line endings); anything else falls back to ruamel's round-trip dump. Either way
+the result is re-parsed and checked before it atomically replaces the file.
+"""
+
+from __future__ import annotations
+
+# Only cheap stdlib modules at import time; difflib, json, tempfile and ruamel.yaml are
+# imported where they are used.
+import copy
+import keyword
+import os
+import posixpath
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modver.errors import InvalidNameError, ManifestError, UnknownStageError
+from modver.models import StageSpec
+
+__all__ = [
+    "DEFAULT_OPTIONS",
+    "FINGERPRINT_KEYS",
+    "STAGE_KEYS",
+    "STARTER_MANIFEST",
+    "TOP_LEVEL_KEYS",
+    "Manifest",
+    "dump_manifest_dict",
+    "load_manifest",
+    "load_manifest_text",
+    "set_pin",
+    "validate_name",
+]
+
+TOP_LEVEL_KEYS = ("data", "stages", "fingerprint")
+STAGE_KEYS = ("entry", "version", "inputs", "params", "deps")
+FINGERPRINT_KEYS = ("docstrings",)
+DEFAULT_OPTIONS: dict[str, Any] = {"docstrings": False}
+
+_DATA_PREFIX = "data."
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+_PLAIN_VERSION_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/@~^+-]*\Z")
+_INIT_HINT = "`modver init` creates a starter manifest"
+
+STARTER_MANIFEST = """\
+# modver manifest: declares the stages of your pipeline and pins one version of each.
+# One manifest is one experiment; a project may have many (modver run other.yaml).
+
+# Named input files, content-hashed; paths are relative to the project root.
+data:
+#  raw: data/raw.csv
+
+# Stages run in the order their inputs require. Uncomment and adapt:
+stages:
+#  preprocess:
+#    entry: pipeline/preprocess.py:preprocess  # file.py, file.py:function or file.py:Class.method
+#    version: v1              # the pinned version; absent means "the working tree"
+#    inputs: {raw: data.raw}  # keyword argument -> data.<name> or another stage
+#    params: {scale: true}    # keyword arguments
+#  train:
+#    entry: pipeline/train.py:train
+#    inputs: {data: preprocess}
+#    params: {C: 1.0}
+#    deps: [configs/model.yaml]  # extra files whose whole content is part of the version
+
+# Optional: make docstrings part of a stage's fingerprint (default false).
+# fingerprint: {docstrings: true}
+"""
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A loaded, validated manifest.
+
+    ``data`` maps names to file paths (relative to the project root, ``/``-separated);
+    ``stages`` keeps the file's order; ``options`` always holds every fingerprint option
+    (``{"docstrings": False}`` unless the manifest says otherwise). ``root`` is the project
+    root the paths are relative to (the manifest's folder unless given).
+    """
+
+    path: Path
+    data: dict[str, str]
+    stages: dict[str, StageSpec]
+    options: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_OPTIONS))
+    root: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.root is None:
+            object.__setattr__(self, "root", Path(self.path).parent)
+
+    def stage(self, name: str) -> StageSpec:
+        """The stage called ``name``; :class:`UnknownStageError` listing the declared ones."""
+        try:
+            return self.stages[name]
+        except KeyError:
+            raise _unknown_stage(name, self.stages, str(self.path)) from None
+
+    def order(self) -> list[str]:
+        """Stage names in an order that runs every stage after the stages it takes as inputs.
+
+        Ties keep the file's order. A cycle raises :class:`ManifestError` naming it,
+        e.g. ``a -> b -> a`` (data flows along the arrows).
+        """
+        order, cycle = _topological_order(self.stages)
+        if cycle is not None:
+            raise ManifestError(
+                f"the inputs of stages {', '.join(sorted(set(cycle)))} form a cycle: "
+                + " -> ".join(cycle),
+                where=str(self.path),
+                hint="a stage cannot take its own output as input, directly or through others",
+            )
+        return order
+
+
+# --------------------------------------------------------------------------- public functions
+
+
+def validate_name(name: object, what: str = "stage", *, where: str | None = None) -> str:
+    """Return ``name`` if it can be a git ref component, else raise :class:`InvalidNameError`."""
+    if not isinstance(name, str) or not _is_ref_component(name):
+        shown = name if isinstance(name, str) else repr(name)
+        raise InvalidNameError(
+            f"invalid {what} name {shown!r}",
+            where=where,
+            hint=f"a {what} name starts with a letter or digit and uses only letters, digits, "
+            "'_', '.' and '-' (no '..', not ending in '.' or '.lock')",
+        )
+    return name
+
+
+def load_manifest(path: Path | str, root: Path | str | None = None) -> Manifest:
+    """Load and validate the manifest at ``path``; errors say ``path:line:col`` and a hint.
+
+    Entry files are not checked for existence here (the façade checks them against the right
+    tree: the working tree or a commit).
+    """
+    path = Path(path)
+    text = _read_text(path)
+    return load_manifest_text(text, path, root)
+
+
+def load_manifest_text(
+    text: str | bytes, path: Path | str, root: Path | str | None = None
+) -> Manifest:
+    """Like :func:`load_manifest` for content read elsewhere (a manifest in a git commit)."""
+    path = Path(path)
+    if isinstance(text, bytes):
+        text = _decode(text, str(path))
+    doc = _parse(text, str(path))
+    return _build(doc, path, Path(root) if root is not None else None)
+
+
+def dump_manifest_dict(manifest: Manifest) -> dict[str, Any]:
+    """A plain JSON-able dict of the manifest (for run records and manifest diffs).
+
+    Shape: ``{"data": {...}, "stages": {name: {"entry", "version", "inputs", "params",
+    "deps"}}, "fingerprint": {...}}`` with every stage key present (``version`` is null when
+    unpinned). It is itself a valid manifest: JSON is YAML.
+    """
+    return {
+        "data": dict(manifest.data),
+        "stages": {
+            name: {
+                "entry": spec.entry,
+                "version": spec.version,
+                "inputs": dict(spec.inputs),
+                "params": copy.deepcopy(dict(spec.params)),
+                "deps": list(spec.deps),
+            }
+            for name, spec in manifest.stages.items()
+        },
+        "fingerprint": dict(manifest.options),
+    }
+
+
+def set_pin(path: Path | str, stage: str, version: str | int | None) -> None:
+    """Pin ``stage`` to ``version`` in the manifest at ``path`` (None removes the pin).
+
+    Only the stage's ``version`` line changes; a missing key is added right after ``entry``.
+    The file is replaced atomically; an unknown stage raises :class:`UnknownStageError`.
+    """
+    path = Path(path)
+    where = str(path)
+    if version is not None:
+        version = _normalize_version(version, where)
+    for _attempt in range(5):
+        raw = _read_bytes(path)
+        bom = raw.startswith(b"\xef\xbb\xbf")
+        text = _decode(raw[3:] if bom else raw, where)
+        doc = _parse(text, where)
+        manifest = _build(doc, path, None)
+        old = manifest.stage(stage)
+        if old.version == version:
+            return
+        expected = dump_manifest_dict(manifest)
+        expected["stages"][stage]["version"] = version
+        new_text = _edit_in_place(text, doc, stage, version)
+        if new_text is None or not _loads_to(new_text, path, expected):
+            new_text = _edit_round_trip(text, stage, version, where)
+            if not _loads_to(new_text, path, expected):
+                raise ManifestError(
+                    f"could not change the pin of {stage!r} without altering something else",
+                    where=where,
+                    hint=f"edit the `version:` of {stage!r} by hand",
+                )
+        data = new_text.encode("utf-8")
+        if _write_if_unchanged(path, raw, (b"\xef\xbb\xbf" if bom else b"") + data):
+            return
+    raise ManifestError(
+        "the manifest kept changing while modver edited it",
+        where=where,
+        hint="another process is editing it; try again",
+    )
+
+
+# --------------------------------------------------------------------------- reading / parsing
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ManifestError(f"no manifest at {path}", where=str(path), hint=_INIT_HINT) from None
+    except IsADirectoryError:
+        raise ManifestError(
+            f"{path} is a folder, not a manifest file",
+            where=str(path),
+            hint="give the YAML file's path",
+        ) from None
+    except OSError as exc:
+        raise ManifestError(
+            f"cannot read the manifest {path}: {exc.strerror or exc}", where=str(path)
+        ) from exc
+
+
+def _read_text(path: Path) -> str:
+    raw = _read_bytes(path)
+    if raw.startswith(b"\xef\xbb\xbf"):
+        raw = raw[3:]
+    return _decode(raw, str(path))
+
+
+def _decode(raw: bytes, where: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ManifestError(
+            "the manifest is not valid UTF-8 text",
+            where=f"{where}:{line}:{col}",
+            hint="save the file as UTF-8",
+        ) from exc
+
+
+def _rt_yaml() -> Any:
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="rt", pure=True)
+    yaml.preserve_quotes = True
+    yaml.allow_duplicate_keys = False
+    yaml.width = 4096
+    return yaml
+
+
+def _parse(text: str, where: str) -> Any:
+    """Parse YAML in round-trip mode (keeps positions); any ruamel failure → ManifestError."""
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    try:
+        return _rt_yaml().load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        loc = f"{where}:{mark.line + 1}:{mark.column + 1}" if mark is not None else where
+        problem = exc.problem or exc.context or "invalid YAML"
+        if exc.context and exc.problem:
+            problem = f"{exc.problem} ({exc.context})"
+        problem = " ".join(str(problem).split())
+        hint = "check the YAML syntax around that position (indentation, ':' and quotes)"
+        if "\t" in problem or "'\\t'" in problem:
+            hint = "indent with spaces, not tabs"
+        if type(exc).__name__ == "DuplicateKeyError":
+            hint = "each key may appear only once in a mapping; remove or rename the duplicate"
+        raise ManifestError(f"malformed YAML: {problem}", where=loc, hint=hint) from exc
+    except YAMLError as exc:
+        position = getattr(exc, "position", None)
+        if isinstance(position, int) and 0 <= position <= len(text):
+            line = text.count("\n", 0, position) + 1
+            col = position - (text.rfind("\n", 0, position) + 1) + 1
+            char = getattr(exc, "character", None)
+            if isinstance(char, str) and len(char) == 1:
+                char = ord(char)
+            shown = f" U+{char:04X}" if isinstance(char, int) else ""
+            raise ManifestError(
+                f"malformed YAML: the character{shown} is not allowed in YAML",
+                where=f"{where}:{line}:{col}",
+                hint="remove it, or write it as an escape inside double quotes",
+            ) from exc
+        raise ManifestError(
+            f"malformed YAML: {' '.join(str(exc).split())}",
+            where=where,
+            hint="check the YAML syntax",
+        ) from exc
+    except RecursionError as exc:
+        raise ManifestError(
+            "malformed YAML: nested too deeply", where=where, hint="flatten the manifest"
+        ) from exc
+    except Exception as exc:  # noqa: BLE001 - only ruamel runs here; map whatever it raises
+        raise ManifestError(
+            f"malformed YAML: {type(exc).__name__}: {exc}",
+            where=where,
+            hint="check the YAML syntax",
+        ) from exc
+
+
+# --------------------------------------------------------------------------- validation
+
+_NO_KEY = object()
+
+
+def _pos(where: str, node: Any, key: Any = _NO_KEY, *, value: bool = False) -> str:
+    """``path:line:col`` (1-based) of a key or value in a ruamel node, or just the path."""
+    try:
+        if key is _NO_KEY:
+            line, col = node.lc.line, node.lc.col
+        elif value:
+            line, col = node.lc.value(key)
+        else:
+            line, col = node.lc.key(key)
+    except (AttributeError, KeyError, TypeError, IndexError):
+        return where
+    if line is None or col is None:
+        return where
+    return f"{where}:{line + 1}:{col + 1}"
+
+
+def _item_pos(where: str, seq: Any, index: int) -> str:
+    try:
+        line, col = seq.lc.item(index)
+    except (AttributeError, KeyError, TypeError, IndexError):
+        return where
+    return f"{where}:{line + 1}:{col + 1}"
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool) or type(value).__name__ == "ScalarBoolean":
+        return "a boolean"
+    if isinstance(value, int):
+        return "a number"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
+def _check_keys(node: Any, allowed: tuple[str, ...], what: str, where: str) -> None:
+    for key in node:
+        if not isinstance(key, str):
+            raise ManifestError(
+                f"keys in {what} must be strings, found {_type_name(key)} {key!r}",
+                where=_pos(where, node, key),
+                hint=f"allowed keys: {', '.join(allowed)}",
+            )
+        if key not in allowed:
+            raise ManifestError(
+                f"unknown key {key!r} in {what}",
+                where=_pos(where, node, key),
+                hint=f"{_suggest(key, allowed)}allowed keys: {', '.join(allowed)}",
+            )
+
+
+def _mapping_or_empty(parent: Any, key: str, what: str, where: str, hint: str) -> Any:
+    value = parent.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ManifestError(
+            f"{what} must be a mapping, found {_type_name(value)}",
+            where=_pos(where, parent, key, value=True),
+            hint=hint,
+        )
+    return value
+
+
+def _is_ref_component(name: str) -> bool:
+    return (
+        bool(_NAME_RE.match(name))
+        and ".." not in name
+        and not name.endswith(".")
+        and not name.endswith(".lock")
+    )
+
+
+def _is_identifier(name: Any) -> bool:
+    return isinstance(name, str) and name.isidentifier() and not keyword.iskeyword(name)
+
+
+def _project_path(value: Any, what: str, loc: str, *, suffix: str | None = None) -> str:
+    """A ``/``-separated path inside the project, normalised; else ManifestError."""
+    if not isinstance(value, str) or not value.strip():
+        raise ManifestError(
+            f"{what} must be a file path, found {_type_name(value)}",
+            where=loc,
+            hint="write a path relative to the project root, e.g. `configs/model.yaml`",
+        )
+    if "\\" in value:
+        raise ManifestError(
+            f"{what} {value!r} uses '\\'", where=loc, hint="write paths with '/' on every platform"
+        )
+    if value.startswith("/") or re.match(r"[A-Za-z]:", value):
+        raise ManifestError(
+            f"{what} {value!r} is absolute", where=loc, hint="write it relative to the project root"
+        )
+    norm = posixpath.normpath(value)
+    if norm == ".." or norm.startswith("../") or norm == ".":
+        raise ManifestError(
+            f"{what} {value!r} is outside the project",
+            where=loc,
+            hint="stage code must live inside the project root",
+        )
+    if suffix is not None and (not norm.endswith(suffix) or posixpath.basename(norm) == suffix):
+        raise ManifestError(f"{what} {value!r} is not a {suffix} file", where=loc)
+    return norm
+
+
+def _parse_entry(value: Any, loc: str) -> str:
+    hint = "write `path/to/file.py`, `path/to/file.py:function` or `path/to/file.py:Class.method`"
+    if not isinstance(value, str):
+        raise ManifestError(
+            f"entry must be a string, found {_type_name(value)}", where=loc, hint=hint
+        )
+    file_part, sep, target = value.strip().partition(":")
+    if not file_part.endswith(".py"):
+        raise ManifestError(f"entry {value!r} does not name a .py file", where=loc, hint=hint)
+    path = _project_path(file_part, "entry file", loc, suffix=".py")
+    if not sep:
+        return path
+    parts = target.split(".")
+    if not 1 <= len(parts) <= 2 or not all(_is_identifier(p) for p in parts):
+        raise ManifestError(
+            f"entry {value!r}: {target!r} is not a function, class or Class.method name",
+            where=loc,
+            hint=hint,
+        )
+    return f"{path}:{target}"
+
+
+def _normalize_version(value: Any, loc: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or type(value).__name__ == "ScalarBoolean":
+        pass
+    elif isinstance(value, int):
+        if value >= 1:
+            return f"v{int(value)}"
+    elif isinstance(value, str):
+        text = value.strip()
+        if text and not any(ch.isspace() for ch in text):
+            return text
+    raise ManifestError(
+        f"version must be a version reference like v3, found {_type_name(value)} {value!r}",
+        where=loc,
+        hint="write `version: v3` (or a tag, `latest`, a fingerprint prefix, `git:REV`); "
+        "remove the key to use the working tree",
+    )
+
+
+def _plain(value: Any, where: str, loc: str) -> Any:
+    """A ruamel value as plain JSON-like Python (dict/list/str/int/float/bool/None)."""
+    if value is None or isinstance(value, bool):
+        return value
+    if type(value).__name__ == "ScalarBoolean":
+        return bool(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ManifestError(
+                f"param value {value!r} holds a lone surrogate escape",
+                where=loc,
+                hint="write the character itself, or one \\U0001XXXX escape, not a surrogate pair",
+            ) from None
+        return str(value)
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ManifestError(
+                    f"param keys must be strings, found {_type_name(key)} {key!r}",
+                    where=_pos(where, value, key) if hasattr(value, "lc") else loc,
+                    hint="quote the key",
+                )
+            item_loc = _pos(where, value, key, value=True) if hasattr(value, "lc") else loc
+            out[str(key)] = _plain(item, where, item_loc)
+        return out
+    if isinstance(value, list):
+        return [_plain(item, where, _item_pos(where, value, i)) for i, item in enumerate(value)]
+    raise ManifestError(
+        f"unsupported param value {value!r} ({type(value).__name__})",
+        where=loc,
+        hint="params are strings, numbers, booleans, null, lists or mappings; "
+        "quote dates and tagged values",
+    )
+
+
+def _build(doc: Any, path: Path, root: Path | None) -> Manifest:
+    where = str(path)
+    if doc is None:
+        raise ManifestError(
+            "the manifest is empty", where=where, hint=f"declare `stages:`; {_INIT_HINT}"
+        )
+    if not isinstance(doc, Mapping):
+        raise ManifestError(
+            f"the manifest must be a mapping with `stages:`, found {_type_name(doc)}",
+            where=_pos(where, doc),
+            hint=f"top-level keys: {', '.join(TOP_LEVEL_KEYS)}; {_INIT_HINT}",
+        )
+    _check_keys(doc, TOP_LEVEL_KEYS, "the manifest's top level", where)
+
+    # data
+    data_node = _mapping_or_empty(
+        doc, "data", "`data`", where, "write `data: {name: path/to/file}`"
+    )
+    data: dict[str, str] = {}
+    for name, value in data_node.items():
+        validate_name(name, "data", where=_pos(where, data_node, name))
+        loc = _pos(where, data_node, name, value=True)
+        if not isinstance(value, str) or not value.strip():
+            raise ManifestError(
+                f"data {name!r} must be a file path, found {_type_name(value)}",
+                where=loc,
+                hint="write `name: path/to/file` relative to the project root",
+            )
+        if "\\" in value:
+            raise ManifestError(
+                f"data {name!r}: {value!r} uses '\\'",
+                where=loc,
+                hint="write paths with '/' on every platform",
+            )
+        data[name] = value if value.startswith("/") else posixpath.normpath(value)
+
+    # fingerprint options
+    options = dict(DEFAULT_OPTIONS)
+    fp_node = _mapping_or_empty(
+        doc, "fingerprint", "`fingerprint`", where, "write `fingerprint: {docstrings: true}`"
+    )
+    _check_keys(fp_node, FINGERPRINT_KEYS, "`fingerprint`", where)
+    for key, value in fp_node.items():
+        if value is None:
+            continue
+        if not (isinstance(value, bool) or type(value).__name__ == "ScalarBoolean"):
+            raise ManifestError(
+                f"fingerprint.{key} must be true or false, found {_type_name(value)}",
+                where=_pos(where, fp_node, key, value=True),
+            )
+        options[key] = bool(value)
+
+    # stages: names first (inputs may name later stages), then bodies
+    stages_node = _mapping_or_empty(
+        doc, "stages", "`stages`", where, "write each stage as `name: {entry: file.py:function}`"
+    )
+    for name in stages_node:
+        validate_name(name, "stage", where=_pos(where, stages_node, name))
+        if name.startswith(_DATA_PREFIX):
+            raise ManifestError(
+                f"stage name {name!r} reads like a data reference",
+                where=_pos(where, stages_node, name),
+                hint="stage names must not start with 'data.'; rename the stage",
+            )
+    stages: dict[str, StageSpec] = {}
+    for name, body in stages_node.items():
+        stages[name] = _build_stage(name, body, stages_node, data, where)
+
+    order, cycle = _topological_order(stages)
+    if cycle is not None:
+        first = cycle[-1]  # a consumer inside the cycle: point at its `inputs`
+        raise ManifestError(
+            "the inputs of stages form a cycle: " + " -> ".join(cycle),
+            where=_pos(where, stages_node[first], "inputs", value=True),
+            hint="a stage cannot take its own output as input, directly or through others",
+        )
+    return Manifest(path=path, data=data, stages=stages, options=options, root=root)
+
+
+def _build_stage(
+    name: str, body: Any, stages_node: Any, data: dict[str, str], where: str
+) -> StageSpec:
+    head = _pos(where, stages_node, name)
+    if body is None or (isinstance(body, Mapping) and "entry" not in body):
+        _check_keys(body or {}, STAGE_KEYS, f"stage {name!r}", where)
+        raise ManifestError(
+            f"stage {name!r} has no `entry`",
+            where=head,
+            hint="add `entry: path/to/file.py:function` under the stage",
+        )
+    if isinstance(body, str):
+        raise ManifestError(
+            f"stage {name!r} must be a mapping, found a string",
+            where=_pos(where, stages_node, name, value=True),
+            hint=f"write `{name}: {{entry: {body}}}`",
+        )
+    if not isinstance(body, Mapping):
+        raise ManifestError(
+            f"stage {name!r} must be a mapping, found {_type_name(body)}",
+            where=_pos(where, stages_node, name, value=True),
+            hint="write `entry:` and the other stage keys under the stage name",
+        )
+    _check_keys(body, STAGE_KEYS, f"stage {name!r}", where)
+
+    def loc(key: str) -> str:
+        return _pos(where, body, key, value=True)
+
+    entry = _parse_entry(body["entry"], loc("entry"))
+    version = _normalize_version(body.get("version"), loc("version"))
+
+    inputs: dict[str, str] = {}
+    inputs_node = _mapping_or_empty(
+        body,
+        "inputs",
+        f"inputs of stage {name!r}",
+        where,
+        "write `inputs: {argument: data.<name> or <stage>}`",
+    )
+    for kwarg, ref in inputs_node.items():
+        kloc = _pos(where, inputs_node, kwarg)
+        if not _is_identifier(kwarg):
+            raise ManifestError(
+                f"input {kwarg!r} of stage {name!r} is not a Python keyword argument name",
+                where=kloc,
+                hint="input names are the stage function's parameter names",
+            )
+        vloc = _pos(where, inputs_node, kwarg, value=True)
+        if not isinstance(ref, str):
+            raise ManifestError(
+                f"input {kwarg!r} of stage {name!r} must name data.<name> or a stage, "
+                f"found {_type_name(ref)}",
+                where=vloc,
+            )
+        if ref.startswith(_DATA_PREFIX):
+            dname = ref[len(_DATA_PREFIX) :]
+            if dname not in data:
+                declared = ", ".join(data) or "none"
+                raise ManifestError(
+                    f"input {kwarg!r} of stage {name!r} refers to undeclared data {dname!r}",
+                    where=vloc,
+                    hint=f"{_suggest(dname, data)}declared data: {declared}; add it under `data:`",
+                )
+        elif ref not in stages_node:
+            declared = ", ".join(stages_node) or "none"
+            raise ManifestError(
+                f"input {kwarg!r} of stage {name!r} refers to unknown stage {ref!r}",
+                where=vloc,
+                hint=f"{_suggest(ref, stages_node)}declared stages: {declared}; "
+                "use data.<name> for a data file",
+            )
+        inputs[kwarg] = ref
+
+    params_node = body.get("params")
+    if params_node is None:
+        params: dict[str, Any] = {}
+    elif not isinstance(params_node, Mapping):
+        raise ManifestError(
+            f"params of stage {name!r} must be a mapping, found {_type_name(params_node)}",
+            where=loc("params"),
+            hint="write `params: {name: value}`",
+        )
+    else:
+        params = {}
+        for key, value in params_node.items():
+            kloc = _pos(where, params_node, key)
+            if not isinstance(key, str) or not key:
+                raise ManifestError(
+                    f"param names of stage {name!r} must be strings, "
+                    f"found {_type_name(key)} {key!r}",
+                    where=kloc,
+                    hint="quote the name",
+                )
+            if key in inputs:
+                raise ManifestError(
+                    f"stage {name!r} has both an input and a param called {key!r}",
+                    where=kloc,
+                    hint="each keyword argument comes from one place; rename one of them",
+                )
+            params[key] = _plain(value, where, _pos(where, params_node, key, value=True))
+
+    deps_node = body.get("deps")
+    deps: list[str] = []
+    if deps_node is not None:
+        if isinstance(deps_node, str):
+            raise ManifestError(
+                f"deps of stage {name!r} must be a list of paths, found a string",
+                where=loc("deps"),
+                hint=f"write `deps: [{deps_node}]`",
+            )
+        if not isinstance(deps_node, list):
+            raise ManifestError(
+                f"deps of stage {name!r} must be a list of paths, found {_type_name(deps_node)}",
+                where=loc("deps"),
+                hint="write `deps: [path/to/file, ...]`",
+            )
+        for index, item in enumerate(deps_node):
+            item_loc = _item_pos(where, deps_node, index)
+            deps.append(_project_path(item, f"dep of stage {name!r}", item_loc))
+
+    return StageSpec(
+        name=name, entry=entry, version=version, inputs=inputs, params=params, deps=tuple(deps)
+    )
+
+
+def _topological_order(stages: Mapping[str, StageSpec]) -> tuple[list[str], list[str] | None]:
+    """(order, None), or (partial order, cycle) with the cycle as ``[a, b, a]`` in data flow."""
+    needs = {
+        name: [
+            ref for ref in spec.inputs.values() if not ref.startswith(_DATA_PREFIX) and ref in stages
+        ]
+        for name, spec in stages.items()
+    }
+    remaining = list(stages)
+    done: set[str] = set()
+    order: list[str] = []
+    while remaining:
+        ready = next((n for n in remaining if all(d in done for d in needs[n])), None)
+        if ready is None:
+            return order, _find_cycle(remaining, needs, done)
+        remaining.remove(ready)
+        done.add(ready)
+        order.append(ready)
+    return order, None
+
+
+def _find_cycle(remaining: list[str], needs: dict[str, list[str]], done: set[str]) -> list[str]:
+    # Every remaining stage waits on another remaining one: walking "needs" must loop.
+    path: list[str] = []
+    seen: dict[str, int] = {}
+    node = remaining[0]
+    while node not in seen:
+        seen[node] = len(path)
+        path.append(node)
+        node = next(d for d in needs[node] if d not in done)
+    loop = path[seen[node] :]
+    loop.reverse()  # producer -> consumer
+    rank = {n: i for i, n in enumerate(remaining)}
+    start = min(range(len(loop)), key=lambda i: rank[loop[i]])
+    loop = loop[start:] + loop[:start]
+    return [*loop, loop[0]]
+
+
+def _unknown_stage(name: str, declared: Iterable[str], where: str) -> UnknownStageError:
+    declared = list(declared)
+    listing = ", ".join(declared) if declared else "no stages"
+    return UnknownStageError(
+        f"unknown stage {name!r}; {where} declares {listing}",
+        where=where,
+        hint=f"{_suggest(name, declared)}stages are declared under `stages:` in the manifest",
+    )
+
+
+# --------------------------------------------------------------------------- pin editing
+
+
+def _loads_to(text: str, path: Path, expected: dict[str, Any]) -> bool:
+    try:
+        manifest = _build(_parse(text, str(path)), path, None)
+    except (ManifestError, InvalidNameError):
+        return False
+    return dump_manifest_dict(manifest) == expected
+
+
+def _scalar_end(line: str, start: int, *, flow: bool = False) -> int | None:
+    """End index (exclusive) of the single-line YAML scalar starting at ``start``, or None."""
+    quote = line[start : start + 1]
+    if quote == "'":
+        i = start + 1
+        while i < len(line):
+            if line[i] == "'":
+                if line[i + 1 : i + 2] == "'":
+                    i += 2
+                    continue
+                return i + 1
+            i += 1
+        return None
+    if quote == '"':
+        i = start + 1
+        while i < len(line):
+            if line[i] == "\\":
+                i += 2
+                continue
+            if line[i] == '"':
+                return i + 1
+            i += 1
+        return None
+    content = line.rstrip("\r\n")
+    stop = re.search(r"\s#|[,}\]]" if flow else r"\s#", content[start:])
+    end = start + stop.start() if stop else len(content)
+    while end > start and content[end - 1] in " \t":
+        end -= 1
+    return end if end > start else None
+
+
+def _render_scalar(value: str, like: str) -> str:
+    """``value`` as a YAML scalar, quoted the way the old scalar text ``like`` was."""
+    import json
+
+    if like.startswith("'"):
+        return "'" + value.replace("'", "''") + "'"
+    if like.startswith('"') or not _PLAIN_VERSION_RE.match(value) or not _plain_is_string(value):
+        return json.dumps(value)
+    return value
+
+
+def _plain_is_string(value: str) -> bool:
+    try:
+        loaded = _rt_yaml().load(f"k: {value}\n")
+    except Exception:  # noqa: BLE001 - a probe: anything odd means "quote it"
+        return False
+    return isinstance(loaded, Mapping) and type(loaded.get("k")) is str and loaded["k"] == value
+
+
+def _edit_in_place(text: str, doc: Any, stage: str, version: str | None) -> str | None:
+    """Edit only the ``version`` of one stage in the text; None when that is not possible.
+
+    Handles block mappings (one line per key) and single-line flow mappings
+    (``{entry: a.py, version: v1}``); the caller re-parses the result to check it.
+    """
+    body = doc["stages"][stage]
+    lines = text.splitlines(keepends=True)
+    try:
+        flow = bool(body.fa.flow_style())
+        if "version" in body:
+            kline, kcol = body.lc.key("version")
+            vline, vcol = body.lc.value("version")
+        else:
+            kline, kcol = body.lc.key("entry")
+            vline, vcol = body.lc.value("entry")
+    except (AttributeError, KeyError, TypeError, IndexError):
+        return None
+    if vline != kline or kline >= len(lines):
+        return None
+    line = lines[kline]
+    end = _scalar_end(line, vcol, flow=flow)
+    if end is None:
+        return None
+    if "version" in body:
+        if version is not None:
+            lines[kline] = line[:vcol] + _render_scalar(version, line[vcol:end]) + line[end:]
+        elif not flow:
+            del lines[kline]
+        else:
+            after = re.match(r"\s*,\s*", line[end:])
+            before = re.search(r",\s*\Z", line[:kcol])
+            if after:
+                lines[kline] = line[:kcol] + line[end + after.end() :]
+            elif before:
+                lines[kline] = line[: before.start()] + line[end:]
+            else:
+                lines[kline] = line[:kcol] + line[end:]
+        return "".join(lines)
+    if version is None:
+        return text
+    rendered = _render_scalar(version, "")
+    if flow:
+        lines[kline] = line[:end] + ", version: " + rendered + line[end:]
+        return "".join(lines)
+    newline = line[len(line.rstrip("\r\n")) :]
+    if not newline:
+        newline = "\r\n" if "\r\n" in text else "\n"
+        lines[kline] = line + newline
+    lines.insert(kline + 1, " " * kcol + "version: " + rendered + newline)
+    return "".join(lines)
+
+
+def _edit_round_trip(text: str, stage: str, version: str | None, where: str) -> str:
+    """Fallback edit through ruamel's round-trip dump (keeps comments and order)."""
+    import io
+
+    from ruamel.yaml.util import load_yaml_guess_indent
+
+    try:
+        _, indent, block_seq_indent = load_yaml_guess_indent(text)
+        yaml = _rt_yaml()
+        yaml.indent(mapping=indent or 2, sequence=indent or 2, offset=block_seq_indent or 0)
+        doc = yaml.load(text)
+        body = doc["stages"][stage]
+        if version is None:
+            body.pop("version", None)
+        elif "version" in body:
+            old = body["version"]
+            # keep the old quoting style (ruamel's ScalarString subclasses)
+            styled = isinstance(old, str) and type(old) is not str
+            body["version"] = type(old)(version) if styled else version
+        else:
+            keys = list(body)
+            body.insert(keys.index("entry") + 1 if "entry" in keys else 0, "version", version)
+        out = io.StringIO()
+        yaml.dump(doc, out)
+        return out.getvalue()
+    except Exception as exc:  # noqa: BLE001 - only ruamel runs here; map whatever it raises
+        raise ManifestError(
+            f"could not rewrite the manifest: {type(exc).__name__}: {exc}",
+            where=where,
+            hint=f"edit the `version:` of {stage!r} by hand",
+        ) from exc
+
+
+def _write_if_unchanged(path: Path, expected_old: bytes, data: bytes) -> bool:
+    """Atomically replace ``path`` with ``data`` unless its content changed since it was read."""
+    import tempfile
+
+    try:
+        mode = path.stat().st_mode & 0o7777
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, mode)
+            if path.read_bytes() != expected_old:
+                os.unlink(tmp)
+                return False
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    except OSError as exc:
+        raise ManifestError(
+            f"cannot write the manifest {path}: {exc.strerror or exc}", where=str(path)
+        ) from exc
+    return True
+
+
+def parse_scalar(text: str) -> Any:
+    """A ``--set`` value typed as a YAML scalar: ``0.5`` → float, ``true`` → bool, ``[1, 2]`` → list.
+
+    Anything that is not valid YAML, or a mapping/list with non-plain values, raises
+    :class:`ManifestError`.
+    """
+    where = "--set value"
+    if text.strip() == "":
+        return ""
+    doc = _parse(text, where)
+    return _plain(doc, where, f"{where} {text!r}")

@@ -1,0 +1,481 @@
+"""Make a registered version's code importable under a name private to that version.
+
+A version stores the files of its closure (``{project-relative path: bytes}``). To run it
+without the working tree, and next to other versions of the same helpers in one process,
+:func:`materialize` writes them once to ``<store>/versions/<fingerprint hex>/`` (``<store>`` is
+the project's ``.modver`` folder). That folder is the package ``_modver_<hex[:16]>``: the file
+``pipeline/features.py`` becomes module ``_modver_<hex16>.pipeline.features``. Two versions of
+one helper are two different modules, so two stages of one run never share it.
+
+Project-local imports are rewritten (with libcst, imported lazily) to point into the private
+package; nothing else changes, and no line moves, so tracebacks, ``inspect.getsource`` and
+debuggers point at the right line of the materialized file:
+
+- ``from pipeline.features import f``  → ``from _modver_X.pipeline.features import f``
+- ``import pipeline.features as feats`` → ``import _modver_X.pipeline.features as feats``
+- ``import helpers``                   → ``from _modver_X.scripts import helpers``
+- ``import pipeline.features``         → ``import _modver_X.pipeline.features; from _modver_X import pipeline``
+- ``importlib.import_module("pipeline.x")`` (a literal name) → ``"_modver_X.pipeline.x"``
+- relative imports (``from . import x``, ``from .m import y``) are left as they are: the
+  package mirrors the project's folders, so they resolve inside it.
+
+A top-level name is project-local when a module or package of that name is among the
+version's files, searched where the fingerprint resolves imports: the entry file's folder
+(scripts import their siblings), the project root, ``src/``, then the importing file's own
+folder. Any other import (stdlib, third-party) is left alone. A name that is project-local
+but missing from the closure fails to import inside the private package instead of silently
+importing the working tree's copy.
+
+Versions are immutable: written under a temporary name, then published with one rename
+(another process may win the race; its identical copy is used). Bytecode is compiled before
+publishing, so the folder is never written again.
+
+:func:`install_finder` adds (once per store) a ``sys.meta_path`` finder for the
+``_modver_<hex16>`` packages of a store: objects pickled from a version's classes load in any
+later process that has the store, without the code in the working tree.
+
+Entries: :func:`load_entry` returns the stage's callable. For ``file.py:Class.method`` it
+returns a function that instantiates ``Class()`` without arguments and calls the method with the
+stage's keyword arguments (static and class methods are returned as they are); its signature
+is the method's without ``self``, so the runner can check params against it. For a whole
+module (``file.py``) it returns a function that runs the module as ``__main__`` with its keyword
+arguments as ``--name=value`` (see :func:`params_to_argv`) and returns None.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import inspect
+import json
+import py_compile
+import re
+import runpy
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from modver import _fs
+from modver.errors import EntryNotFoundError, ModverError, SourceError, StageFailedError, format_syntax_error
+
+PACKAGE_PREFIX = "_modver_"
+VERSIONS_DIR = "versions"
+INFO_FILE = ".modver-version.json"
+_FINGERPRINT = re.compile(r"^(?:[a-z][a-z0-9]*:)?([0-9a-f]{16,128})$")
+_PACKAGE = re.compile(rf"^{PACKAGE_PREFIX}([0-9a-f]{{16}})$")
+_IMPORT_MODULE_CALLS = frozenset({"importlib.import_module", "import_module"})
+
+
+def fingerprint_hex(fingerprint: str) -> str:
+    """The hex digits of ``"mv1:<hex>"`` (a bare hex string is accepted)."""
+    match = _FINGERPRINT.match(fingerprint) if isinstance(fingerprint, str) else None
+    if match is None:
+        raise ModverError(f"invalid fingerprint {fingerprint!r}: expected 'mv1:<hex>'")
+    return match.group(1)
+
+
+def package_name(fingerprint: str) -> str:
+    """The private package of a version: ``_modver_<hex[:16]>``."""
+    return PACKAGE_PREFIX + fingerprint_hex(fingerprint)[:16]
+
+
+def version_dir(root: Path, fingerprint: str) -> Path:
+    """Where a version is (or would be) materialized: ``<root>/versions/<hex>``."""
+    return Path(root) / VERSIONS_DIR / fingerprint_hex(fingerprint)
+
+
+def module_name(fingerprint: str, path: str) -> str:
+    """The module name of a project file inside a version's package.
+
+    ``"pipeline/model.py"`` → ``"_modver_<hex16>.pipeline.model"``; ``pkg/__init__.py`` → ``...pkg``.
+    """
+    parts = list(PurePosixPath(path).with_suffix("").parts)
+    if parts and parts[-1] == "__init__":
+        parts.pop()
+    return ".".join([package_name(fingerprint), *parts])
+
+
+# -- writing a version ------------------------------------------------------------------------
+
+
+def materialize(files: Mapping[str, bytes], fingerprint: str, root: Path, *, entry: str | None = None) -> Path:
+    """Write a version's files as its private package once; return its folder.
+
+    ``root`` is the store (``.modver``). ``entry`` (``"scripts/train.py:main"`` or just the
+    path) tells which folder sibling imports resolve in; without it, each file's own folder is
+    searched after the root and ``src/``. An existing materialization is reused as it is.
+    """
+    final = version_dir(root, fingerprint)
+    if (final / INFO_FILE).is_file():
+        _ensure_importable(Path(root))
+        return final
+    package = package_name(fingerprint)
+    paths = {_check_path(path): bytes(data) for path, data in files.items()}
+    entry_path = entry.split(":", 1)[0] if entry else None
+    entry_dir = str(PurePosixPath(entry_path).parent) if entry_path else None
+    locator = _Locator(paths, package, entry_dir)
+    parent = final.parent
+    tmp = _fs.make_temp_dir(parent, final.name[:16])
+    try:
+        for path, data in sorted(paths.items()):
+            target = tmp / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(rewrite_imports(data, path, locator) if path.endswith(".py") else data)
+        if "__init__.py" not in paths:
+            (tmp / "__init__.py").write_text(f'"""modver version {fingerprint} (materialized, do not edit)."""\n')
+        for path in sorted([*paths, "__init__.py"]):
+            if path.endswith(".py"):
+                _compile(tmp / path, final / path, path)
+        info = {"fingerprint": fingerprint, "package": package, "entry": entry, "files": sorted(paths)}
+        (tmp / INFO_FILE).write_text(_fs.dumps_json(info), encoding="utf-8")
+    except BaseException:
+        _fs.remove_tree(tmp)
+        raise
+    _fs.publish_dir(tmp, final)
+    importlib.invalidate_caches()
+    _ensure_importable(Path(root))
+    return final
+
+
+def _check_path(path: str) -> str:
+    pure = PurePosixPath(path)
+    if pure.is_absolute() or ".." in pure.parts or not pure.parts or "\\" in path or path.startswith("."):
+        raise ModverError(f"invalid file path {path!r} in a version: paths must be project-relative")
+    return pure.as_posix()
+
+
+def _compile(source: Path, final: Path, path: str) -> None:
+    """Write the bytecode next to the source, naming the file's final location in it."""
+    cfile = importlib.util.cache_from_source(str(source))
+    try:
+        py_compile.compile(str(source), cfile=cfile, dfile=str(final), doraise=True)
+    except py_compile.PyCompileError as exc:
+        error = exc.exc_value
+        if isinstance(error, SyntaxError):
+            line = error.lineno or 0
+            raise SourceError(
+                format_syntax_error(path, line, error.offset or 0, error.text or "", error.msg or "invalid syntax"),
+                where=f"{path}:{line}",
+                hint=f"this version's code does not compile on Python {sys.version.split()[0]}",
+            ) from exc
+        raise SourceError(f"{path}: cannot compile: {exc.msg}", where=path) from exc
+
+
+class _Locator:
+    """Decides whether an absolute import is project-local and what it becomes."""
+
+    def __init__(self, files: Mapping[str, bytes], package: str, entry_dir: str | None):
+        self.files = files
+        self.package = package
+        self.entry_dir = None if entry_dir in (None, ".") else entry_dir
+        self.folders = {str(parent) for path in files for parent in PurePosixPath(path).parents if str(parent) != "."}
+
+    def bases(self, importer: str) -> list[str]:
+        """The folders searched for top-level names imported by ``importer``, in order."""
+        own = str(PurePosixPath(importer).parent)
+        ordered = [self.entry_dir or "", "", "src", "" if own == "." else own]
+        return list(dict.fromkeys(ordered))
+
+    def target(self, dotted: str, importer: str) -> str | None:
+        """``dotted``'s name inside the package, or None when it is not project-local."""
+        top = dotted.split(".", 1)[0]
+        for base in self.bases(importer):
+            stem = f"{base}/{top}" if base else top
+            if f"{stem}.py" in self.files or stem in self.folders:
+                prefix = ".".join([self.package, *PurePosixPath(base).parts]) if base else self.package
+                bad = [part for part in PurePosixPath(base).parts if not part.isidentifier()]
+                if bad:
+                    raise ModverError(
+                        f"{importer}: cannot import {dotted!r} from folder {base!r} in a materialized version: "
+                        f"{bad[0]!r} is not a valid Python name",
+                        where=importer,
+                        hint="rename the folder to a valid identifier (letters, digits, underscores)",
+                    )
+                return f"{prefix}.{dotted}"
+        return None
+
+
+def rewrite_imports(source: bytes, path: str, locator: _Locator) -> bytes:
+    """The module's bytes with project-local imports pointing into the private package."""
+    if b"import" not in source:
+        return source
+    import libcst as cst
+
+    try:
+        module = cst.parse_module(source)
+    except cst.ParserSyntaxError as exc:
+        lines = source.decode("utf-8", "replace").splitlines()
+        text = lines[exc.raw_line - 1] if 0 < exc.raw_line <= len(lines) else ""
+        raise SourceError(
+            format_syntax_error(path, exc.raw_line, exc.raw_column + 1, text, exc.message),
+            where=f"{path}:{exc.raw_line}:{exc.raw_column + 1}",
+        ) from exc
+    rewritten = module.visit(_ImportTransformer(locator, path))
+    return rewritten.bytes
+
+
+def _dotted(node: Any) -> str:
+    from libcst.helpers import get_full_name_for_node
+
+    name = get_full_name_for_node(node)
+    if name is None:  # pragma: no cover - import targets are always names/attributes
+        raise ModverError("unsupported import target")
+    return name
+
+
+class _ImportTransformer:
+    """libcst transformer (created lazily, see ``__new__``) rewriting project-local imports."""
+
+    _cls: type | None = None
+    _lock = threading.Lock()
+
+    def __new__(cls, locator: _Locator, path: str) -> Any:
+        with cls._lock:
+            if cls._cls is None:
+                cls._cls = _build_transformer()
+        return cls._cls(locator, path)
+
+
+def _build_transformer() -> type:
+    import libcst as cst
+
+    class ImportTransformer(cst.CSTTransformer):
+        def __init__(self, locator: _Locator, path: str):
+            super().__init__()
+            self.locator = locator
+            self.path = path
+
+        def leave_ImportFrom(self, original: cst.ImportFrom, updated: cst.ImportFrom) -> cst.ImportFrom:
+            if updated.relative or updated.module is None:
+                return updated
+            target = self.locator.target(_dotted(updated.module), self.path)
+            if target is None:
+                return updated
+            return updated.with_changes(module=cst.parse_expression(target))
+
+        def leave_Import(self, original: cst.Import, updated: cst.Import) -> Any:
+            pieces: list[str] = []
+            kept: list[cst.ImportAlias] = []
+            changed = False
+            for alias in updated.names:
+                dotted = _dotted(alias.name)
+                target = self.locator.target(dotted, self.path)
+                if target is None:
+                    kept.append(alias)
+                    continue
+                changed = True
+                if alias.asname is not None:
+                    asname = _dotted(alias.asname.name)
+                    pieces.append(f"import {target} as {asname}")
+                else:  # `import a.b` binds `a`: load the submodule, then bind the package's `a`
+                    top = dotted.split(".", 1)[0]
+                    holder = target[: len(target) - len(dotted) - 1]
+                    if "." in dotted:
+                        pieces.append(f"import {target}")
+                    pieces.append(f"from {holder} import {top}")
+            if not changed:
+                return updated
+            statements: list[cst.BaseSmallStatement] = []
+            if kept:
+                kept[-1] = kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
+                statements.append(updated.with_changes(names=kept, semicolon=cst.MaybeSentinel.DEFAULT))
+            for piece in pieces:
+                line = cst.parse_statement(piece + "\n")
+                statements.append(line.body[0])  # type: ignore[attr-defined]
+            # keep the line count: a backslash-continued import keeps its continuations
+            breaks = cst.Module(body=[]).code_for_node(original).count("\n")
+            if breaks:
+                first = statements[0]
+                gap = cst.SimpleWhitespace(" " + "\\\n" * breaks + "    ")
+                if isinstance(first, cst.Import):
+                    statements[0] = first.with_changes(whitespace_after_import=gap)
+                elif isinstance(first, cst.ImportFrom):
+                    statements[0] = first.with_changes(whitespace_after_from=gap)
+            statements[-1] = statements[-1].with_changes(semicolon=updated.semicolon)
+            return cst.FlattenSentinel(statements)
+
+        def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.Call:
+            from libcst.helpers import get_full_name_for_node
+
+            if get_full_name_for_node(updated.func) not in _IMPORT_MODULE_CALLS or not updated.args:
+                return updated
+            first = updated.args[0]
+            if first.keyword is not None or not isinstance(first.value, cst.SimpleString):
+                return updated
+            name = first.value.evaluated_value
+            if not isinstance(name, str) or name.startswith(".") or not name:
+                return updated
+            target = self.locator.target(name, self.path)
+            if target is None:
+                return updated
+            quote = first.value.quote
+            new_arg = first.with_changes(value=cst.SimpleString(f"{first.value.prefix}{quote}{target}{quote}"))
+            return updated.with_changes(args=[new_arg, *updated.args[1:]])
+
+    return ImportTransformer
+
+
+# -- importing a version ----------------------------------------------------------------------
+
+
+class VersionFinder(importlib.abc.MetaPathFinder):
+    """Finds ``_modver_<hex16>`` packages in the ``versions/`` folders of known stores."""
+
+    def __init__(self) -> None:
+        self.roots: list[Path] = []
+
+    def __repr__(self) -> str:
+        return f"VersionFinder({[str(r) for r in self.roots]})"
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+        match = _PACKAGE.match(fullname)
+        if match is None:
+            return None
+        prefix = match.group(1)
+        for root in list(self.roots):
+            versions = root / VERSIONS_DIR
+            if not versions.is_dir():
+                continue
+            found = [p for p in versions.glob(prefix + "*") if p.is_dir() and (p / INFO_FILE).is_file()]
+            if len(found) == 1:
+                folder = found[0]
+                return importlib.util.spec_from_file_location(
+                    fullname, folder / "__init__.py", submodule_search_locations=[str(folder)]
+                )
+        return None
+
+
+_finder = VersionFinder()
+_finder_lock = threading.Lock()
+
+
+def install_finder(root: Path) -> VersionFinder:
+    """Make the versions of store ``root`` importable in this process (idempotent)."""
+    store = Path(root).resolve()
+    with _finder_lock:
+        if store not in _finder.roots:
+            _finder.roots.append(store)
+        if _finder not in sys.meta_path:
+            sys.meta_path.append(_finder)
+    return _finder
+
+
+def _ensure_importable(root: Path) -> None:
+    install_finder(root)
+
+
+def import_version_module(root: Path, fingerprint: str, path: str) -> Any:
+    """Import the module of project file ``path`` from a materialized version."""
+    install_finder(root)
+    if not (version_dir(root, fingerprint) / INFO_FILE).is_file():
+        raise EntryNotFoundError(
+            f"version {fingerprint} is not materialized in {Path(root) / VERSIONS_DIR}",
+            where=path,
+            hint="call materialize() with the version's files first",
+        )
+    name = module_name(fingerprint, path)
+    if not (version_dir(root, fingerprint) / path).is_file():
+        raise EntryNotFoundError(f"{path} is not part of version {fingerprint}", where=path)
+    return importlib.import_module(name)
+
+
+def load_entry(root: Path, fingerprint: str, entry: str) -> Callable[..., Any]:
+    """The callable of ``entry`` (``file.py:func``, ``file.py:Class``, ``file.py:Class.method``,
+    ``file.py``) in a materialized version; see the module docstring for methods and modules."""
+    path, _, target = entry.partition(":")
+    if not target:
+        def run_module(**params: Any) -> None:
+            run_module_as_main(root, fingerprint, path, params_to_argv(params))
+
+        run_module.__name__ = run_module.__qualname__ = PurePosixPath(path).stem
+        return run_module
+    module = import_version_module(root, fingerprint, path)
+    owner: Any = module
+    value: Any = module
+    for part in target.split("."):
+        owner = value
+        try:
+            value = inspect.getattr_static(owner, part)
+        except AttributeError:
+            where = "module " + path if owner is module else f"class {owner.__qualname__}"
+            raise EntryNotFoundError(
+                f"{entry}: {part!r} is not defined in {where} (version {fingerprint})",
+                where=path,
+                hint="check the stage's entry in the manifest",
+            ) from None
+    if inspect.isclass(owner) and owner is not module:
+        if isinstance(value, (staticmethod, classmethod)):
+            return getattr(owner, target.rsplit(".", 1)[1])
+        if inspect.isfunction(value):
+            return _method_caller(owner, value)
+        value = getattr(owner, target.rsplit(".", 1)[1])
+    else:
+        value = getattr(owner, target.rsplit(".", 1)[-1])
+    if not callable(value):
+        raise EntryNotFoundError(f"{entry} is not callable ({type(value).__name__})", where=path)
+    return value
+
+
+def _method_caller(cls: type, function: Callable[..., Any]) -> Callable[..., Any]:
+    """A function that calls ``function`` as a method of a fresh ``cls()``."""
+    name = function.__name__
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(cls(), name)(*args, **kwargs)
+
+    signature = inspect.signature(function)
+    call.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])  # type: ignore[attr-defined]
+    del call.__wrapped__  # type: ignore[attr-defined]
+    return call
+
+
+def params_to_argv(params: Mapping[str, Any]) -> list[str]:
+    """``--name=value`` arguments for a whole-module stage.
+
+    Values are written the way the manifest spells them: strings and numbers as they are,
+    ``true``/``false`` for booleans, ``null`` for None, JSON for lists and mappings.
+    """
+    argv = []
+    for name, value in params.items():
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif value is None:
+            text = "null"
+        elif isinstance(value, (list, tuple, dict)):
+            text = json.dumps(value)
+        else:
+            text = str(value)
+        argv.append(f"--{name}={text}")
+    return argv
+
+
+def run_module_as_main(root: Path, fingerprint: str, path: str, argv: list[str]) -> dict[str, Any]:
+    """Run a version's module as ``__main__`` with ``sys.argv[1:] = argv``; return its globals.
+
+    ``sys.argv`` is restored afterwards. ``sys.exit(0)`` / ``sys.exit()`` count as success; any
+    other exit status raises :class:`~modver.errors.StageFailedError`.
+    """
+    install_finder(root)
+    folder = version_dir(root, fingerprint)
+    if not (folder / path).is_file():
+        raise EntryNotFoundError(f"{path} is not part of version {fingerprint}", where=path)
+    saved = sys.argv[:]
+    sys.argv = [str(folder / path), *argv]
+    try:
+        return runpy.run_module(module_name(fingerprint, path), run_name="__main__", alter_sys=True)
+    except SystemExit as exc:
+        if exc.code in (None, 0):
+            return {}
+        raise StageFailedError(
+            f"{path} exited with status {exc.code}",
+            where=path,
+            hint="the script called sys.exit() with an error status; see its output in the run record",
+        ) from exc
+    finally:
+        sys.argv = saved

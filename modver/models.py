@@ -1,0 +1,115 @@
+"""Plain, frozen data shared across modver's layers. No I/O here, no third-party imports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class SourceTree(Protocol):
+    """Read-only view of a project's files: the working tree, or a tree in git history.
+
+    Paths are POSIX, relative to the project root (``"pipeline/model.py"``).
+    """
+
+    def read(self, path: str) -> bytes | None:
+        """The file's bytes, or None when there is no such file."""
+
+    def content_id(self, path: str) -> str | None:
+        """A key that changes exactly when the file's bytes change (git blob sha), or None."""
+
+    def is_dir(self, path: str) -> bool:
+        """Whether ``path`` is a folder in this tree ('' is the root)."""
+
+
+@dataclass(frozen=True)
+class Definition:
+    """One top-level piece of a closure: a function, class, constant, import or statement."""
+
+    path: str  # file, relative to the project root
+    name: str  # qualified name inside the module ("preprocess", "Model", "<module>" for statements)
+    kind: str  # "function" | "class" | "assignment" | "import" | "statement" | "module"
+    line: int
+    end_line: int
+    digest: str  # digest of this definition's normalized syntax alone
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    """A reference the closure could not follow statically; the fallback included ``included``."""
+
+    path: str
+    line: int
+    reason: str  # e.g. "getattr() on module pipeline.helpers", "from pipeline.util import *"
+    included: str  # what was included instead (a path, or "whole module pipeline/util.py")
+
+
+@dataclass(frozen=True)
+class Closure:
+    """The result of fingerprinting one stage: its digest and everything that went into it."""
+
+    fingerprint: str  # "mv1:<hex>"
+    entry: str  # "pipeline/model.py:train"
+    files: tuple[str, ...]  # every project file whose content is (partly) in the closure, sorted
+    definitions: tuple[Definition, ...]
+    unresolved: tuple[Unresolved, ...] = ()
+    deps: tuple[str, ...] = ()  # files included whole through the manifest's `deps:`
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """A stage as one manifest declares it."""
+
+    name: str
+    entry: str  # "path/to/file.py:func" | "file.py:Class" | "file.py:Class.method" | "file.py"
+    version: str | None = None  # the pin ("v3", a tag, ...) or None for the working tree
+    inputs: dict[str, str] = field(default_factory=dict)  # kwarg -> "data.<name>" | "<stage>"
+    params: dict[str, Any] = field(default_factory=dict)
+    deps: tuple[str, ...] = ()
+
+    @property
+    def path(self) -> str:
+        """The entry's file."""
+        return self.entry.split(":", 1)[0]
+
+    @property
+    def target(self) -> str | None:
+        """The callable inside the file ("train", "Model.fit"), or None for a whole module."""
+        return self.entry.split(":", 1)[1] if ":" in self.entry else None
+
+
+@dataclass(frozen=True)
+class StageVersion:
+    """A registered version of a stage: one commit on ``refs/modver/stages/<stage>``."""
+
+    stage: str
+    number: int
+    fingerprint: str
+    entry: str
+    origin: str | None  # git commit sha where first seen, None for a working-tree snapshot
+    created: str  # ISO 8601, UTC
+    message: str
+    commit: str  # sha of the history commit holding this version
+    files: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    @property
+    def version(self) -> str:
+        """The version's label, ``v<number>``."""
+        return f"v{self.number}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The stable JSON shape of ``modver log --json``."""
+        return {
+            "stage": self.stage,
+            "version": self.version,
+            "number": self.number,
+            "fingerprint": self.fingerprint,
+            "entry": self.entry,
+            "origin": self.origin,
+            "created": self.created,
+            "message": self.message,
+            "commit": self.commit,
+            "files": list(self.files),
+            "tags": list(self.tags),
+        }

@@ -1,0 +1,895 @@
+"""The façade: every CLI command is a thin call of a method here. Returns models, never prints.
+
+>>> with Project("path/to/repo") as project:          # doctest: +SKIP
+...     project.index()
+...     [v.version for v in project.log("preprocess")]
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from modver import errors
+from modver.models import Closure, SourceTree, StageSpec, StageVersion
+
+STORE_DIR = ".modver"
+DEFAULT_MANIFEST = "manifest.yaml"
+
+Progress = Callable[[int, int], None]
+
+
+# --------------------------------------------------------------------------- result models
+
+
+@dataclass(frozen=True)
+class InitResult:
+    """What ``modver init`` did."""
+
+    root: Path
+    created_repository: bool
+    created_manifest: bool
+    updated_gitignore: bool
+
+
+@dataclass(frozen=True)
+class IndexResult:
+    """What ``modver index`` did: commits walked, versions registered, commits skipped."""
+
+    rev: str | None
+    commits: int  # commits in the walk
+    walked: int  # commits actually examined (the rest were indexed before)
+    new_versions: tuple[StageVersion, ...]
+    skipped: dict[str, int] = field(default_factory=dict)  # stage -> commits where it did not parse/exist
+    up_to_date: bool = False  # nothing new since the last index: no commit was walked
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "rev": self.rev,
+            "commits": self.commits,
+            "walked": self.walked,
+            "new_versions": [v.to_json() for v in self.new_versions],
+            "skipped": dict(self.skipped),
+            "up_to_date": self.up_to_date,
+        }
+
+
+@dataclass(frozen=True)
+class SnapshotResult:
+    """One stage's working-tree version, and whether snapshotting registered it just now."""
+
+    version: StageVersion
+    new: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.version.to_json(), "new": self.new}
+
+
+@dataclass(frozen=True)
+class StageStatus:
+    """One row of ``modver status``."""
+
+    stage: str
+    entry: str
+    pinned: str | None  # "v3", or None when the manifest pins nothing (the working tree)
+    pinned_fingerprint: str | None
+    working: str | None  # the working tree's version, or None when it is not registered
+    working_fingerprint: str | None
+    changed: bool
+    error: str | None = None  # why the working tree could not be fingerprinted
+    cached: bool | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "stage": self.stage,
+            "entry": self.entry,
+            "pinned": self.pinned,
+            "pinned_fingerprint": self.pinned_fingerprint,
+            "working": self.working,
+            "working_fingerprint": self.working_fingerprint,
+            "changed": self.changed,
+            "cached": self.cached,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class ShownVersion:
+    """``modver show``: a version, its closure and the source of each definition."""
+
+    version: StageVersion
+    closure: Closure
+    sources: dict[str, str]  # "path:name" -> exact source text
+
+    def to_json(self) -> dict[str, Any]:
+        c = self.closure
+        return {
+            **self.version.to_json(),
+            "files": list(c.files),
+            "deps": list(c.deps),
+            "definitions": [
+                {
+                    "path": d.path,
+                    "name": d.name,
+                    "kind": d.kind,
+                    "line": d.line,
+                    "end_line": d.end_line,
+                    "digest": d.digest,
+                }
+                for d in c.definitions
+            ],
+            "unresolved": [
+                {"path": u.path, "line": u.line, "reason": u.reason, "included": u.included}
+                for u in c.unresolved
+            ],
+            "sources": self.sources,
+        }
+
+
+@dataclass(frozen=True)
+class PinResult:
+    """A pin set (or cleared) in a manifest."""
+
+    manifest: Path
+    stage: str
+    version: StageVersion | None  # None after unpin
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "manifest": str(self.manifest),
+            "stage": self.stage,
+            "version": None if self.version is None else self.version.version,
+            "fingerprint": None if self.version is None else self.version.fingerprint,
+        }
+
+
+# --------------------------------------------------------------------------- project
+
+
+def init(path: str | os.PathLike[str] = ".") -> InitResult:
+    """Make ``.modver/``, git-ignore it, write a starter manifest, ``git init`` if needed."""
+    from modver import _git, manifest
+
+    folder = Path(path).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    created_repo = False
+    try:
+        repo = _git.GitRepo.discover(folder)
+    except errors.NotARepositoryError:
+        repo = _git.GitRepo.init(folder)
+        created_repo = True
+    with repo:
+        root = repo.root
+    (root / STORE_DIR).mkdir(exist_ok=True)
+    gitignore = root / ".gitignore"
+    text = gitignore.read_text(encoding="utf-8") if gitignore.exists() else ""
+    ignored = {line.strip().rstrip("/") for line in text.splitlines()}
+    updated = False
+    if STORE_DIR not in ignored and f"/{STORE_DIR}" not in ignored:
+        sep = "" if not text or text.endswith("\n") else "\n"
+        gitignore.write_text(f"{text}{sep}{STORE_DIR}/\n", encoding="utf-8")
+        updated = True
+    manifest_path = root / DEFAULT_MANIFEST
+    created_manifest = False
+    if not manifest_path.exists():
+        manifest_path.write_text(manifest.STARTER_MANIFEST, encoding="utf-8")
+        created_manifest = True
+    return InitResult(root, created_repo, created_manifest, updated)
+
+
+class Project:
+    """A git repository using modver: manifests, stage histories, runs and the store.
+
+    Use it as a context manager (or call :meth:`close`) so the git repository is closed.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] = ".", manifest: str | os.PathLike[str] | None = None):
+        from modver import _git
+
+        self._repo = _git.GitRepo.discover(Path(path).resolve())
+        self.root: Path = self._repo.root
+        self._manifest_arg = manifest
+        self._history = None
+        self._cache = None
+        self._manifests: dict[Path, Any] = {}
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the underlying git repository."""
+        self._repo.close()
+
+    @property
+    def store(self) -> Path:
+        """The ``.modver/`` folder (created on first use)."""
+        store = self.root / STORE_DIR
+        store.mkdir(exist_ok=True)
+        return store
+
+    @property
+    def history(self):  # -> modver.history.History
+        """The stage histories under ``refs/modver/``."""
+        if self._history is None:
+            from modver.history import History
+
+            self._history = History(self._repo)
+        return self._history
+
+    @property
+    def summary_cache(self):  # -> modver.fingerprint.SummaryCache
+        if self._cache is None:
+            from modver.fingerprint import SummaryCache
+
+            self._cache = SummaryCache(self.store / "cache" / "parse")
+        return self._cache
+
+    def manifest_path(self, manifest: str | os.PathLike[str] | None = None) -> Path:
+        """The manifest to use: the argument, the project's default, or ``manifest.yaml``."""
+        chosen = manifest if manifest is not None else self._manifest_arg
+        if chosen is None:
+            return self.root / DEFAULT_MANIFEST
+        path = Path(chosen)
+        return path if path.is_absolute() else (Path.cwd() / path).resolve()
+
+    def manifest(self, manifest: str | os.PathLike[str] | None = None):  # -> Manifest
+        """Load (once) and validate a manifest."""
+        from modver.manifest import load_manifest
+
+        path = self.manifest_path(manifest)
+        if path not in self._manifests:
+            self._manifests[path] = load_manifest(path, self.root)
+        return self._manifests[path]
+
+    def working_tree(self) -> SourceTree:
+        from modver.sourcetree import WorkingTree
+
+        return WorkingTree(self.root)
+
+    def _docstrings(self, manifest: Any) -> bool:
+        return bool(manifest.options.get("docstrings", False))
+
+    def fingerprint(self, spec: StageSpec, tree: SourceTree | None = None, *, docstrings: bool = False) -> Closure:
+        """The closure and fingerprint of a declared stage in ``tree`` (default: working tree)."""
+        from modver.fingerprint import fingerprint_stage
+
+        return fingerprint_stage(
+            tree if tree is not None else self.working_tree(),
+            spec.entry,
+            spec.deps,
+            docstrings=docstrings,
+            cache=self.summary_cache,
+        )
+
+    def _spec(self, stage: str, manifest: str | os.PathLike[str] | None = None) -> StageSpec:
+        """The stage's declaration in the manifest, or, failing that, in its history."""
+        from modver.history import validate_name
+
+        validate_name(stage)
+        try:
+            m = self.manifest(manifest)
+        except errors.ManifestError:
+            m = None
+        if m is not None and stage in m.stages:
+            return m.stages[stage]
+        versions = self.history.versions(stage) if stage in self.history.stages() else []
+        if versions:
+            return StageSpec(name=stage, entry=versions[-1].entry)
+        if m is None:
+            return self.manifest(manifest).stage(stage)  # re-raise the manifest's error
+        return m.stage(stage)  # raises UnknownStageError listing the declared stages
+
+    # -- commands --------------------------------------------------------------------
+
+    def snapshot(
+        self,
+        stages: Sequence[str] = (),
+        message: str = "",
+        manifest: str | os.PathLike[str] | None = None,
+    ) -> list[SnapshotResult]:
+        """Register the working tree's version of each stage (all declared stages by default)."""
+        m = self.manifest(manifest)
+        names = list(stages) or list(m.stages)
+        results = []
+        tree = self.working_tree()
+        for name in names:
+            spec = m.stage(name)
+            closure = self.fingerprint(spec, tree, docstrings=self._docstrings(m))
+            version, new = self.history.register(
+                name, closure, tree, origin=None, message=message or "working tree snapshot"
+            )
+            results.append(SnapshotResult(version, new))
+        return results
+
+    def index(
+        self,
+        rev: str | None = None,
+        *,
+        all_branches: bool = False,
+        manifest: str | os.PathLike[str] | None = None,
+        progress: Progress | None = None,
+    ) -> IndexResult:
+        """Walk first-parent git history (oldest first) and register every declared stage's versions.
+
+        Incremental: commits walked before for the same stage declaration are not examined again.
+        """
+        from modver import _encoding
+        from modver.history import load_index_state, save_index_state
+
+        m = self.manifest(manifest)
+        head = self._repo.head_commit() if rev is None else self._repo.resolve_rev(rev)
+        if head is None:
+            return IndexResult(rev, 0, 0, ())
+        tips = [self._repo.resolve_rev(b) for b in self._repo.branches()] if all_branches else [head]
+        docstrings = self._docstrings(m)
+        state_path = self.store / "index.json"
+        state = load_index_state(state_path)
+        done: dict[str, list[str]] = state.setdefault("stages", {})
+        keys = {
+            name: "|".join([name, _encoding.digest_value([spec.entry, list(spec.deps), docstrings])])
+            for name, spec in m.stages.items()
+        }
+        if all(set(tips) <= set(done.get(key, [])) for key in keys.values()):
+            return IndexResult(rev, 0, 0, (), up_to_date=True)  # nothing new: not even a walk
+        commits: list[str] = []
+        seen: set[str] = set()
+        for tip in tips:
+            for sha in self._repo.first_parent_walk(tip):
+                if sha not in seen:
+                    seen.add(sha)
+                    commits.append(sha)
+        if len(tips) > 1:
+            commits.sort(key=self._repo.commit_time)
+        position = {sha: i for i, sha in enumerate(commits)}
+        start: dict[str, int] = {}
+        for name in m.stages:
+            indexed = done.get(keys[name], [])
+            start[name] = max((position[s] + 1 for s in indexed if s in position), default=0)
+        first = min(start.values(), default=len(commits))
+        new_versions: list[StageVersion] = []
+        skipped: dict[str, int] = {}
+        last_fp: dict[str, str] = {}
+        manifest_specs: dict[str | None, dict[str, StageSpec]] = {}
+        todo = commits[first:]
+        for step, sha in enumerate(todo):
+            tree = self._repo.tree_at(sha)
+            specs = self._specs_at(tree, m, manifest_specs)
+            for name, spec in m.stages.items():
+                if position[sha] < start[name]:
+                    continue
+                at = specs.get(name, spec)
+                try:
+                    closure = self.fingerprint(at, tree, docstrings=docstrings)
+                except errors.ModverError:
+                    skipped[name] = skipped.get(name, 0) + 1
+                    continue
+                if last_fp.get(name) == closure.fingerprint:
+                    continue
+                last_fp[name] = closure.fingerprint
+                if self.history.find(name, closure.fingerprint) is not None:
+                    continue
+                version, new = self.history.register(
+                    name,
+                    closure,
+                    tree,
+                    origin=sha,
+                    message=self._repo.commit_message(sha).splitlines()[0] if self._repo.commit_message(sha) else "",
+                    created=self._repo.commit_time(sha),
+                )
+                if new:
+                    new_versions.append(version)
+            if progress is not None:
+                progress(step + 1, len(todo))
+        for key in keys.values():
+            done[key] = sorted(set(tips))
+        save_index_state(state_path, state)
+        return IndexResult(rev, len(commits), len(todo), tuple(new_versions), skipped)
+
+    def _specs_at(self, tree: SourceTree, current: Any, cache: dict[str | None, dict[str, StageSpec]]) -> dict[str, StageSpec]:
+        """Stage declarations of the manifest as it was in ``tree`` ({} when it had none)."""
+        from modver.manifest import load_manifest_text
+
+        rel = current.path.resolve().relative_to(self.root).as_posix() if current.path.is_relative_to(self.root) else None
+        blob = tree.content_id(rel) if rel else None
+        if blob not in cache:
+            specs: dict[str, StageSpec] = {}
+            if blob is not None:
+                try:
+                    specs = dict(load_manifest_text(tree.read(rel).decode("utf-8"), Path(rel)).stages)
+                except (errors.ModverError, UnicodeDecodeError):
+                    specs = {}
+            cache[blob] = specs
+        return cache[blob]
+
+    def log(self, stage: str | None = None) -> list[StageVersion]:
+        """Every registered version of one stage (or of all stages), oldest first."""
+        if stage is None:
+            return [v for s in self.history.stages() for v in self.history.versions(s)]
+        from modver.history import validate_name
+
+        validate_name(stage)
+        if stage not in self.history.stages():
+            declared = []
+            try:
+                declared = list(self.manifest().stages)
+            except errors.ModverError:
+                pass
+            if stage in declared:
+                return []
+            known = sorted(set(self.history.stages()) | set(declared))
+            raise errors.UnknownStageError(
+                f"unknown stage {stage!r}; known stages: {', '.join(known) or '(none)'}",
+                hint="declare it in the manifest, then `modver snapshot` or `modver index`",
+            )
+        return self.history.versions(stage)
+
+    def resolve(self, ref: str, manifest: str | os.PathLike[str] | None = None) -> StageVersion:
+        """Resolve ``STAGE@REF`` (vN, latest, working, fingerprint prefix, git:REV, tag)."""
+        stage, _, what = ref.partition("@")
+        if not stage or not what:
+            raise errors.UnknownVersionError(
+                f"bad version reference {ref!r}: expected STAGE@REF",
+                hint="e.g. preprocess@v3, model@latest, augment@working, model@git:HEAD~2",
+            )
+        spec = self._spec(stage, manifest)
+        if what == "working":
+            return self._register_tree(spec, self.working_tree(), None, "working tree snapshot", manifest)
+        if what.startswith("git:"):
+            sha = self._repo.resolve_rev(what[4:])
+            tree = self._repo.tree_at(sha)
+            try:
+                m = self.manifest(manifest)
+                at = self._specs_at(tree, m, {}).get(stage, spec)
+            except errors.ManifestError:
+                at = spec
+            message = (self._repo.commit_message(sha).splitlines() or [""])[0]
+            return self._register_tree(at, tree, sha, message, manifest, created=self._repo.commit_time(sha))
+        return self.history.resolve(stage, what)
+
+    def _register_tree(
+        self,
+        spec: StageSpec,
+        tree: SourceTree,
+        origin: str | None,
+        message: str,
+        manifest: str | os.PathLike[str] | None,
+        created: datetime | None = None,
+    ) -> StageVersion:
+        try:
+            docstrings = self._docstrings(self.manifest(manifest))
+        except errors.ManifestError:
+            docstrings = False
+        closure = self.fingerprint(spec, tree, docstrings=docstrings)
+        version, _ = self.history.register(spec.name, closure, tree, origin=origin, message=message, created=created)
+        return version
+
+    def status(self, manifest: str | os.PathLike[str] | None = None) -> list[StageStatus]:
+        """Per declared stage: the pinned version, the working tree's version, whether they differ."""
+        m = self.manifest(manifest)
+        tree = self.working_tree()
+        rows = []
+        for name, spec in m.stages.items():
+            pinned = self.resolve(f"{name}@{spec.version}", manifest) if spec.version else None
+            try:
+                closure = self.fingerprint(spec, tree, docstrings=self._docstrings(m))
+            except errors.ModverError as exc:
+                rows.append(
+                    StageStatus(name, spec.entry, pinned and pinned.version, pinned and pinned.fingerprint, None, None, True, str(exc))
+                )
+                continue
+            known = self.history.find(name, closure.fingerprint) if name in self.history.stages() else None
+            if pinned is not None:
+                changed = pinned.fingerprint != closure.fingerprint
+            else:
+                latest = self.history.versions(name)[-1:] if name in self.history.stages() else []
+                changed = not latest or latest[0].fingerprint != closure.fingerprint
+            rows.append(
+                StageStatus(
+                    name,
+                    spec.entry,
+                    pinned.version if pinned else None,
+                    pinned.fingerprint if pinned else None,
+                    known.version if known else None,
+                    closure.fingerprint,
+                    changed,
+                )
+            )
+        try:
+            cached = {p.name: p.cached for p in self.plan(manifest)}
+        except errors.ModverError:
+            cached = {}  # a missing data file or an unresolvable pin: not knowable now
+        return [replace(r, cached=cached.get(r.stage)) for r in rows]
+
+    def show(self, ref: str, manifest: str | os.PathLike[str] | None = None) -> ShownVersion:
+        """A version's metadata, closure and the exact source of each of its definitions."""
+        version = self.resolve(ref, manifest)
+        closure = self.history.closure(version)
+        tree = self.history.source_tree(version)
+        return ShownVersion(version, closure, definition_sources(tree, closure))
+
+    def pin(self, ref: str, manifest: str | os.PathLike[str] | None = None) -> PinResult:
+        """Pin ``STAGE@REF`` in the manifest (comments and formatting kept)."""
+        from modver.manifest import set_pin
+
+        stage = ref.partition("@")[0]
+        self.manifest(manifest).stage(stage)
+        version = self.resolve(ref, manifest)
+        path = self.manifest_path(manifest)
+        with self._manifest_lock(path):
+            set_pin(path, stage, version.version)
+        self._manifests.pop(path, None)
+        return PinResult(path, stage, version)
+
+    def unpin(self, stage: str, manifest: str | os.PathLike[str] | None = None) -> PinResult:
+        """Clear a stage's pin: it follows the working tree again."""
+        from modver.manifest import set_pin
+
+        self.manifest(manifest).stage(stage)
+        path = self.manifest_path(manifest)
+        with self._manifest_lock(path):
+            set_pin(path, stage, None)
+        self._manifests.pop(path, None)
+        return PinResult(path, stage, None)
+
+    def _manifest_lock(self, path: Path):
+        """An inter-process lock so that concurrent pins of one manifest never lose an edit."""
+        from modver import _encoding, _fs
+
+        name = _encoding.digest_value(str(path)).split(":")[1][:16]
+        return _fs.file_lock(self.store / "locks" / f"manifest-{name}.lock", what=f"manifest {path}")
+
+    def tag(self, ref: str, name: str, *, force: bool = False) -> StageVersion:
+        """Give a version a name usable as ``STAGE@NAME``."""
+        version = self.resolve(ref)
+        self.history.tag(version.stage, version, name, force=force)
+        return self.history.resolve(version.stage, name)
+
+    def diff(self, a: str | None = None, b: str | None = None, manifest: str | os.PathLike[str] | None = None):
+        """Semantic diff: working tree vs pins; ``STAGE@A [STAGE@B]``; two manifests; two runs.
+
+        Returns a list of :class:`modver.diff.StageDiff`, a :class:`modver.diff.ManifestDiff`
+        or a :class:`RunDiff`.
+        """
+        from modver import diff as _diff
+
+        if a is None:
+            return self._diff_working(manifest)
+        if _is_manifest_path(a) and b is not None and _is_manifest_path(b):
+            return _diff.diff_manifests(self.manifest(a), self.manifest(b), self.history)
+        if "@" in a:
+            stage = a.partition("@")[0]
+            va = self.resolve(a, manifest)
+            ta = self.history.source_tree(va)
+            ca = self.history.closure(va)
+            if b is None:
+                spec = self._spec(stage, manifest)
+                tb = self.working_tree()
+                cb = self.fingerprint(spec, tb, docstrings=self._manifest_docstrings(manifest))
+                label_b = "working tree"
+            else:
+                if "@" not in b:
+                    b = f"{stage}@{b}"
+                vb = self.resolve(b, manifest)
+                tb, cb, label_b = self.history.source_tree(vb), self.history.closure(vb), f"{vb.stage}@{vb.version}"
+            return [_diff.diff_closures(stage, f"{stage}@{va.version}", ca, ta, label_b, cb, tb)]
+        if b is not None and not _is_manifest_path(a) and not _is_manifest_path(b) and "@" not in b:
+            return self.diff_runs(a, b)
+        raise errors.ModverError(
+            f"cannot tell what to compare: {a!r}" + (f" and {b!r}" if b else ""),
+            hint="give STAGE@A [STAGE@B], two manifests (A.yaml B.yaml), two runs (RUN_A RUN_B), "
+            "or nothing (working tree vs pins)",
+        )
+
+    def _manifest_docstrings(self, manifest: str | os.PathLike[str] | None) -> bool:
+        try:
+            return self._docstrings(self.manifest(manifest))
+        except errors.ManifestError:
+            return False
+
+    def _diff_working(self, manifest: str | os.PathLike[str] | None):
+        from modver import diff as _diff
+
+        m = self.manifest(manifest)
+        tree = self.working_tree()
+        out = []
+        for name, spec in m.stages.items():
+            closure = self.fingerprint(spec, tree, docstrings=self._docstrings(m))
+            if spec.version:
+                pinned = self.resolve(f"{name}@{spec.version}", manifest)
+            else:
+                versions = self.history.versions(name) if name in self.history.stages() else []
+                pinned = versions[-1] if versions else None
+            if pinned is None:
+                out.append(_diff.diff_closures(name, "(nothing registered)", None, None, "working tree", closure, tree))
+                continue
+            out.append(
+                _diff.diff_closures(
+                    name,
+                    f"{name}@{pinned.version}",
+                    self.history.closure(pinned),
+                    self.history.source_tree(pinned),
+                    "working tree",
+                    closure,
+                    tree,
+                )
+            )
+        return out
+
+
+    # -- runs ------------------------------------------------------------------------
+
+    @property
+    def runs_store(self):  # -> modver.records.RunStore
+        from modver.records import RunStore
+
+        return RunStore(self.store / "runs")
+
+    def pipeline(self, manifest: str | os.PathLike[str] | None = None, sets: Sequence[str] = ()):
+        """The manifest as a :class:`modver.runner.Pipeline` in DAG order, ``--set`` applied."""
+        from modver.manifest import dump_manifest_dict
+        from modver.runner import Pipeline, PipelineStage, parse_sets
+
+        m = self.manifest(manifest)
+        stages = tuple(
+            PipelineStage(name, m.stages[name].entry, m.stages[name].version, dict(m.stages[name].inputs),
+                          dict(m.stages[name].params), tuple(m.stages[name].deps))
+            for name in m.order()
+        )
+        rel = m.path.relative_to(self.root).as_posix() if m.path.is_relative_to(self.root) else str(m.path)
+        pipeline = Pipeline(stages, dict(m.data), rel, dump_manifest_dict(m), self._docstrings(m))
+        return parse_sets(list(sets), pipeline) if sets else pipeline
+
+    def run(
+        self,
+        manifest: str | os.PathLike[str] | None = None,
+        *,
+        sets: Sequence[str] = (),
+        force: Sequence[str] = (),
+        on_event: Any = None,
+        echo: Any = None,
+    ) -> dict[str, Any]:
+        """Run the manifest at its pinned versions, with caching; return the run record."""
+        from modver.runner import execute
+
+        return execute(self, self.pipeline(manifest, sets), force=tuple(force), on_event=on_event, echo=echo)
+
+    def plan(self, manifest: str | os.PathLike[str] | None = None, *, sets: Sequence[str] = (), force: Sequence[str] = ()):
+        """What a run would do, stage by stage, and why (nothing is executed or registered)."""
+        from modver.runner import last_key_parts, plan
+
+        return plan(self, self.pipeline(manifest, sets), force=tuple(force), previous=last_key_parts(self.runs_store))
+
+    def runs(self, where: str | None = None, sort: str | None = None) -> list[dict[str, Any]]:
+        """Every run record, oldest first (or sorted by a column, ``-column`` descending)."""
+        from modver.records import filter_records, flatten_record
+
+        records = self.runs_store.list()
+        if where:
+            records = list(filter_records(records, where))
+        if sort:
+            key, reverse = (sort[1:], True) if sort.startswith("-") else (sort, False)
+            flat = [(flatten_record(r), r) for r in records]
+            present = [(f, r) for f, r in flat if f.get(key) is not None]
+            missing = [r for f, r in flat if f.get(key) is None]
+            if not present and records and not any(key in f for f, _ in flat):
+                raise errors.ModverError(
+                    f"unknown sort key {key!r}",
+                    hint="sort by a column of `modver runs --csv`: started, duration, metric.<name>, param.<stage>.<name> ...",
+                )
+            present.sort(key=lambda fr: (str(type(fr[0][key])), fr[0][key]), reverse=reverse)
+            records = [r for _, r in present] + missing
+        return records
+
+    def run_record(self, ref: str = "latest") -> dict[str, Any]:
+        """One run's record (a run id, a unique prefix, ``latest`` or ``latest~N``)."""
+        store = self.runs_store
+        return store.load(store.resolve(ref))
+
+    def run_logs(self, ref: str) -> dict[str, dict[str, str | None]]:
+        """What each stage of a run printed: {stage: {"stdout": ..., "stderr": ...}}."""
+        store = self.runs_store
+        run_id = store.resolve(ref)
+        record = store.load(run_id)
+        return {
+            stage: {s: store.read_log(run_id, stage, s) for s in ("stdout", "stderr")}
+            for stage in (record.get("stages") or {})
+        }
+
+    def diff_runs(self, a: str, b: str) -> RunDiff:
+        """Versions, params, data and metrics of two runs, where they differ."""
+        ra, rb = self.run_record(a), self.run_record(b)
+        ca, cb = _run_columns(ra), _run_columns(rb)
+        skip = {"run", "started", "duration", "status"}
+        keys = [k for k in ca if k not in skip] + [k for k in cb if k not in ca and k not in skip]
+        rows = tuple((k, ca.get(k), cb.get(k)) for k in keys if ca.get(k) != cb.get(k))
+        return RunDiff(ra["run"], rb["run"], (("status", ra.get("status"), rb.get("status")),) + rows if ra.get("status") != rb.get("status") else rows)
+
+    def reproduce(self, ref: str, *, use_cache: bool = False, on_event: Any = None, echo: Any = None) -> dict[str, Any]:
+        """Run again exactly the recorded versions, params and data; compare the metrics.
+
+        Every stage is executed again unless ``use_cache``. The code comes from the store, so
+        this works after it is gone from the working tree and every branch.
+        """
+        from modver.runner import DataHasher, Pipeline, PipelineStage, execute
+
+        original = self.run_record(ref)
+        content = (original.get("manifest") or {}).get("content") or {}
+        declared = content.get("stages") or {}
+        fingerprints = original.get("fingerprints") or {}
+        if not fingerprints:
+            raise errors.RunError(
+                f"run {original['run']} recorded no stage versions (it failed before planning)",
+                hint="reproduce a run that got past planning; see `modver runs`",
+            )
+        hasher = DataHasher(self.root, self.store)
+        changed = []
+        for name, info in (original.get("data") or {}).items():
+            try:
+                now = hasher.hash(name, info["path"])
+            except errors.RunError:
+                now = None
+            if now != info["hash"]:
+                changed.append(info["path"])
+        if changed:
+            raise errors.RunError(
+                f"cannot reproduce run {original['run']}: its data changed since: {', '.join(changed)}",
+                hint="restore the data files the run used (their content hashes are in its record)",
+            )
+        order = [s for s in declared if s in fingerprints]
+        stages = tuple(
+            PipelineStage(
+                name,
+                declared[name]["entry"],
+                None,
+                dict(declared[name].get("inputs") or {}),
+                dict((original.get("params") or {}).get(name) or {}),
+                tuple(declared[name].get("deps") or ()),
+                fingerprint=fingerprints[name],
+            )
+            for name in _order(order, declared)
+        )
+        data = {name: info["path"] for name, info in (original.get("data") or {}).items()}
+        data.update({k: v for k, v in (content.get("data") or {}).items() if k not in data})
+        pipeline = Pipeline(stages, data, (original.get("manifest") or {}).get("path", ""), content)
+        force = () if use_cache else tuple(s.name for s in stages)
+        record = execute(self, pipeline, force=force, on_event=on_event, echo=echo, extra={"reproduces": original["run"]})
+        comparison = {}
+        old, new = original.get("metrics") or {}, record.get("metrics") or {}
+        for name in list(old) + [n for n in new if n not in old]:
+            comparison[name] = {"original": old.get(name), "reproduced": new.get(name), "match": old.get(name) == new.get(name)}
+        record["comparison"] = comparison
+        self.runs_store.update(record["run"], record)
+        return record
+
+    def load(self, stage: str, run: str = "latest") -> Any:
+        """A stage's output object from a run; loads without the code in the working tree."""
+        from modver.cache import OutputCache
+        from modver.materialize import install_finder
+
+        record = self.run_record(run)
+        info = (record.get("stages") or {}).get(stage)
+        if info is None:
+            raise errors.UnknownStageError(
+                f"run {record['run']} has no stage {stage!r}; it has: {', '.join(record.get('stages') or {}) or '(none)'}",
+                hint="see `modver show " + record["run"] + "`",
+            )
+        if info.get("status") not in ("succeeded", "cached"):
+            raise errors.RunError(
+                f"stage {stage} has no output in run {record['run']} (it {info.get('status')})",
+                hint="load it from a run where it succeeded: modver.load(stage, run=...)",
+            )
+        install_finder(self.store)
+        return OutputCache(self.store / "cache" / "outputs").load(info["cache_key"])
+
+    def version_runs(self, stage: str) -> dict[str, list[dict[str, Any]]]:
+        """For each version label of ``stage``, the runs that used it (id, status, metrics)."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for record in self.runs_store.list():
+            label = (record.get("versions") or {}).get(stage)
+            if label:
+                out.setdefault(label, []).append(
+                    {"run": record["run"], "status": record.get("status"), "metrics": record.get("metrics") or {}}
+                )
+        return out
+
+
+def _is_manifest_path(text: str) -> bool:
+    return text.endswith((".yaml", ".yml"))
+
+
+def definition_sources(tree: SourceTree, closure: Closure) -> dict[str, str]:
+    """The exact source of each definition of ``closure`` as it is in ``tree``, by ``path:name``."""
+    out: dict[str, str] = {}
+    texts: dict[str, list[str]] = {}
+    for d in closure.definitions:
+        if d.path not in texts:
+            data = tree.read(d.path)
+            texts[d.path] = [] if data is None else data.decode("utf-8", "replace").splitlines(keepends=True)
+        lines = texts[d.path]
+        out[f"{d.path}:{d.name}"] = "".join(lines[d.line - 1 : d.end_line])
+    return out
+
+
+def iter_stage_names(project: Project) -> Iterator[str]:
+    """Stages known to the manifest or the history (for shell completion and listings)."""
+    seen = set()
+    try:
+        for name in project.manifest().stages:
+            seen.add(name)
+            yield name
+    except errors.ModverError:
+        pass
+    for name in project.history.stages():
+        if name not in seen:
+            yield name
+
+
+def utc_now() -> datetime:
+    """Now, in UTC (one place, so tests can rely on the format)."""
+    return datetime.now(timezone.utc)
+
+
+# --------------------------------------------------------------------------- runs
+
+
+@dataclass(frozen=True)
+class RunDiff:
+    """Two runs side by side: the versions, params, data and metrics that differ."""
+
+    a: str
+    b: str
+    rows: tuple[tuple[str, Any, Any], ...]  # (column, value in a, value in b)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"a": self.a, "b": self.b, "differences": [{"key": k, "a": va, "b": vb} for k, va, vb in self.rows]}
+
+
+def _run_columns(record: dict[str, Any]) -> dict[str, Any]:
+    from modver.records import flatten_record
+
+    row = dict(flatten_record(record))
+    for name, info in (record.get("data") or {}).items():
+        row[f"data.{name}"] = (info or {}).get("hash")
+    for name, cached in (record.get("cached") or {}).items():
+        row[f"cached.{name}"] = cached
+    return row
+
+
+def _order(names: list[str], declared: dict[str, Any]) -> list[str]:
+    """Topological order of recorded stages by their inputs (ties keep manifest order)."""
+    done: list[str] = []
+    pending = list(names)
+    while pending:
+        for name in pending:
+            deps = [v for v in (declared[name].get("inputs") or {}).values() if not str(v).startswith("data.")]
+            if all(d in done or d not in names for d in deps):
+                done.append(name)
+                pending.remove(name)
+                break
+        else:
+            raise errors.RunError("the recorded manifest has a cycle in its inputs", hint="check the run record")
+    return done
+
+
+def runs(path: str | os.PathLike[str] = "."):  # -> pandas.DataFrame
+    """All runs of the project at ``path`` as a pandas DataFrame, one row per run."""
+    from modver.records import runs_dataframe
+
+    with Project(path) as project:
+        return runs_dataframe(project.runs_store.list())
+
+
+def load(stage: str, run: str = "latest", path: str | os.PathLike[str] = ".") -> Any:
+    """The output object of ``stage`` in ``run`` (default: the latest run)."""
+    with Project(path) as project:
+        return project.load(stage, run)
+

@@ -1,0 +1,426 @@
+"""Run records: one plain JSON file per run, ``.modver/runs/<run-id>/run.json``.
+
+Run ids (:func:`new_run_id`) look like ``20261122-153012-123456-0004d2-9f3ab1``: UTC date,
+time, microseconds, process id (6 hex digits) and 24 random bits. They sort by start time as
+strings and are unique across concurrent processes and machines sharing a file system.
+
+``run.json`` (written atomically: temp file + ``os.replace``; sorted keys, indent 2)::
+
+    run            str    the run id
+    status         str    "running" | "succeeded" | "failed" | "interrupted"
+    started        str    ISO 8601 UTC with microseconds
+    finished       str | null
+    duration       float | null   seconds
+    manifest       {"path": str, "content": dict}   the manifest as loaded
+    versions       {stage: "vN"}
+    fingerprints   {stage: "mv1:<hex>"}
+    params         {stage: {name: value}}
+    data           {name: {"path": str, "hash": str}}
+    cached         {stage: bool}          served from the cache
+    stages         {stage: {"status", "duration", "cache_key", "reason", "error"}}
+    metrics        {name: last value}
+    metric_series  {name: [{"step": int | null, "value": float, "stage": str}]}
+    git            {"commit": str | null, "dirty": bool}
+    python         str    e.g. "3.11.9"
+    packages       {name: version}
+    error          {"stage", "type", "message", "traceback"} | null
+
+Next to it, ``<stage>.stdout`` and ``<stage>.stderr`` hold what each stage printed.
+
+:meth:`RunStore.list` never fails on a damaged run: a folder whose ``run.json`` is missing or
+unreadable is listed as ``{"run": id, "status": "corrupt", "error": {...}}``.
+
+:func:`runs_dataframe` flattens records into the table of ``modver runs`` / ``modver.runs()``
+(columns ``run``, ``status``, ``started``, ``duration``, ``version.<stage>``,
+``param.<stage>.<name>``, ``metric.<name>``) and :func:`filter_records` applies a ``--where``
+expression such as ``metric.accuracy > 0.9 and version.model == "v3"``: it is parsed with
+``ast`` and only comparisons, ``and``/``or``/``not``, constants, tuples/lists of constants and
+column names are evaluated (``version["my-stage"]`` reaches names that are no identifiers);
+nothing is ever ``eval``-ed.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+import os
+import re
+import secrets
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modver import _fs
+from modver.errors import ModverError, StoreError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas
+
+RUN_FILE = "run.json"
+STATUSES = ("running", "succeeded", "failed", "interrupted")
+LOG_STREAMS = ("stdout", "stderr")
+_RUN_ID = re.compile(r"^\d{8}-\d{6}-\d{6}-[0-9a-f]{6,}-[0-9a-f]+$")
+_LATEST = re.compile(r"^latest(?:~(\d+))?$")
+_STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+BASE_COLUMNS = ("run", "status", "started", "duration")
+
+
+class UnknownRunError(ModverError):
+    """A run reference that matches no run, or more than one."""
+
+
+def now_iso() -> str:
+    """The current time as the records write it: ISO 8601, UTC, microseconds."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """A fresh run id, sortable by start time and unique across processes (see module doc)."""
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    return f"{moment:%Y%m%d-%H%M%S-%f}-{os.getpid() & 0xFFFFFF:06x}-{secrets.token_hex(3)}"
+
+
+def run_id_time(run_id: str) -> str | None:
+    """The start time encoded in a run id, as ISO 8601 UTC, or None for a foreign id."""
+    try:
+        moment = datetime.strptime(run_id[:22], "%Y%m%d-%H%M%S-%f").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return moment.isoformat(timespec="microseconds")
+
+
+class RunStore:
+    """The run records under ``root`` (normally ``.modver/runs``)."""
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"RunStore({str(self.root)!r})"
+
+    def path(self, run_id: str) -> Path:
+        """The folder of a run."""
+        if not run_id or "/" in run_id or "\\" in run_id or run_id.startswith("."):
+            raise UnknownRunError(f"invalid run id {run_id!r}")
+        return self.root / run_id
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def create(self, run_id: str, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Start a run's record; the run id must be new. Returns the record as written."""
+        folder = self.path(run_id)
+        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir()
+        except FileExistsError as exc:
+            raise StoreError(f"run {run_id} exists already", where=str(folder), hint="use new_run_id() for every run") from exc
+        return self._write(run_id, record)
+
+    def update(self, run_id: str, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Replace a run's record atomically (readers see the old or the new one)."""
+        if not self.path(run_id).is_dir():
+            raise UnknownRunError(f"no run {run_id}", where=str(self.root), hint="create() it first")
+        return self._write(run_id, record)
+
+    def _write(self, run_id: str, record: Mapping[str, Any]) -> dict[str, Any]:
+        data = dict(record)
+        data["run"] = run_id
+        _fs.write_json_atomic(self.path(run_id) / RUN_FILE, data)
+        return data
+
+    def log_path(self, run_id: str, stage: str, stream: str) -> Path:
+        """``<run-id>/<stage>.stdout`` or ``.stderr``."""
+        if stream not in LOG_STREAMS:
+            raise ValueError(f"stream must be one of {LOG_STREAMS}, not {stream!r}")
+        if not _STAGE_NAME.match(stage) or ".." in stage:
+            raise ModverError(f"invalid stage name {stage!r} for a log file")
+        return self.path(run_id) / f"{stage}.{stream}"
+
+    def write_log(self, run_id: str, stage: str, stream: str, content: str | bytes) -> Path:
+        """Store what a stage printed (atomically, not fsynced)."""
+        path = self.log_path(run_id, stage, stream)
+        data = content.encode("utf-8") if isinstance(content, str) else bytes(content)
+        _fs.write_bytes_atomic(path, data, durable=False)
+        return path
+
+    def read_log(self, run_id: str, stage: str, stream: str) -> str | None:
+        """What a stage printed, or None when nothing was recorded."""
+        try:
+            return self.log_path(run_id, stage, stream).read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return None
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def load(self, run_id: str) -> dict[str, Any]:
+        """A run's record. Unknown runs raise :class:`UnknownRunError`, damaged ones StoreError."""
+        path = self.path(run_id) / RUN_FILE
+        try:
+            record = _fs.read_json(path)
+        except FileNotFoundError as exc:
+            if self.path(run_id).is_dir():
+                raise StoreError(f"run {run_id} has no {RUN_FILE} (its process died while starting)", where=str(path)) from exc
+            raise UnknownRunError(
+                f"no run {run_id}", where=str(self.root), hint="see `modver runs` for the recorded runs"
+            ) from exc
+        if not isinstance(record, dict):
+            raise StoreError(f"{path} does not hold a run record", where=str(path))
+        return record
+
+    def ids(self) -> list[str]:
+        """Every run id, oldest first (ids sort by start time)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def list(self) -> list[dict[str, Any]]:
+        """Every record, oldest first by start time; damaged runs appear with status "corrupt"."""
+        records = []
+        for run_id in self.ids():
+            try:
+                record = self.load(run_id)
+            except StoreError as exc:
+                record = {
+                    "run": run_id,
+                    "status": "corrupt",
+                    "started": run_id_time(run_id),
+                    "error": {"stage": None, "type": type(exc).__name__, "message": str(exc), "traceback": None},
+                }
+            records.append(record)
+        return sorted(records, key=_start_key)
+
+    def resolve(self, ref: str) -> str:
+        """The run id ``ref`` names: a run id, a unique prefix, ``latest`` or ``latest~N``."""
+        ids = self.ids()
+        if not ids:
+            raise UnknownRunError("no runs recorded yet", where=str(self.root), hint="start one with `modver run`")
+        ref = ref.strip()
+        match = _LATEST.match(ref)
+        if match:
+            back = int(match.group(1) or 0)
+            if back >= len(ids):
+                raise UnknownRunError(
+                    f"{ref} goes back {back} runs but only {len(ids)} are recorded",
+                    hint=f"use latest~0 .. latest~{len(ids) - 1}",
+                )
+            return ids[-1 - back]
+        if ref in ids:
+            return ref
+        matches = [run_id for run_id in ids if run_id.startswith(ref)] if ref else []
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+            raise UnknownRunError(f"run {ref!r} is ambiguous: {len(matches)} runs match ({shown})", hint="give more characters of the run id")
+        raise UnknownRunError(
+            f"no run {ref!r}; the latest is {ids[-1]}",
+            where=str(self.root),
+            hint="see `modver runs`; refer to runs by id, unique prefix, latest or latest~N",
+        )
+
+
+def _start_key(record: Mapping[str, Any]) -> tuple[str, str]:
+    run_id = str(record.get("run") or "")
+    started = record.get("started")
+    if not isinstance(started, str):
+        started = run_id_time(run_id) or ""
+    return (_normalize_iso(started), run_id)
+
+
+def _normalize_iso(text: str) -> str:
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC).isoformat(timespec="microseconds")
+    except ValueError:
+        return text
+
+
+# -- the runs table ---------------------------------------------------------------------------
+
+
+def flatten_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """One table row: ``run``, ``status``, ``started``, ``duration``, ``version.<stage>``,
+    ``param.<stage>.<name>``, ``metric.<name>`` (plain Python values)."""
+    row: dict[str, Any] = {name: record.get(name) for name in BASE_COLUMNS}
+    for stage, version in _mapping(record.get("versions")).items():
+        row[f"version.{stage}"] = version
+    for stage, params in _mapping(record.get("params")).items():
+        for name, value in _mapping(params).items():
+            row[f"param.{stage}.{name}"] = value
+    for name, value in _mapping(record.get("metrics")).items():
+        row[f"metric.{name}"] = value
+    return row
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def table_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The columns of the runs table: the base columns, then versions, params, metrics, sorted."""
+    seen: set[str] = set()
+    for row in rows:
+        seen.update(row)
+    rest = sorted(seen - set(BASE_COLUMNS), key=lambda c: ({"version": 0, "param": 1, "metric": 2}.get(c.split(".", 1)[0], 3), c))
+    return [*BASE_COLUMNS, *rest]
+
+
+def runs_dataframe(records: Iterable[Mapping[str, Any]]) -> pandas.DataFrame:
+    """The runs as a DataFrame, one row per record; missing cells are NaN/None, never an error.
+
+    ``started`` becomes a UTC timestamp column; other columns keep the recorded values.
+    """
+    import pandas as pd
+
+    rows = [flatten_record(record) for record in records]
+    columns = table_columns(rows)
+    frame = pd.DataFrame.from_records(rows, columns=columns) if rows else pd.DataFrame(columns=columns)
+    frame["started"] = pd.to_datetime(frame["started"], utc=True, errors="coerce", format="ISO8601")
+    return frame
+
+
+# -- --where ----------------------------------------------------------------------------------
+
+_COMPARE: dict[type, Callable[[Any, Any], bool]] = {
+    ast.Eq: operator.eq,
+    ast.NotEq: operator.ne,
+    ast.Lt: operator.lt,
+    ast.LtE: operator.le,
+    ast.Gt: operator.gt,
+    ast.GtE: operator.ge,
+    ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b,
+    ast.Is: operator.is_,
+    ast.IsNot: operator.is_not,
+}
+_WHERE_HINT = (
+    "write comparisons of columns with constants joined by and/or/not, e.g. "
+    "'metric.accuracy > 0.9 and version.model == \"v3\"'; columns are run, status, started, duration, "
+    "version.<stage>, param.<stage>.<name>, metric.<name>"
+)
+
+
+class Where:
+    """A compiled ``--where`` expression; call it with a row (see :func:`flatten_record`)."""
+
+    def __init__(self, expression: str):
+        self.expression = expression
+        try:
+            tree = ast.parse(expression.strip(), mode="eval")
+        except SyntaxError as exc:
+            raise ModverError(f"invalid --where expression {expression!r}: {exc.msg}", hint=_WHERE_HINT) from exc
+        self.columns: set[str] = set()
+        self._check(tree.body)
+        self._tree = tree.body
+
+    def __call__(self, row: Mapping[str, Any]) -> bool:
+        return bool(self._eval(self._tree, row))
+
+    # validation: the whole tree once, so a bad expression fails before any row is seen
+    def _check(self, node: ast.AST) -> None:
+        if isinstance(node, ast.BoolOp):
+            for value in node.values:
+                self._check(value)
+        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            self._check(node.operand)
+        elif isinstance(node, ast.Compare):
+            for op in node.ops:
+                if type(op) not in _COMPARE:  # pragma: no cover - every ast.cmpop is listed
+                    raise self._error(f"operator {type(op).__name__} is not supported")
+            for operand in (node.left, *node.comparators):
+                self._check(operand)
+        elif _constant(node) is not _NOT_CONSTANT:
+            pass
+        elif isinstance(node, (ast.Tuple, ast.List)):
+            for element in node.elts:
+                if _constant(element) is _NOT_CONSTANT:
+                    raise self._error("lists in --where may hold constants only")
+        else:
+            column = _column_name(node)
+            if column is None:
+                raise self._error(f"{ast.unparse(node)!r} is not a column, a constant or a comparison")
+            self.columns.add(column)
+
+    def _error(self, detail: str) -> ModverError:
+        return ModverError(f"invalid --where expression {self.expression!r}: {detail}", hint=_WHERE_HINT)
+
+    def _eval(self, node: ast.AST, row: Mapping[str, Any]) -> Any:
+        if isinstance(node, ast.BoolOp):
+            if isinstance(node.op, ast.And):
+                return all(self._eval(value, row) for value in node.values)
+            return any(self._eval(value, row) for value in node.values)
+        if isinstance(node, ast.UnaryOp):
+            return not self._eval(node.operand, row)
+        if isinstance(node, ast.Compare):
+            left = self._eval(node.left, row)
+            for op, comparator in zip(node.ops, node.comparators):
+                right = self._eval(comparator, row)
+                if not _compare(op, left, right):
+                    return False
+                left = right
+            return True
+        value = _constant(node)
+        if value is not _NOT_CONSTANT:
+            return value
+        if isinstance(node, (ast.Tuple, ast.List)):
+            return tuple(_constant(element) for element in node.elts)
+        value = row.get(_column_name(node) or "")
+        return None if isinstance(value, float) and math.isnan(value) else value
+
+
+_NOT_CONSTANT = object()
+
+
+def _constant(node: ast.AST) -> Any:
+    """The value of a literal (numbers, strings, True/False/None, negative numbers)."""
+    if isinstance(node, ast.Constant) and not isinstance(node.value, bytes | type(Ellipsis)):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        inner = _constant(node.operand)
+        if isinstance(inner, (int, float)) and not isinstance(inner, bool):
+            return -inner if isinstance(node.op, ast.USub) else inner
+    return _NOT_CONSTANT
+
+
+def _column_name(node: ast.AST) -> str | None:
+    """``metric.acc`` → "metric.acc"; ``version["my-stage"]`` → "version.my-stage"."""
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _column_name(node.value)
+        return None if base is None else f"{base}.{node.attr}"
+    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
+        base = _column_name(node.value)
+        return None if base is None else f"{base}.{node.slice.value}"
+    return None
+
+
+def _compare(op: ast.cmpop, left: Any, right: Any) -> bool:
+    """SQL-like: a missing value (None) only satisfies ==/is None and !=; mismatched types are False."""
+    if isinstance(op, (ast.Is, ast.IsNot, ast.Eq, ast.NotEq)):
+        return _COMPARE[type(op)](left, right)
+    if left is None or right is None:
+        return False
+    try:
+        return bool(_COMPARE[type(op)](left, right))
+    except TypeError:
+        return False
+
+
+def filter_records(records: Iterable[Mapping[str, Any]], expression: str) -> list[Mapping[str, Any]]:
+    """The records whose row satisfies ``expression``.
+
+    A column that no record has is reported (a typo would otherwise silently match nothing).
+    """
+    where = Where(expression)
+    records = list(records)
+    rows = [flatten_record(record) for record in records]
+    known = set(table_columns(rows))
+    unknown = sorted(where.columns - known)
+    if unknown and rows:
+        raise ModverError(
+            f"unknown column{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} in --where",
+            hint="columns of the recorded runs: " + ", ".join(table_columns(rows)),
+        )
+    return [record for record, row in zip(records, rows) if where(row)]

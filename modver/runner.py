@@ -1,0 +1,567 @@
+"""The run engine: DAG order, each stage at its pinned version, cached outputs, run records.
+
+A run goes through three steps:
+
+1. :func:`plan` resolves every stage of a :class:`Pipeline` to a registered version (unpinned
+   stages: the working tree, fingerprinted) and computes its cache key from the version's
+   fingerprint, its entry, its params, its upstream stages' keys and its data files' content
+   hashes. Nothing is executed; ``modver status`` uses it to say what is cached.
+2. :func:`execute` walks the plan in order: a stage whose key is in the cache is served from it
+   (its logged metrics replayed); any other stage's version is materialized from the store and
+   called with its inputs and params, its stdout/stderr captured, its output saved.
+3. The run record (:mod:`modver.records`) is written when the run starts, after every stage and
+   at the end, whatever the end is: success, a stage that raised, or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import inspect
+import io
+import os
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from modver import _encoding, _fs, errors
+from modver.models import StageVersion
+
+CACHE_KEY_SCHEME = "modver-output-key/1"
+
+Event = Callable[[str, "StagePlan"], None]  # ("start" | "cached" | "done" | "failed", stage)
+
+
+# --------------------------------------------------------------------------- the pipeline
+
+
+@dataclass(frozen=True)
+class PipelineStage:
+    """What a run needs of one stage; built from a manifest or from a recorded run."""
+
+    name: str
+    entry: str
+    ref: str | None  # a version reference ("v3", a tag, ...) or None for the working tree
+    inputs: dict[str, str]  # kwarg -> "data.<name>" | "<stage>"
+    params: dict[str, Any]
+    deps: tuple[str, ...] = ()
+    fingerprint: str | None = None  # exact version (reproduce): wins over ref
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Stages in execution order, named data files, and where the description came from."""
+
+    stages: tuple[PipelineStage, ...]
+    data: dict[str, str]
+    manifest_path: str
+    manifest_content: dict[str, Any]
+    docstrings: bool = False
+
+
+def parse_sets(sets: list[str], pipeline: Pipeline) -> Pipeline:
+    """Apply ``--set stage.param=value`` overrides (values typed as YAML scalars)."""
+    from modver.manifest import parse_scalar
+
+    by_name = {s.name: s for s in pipeline.stages}
+    params = {s.name: dict(s.params) for s in pipeline.stages}
+    for item in sets:
+        target, eq, text = item.partition("=")
+        stage, dot, param = target.partition(".")
+        if not eq or not dot or not stage or not param:
+            raise errors.RunError(
+                f"bad --set {item!r}: expected stage.param=value", hint="e.g. --set model.C=0.5"
+            )
+        if stage not in by_name:
+            raise errors.UnknownStageError(
+                f"--set {item!r}: unknown stage {stage!r}; stages: {', '.join(by_name)}",
+                hint="use a stage declared in the manifest",
+            )
+        params[stage][param] = parse_scalar(text)
+    stages = tuple(
+        PipelineStage(s.name, s.entry, s.ref, s.inputs, params[s.name], s.deps, s.fingerprint) for s in pipeline.stages
+    )
+    return Pipeline(stages, pipeline.data, pipeline.manifest_path, pipeline.manifest_content, pipeline.docstrings)
+
+
+# --------------------------------------------------------------------------- planning
+
+
+@dataclass
+class StagePlan:
+    """One stage of a planned run."""
+
+    stage: PipelineStage
+    version: StageVersion | None  # None: the working tree's code is not registered (yet)
+    fingerprint: str
+    key: str
+    key_parts: dict[str, Any]
+    cached: bool = False
+    forced: bool = False
+    reason: str = ""
+    status: str = "pending"  # pending | cached | running | succeeded | failed | skipped
+    duration: float | None = None
+    error: dict[str, Any] | None = None
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.stage.name
+
+    @property
+    def label(self) -> str:
+        return self.version.version if self.version else "working tree"
+
+
+class DataHasher:
+    """Content hashes of data files, remembered by (size, mtime) in ``.modver/cache/data.json``."""
+
+    def __init__(self, root: Path, store: Path):
+        self.root = root
+        self.path = store / "cache" / "data.json"
+        try:
+            self.known: dict[str, Any] = _fs.read_json(self.path)
+            if not isinstance(self.known, dict):
+                self.known = {}
+        except (OSError, ValueError, errors.ModverError):
+            self.known = {}
+        self.dirty = False
+
+    def hash(self, name: str, rel: str) -> str:
+        path = self.root / rel
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise errors.RunError(
+                f"data file {rel!r} (data.{name}) does not exist", where=str(path), hint="create it or fix `data:` in the manifest"
+            ) from None
+        stamp = [st.st_size, st.st_mtime_ns]
+        known = self.known.get(rel)
+        if known and known.get("stamp") == stamp:
+            return known["hash"]
+        h = hashlib.blake2b(digest_size=32)
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        digest = "blake2b:" + h.hexdigest()
+        self.known[rel] = {"stamp": stamp, "hash": digest}
+        self.dirty = True
+        return digest
+
+    def save(self) -> None:
+        if self.dirty:
+            with contextlib.suppress(OSError):
+                _fs.write_json_atomic(self.path, self.known, durable=False)
+
+
+def cache_key(parts: Mapping[str, Any]) -> str:
+    """The output key of a stage: a digest of the canonical encoding of its key parts."""
+    return _encoding.digest_value([CACHE_KEY_SCHEME, dict(parts)])
+
+
+def plan(
+    project: Any,
+    pipeline: Pipeline,
+    *,
+    force: tuple[str, ...] = (),
+    register: bool = False,
+    run_id: str | None = None,
+    previous: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[StagePlan]:
+    """Resolve versions and cache keys of every stage, in order; execute nothing.
+
+    ``register``: snapshot unregistered working-tree code (a run does; ``status`` does not).
+    ``previous``: the last recorded key parts per stage, to explain cache misses.
+    """
+    from modver.cache import OutputCache
+
+    cache = OutputCache(project.store / "cache" / "outputs")
+    hasher = DataHasher(project.root, project.store)
+    tree = project.working_tree()
+    known_forced = {s.name for s in pipeline.stages}
+    for name in force:
+        if name not in known_forced:
+            raise errors.UnknownStageError(
+                f"--force {name!r}: unknown stage; stages: {', '.join(sorted(known_forced))}",
+                hint="use a stage declared in the manifest",
+            )
+    plans: dict[str, StagePlan] = {}
+    for st in pipeline.stages:
+        version: StageVersion | None
+        if st.fingerprint is not None:
+            version = project.history.find(st.name, st.fingerprint) if st.name in project.history.stages() else None
+            if version is None:
+                raise errors.UnknownVersionError(
+                    f"stage {st.name}: version {st.fingerprint} is not in the history",
+                    hint="fetch the modver refs: git fetch origin 'refs/modver/*:refs/modver/*'",
+                )
+            fingerprint = version.fingerprint
+        elif st.ref is not None:
+            version = project.resolve(f"{st.name}@{st.ref}")
+            fingerprint = version.fingerprint
+        else:
+            from modver.models import StageSpec
+
+            closure = project.fingerprint(StageSpec(st.name, st.entry, deps=st.deps), tree, docstrings=pipeline.docstrings)
+            fingerprint = closure.fingerprint
+            version = project.history.find(st.name, fingerprint) if st.name in project.history.stages() else None
+            if version is None and register:
+                message = f"working tree, snapshot for run {run_id}" if run_id else "working tree snapshot"
+                version, _ = project.history.register(st.name, closure, tree, origin=None, message=message)
+        inputs: dict[str, Any] = {}
+        for kw, source in st.inputs.items():
+            if source.startswith("data."):
+                data_name = source[5:]
+                rel = pipeline.data[data_name]
+                inputs[kw] = {"data": rel, "hash": hasher.hash(data_name, rel)}
+            else:
+                inputs[kw] = {"stage": source, "key": plans[source].key}
+        parts = {
+            "entry": st.entry,
+            "fingerprint": fingerprint,
+            "params": dict(st.params),
+            "inputs": inputs,
+        }
+        key = cache_key(parts)
+        p = StagePlan(st, version, fingerprint, key, {**parts, "version": version.version if version else None})
+        p.forced = st.name in force
+        p.cached = (not p.forced) and cache.get(key) is not None
+        p.reason = explain(p, (previous or {}).get(st.name))
+        plans[st.name] = p
+    hasher.save()
+    return list(plans.values())
+
+
+def explain(p: StagePlan, before: Mapping[str, Any] | None) -> str:
+    """Why a stage runs, or why it is served from the cache, in one line."""
+    if p.forced:
+        return "forced with --force"
+    if p.cached:
+        return f"cached: {p.name}@{p.label} with the same params and inputs ran before"
+    if not before:
+        return f"no cached output: first run of {p.name}@{p.label} with these params and inputs"
+    reasons: list[str] = []
+    parts = p.key_parts
+    if before.get("fingerprint") != parts["fingerprint"]:
+        old = before.get("version") or str(before.get("fingerprint", ""))[:16]
+        reasons.append(f"new version {p.label} of {p.name} (was {old})")
+    old_params, new_params = before.get("params") or {}, parts["params"]
+    for name in list(old_params) + [n for n in new_params if n not in old_params]:
+        if name not in new_params:
+            reasons.append(f"param {name} removed (was {old_params[name]!r})")
+        elif name not in old_params:
+            reasons.append(f"param {name} added ({new_params[name]!r})")
+        elif old_params[name] != new_params[name] or type(old_params[name]) is not type(new_params[name]):
+            reasons.append(f"param {name} {old_params[name]!r} -> {new_params[name]!r}")
+    old_inputs = before.get("inputs") or {}
+    for kw, now in parts["inputs"].items():
+        was = old_inputs.get(kw)
+        if "data" in now:
+            if not was or was.get("hash") != now["hash"] or was.get("data") != now["data"]:
+                reasons.append(f"{now['data']} changed")
+        elif not was or was.get("key") != now["key"] or was.get("stage") != now["stage"]:
+            reasons.append(f"input {kw}: output of {now['stage']} changed")
+    if before.get("entry") not in (None, parts["entry"]):
+        reasons.append(f"entry {before['entry']} -> {parts['entry']}")
+    return "; ".join(reasons) or "no cached output for this key (the cache entry was removed)"
+
+
+# --------------------------------------------------------------------------- executing
+
+
+class _Tee(io.TextIOBase):
+    """Write to a log file and, optionally, echo to a stream."""
+
+    def __init__(self, log: TextIO, echo: TextIO | None):
+        self.log, self.echo = log, echo
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        if self.echo is not None:
+            self.echo.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+        if self.echo is not None:
+            self.echo.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+@contextlib.contextmanager
+def _capture(out_path: Path, err_path: Path, echo: TextIO | None) -> Iterator[None]:
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(out_path, "w", encoding="utf-8") as out, open(err_path, "w", encoding="utf-8") as err:
+        saved = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = _Tee(out, echo), _Tee(err, echo)
+        try:
+            yield
+        finally:
+            sys.stdout, sys.stderr = saved
+
+
+def _user_frame(tb: Any, versions_dir: Path) -> str | None:
+    """``file:line`` of the innermost frame that is the user's (materialized) code."""
+    where = None
+    for frame in traceback.extract_tb(tb):
+        if str(versions_dir) in frame.filename:
+            rel = frame.filename.split(str(versions_dir), 1)[1].lstrip(os.sep)
+            rel = rel.split(os.sep, 1)[1] if os.sep in rel else rel
+            where = f"{rel}:{frame.lineno}"
+    return where
+
+
+def _call_stage(project: Any, p: StagePlan, kwargs: dict[str, Any]) -> Any:
+    from modver import materialize
+
+    version = p.version
+    assert version is not None
+    store = project.store
+    materialize.materialize(project.history.files(version), version.fingerprint, store, entry=p.stage.entry)
+    fn = materialize.load_entry(store, version.fingerprint, p.stage.entry)
+    if p.stage.entry.partition(":")[2]:
+        try:
+            inspect.signature(fn).bind(**kwargs)
+        except TypeError as exc:
+            try:
+                accepted = ", ".join(inspect.signature(fn).parameters)
+            except (TypeError, ValueError):
+                accepted = "?"
+            raise errors.RunError(
+                f"stage {p.name}: {p.stage.entry} cannot be called with {', '.join(kwargs) or 'no arguments'}: {exc}",
+                where=p.name,
+                hint=f"its parameters are ({accepted}); fix `inputs:`/`params:` in the manifest or --set",
+            ) from None
+    elif any(kw in p.stage.inputs and not p.stage.inputs[kw].startswith("data.") for kw in kwargs):
+        raise errors.RunError(
+            f"stage {p.name} is a whole module ({p.stage.entry}): it takes params and data files, not stage outputs",
+            where=p.name,
+            hint="give it data inputs only, or make its entry a function",
+        )
+    return fn(**kwargs)
+
+
+def python_info() -> dict[str, Any]:
+    """Python and installed package versions, for the run record."""
+    from importlib import metadata
+
+    packages = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            packages[name] = dist.version
+    return {"python": platform.python_version(), "packages": dict(sorted(packages.items(), key=lambda kv: kv[0].lower()))}
+
+
+def execute(
+    project: Any,
+    pipeline: Pipeline,
+    *,
+    force: tuple[str, ...] = (),
+    on_event: Event | None = None,
+    echo: TextIO | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run the pipeline; return the run record (also written to ``.modver/runs/<id>/run.json``).
+
+    A stage that raises ends the run: the record says "failed" and :class:`StageFailedError` is
+    raised after it is written. Ctrl-C writes an "interrupted" record, then re-raises.
+    """
+    from modver.cache import OutputCache
+    from modver.metrics import collect_metrics, summarize
+    from modver.records import RunStore, new_run_id, now_iso
+
+    store = project.store
+    runs = RunStore(store / "runs")
+    cache = OutputCache(store / "cache" / "outputs")
+    run_id = new_run_id()
+    started, t0 = now_iso(), time.perf_counter()
+    record: dict[str, Any] = {
+        "run": run_id,
+        "status": "running",
+        "started": started,
+        "finished": None,
+        "duration": None,
+        "manifest": {"path": pipeline.manifest_path, "content": pipeline.manifest_content},
+        "versions": {},
+        "fingerprints": {},
+        "params": {s.name: dict(s.params) for s in pipeline.stages},
+        "data": {},
+        "cached": {},
+        "stages": {},
+        "metrics": {},
+        "metric_series": {},
+        "git": {"commit": None, "dirty": None},
+        **python_info(),
+        "error": None,
+        **(extra or {}),
+    }
+    runs.create(run_id, record)
+    plans: list[StagePlan] = []
+    events: list[dict[str, Any]] = []
+
+    def save(status: str | None = None) -> None:
+        if status is not None:
+            record["status"] = status
+            record["finished"] = now_iso()
+            record["duration"] = round(time.perf_counter() - t0, 6)
+        last, series = summarize(events)
+        record["metrics"], record["metric_series"] = last, series
+        for p in plans:
+            record["versions"][p.name] = p.version.version if p.version else None
+            record["fingerprints"][p.name] = p.fingerprint
+            record["cached"][p.name] = p.status == "cached"
+            record["stages"][p.name] = {
+                "status": p.status,
+                "duration": p.duration,
+                "cache_key": p.key,
+                "key_parts": p.key_parts,
+                "reason": p.reason,
+                "error": p.error,
+                "entry": p.stage.entry,
+            }
+        runs.update(run_id, record)
+
+    try:
+        record["git"] = {"commit": project._repo.head_commit(), "dirty": project._repo.is_dirty()}
+        previous = last_key_parts(runs, exclude=run_id)
+        plans = plan(project, pipeline, force=force, register=True, run_id=run_id, previous=previous)
+        for p in plans:
+            for kw, src in p.key_parts["inputs"].items():
+                if "data" in src:
+                    name = p.stage.inputs[kw][5:]
+                    record["data"][name] = {"path": src["data"], "hash": src["hash"]}
+        save()
+        outputs: dict[str, Any] = {}
+        needed = {src for p in plans for src in p.stage.inputs.values() if not src.startswith("data.")}
+        to_run = {p.name for p in plans if not p.cached}
+        for p in plans:
+            if p.cached:
+                entry = cache.get(p.key)
+                assert entry is not None
+                p.status, p.duration, p.metrics = "cached", entry.duration, list(entry.metrics)
+                events.extend(p.metrics)
+                if on_event:
+                    on_event("cached", p)
+                save()
+                continue
+            p.status = "running"
+            if on_event:
+                on_event("start", p)
+            kwargs: dict[str, Any] = {}
+            for kw, src in p.stage.inputs.items():
+                if src.startswith("data."):
+                    kwargs[kw] = str(project.root / pipeline.data[src[5:]])
+                else:
+                    if src not in outputs:
+                        from modver.materialize import install_finder
+
+                        install_finder(store)
+                        outputs[src] = cache.load(next(q.key for q in plans if q.name == src))
+                    kwargs[kw] = outputs[src]
+            kwargs.update(p.stage.params)
+            out_log, err_log = runs.log_path(run_id, p.name, "stdout"), runs.log_path(run_id, p.name, "stderr")
+            t = time.perf_counter()
+            try:
+                with collect_metrics(p.name) as collector, _capture(out_log, err_log, echo):
+                    try:
+                        result = _call_stage(project, p, kwargs)
+                    finally:
+                        p.metrics = list(collector.events)
+            except (errors.RunError, errors.ModverError) as exc:
+                p.duration = round(time.perf_counter() - t, 6)
+                p.status = "failed"
+                p.error = {"type": type(exc).__name__, "message": str(exc), "where": exc.where, "traceback": traceback.format_exc()}
+                record["error"] = {"stage": p.name, **p.error}
+                events.extend(p.metrics)
+                raise
+            except Exception as exc:
+                p.duration = round(time.perf_counter() - t, 6)
+                p.status = "failed"
+                where = _user_frame(exc.__traceback__, store / "versions")
+                tb = traceback.format_exc()
+                p.error = {"type": type(exc).__name__, "message": str(exc), "where": where, "traceback": tb}
+                record["error"] = {"stage": p.name, **p.error}
+                events.extend(p.metrics)
+                if on_event:
+                    on_event("failed", p)
+                raise errors.StageFailedError(
+                    f"stage {p.name} failed: {type(exc).__name__}: {exc}" + (f" (at {where})" if where else ""),
+                    where=p.name,
+                    hint=f"full traceback: `modver show {run_id}` or rerun with --debug",
+                ) from exc
+            p.duration = round(time.perf_counter() - t, 6)
+            events.extend(p.metrics)
+            if p.name in needed and any(q.name in to_run for q in plans if p.name in q.stage.inputs.values()):
+                outputs[p.name] = result
+            try:
+                cache.put(
+                    p.key,
+                    result,
+                    {
+                        "stage": p.name,
+                        "version": p.label,
+                        "duration": p.duration,
+                        "metrics": p.metrics,
+                        "stdout": out_log,
+                        "stderr": err_log,
+                        "run": run_id,
+                        "key_parts": p.key_parts,
+                    },
+                )
+            except errors.CacheError as exc:
+                p.status = "failed"
+                p.error = {"type": type(exc).__name__, "message": str(exc), "where": None, "traceback": None}
+                record["error"] = {"stage": p.name, **p.error}
+                raise errors.RunError(
+                    f"stage {p.name}: its output cannot be saved: {exc}",
+                    where=p.name,
+                    hint="return picklable objects (numpy arrays, DataFrames, dicts, fitted models)",
+                ) from exc
+            p.status = "succeeded"
+            if on_event:
+                on_event("done", p)
+            save()
+    except KeyboardInterrupt:
+        for p in plans:
+            if p.status == "running":
+                p.status = "interrupted"
+        record["error"] = record["error"] or {"stage": None, "type": "KeyboardInterrupt", "message": "interrupted", "traceback": None}
+        save("interrupted")
+        raise
+    except BaseException as exc:
+        for p in plans:
+            if p.status == "pending":
+                p.status = "skipped"
+        if record["error"] is None:
+            record["error"] = {
+                "stage": None,
+                "type": type(exc).__name__,
+                "message": str(exc),
+                "traceback": traceback.format_exc(),
+            }
+        save("failed")
+        if isinstance(exc, errors.ModverError) and not isinstance(exc, errors.RunError | errors.StageFailedError):
+            raise errors.RunError(str(exc), where=exc.where, hint=exc.hint) from exc
+        raise
+    save("succeeded")
+    return record
+
+
+def last_key_parts(runs: Any, exclude: str | None = None) -> dict[str, dict[str, Any]]:
+    """The key parts of each stage in the most recent run that planned it."""
+    out: dict[str, dict[str, Any]] = {}
+    for record in reversed(runs.list()):
+        if record.get("run") == exclude:
+            continue
+        for name, info in (record.get("stages") or {}).items():
+            if name not in out and isinstance(info, dict) and info.get("key_parts"):
+                out[name] = info["key_parts"]
+    return out

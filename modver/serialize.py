@@ -1,0 +1,363 @@
+"""Turn stage outputs into files and back: a small registry of serializers.
+
+A serializer is ``(name, type_check, dump, load)``:
+
+- ``type_check(obj) -> bool`` says whether it handles ``obj``;
+- ``dump(obj, path) -> str | None`` writes ``obj`` to ``path`` (a file, or a folder it creates);
+  it may return the checksum of what it wrote (``"crc32:<8 hex>"`` of the file's bytes) so the
+  cache need not read a large file back to checksum it; ``None`` lets the caller compute it;
+- ``load(path) -> object`` reads it back.
+
+Choice order: serializers added with :func:`register` (newest first), then the built-ins
+``bytes`` (raw file), ``numpy`` (``.npy``, ``allow_pickle=False``), ``pandas`` (parquet when
+pyarrow is importable, else pickle protocol 5), ``torch`` (``torch.save``), and last ``pickle``
+(protocol 5), which takes anything picklable. The numpy/pandas/torch checks look the library
+up in ``sys.modules`` only: an object cannot be an ndarray unless numpy is already imported, so
+checking a type never imports a heavy library. Exact types are matched (``type(x) is ndarray``):
+subclasses such as masked arrays go to pickle, which keeps their type.
+
+An object that cannot be written raises :class:`~modver.errors.CacheError` naming its type and
+the reason. :func:`dump` writes into ``directory/OBJECT_NAME``; :func:`load` reads it back given
+the serializer's name.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import os
+import pickle
+import sys
+import threading
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modver.errors import CacheError
+
+OBJECT_NAME = "object"
+PICKLE_PROTOCOL = 5
+_CHUNK = 64 << 20  # bytes per write/read system call for large buffers
+
+
+@dataclass(frozen=True)
+class Serializer:
+    """One way of storing a kind of object. See the module docstring for the contract."""
+
+    name: str
+    type_check: Callable[[Any], bool]
+    dump: Callable[[Any, Path], str | None]
+    load: Callable[[Path], Any]
+
+
+_registered: list[Serializer] = []  # user-registered, newest first
+_lock = threading.Lock()
+
+
+def register(
+    name: str,
+    type_check: Callable[[Any], bool],
+    dump: Callable[[Any, Path], str | None],
+    load: Callable[[Path], Any],
+) -> Serializer:
+    """Add a serializer, tried before every built-in one; a same-named one is replaced."""
+    if not name or not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
+        raise ValueError(f"serializer name must be alphanumeric (with _ - .), got {name!r}")
+    serializer = Serializer(name, type_check, dump, load)
+    with _lock:
+        _registered[:] = [s for s in _registered if s.name != name]
+        _registered.insert(0, serializer)
+    return serializer
+
+
+def unregister(name: str) -> None:
+    """Remove a serializer added with :func:`register` (built-ins cannot be removed)."""
+    with _lock:
+        _registered[:] = [s for s in _registered if s.name != name]
+
+
+def serializers() -> list[Serializer]:
+    """Every serializer in the order they are tried."""
+    with _lock:
+        return [*_registered, *_BUILTINS]
+
+
+def get_serializer(name: str) -> Serializer:
+    """The serializer called ``name``; unknown names raise :class:`CacheError`."""
+    for serializer in serializers():
+        if serializer.name == name:
+            return serializer
+    raise CacheError(
+        f"no serializer named {name!r} (known: {', '.join(s.name for s in serializers())})",
+        hint="register it with modver.serialize.register() before loading this output",
+    )
+
+
+def choose(obj: Any) -> Serializer:
+    """The first serializer whose ``type_check`` accepts ``obj``."""
+    for serializer in serializers():
+        if serializer.type_check(obj):
+            return serializer
+    raise CacheError(f"no serializer accepts an object of type {_type_name(obj)}")  # pragma: no cover
+
+
+def dump(obj: Any, directory: Path) -> str:
+    """Write ``obj`` into ``directory`` (which must exist); return the serializer's name."""
+    return dump_with_checksum(obj, directory)[0]
+
+
+def dump_with_checksum(obj: Any, directory: Path) -> tuple[str, str | None]:
+    """:func:`dump`, also returning the serializer's checksum of the file when it computed one."""
+    serializer = choose(obj)
+    target = Path(directory) / OBJECT_NAME
+    try:
+        checksum = serializer.dump(obj, target)
+    except CacheError:
+        raise
+    except RecursionError as exc:
+        raise _cannot_serialize(obj, serializer, "it is nested too deeply") from exc
+    except (pickle.PicklingError, TypeError, AttributeError, ValueError, NotImplementedError) as exc:
+        raise _cannot_serialize(obj, serializer, str(exc) or type(exc).__name__) from exc
+    except OSError as exc:
+        raise CacheError(
+            f"cannot write output of type {_type_name(obj)} to {target}: {exc.strerror or exc}",
+            where=str(target),
+            hint="check free disk space and permissions of the .modver folder",
+        ) from exc
+    return serializer.name, checksum
+
+
+def load(directory: Path, name: str) -> Any:
+    """Read back the object :func:`dump` wrote into ``directory`` with serializer ``name``."""
+    serializer = get_serializer(name)
+    target = Path(directory) / OBJECT_NAME
+    try:
+        return serializer.load(target)
+    except CacheError:
+        raise
+    except FileNotFoundError as exc:
+        raise CacheError(f"cached output is missing its data file {target}", where=str(target)) from exc
+    except (ImportError, AttributeError) as exc:
+        raise CacheError(
+            f"cannot load cached output ({name}): {exc}",
+            where=str(target),
+            hint="the object's class comes from code that is not importable here; load it through "
+            "modver.load(), which makes stored versions importable",
+        ) from exc
+    except (pickle.UnpicklingError, EOFError, ValueError, OSError) as exc:
+        raise CacheError(
+            f"cached output {target} is unreadable ({name}): {exc}",
+            where=str(target),
+            hint="remove the entry (it will be recomputed) with `modver run --force STAGE`",
+        ) from exc
+
+
+def _type_name(obj: Any) -> str:
+    cls = type(obj)
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _cannot_serialize(obj: Any, serializer: Serializer, reason: str) -> CacheError:
+    return CacheError(
+        f"cannot serialize output of type {_type_name(obj)} with {serializer.name}: {reason}",
+        hint="return plain data (numbers, lists, dicts, arrays, frames) or objects of classes defined "
+        "at module level; open files, locks, generators, lambdas and local classes cannot be stored",
+    )
+
+
+def crc32_label(value: int) -> str:
+    """The checksum format the cache records."""
+    return f"crc32:{value & 0xFFFFFFFF:08x}"
+
+
+def checksum_file(path: Path) -> str:
+    """``crc32:<hex>`` of a file's bytes, read in large chunks."""
+    crc = 0
+    with open(path, "rb", buffering=0) as handle:
+        buffer = bytearray(min(_CHUNK, max(os.fstat(handle.fileno()).st_size, 1)))
+        view = memoryview(buffer)
+        while True:
+            n = handle.readinto(buffer)
+            if not n:
+                break
+            crc = zlib.crc32(view[:n], crc)
+    return crc32_label(crc)
+
+
+class _ChecksumWriter(io.RawIOBase):
+    """A write-only file that checksums what passes through (for pickle)."""
+
+    def __init__(self, handle: io.BufferedWriter):
+        super().__init__()
+        self._handle = handle
+        self.crc = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:  # type: ignore[override]
+        self.crc = zlib.crc32(data, self.crc)
+        return self._handle.write(data)
+
+
+def _write_all(fd: int, data: memoryview) -> None:
+    """Write a large buffer with few system calls, handling short writes."""
+    offset, total = 0, len(data)
+    while offset < total:
+        offset += os.write(fd, data[offset : offset + _CHUNK])
+
+
+# -- bytes ------------------------------------------------------------------------------------
+
+
+def _bytes_check(obj: Any) -> bool:
+    return type(obj) is bytes
+
+
+def _bytes_dump(obj: bytes, path: Path) -> str:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        _write_all(fd, memoryview(obj))
+    finally:
+        os.close(fd)
+    return crc32_label(zlib.crc32(obj))
+
+
+def _bytes_load(path: Path) -> bytes:
+    return Path(path).read_bytes()
+
+
+# -- numpy ------------------------------------------------------------------------------------
+
+
+def _numpy_check(obj: Any) -> bool:
+    np = sys.modules.get("numpy")
+    return np is not None and type(obj) is np.ndarray and not obj.dtype.hasobject
+
+
+def _numpy_dump(array: Any, path: Path) -> str | None:
+    """``.npy`` format: header, then the raw buffer with large writes.
+
+    The checksum of the buffer is computed in a second thread while the main thread writes it
+    (zlib and os.write both release the GIL), so the checksum costs no wall time on two cores.
+    """
+    import numpy as np
+    from numpy.lib import format as npformat
+
+    if not array.flags.c_contiguous:
+        with open(path, "xb", buffering=_CHUNK) as handle:  # a handle: np.save would add ".npy"
+            np.save(handle, array, allow_pickle=False)
+        return None
+    header = io.BytesIO()
+    info = npformat.header_data_from_array_1_0(array)
+    try:
+        npformat.write_array_header_1_0(header, info)
+    except ValueError:  # header too large for format 1.0
+        header = io.BytesIO()
+        npformat.write_array_header_2_0(header, info)
+    head = header.getvalue()
+    data = memoryview(array.reshape(-1).view(np.uint8)) if array.size else memoryview(b"")
+    result: dict[str, int] = {}
+    start = zlib.crc32(head)
+    worker = threading.Thread(target=lambda: result.__setitem__("crc", zlib.crc32(data, start)), daemon=True)
+    worker.start()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        _write_all(fd, memoryview(head))
+        _write_all(fd, data)
+    finally:
+        os.close(fd)
+        worker.join()
+    return crc32_label(result["crc"])
+
+
+def _numpy_load(path: Path) -> Any:
+    import numpy as np
+
+    return np.load(path, allow_pickle=False, mmap_mode=None)
+
+
+# -- pandas -----------------------------------------------------------------------------------
+
+_PARQUET_MAGIC = b"PAR1"
+
+
+def _pandas_check(obj: Any) -> bool:
+    pd = sys.modules.get("pandas")
+    return pd is not None and type(obj) is pd.DataFrame
+
+
+def _has_pyarrow() -> bool:
+    return "pyarrow" in sys.modules or importlib.util.find_spec("pyarrow") is not None
+
+
+def _pandas_dump(frame: Any, path: Path) -> str | None:
+    """Parquet when pyarrow is present and the frame round-trips through it, else pickle."""
+    if _has_pyarrow():
+        try:
+            frame.to_parquet(path)
+            return None
+        except (ValueError, TypeError, NotImplementedError):  # pyarrow's limits: fall back to pickle
+            if path.exists():
+                path.unlink()
+    return _pickle_dump(frame, path)
+
+
+def _pandas_load(path: Path) -> Any:
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if magic == _PARQUET_MAGIC:
+        import pandas as pd
+
+        return pd.read_parquet(path)
+    return _pickle_load(path)
+
+
+# -- torch ------------------------------------------------------------------------------------
+
+
+def _torch_check(obj: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.Tensor)
+
+
+def _torch_dump(tensor: Any, path: Path) -> None:
+    import torch
+
+    torch.save(tensor, path)
+
+
+def _torch_load(path: Path) -> Any:
+    import torch
+
+    return torch.load(path, weights_only=True)
+
+
+# -- pickle -----------------------------------------------------------------------------------
+
+
+def _pickle_check(obj: Any) -> bool:
+    return True
+
+
+def _pickle_dump(obj: Any, path: Path) -> str:
+    with open(path, "xb", buffering=1 << 20) as handle:
+        writer = _ChecksumWriter(handle)
+        pickle.dump(obj, writer, protocol=PICKLE_PROTOCOL)
+    return crc32_label(writer.crc)
+
+
+def _pickle_load(path: Path) -> Any:
+    with open(path, "rb", buffering=1 << 20) as handle:
+        return pickle.load(handle)
+
+
+_BUILTINS: tuple[Serializer, ...] = (
+    Serializer("bytes", _bytes_check, _bytes_dump, _bytes_load),
+    Serializer("numpy", _numpy_check, _numpy_dump, _numpy_load),
+    Serializer("pandas", _pandas_check, _pandas_dump, _pandas_load),
+    Serializer("torch", _torch_check, _torch_dump, _torch_load),
+    Serializer("pickle", _pickle_check, _pickle_dump, _pickle_load),
+)

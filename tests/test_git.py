@@ -1,0 +1,489 @@
+"""Tests for modver._git: repository access, revisions, trees, refs, error mapping."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+import zlib
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from modver import errors
+from modver._git import GitRepo, GitTree
+
+
+@pytest.fixture(autouse=True)
+def _clean_git_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory):
+    """No personal git config or GIT_* variable leaks into the tests."""
+    for name in list(os.environ):
+        if name.startswith("GIT_"):
+            monkeypatch.delenv(name, raising=False)
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+
+
+def git(cwd: Path, *args: str, input: bytes | None = None, env: dict[str, str] | None = None) -> str:
+    full_env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Ada",
+        "GIT_AUTHOR_EMAIL": "ada@example.com",
+        "GIT_COMMITTER_NAME": "Ada",
+        "GIT_COMMITTER_EMAIL": "ada@example.com",
+        **(env or {}),
+    }
+    out = subprocess.run(
+        ["git", *args], cwd=cwd, env=full_env, input=input, capture_output=True, check=True
+    )
+    return out.stdout.decode()
+
+
+def commit_files(repo: Path, files: dict[str, str], message: str, date: str | None = None) -> str:
+    for path, text in files.items():
+        target = repo / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    git(repo, "add", "-A")
+    dates = {"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date} if date else None
+    git(repo, "commit", "-q", "-m", message, env=dates)
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
+def blob_sha(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "proj"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    return root
+
+
+@pytest.fixture
+def history3(project: Path) -> tuple[Path, list[str]]:
+    shas = [
+        commit_files(project, {"a.py": "x = 1\n", "pkg/b.py": "y = 1\n"}, "one"),
+        commit_files(project, {"a.py": "x = 2\n"}, "two"),
+        commit_files(project, {"pkg/b.py": "y = 3\n", "pkg/sub/c.py": "z\n"}, "three\n\nbody"),
+    ]
+    return project, shas
+
+
+# -- opening ------------------------------------------------------------------------------------
+
+
+def test_discover_walks_up_to_root(history3):
+    root, shas = history3
+    with GitRepo.discover(root / "pkg" / "sub") as repo:
+        assert repo.root == root.resolve()
+        assert repo.head_commit() == shas[-1]
+        assert repo.current_branch() == "main"
+
+
+def test_discover_outside_a_repository(tmp_path: Path):
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    with pytest.raises(errors.NotARepositoryError) as info:
+        GitRepo.discover(plain)
+    assert "modver init" in (info.value.hint or "")
+    assert str(plain) in str(info.value)
+
+
+def test_init_creates_repository_without_git_binary(tmp_path: Path):
+    with GitRepo.init(tmp_path / "new") as repo:
+        assert repo.head_commit() is None
+        assert repo.current_branch() == "main"
+        assert not repo.is_dirty()
+    assert git(tmp_path / "new", "rev-parse", "--is-inside-work-tree").strip() == "true"
+    assert git(tmp_path / "new", "symbolic-ref", "HEAD").strip() == "refs/heads/main"
+
+
+def test_detached_head_has_no_branch(history3):
+    root, shas = history3
+    git(root, "checkout", "-q", shas[0])
+    with GitRepo.discover(root) as repo:
+        assert repo.current_branch() is None
+        assert repo.head_commit() == shas[0]
+
+
+# -- revisions ----------------------------------------------------------------------------------
+
+
+def test_resolve_rev_forms(history3):
+    root, shas = history3
+    git(root, "tag", "light", shas[1])
+    git(root, "tag", "-a", "annotated", "-m", "ann", shas[0])
+    git(root, "branch", "side", shas[1])
+    with GitRepo.discover(root) as repo:
+        assert repo.resolve_rev("HEAD") == shas[2]
+        assert repo.resolve_rev("main") == shas[2]
+        assert repo.resolve_rev("refs/heads/main") == shas[2]
+        assert repo.resolve_rev("HEAD~1") == shas[1]
+        assert repo.resolve_rev("HEAD~2") == shas[0]
+        assert repo.resolve_rev("main^") == shas[1]
+        assert repo.resolve_rev("main^^") == shas[0]
+        assert repo.resolve_rev("HEAD~1^1") == shas[0]
+        assert repo.resolve_rev("side") == shas[1]
+        assert repo.resolve_rev("light") == shas[1]
+        assert repo.resolve_rev("annotated") == shas[0]
+        assert repo.resolve_rev(shas[1]) == shas[1]
+        assert repo.resolve_rev(shas[1][:8]) == shas[1]
+        assert repo.resolve_rev(shas[1].upper()[:10]) == shas[1]
+        assert repo.resolve_rev("@") == shas[2]
+
+
+@pytest.mark.parametrize(
+    "rev", ["nope", "HEAD~3", "main^2", "deadbeef", "0" * 40, "HEAD~x", "", "~1", "../config", "a b"]
+)
+def test_resolve_rev_unknown(history3, rev):
+    root, _ = history3
+    with GitRepo.discover(root) as repo:
+        with pytest.raises(errors.UnknownVersionError) as info:
+            repo.resolve_rev(rev)
+    assert repr(rev) in str(info.value)
+
+
+def test_resolve_rev_not_a_commit(history3):
+    root, shas = history3
+    tree = git(root, "rev-parse", "HEAD^{tree}").strip()
+    with GitRepo.discover(root) as repo, pytest.raises(errors.UnknownVersionError):
+        repo.resolve_rev(tree)
+
+
+def test_first_parent_walk_commit_info(history3):
+    root, shas = history3
+    # a merge: first-parent walk must stay on main
+    git(root, "checkout", "-q", "-b", "feature", shas[0])
+    side = commit_files(root, {"side.py": "s\n"}, "side")
+    git(root, "checkout", "-q", "main")
+    git(root, "merge", "-q", "--no-ff", "-m", "merge", "feature")
+    merge = git(root, "rev-parse", "HEAD").strip()
+    with GitRepo.discover(root) as repo:
+        walk = repo.first_parent_walk("HEAD")
+        assert walk == [*shas, merge]
+        assert side not in walk
+        assert repo.first_parent_walk("HEAD~1") == shas  # served from the cache prefix
+        assert repo.first_parent_walk("feature") == [shas[0], side]
+        assert repo.commit_message(shas[2]) == "three\n\nbody\n"
+        assert repo.commit_parents(merge) == (shas[2], side)
+        when = repo.commit_time(shas[0])
+        assert when.tzinfo is not None
+        expected = int(git(root, "log", "-1", "--format=%ct", shas[0]))
+        assert int(when.timestamp()) == expected
+
+
+def test_commit_time_keeps_offset(project):
+    sha = commit_files(project, {"a": "1"}, "dated", date="2024-03-01T12:00:00+0200")
+    with GitRepo.discover(project) as repo:
+        when = repo.commit_time(sha)
+    assert when == datetime(2024, 3, 1, 10, 0, tzinfo=UTC)
+    assert when.utcoffset().total_seconds() == 7200
+
+
+# -- trees ------------------------------------------------------------------------------------
+
+
+def test_tree_at_reads_files(history3):
+    root, shas = history3
+    with GitRepo.discover(root) as repo:
+        first = repo.tree_at(shas[0])
+        last = repo.tree_at(shas[2])
+        assert first.read("a.py") == b"x = 1\n"
+        assert last.read("a.py") == b"x = 2\n"
+        assert last.read("pkg/sub/c.py") == b"z\n"
+        assert last.read("./pkg//b.py") == b"y = 3\n"
+        assert last.read("missing.py") is None
+        assert last.read("pkg") is None
+        assert last.read("a.py/x") is None
+        assert last.content_id("a.py") == blob_sha(b"x = 2\n")
+        assert last.blob_id("pkg/b.py") == git(root, "rev-parse", f"{shas[2]}:pkg/b.py").strip()
+        assert first.content_id("pkg/sub/c.py") is None
+        assert last.is_dir("") and last.is_dir("pkg") and last.is_dir("pkg/sub")
+        assert not last.is_dir("a.py") and not last.is_dir("nope")
+        assert list(last.iter_files()) == ["a.py", "pkg/b.py", "pkg/sub/c.py"]
+        assert list(last.iter_files("pkg")) == ["pkg/b.py", "pkg/sub/c.py"]
+        assert list(last.iter_files("pkg/sub/")) == ["pkg/sub/c.py"]
+        assert list(last.iter_files("a.py")) == []
+        sub = last.subtree("pkg")
+        assert sub.read("sub/c.py") == b"z\n"
+        empty = repo.tree(None)
+        assert empty.read("a.py") is None and empty.is_dir("") and list(empty.iter_files()) == []
+
+
+def test_tree_iter_files_sorted_by_path(project):
+    sha = commit_files(project, {"a/b.py": "1", "a.py": "2", "a-b.py": "3"}, "c")
+    with GitRepo.discover(project) as repo:
+        assert list(repo.tree_at(sha).iter_files()) == sorted(["a/b.py", "a.py", "a-b.py"])
+
+
+def test_symlinks_and_executables(project):
+    (project / "run.sh").write_text("echo\n")
+    (project / "run.sh").chmod(0o755)
+    (project / "link.py").symlink_to("run.sh")
+    sha = commit_files(project, {}, "modes")
+    with GitRepo.discover(project) as repo:
+        tree = repo.tree_at(sha)
+        assert tree.read("run.sh") == b"echo\n"
+        assert tree.read("link.py") is None
+        assert list(tree.iter_files()) == ["run.sh"]
+
+
+def test_gittree_is_a_sourcetree():
+    from modver.models import SourceTree
+
+    tree: SourceTree = GitTree(GitRepo.memory(), None)
+    assert tree.read("x") is None and tree.content_id("x") is None
+
+
+# -- writing objects and refs ---------------------------------------------------------------
+
+
+def test_write_objects_in_memory():
+    repo = GitRepo.memory()
+    blob = repo.write_blob(b"hello\n")
+    assert blob == blob_sha(b"hello\n")
+    assert repo.write_blob(b"hello\n") == blob
+    assert repo.has_object(blob) and not repo.has_object("1" * 40) and not repo.has_object("zz")
+    tree = repo.write_tree({"meta.json": blob, "src/a/b.py": blob, "src/c.py": (0o100755, blob)})
+    commit = repo.write_commit(tree, [], "first", when=datetime(2025, 1, 2, tzinfo=UTC))
+    assert repo.commit_message(commit) == "first\n"
+    assert repo.commit_time(commit) == datetime(2025, 1, 2, tzinfo=UTC)
+    files = repo.tree_at(commit)
+    assert list(files.iter_files()) == ["meta.json", "src/a/b.py", "src/c.py"]
+    assert files.read("src/a/b.py") == b"hello\n"
+    second = repo.write_commit(tree, [commit], "second")
+    assert repo.commit_parents(second) == (commit,)
+    with pytest.raises(ValueError):
+        repo.write_tree({"a": blob, "a/b": blob})
+
+
+def test_refs_compare_and_swap_in_memory():
+    repo = GitRepo.memory()
+    tree = repo.write_tree({"f": repo.write_blob(b"1")})
+    c1 = repo.write_commit(tree, [], "1")
+    c2 = repo.write_commit(tree, [c1], "2")
+    name = "refs/modver/stages/pre"
+    assert repo.read_ref(name) is None
+    assert repo.set_ref_if_equals(name, None, c1)
+    assert not repo.set_ref_if_equals(name, None, c2)  # exists already
+    assert not repo.set_ref_if_equals(name, c2, c2)  # wrong old value
+    assert repo.set_ref_if_equals(name, c1, c2)
+    assert repo.read_ref(name) == c2
+    assert repo.list_refs("refs/modver/stages/") == {name: c2}
+    assert repo.list_refs("refs/modver/tags") == {}
+
+
+def test_refs_on_disk_and_held_lock(history3):
+    root, shas = history3
+    name = "refs/modver/stages/pre"
+    with GitRepo.discover(root) as repo:
+        assert repo.set_ref_if_equals(name, None, shas[0])
+        lock = root / ".git" / "refs" / "modver" / "stages" / "pre.lock"
+        lock.write_text("")
+        assert repo.set_ref_if_equals(name, shas[0], shas[1]) is False  # locked: retry later
+        lock.unlink()
+        assert repo.set_ref_if_equals(name, shas[0], shas[1])
+        assert repo.list_refs("refs/modver/") == {name: shas[1]}
+    assert git(root, "for-each-ref", "--format=%(refname) %(objectname)", "refs/modver") == (
+        f"{name} {shas[1]}\n"
+    )
+    git(root, "pack-refs", "--all")
+    with GitRepo.discover(root) as repo:
+        assert repo.read_ref(name) == shas[1]
+        assert repo.set_ref_if_equals(name, shas[1], shas[2])
+        assert repo.list_refs("refs/modver/stages") == {name: shas[2]}
+
+
+def test_is_dirty(history3):
+    root, _ = history3
+    with GitRepo.discover(root) as repo:
+        assert not repo.is_dirty()
+        (root / "untracked.py").write_text("u\n")
+        assert not repo.is_dirty()  # untracked files do not count
+        (root / "a.py").write_text("x = 99\n")
+        assert repo.is_dirty()
+        git(root, "add", "a.py")
+        assert repo.is_dirty()  # staged only
+        git(root, "checkout", "-q", "HEAD", "--", "a.py")
+        assert not repo.is_dirty()
+        (root / "pkg" / "b.py").unlink()
+        assert repo.is_dirty()
+
+
+# -- error mapping ----------------------------------------------------------------------------
+
+
+def _loose_path(root: Path, sha: str) -> Path:
+    return root / ".git" / "objects" / sha[:2] / sha[2:]
+
+
+def test_corrupt_loose_object_is_store_error(history3):
+    root, shas = history3
+    blob = git(root, "rev-parse", f"{shas[2]}:a.py").strip()
+    path = _loose_path(root, blob)
+    path.chmod(0o644)
+    path.write_bytes(b"this is not zlib")
+    with GitRepo.discover(root) as repo:
+        with pytest.raises(errors.StoreError) as info:
+            repo.tree_at(shas[2]).read("a.py")
+    assert blob in str(info.value)
+    assert info.value.__cause__ is not None
+
+
+def test_corrupt_tree_and_commit_are_store_errors(history3):
+    root, shas = history3
+    tree = git(root, "rev-parse", f"{shas[0]}^{{tree}}").strip()
+    bogus = b"tree 12\x00garbagegarbage"
+    path = _loose_path(root, tree)
+    path.chmod(0o644)
+    path.write_bytes(zlib.compress(bogus))
+    with GitRepo.discover(root) as repo:
+        with pytest.raises(errors.StoreError):
+            repo.tree_at(shas[0]).read("a.py")
+    commit_path = _loose_path(root, shas[1])
+    commit_path.chmod(0o644)
+    commit_path.write_bytes(zlib.compress(b"commit 5\x00nope\n"))
+    with GitRepo.discover(root) as repo:
+        with pytest.raises(errors.StoreError):
+            repo.first_parent_walk("HEAD")
+        with pytest.raises(errors.StoreError):
+            repo.tree_at(shas[1])
+
+
+def test_missing_object_is_store_error(history3):
+    root, shas = history3
+    blob = git(root, "rev-parse", f"{shas[2]}:pkg/sub/c.py").strip()
+    _loose_path(root, blob).unlink()
+    with GitRepo.discover(root) as repo, pytest.raises(errors.StoreError, match="missing"):
+        repo.tree_at(shas[2]).read("pkg/sub/c.py")
+
+
+def test_corrupt_ref_is_store_error(history3):
+    root, _ = history3
+    ref = root / ".git" / "refs" / "modver" / "stages" / "pre"
+    ref.parent.mkdir(parents=True)
+    ref.write_bytes(b"not-a-sha-at-all-but-long-enough-to-be-read-as-one-xx\n")
+    with GitRepo.discover(root) as repo:
+        with pytest.raises(errors.StoreError, match="corrupt git ref"):
+            repo.read_ref("refs/modver/stages/pre")
+        with pytest.raises(errors.StoreError):
+            repo.list_refs("refs/modver/stages/")
+
+
+def test_wrong_object_type_is_store_error():
+    repo = GitRepo.memory()
+    blob = repo.write_blob(b"x")
+    with pytest.raises(errors.StoreError, match="expected a commit"):
+        repo.tree_at(blob)
+
+
+def test_git_module_is_not_imported_by_version(tmp_path: Path):
+    code = "import sys, modver, modver.errors, modver.models; print('modver._git' in sys.modules, 'dulwich' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+# -- scale --------------------------------------------------------------------------------------
+
+
+def make_packed_history(root: Path, commits: int = 2000, files: int = 10) -> None:
+    """A repository of ``commits`` commits, one of ``files`` files changing in each, packed."""
+    git(root, "init", "-q", "-b", "main")
+    lines: list[bytes] = []
+    for i in range(commits):
+        changed = i % files
+        body = f"def f{changed}():\n    return {i}\n".encode()
+        msg = f"commit {i}\n".encode()
+        lines.append(b"commit refs/heads/main\n")
+        lines.append(b"committer Ada <ada@example.com> %d +0000\n" % (1_700_000_000 + i))
+        lines.append(b"data %d\n%s" % (len(msg), msg))
+        if i == 0:
+            for k in range(files):
+                data = f"def f{k}():\n    return 0\n".encode()
+                lines.append(b"M 100644 inline pkg/mod%d/file%d.py\ndata %d\n%s\n" % (k % 3, k, len(data), data))
+        lines.append(b"M 100644 inline pkg/mod%d/file%d.py\ndata %d\n%s\n" % (changed % 3, changed, len(body), body))
+    git(root, "fast-import", "--quiet", input=b"".join(lines))
+    git(root, "gc", "-q", "--aggressive")
+
+
+def measure_walk(root: Path) -> dict[str, float]:
+    paths = [f"pkg/mod{k % 3}/file{k}.py" for k in range(10)]
+    figures: dict[str, float] = {}
+    with GitRepo.discover(root) as repo:
+        start = time.perf_counter()
+        walk = repo.first_parent_walk("HEAD")
+        figures["walk_cold_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        repo.first_parent_walk("HEAD")
+        figures["walk_cached_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        for sha in walk:
+            tree = repo.tree_at(sha)
+            for path in paths:
+                assert tree.content_id(path)
+        figures["lookups_cold_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        for sha in walk:
+            tree = repo.tree_at(sha)
+            for path in paths:
+                tree.content_id(path)
+        figures["lookups_cached_s"] = time.perf_counter() - start
+        figures["commits"] = len(walk)
+    return figures
+
+
+@pytest.mark.slow
+def test_walk_2000_packed_commits_fast(tmp_path: Path):
+    root = tmp_path / "big"
+    root.mkdir()
+    make_packed_history(root)
+    figures = measure_walk(root)
+    print(figures)
+    assert figures["commits"] == 2000
+    assert figures["walk_cold_s"] < 2.0
+    assert figures["lookups_cold_s"] < 5.0
+    assert figures["lookups_cached_s"] < figures["lookups_cold_s"]
+
+
+def test_object_locked_by_another_writer_waits_then_gives_up(project, monkeypatch):
+    import threading
+
+    import modver._git as _git
+
+    data = b"shared content\n"
+    sha = blob_sha(data)
+    folder = project / ".git" / "objects" / sha[:2]
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / (sha[2:] + ".lock")
+    lock.write_bytes(b"")
+    monkeypatch.setattr(_git, "_OBJECT_LOCK_WAIT", 0.2)
+    with GitRepo.discover(project) as repo:
+        with pytest.raises(errors.StoreError, match="locked"):
+            repo.write_blob(data)
+        monkeypatch.setattr(_git, "_OBJECT_LOCK_WAIT", 5.0)
+        threading.Timer(0.1, lock.unlink).start()
+        assert repo.write_blob(data) == sha
+    assert git(project, "cat-file", "-p", sha).encode() == data
+
+
+def test_corrupt_pack_is_store_error(history3):
+    root, shas = history3
+    git(root, "gc", "-q")
+    pack = next((root / ".git" / "objects" / "pack").glob("*.pack"))
+    pack.chmod(0o644)
+    data = bytearray(pack.read_bytes())
+    for i in range(12, len(data) - 20):  # keep the header, garble every object
+        data[i] ^= 0x5A
+    pack.write_bytes(bytes(data))
+    with GitRepo.discover(root) as repo:
+        with pytest.raises(errors.StoreError) as info:
+            repo.first_parent_walk("HEAD")
+    assert not type(info.value.__cause__).__module__.startswith("modver")

@@ -1,0 +1,502 @@
+"""Tests for modver.history: stage histories under refs/modver/..."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from modver import errors
+from modver._git import GitRepo
+from modver.history import History, load_index_state, save_index_state, validate_name
+from modver.models import Closure, Definition, StageVersion, Unresolved
+
+
+@pytest.fixture(autouse=True)
+def _clean_git_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory):
+    """No personal git config or GIT_* variable leaks into the tests."""
+    for name in list(os.environ):
+        if name.startswith("GIT_"):
+            monkeypatch.delenv(name, raising=False)
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Ada",
+        "GIT_AUTHOR_EMAIL": "ada@example.com",
+        "GIT_COMMITTER_NAME": "Ada",
+        "GIT_COMMITTER_EMAIL": "ada@example.com",
+    }
+    out = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, check=True)
+    return out.stdout.decode()
+
+
+def blob_sha(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+class DictTree:
+    """A minimal SourceTree over a dict, content ids are git blob shas."""
+
+    def __init__(self, files: dict[str, bytes]):
+        self.files = files
+        self.reads: list[str] = []
+
+    def read(self, path: str) -> bytes | None:
+        self.reads.append(path)
+        return self.files.get(path)
+
+    def content_id(self, path: str) -> str | None:
+        data = self.files.get(path)
+        return None if data is None else blob_sha(data)
+
+    def is_dir(self, path: str) -> bool:
+        return path == "" or any(p.startswith(path.rstrip("/") + "/") for p in self.files)
+
+
+def fp(n: int | str) -> str:
+    return "mv1:" + hashlib.blake2b(str(n).encode(), digest_size=32).hexdigest()
+
+
+def closure(n: int | str, files: tuple[str, ...] = ("pipeline/pre.py",), **kw) -> Closure:
+    return Closure(
+        fingerprint=fp(n),
+        entry="pipeline/pre.py:preprocess",
+        files=files,
+        definitions=(
+            Definition("pipeline/pre.py", "preprocess", "function", 1, 3, fp(f"d{n}")),
+        ),
+        **kw,
+    )
+
+
+SRC = {"pipeline/pre.py": b"def preprocess(x):\n    return x\n", "pipeline/util.py": b"K = 1\n"}
+
+
+@pytest.fixture
+def history() -> History:
+    return History(GitRepo.memory())
+
+
+# -- names --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["pre", "Pre_2", "a.b-c", "0x", "x" * 80])
+def test_validate_name_ok(name):
+    assert validate_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name", ["", "-x", ".x", "_x", "a..b", "a.", "a.lock", "a/b", "a b", "a~", "a^", "a:b", "é", "a@{"]
+)
+def test_validate_name_rejects(name):
+    with pytest.raises(errors.InvalidNameError) as info:
+        validate_name(name, "tag")
+    assert "tag" in str(info.value) and "letters, digits" in str(info.value)
+
+
+# -- registering and reading -------------------------------------------------------------------
+
+
+def test_register_appends_and_dedups(history: History):
+    tree = DictTree(dict(SRC))
+    when = datetime(2025, 5, 1, 12, 30, tzinfo=UTC)
+    v1, new = history.register("pre", closure(1), tree, origin=None, message="first", created=when)
+    assert new and v1.number == 1 and v1.version == "v1"
+    assert v1.fingerprint == fp(1) and v1.created == "2025-05-01T12:30:00+00:00"
+    again, new = history.register("pre", closure(1), tree, origin="a" * 40, message="again")
+    assert not new and again == v1
+    v2, new = history.register("pre", closure(2), tree, origin="b" * 40, message="second")
+    assert new and v2.number == 2 and v2.origin == "b" * 40
+    # going back to old code keeps the old number
+    back, new = history.register("pre", closure(1), tree, origin=None)
+    assert not new and back.number == 1
+    assert [v.number for v in history.versions("pre")] == [1, 2]
+    assert history.versions("pre")[1] == v2
+    assert history.find("pre", fp(2)) == v2
+    assert history.find("pre", fp(3)) is None
+    assert history.find("other", fp(1)) is None
+    assert history.versions("other") == []
+    assert history.stages() == ["pre"]
+    assert history.latest("pre") == v2
+
+
+def test_version_commit_layout(history: History):
+    tree = DictTree(dict(SRC))
+    c = closure(
+        7,
+        files=("pipeline/pre.py",),
+        unresolved=(Unresolved("pipeline/pre.py", 2, "getattr()", "whole module"),),
+        deps=("pipeline/util.py",),
+    )
+    when = datetime(2025, 1, 1, tzinfo=UTC)
+    v, _ = history.register("pre", c, tree, origin="c" * 40, message="msg", created=when)
+    repo = history.repo
+    files = repo.tree_at(v.commit)
+    assert list(files.iter_files()) == ["meta.json", "src/pipeline/pre.py", "src/pipeline/util.py"]
+    meta = json.loads(files.read("meta.json"))
+    assert files.read("meta.json").decode() == json.dumps(meta, sort_keys=True, indent=2) + "\n"
+    assert meta == {
+        "scheme": "mv1",
+        "stage": "pre",
+        "number": 1,
+        "fingerprint": fp(7),
+        "entry": "pipeline/pre.py:preprocess",
+        "origin": "c" * 40,
+        "created": "2025-01-01T00:00:00+00:00",
+        "message": "msg",
+        "files": ["pipeline/pre.py"],
+        "definitions": [
+            {
+                "path": "pipeline/pre.py",
+                "name": "preprocess",
+                "kind": "function",
+                "line": 1,
+                "end_line": 3,
+                "digest": fp("d7"),
+            }
+        ],
+        "unresolved": [
+            {"path": "pipeline/pre.py", "line": 2, "reason": "getattr()", "included": "whole module"}
+        ],
+        "deps": ["pipeline/util.py"],
+    }
+    assert repo.commit_message(v.commit) == "pre v1: msg\n"
+    assert repo.commit_parents(v.commit) == ()
+    assert repo.commit_time(v.commit) == when
+    assert history.meta(v) == meta
+    assert history.closure(v) == c
+    assert history.files(v) == SRC
+    src = history.source_tree(v)
+    assert src.read("pipeline/pre.py") == SRC["pipeline/pre.py"]
+    assert src.content_id("pipeline/pre.py") == blob_sha(SRC["pipeline/pre.py"])
+    assert src.is_dir("pipeline") and not src.is_dir("src")
+    v2, _ = history.register("pre", closure(8), tree, origin=None, message="two\nlines\nmore")
+    assert repo.commit_parents(v2.commit) == (v.commit,)
+    assert repo.commit_message(v2.commit) == "pre v2: two\n\nlines\nmore\n"
+    assert history.versions("pre")[1].message == "two\nlines\nmore"
+
+
+def test_register_missing_file_is_source_error(history: History):
+    with pytest.raises(errors.SourceError, match="pipeline/gone.py"):
+        history.register("pre", closure(1, files=("pipeline/gone.py",)), DictTree({}), origin=None)
+    assert history.versions("pre") == []
+
+
+def test_register_reuses_existing_blobs(history: History):
+    repo = history.repo
+    blob = repo.write_blob(SRC["pipeline/pre.py"])
+    tree = DictTree(dict(SRC))
+    history.register("pre", closure(1), tree, origin=None)
+    assert tree.reads == []  # the blob was there: content never read
+    assert history.source_tree(history.resolve("pre", "v1")).blob_id("pipeline/pre.py") == blob
+
+
+def test_register_from_git_tree_shares_blobs(tmp_path: Path):
+    root = tmp_path / "p"
+    (root / "pipeline").mkdir(parents=True)
+    git(root, "init", "-q", "-b", "main")
+    for path, data in SRC.items():
+        (root / path).write_bytes(data)
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "c")
+    head = git(root, "rev-parse", "HEAD").strip()
+    with GitRepo.discover(root) as repo:
+        history = History(repo)
+        count = int(git(root, "count-objects", "-v").split("count: ")[1].split()[0])
+        v, _ = history.register("pre", closure(1), repo.tree_at(head), origin=head)
+        assert history.source_tree(v).blob_id("pipeline/pre.py") == git(
+            root, "rev-parse", f"{head}:pipeline/pre.py"
+        ).strip()
+    # new objects: meta blob, src/pipeline tree, src tree, root tree, commit — no file blob
+    after = int(git(root, "count-objects", "-v").split("count: ")[1].split()[0])
+    assert after - count == 5
+
+
+def test_versions_cache_follows_other_writers(history: History):
+    other = History(history.repo)
+    tree = DictTree(dict(SRC))
+    history.register("pre", closure(1), tree, origin=None)
+    assert len(other.versions("pre")) == 1
+    history.register("pre", closure(2), tree, origin=None)
+    history.register("pre", closure(3), tree, origin=None)
+    # other's cache is at v1; it must see v2, v3 and not give fp(3) a new number
+    v, new = other.register("pre", closure(3), tree, origin=None)
+    assert not new and v.number == 3
+    v4, new = other.register("pre", closure(4), tree, origin=None)
+    assert new and v4.number == 4
+    assert [v.number for v in history.versions("pre")] == [1, 2, 3, 4]
+
+
+# -- resolving ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def four(history: History) -> History:
+    tree = DictTree(dict(SRC))
+    for n in range(1, 5):
+        history.register("preprocess", closure(n), tree, origin=None, message=f"m{n}")
+    history.register("model", closure("m"), tree, origin=None)
+    return history
+
+
+def test_resolve_forms(four: History):
+    versions = four.versions("preprocess")
+    assert four.resolve("preprocess", "v3") == versions[2]
+    assert four.resolve("preprocess", "latest") == versions[3]
+    assert four.resolve("preprocess", fp(2)) == versions[1]
+    assert four.resolve("preprocess", fp(2)[4:14]) == versions[1]
+    assert four.resolve("preprocess", "mv1:" + fp(2)[4:10].upper()) == versions[1]
+    four.tag("preprocess", "v2", "best")
+    assert four.resolve("preprocess", "best").number == 2
+    assert four.resolve("preprocess", "best").tags == ("best",)
+
+
+def test_resolve_unknown_version_lists_what_exists(four: History):
+    four.tag("preprocess", "v2", "best")
+    with pytest.raises(errors.UnknownVersionError) as info:
+        four.resolve("preprocess", "v9")
+    assert str(info.value) == "unknown version preprocess@v9; preprocess has v1..v4 (tags: best)"
+    assert info.value.hint == "see `modver log preprocess`"
+    for ref in ("v0", "nope", "abcde", "mv2:" + fp(1)[4:20], fp(1)[4:9], "ffffffffff"):
+        with pytest.raises(errors.UnknownVersionError, match="preprocess has v1..v4"):
+            four.resolve("preprocess", ref)
+    with pytest.raises(errors.UnknownVersionError, match="model has v1$"):
+        four.resolve("model", "v2")
+
+
+def test_resolve_ambiguous_prefix(history: History):
+    tree = DictTree(dict(SRC))
+    # find two fingerprints sharing 6 hex digits
+    seen: dict[str, int] = {}
+    pair = None
+    for n in range(200_000):
+        key = fp(n)[4:10]
+        if key in seen:
+            pair = (seen[key], n, key)
+            break
+        seen[key] = n
+    assert pair is not None
+    a, b, prefix = pair
+    history.register("pre", closure(a), tree, origin=None)
+    history.register("pre", closure(b), tree, origin=None)
+    with pytest.raises(errors.UnknownVersionError, match="ambiguous") as info:
+        history.resolve("pre", prefix)
+    assert "v1" in str(info.value) and "v2" in str(info.value)
+    assert history.resolve("pre", fp(b)[4:30]).number == 2
+
+
+def test_resolve_unknown_stage_lists_known(four: History):
+    with pytest.raises(errors.UnknownStageError) as info:
+        four.resolve("augment", "v1")
+    assert "model, preprocess" in str(info.value)
+    with pytest.raises(errors.InvalidNameError):
+        four.resolve("bad name", "v1")
+
+
+# -- tags ------------------------------------------------------------------------------------
+
+
+def test_tags(four: History):
+    tagged = four.tag("preprocess", "v2", "best")
+    assert tagged.number == 2 and tagged.tags == ("best",)
+    assert four.tag("preprocess", "v2", "best").number == 2  # idempotent
+    four.tag("preprocess", four.resolve("preprocess", "v1"), "baseline")
+    assert {n: v.number for n, v in four.tags("preprocess").items()} == {"baseline": 1, "best": 2}
+    assert four.tags("model") == {}
+    assert four.repo.read_ref("refs/modver/tags/preprocess/best") == tagged.commit
+    with pytest.raises(errors.InvalidNameError, match="already points to preprocess@v2"):
+        four.tag("preprocess", "v3", "best")
+    assert four.tag("preprocess", "v3", "best", force=True).number == 3
+    assert four.versions("preprocess")[2].tags == ("best",)
+    assert four.versions("preprocess")[1].tags == ()
+    for bad in ("latest", "working", "v7", "abcdef12", "a/b"):
+        with pytest.raises(errors.InvalidNameError):
+            four.tag("preprocess", "v1", bad)
+    with pytest.raises(errors.UnknownVersionError):
+        four.tag("preprocess", "v9", "x")
+    with pytest.raises(errors.UnknownVersionError):
+        four.tag("model", four.resolve("preprocess", "v1"), "x")
+
+
+# -- corrupt store ---------------------------------------------------------------------------
+
+
+def test_history_ref_pointing_at_garbage_is_store_error(history: History):
+    repo = history.repo
+    tree = repo.write_tree({"other.txt": repo.write_blob(b"x")})
+    commit = repo.write_commit(tree, [], "not modver")
+    assert repo.set_ref_if_equals("refs/modver/stages/pre", None, commit)
+    with pytest.raises(errors.StoreError, match="no meta.json"):
+        history.versions("pre")
+    bad_meta = repo.write_tree({"meta.json": repo.write_blob(b"{nope")})
+    commit2 = repo.write_commit(bad_meta, [], "bad")
+    assert repo.set_ref_if_equals("refs/modver/stages/pre", commit, commit2)
+    with pytest.raises(errors.StoreError, match="unreadable meta.json"):
+        history.versions("pre")
+
+
+# -- index state ----------------------------------------------------------------------------
+
+
+def test_index_state_roundtrip_and_corruption(tmp_path: Path):
+    path = tmp_path / ".modver" / "index.json"
+    assert load_index_state(path) == {}
+    save_index_state(path, {"main": {"last": "a" * 40}})
+    assert load_index_state(path) == {"main": {"last": "a" * 40}}
+    assert [p.name for p in path.parent.iterdir()] == ["index.json"]
+    path.write_text("{truncated")
+    assert load_index_state(path) == {}
+    path.write_bytes(b"\xff\xfe")
+    assert load_index_state(path) == {}
+    path.write_text("[1, 2]")
+    assert load_index_state(path) == {}
+
+
+# -- a real repository is never touched ------------------------------------------------------
+
+
+def make_project(root: Path) -> str:
+    (root / "pipeline").mkdir(parents=True)
+    git(root, "init", "-q", "-b", "main")
+    for path, data in SRC.items():
+        (root / path).write_bytes(data)
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "c")
+    (root / "pipeline" / "pre.py").write_bytes(b"def preprocess(x):\n    return x + 1\n")
+    (root / "scratch.py").write_text("untracked\n")
+    return git(root, "rev-parse", "HEAD").strip()
+
+
+def test_registrations_leave_head_branches_index_and_worktree_alone(tmp_path: Path):
+    root = tmp_path / "p"
+    head = make_project(root)
+    before = {
+        "status": git(root, "status", "--porcelain"),
+        "head": git(root, "rev-parse", "HEAD"),
+        "branch": git(root, "branch", "-a"),
+        "symbolic": git(root, "symbolic-ref", "HEAD"),
+        "index": (root / ".git" / "index").read_bytes(),
+        "pre": (root / "pipeline" / "pre.py").read_bytes(),
+    }
+    with GitRepo.discover(root) as repo:
+        history = History(repo)
+        working = DictTree({p: (root / p).read_bytes() for p in SRC})
+        for n in range(30):
+            tree = repo.tree_at(head) if n % 2 else working
+            history.register(f"s{n % 3}", closure(n), tree, origin=head if n % 2 else None)
+        history.tag("s0", "v2", "best")
+        assert repo.is_dirty()
+    after = {
+        "status": git(root, "status", "--porcelain"),
+        "head": git(root, "rev-parse", "HEAD"),
+        "branch": git(root, "branch", "-a"),
+        "symbolic": git(root, "symbolic-ref", "HEAD"),
+        "index": (root / ".git" / "index").read_bytes(),
+        "pre": (root / "pipeline" / "pre.py").read_bytes(),
+    }
+    assert after == before
+    git(root, "fsck", "--strict", "--no-dangling")
+    refs = git(root, "for-each-ref", "--format=%(refname)", "refs/modver").split()
+    assert refs == [
+        "refs/modver/stages/s0",
+        "refs/modver/stages/s1",
+        "refs/modver/stages/s2",
+        "refs/modver/tags/s0/best",
+    ]
+    assert git(root, "rev-list", "--count", "refs/modver/stages/s0").strip() == "10"
+    assert git(root, "show", "refs/modver/stages/s1:meta.json").count('"number": 10') == 1
+    assert git(root, "log", "-1", "--format=%an <%ae>", "refs/modver/stages/s1").strip() == (
+        "modver <modver@localhost>"
+    )
+
+
+# -- concurrency -----------------------------------------------------------------------------
+
+WORKER = textwrap.dedent(
+    """
+    import sys, time, hashlib
+    from pathlib import Path
+    from modver._git import GitRepo
+    from modver.history import History
+    from modver.models import Closure
+
+    root, start, worker, count = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    def fp(n):
+        return "mv1:" + hashlib.blake2b(str(n).encode(), digest_size=32).hexdigest()
+    with GitRepo.discover(root) as repo:
+        history = History(repo)
+        tree = repo.tree_at(repo.head_commit())
+        while time.time() < start:
+            time.sleep(0.0005)
+        for i in range(count):
+            # every worker registers its own fingerprints and one shared by all
+            key = f"shared-{i}" if i % 3 == 0 else f"w{worker}-{i}"
+            c = Closure(fp(key), "pipeline/pre.py:preprocess", ("pipeline/pre.py",), ())
+            v, new = history.register("pre", c, tree, origin=None, message=key)
+            print(key, v.number, new, flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_concurrent_registration_never_loses_or_duplicates(tmp_path: Path, workers: int):
+    root = tmp_path / "p"
+    make_project(root)
+    count = 8
+    start = time.time() + 1.5
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(root), str(start), str(w), str(count)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for w in range(workers)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    for proc, (_, err) in zip(procs, outputs):
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err and "Exception" not in err, err
+    claimed: dict[str, set[int]] = {}
+    new_count = 0
+    for out, _ in outputs:
+        for line in out.splitlines():
+            key, number, new = line.split()
+            claimed.setdefault(key, set()).add(int(number))
+            new_count += new == "True"
+    expected_keys = {f"shared-{i}" for i in range(0, count, 3)} | {
+        f"w{w}-{i}" for w in range(workers) for i in range(count) if i % 3
+    }
+    assert set(claimed) == expected_keys
+    assert all(len(numbers) == 1 for numbers in claimed.values())  # one number per fingerprint
+    assert new_count == len(expected_keys)  # each registered as new exactly once
+    with GitRepo.discover(root) as repo:
+        versions = History(repo).versions("pre")
+    assert [v.number for v in versions] == list(range(1, len(expected_keys) + 1))
+    assert sorted(v.message for v in versions) == sorted(expected_keys)
+    assert {v.message: v.number for v in versions} == {k: n.pop() for k, n in claimed.items()}
+    assert len({v.fingerprint for v in versions}) == len(versions)
+    git(root, "fsck", "--strict", "--no-dangling")
+
+
+def test_stage_version_json_shape(history: History):
+    v, _ = history.register("pre", closure(1), DictTree(dict(SRC)), origin=None)
+    assert isinstance(v, StageVersion)
+    assert v.to_json()["version"] == "v1"
+    assert v.to_json()["files"] == ["pipeline/pre.py"]

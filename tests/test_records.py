@@ -1,0 +1,191 @@
+"""Run records: ids, atomic writes, listing with damage, resolving, the table, --where."""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from modver.errors import ModverError, StoreError
+from modver.records import (
+    RunStore,
+    UnknownRunError,
+    filter_records,
+    flatten_record,
+    new_run_id,
+    now_iso,
+    run_id_time,
+    runs_dataframe,
+)
+
+
+def record(run_id: str, **extra) -> dict:
+    base = {
+        "run": run_id,
+        "status": "succeeded",
+        "started": run_id_time(run_id),
+        "finished": None,
+        "duration": 1.0,
+        "versions": {"prep": "v1", "model": "v2"},
+        "params": {"model": {"C": 1.0}},
+        "metrics": {"accuracy": 0.8},
+    }
+    base.update(extra)
+    return base
+
+
+def ids_at(n: int) -> list[str]:
+    start = datetime(2026, 11, 22, 15, 0, tzinfo=UTC)
+    return [new_run_id(start + timedelta(seconds=i)) for i in range(n)]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> RunStore:
+    return RunStore(tmp_path / ".modver" / "runs")
+
+
+def test_run_ids_sort_by_time_and_carry_it() -> None:
+    ids = ids_at(3)
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    assert run_id_time(ids[0]) == "2026-11-22T15:00:00.000000+00:00"
+    same = datetime(2026, 1, 1, tzinfo=UTC)
+    assert new_run_id(same) != new_run_id(same)
+
+
+def _ids(n: int) -> list[str]:
+    return [new_run_id() for _ in range(n)]
+
+
+def test_run_ids_are_unique_across_processes() -> None:
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        batches = pool.map(_ids, [2000] * 4)
+    all_ids = [i for batch in batches for i in batch]
+    assert len(set(all_ids)) == len(all_ids)
+
+
+def test_create_update_load(store: RunStore) -> None:
+    run_id = new_run_id()
+    store.create(run_id, {"status": "running", "started": now_iso()})
+    assert store.load(run_id)["status"] == "running" and store.load(run_id)["run"] == run_id
+    store.update(run_id, {**store.load(run_id), "status": "succeeded"})
+    assert store.load(run_id)["status"] == "succeeded"
+    text = (store.path(run_id) / "run.json").read_text()
+    assert json.loads(text)["run"] == run_id and text.endswith("\n")
+    with pytest.raises(StoreError, match="exists already"):
+        store.create(run_id, {})
+    with pytest.raises(UnknownRunError):
+        store.update(new_run_id(), {})
+    with pytest.raises(UnknownRunError, match="no run"):
+        store.load("20200101-000000-000000-000001-abcdef")
+
+
+def test_stage_logs(store: RunStore) -> None:
+    run_id = new_run_id()
+    store.create(run_id, {})
+    path = store.write_log(run_id, "prep", "stdout", "hi\n")
+    assert path.name == "prep.stdout" and store.read_log(run_id, "prep", "stdout") == "hi\n"
+    assert store.read_log(run_id, "prep", "stderr") is None
+    with pytest.raises(ModverError):
+        store.log_path(run_id, "../x", "stdout")
+
+
+def test_list_sorted_and_survives_damage(store: RunStore) -> None:
+    ids = ids_at(4)
+    for run_id in reversed(ids[:3]):
+        store.create(run_id, record(run_id))
+    (store.path(ids[1]) / "run.json").write_text('{"run": "half')  # torn by hand
+    store.path(ids[3]).mkdir()  # died between mkdir and the first write
+    (store.root / ".tmp-run.json-1-2").write_text("junk")
+    listed = store.list()
+    assert [r["run"] for r in listed] == ids
+    assert [r["status"] for r in listed] == ["succeeded", "corrupt", "succeeded", "corrupt"]
+    assert "not valid JSON" in listed[1]["error"]["message"]
+    assert "no run.json" in listed[3]["error"]["message"]
+
+
+def test_resolve(store: RunStore) -> None:
+    with pytest.raises(UnknownRunError, match="no runs"):
+        store.resolve("latest")
+    ids = ids_at(3)
+    for run_id in ids:
+        store.create(run_id, record(run_id))
+    assert store.resolve("latest") == ids[2]
+    assert store.resolve("latest~0") == ids[2]
+    assert store.resolve("latest~2") == ids[0]
+    assert store.resolve(ids[1]) == ids[1]
+    assert store.resolve(ids[1][:17]) == ids[1]  # "20261122-150001-0" is unique
+    with pytest.raises(UnknownRunError, match="ambiguous"):
+        store.resolve("20261122")
+    with pytest.raises(UnknownRunError, match="only 3"):
+        store.resolve("latest~3")
+    with pytest.raises(UnknownRunError, match="no run 'zzz'") as info:
+        store.resolve("zzz")
+    assert info.value.hint
+
+
+def test_dataframe_columns_and_missing_cells() -> None:
+    old, new = ids_at(2)
+    records = [
+        record(old),
+        record(new, params={"model": {"C": 2.0, "lr": 0.1}}, metrics={"accuracy": 0.9, "f1": 0.7}, versions={"prep": "v1", "model": "v3"}),
+    ]
+    frame = runs_dataframe(records)
+    assert list(frame.columns) == [
+        "run", "status", "started", "duration", "version.model", "version.prep",
+        "param.model.C", "param.model.lr", "metric.accuracy", "metric.f1",
+    ]  # fmt: skip
+    assert math.isnan(frame.loc[0, "param.model.lr"]) and math.isnan(frame.loc[0, "metric.f1"])
+    assert frame.loc[1, "metric.f1"] == 0.7 and frame.loc[1, "version.model"] == "v3"
+    assert str(frame["started"].dtype).startswith("datetime64") and frame["started"].dt.tz is not None
+    empty = runs_dataframe([])
+    assert list(empty.columns) == ["run", "status", "started", "duration"] and len(empty) == 0
+    corrupt = runs_dataframe([{"run": old, "status": "corrupt", "started": None}])
+    assert corrupt.loc[0, "status"] == "corrupt"
+
+
+def test_where_filters() -> None:
+    a, b, c = ids_at(3)
+    records = [
+        record(a, metrics={"accuracy": 0.85}),
+        record(b, metrics={"accuracy": 0.95}, versions={"model": "v3", "my-stage": "v1"}),
+        record(c, status="failed", metrics={}),
+    ]
+    pick = lambda expr: [r["run"] for r in filter_records(records, expr)]  # noqa: E731
+    assert pick('metric.accuracy > 0.9 and version.model == "v3"') == [b]
+    assert pick("metric.accuracy > 0.8") == [a, b]
+    assert pick("metric.accuracy is None") == [c]
+    assert pick('status in ("failed", "interrupted")') == [c]
+    assert pick('not status == "failed" or duration >= 1') == [a, b, c]
+    assert pick('version["my-stage"] == "v1"') == [b]
+    assert pick("0.8 < metric.accuracy <= 0.9") == [a]
+    assert pick('metric.accuracy > "x"') == []  # mismatched types never match, never crash
+    assert pick("param.model.C == 1.0 and duration > -1") == [a, b, c]
+    assert flatten_record(records[1])["version.my-stage"] == "v1"
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "__import__('os').system('echo hi')",
+        "metric.accuracy > ",
+        "metric.accuracy + 1 > 2",
+        "len(run) > 3",
+        "[x for x in run]",
+        "status == [status]",
+        "(lambda: 1)()",
+    ],
+)
+def test_where_rejects_anything_but_comparisons(expression: str) -> None:
+    with pytest.raises(ModverError, match="invalid --where") as info:
+        filter_records([record(new_run_id())], expression)
+    assert info.value.hint
+
+
+def test_where_reports_unknown_columns() -> None:
+    with pytest.raises(ModverError, match="unknown column metric.acuracy") as info:
+        filter_records([record(new_run_id())], "metric.acuracy > 0.5")
+    assert "metric.accuracy" in info.value.hint
