@@ -93,7 +93,7 @@ def _json_default(value: Any) -> Any:
         return sorted(value, key=repr)
     item = getattr(value, "item", None)  # numpy / torch scalars
     if callable(item):
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(TypeError, ValueError, RuntimeError):
             converted = item()
             if isinstance(converted, (int, float, str, bool)) or converted is None:
                 return converted

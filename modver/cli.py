@@ -475,9 +475,9 @@ def diff(
 def run_(
     manifest: Annotated[Optional[Path], typer.Argument(help="Manifest (default: manifest.yaml).")] = None,
     set_: Annotated[
-        Optional[list[str]], typer.Option("--set", help="Override a param: stage.param=value (a YAML scalar).")
+        Optional[list[str]], typer.Option("--set", metavar="STAGE.PARAM=VALUE", help="Override a param (value typed as YAML).")
     ] = None,
-    force: Annotated[Optional[list[str]], typer.Option("--force", help="Run this stage even if cached.")] = None,
+    force: Annotated[Optional[list[str]], typer.Option("--force", metavar="STAGE", help="Run this stage even if cached (repeatable).")] = None,
     explain: Annotated[bool, typer.Option("--explain", help="Say why each stage ran or came from the cache.")] = False,
     as_json: JsonOpt = False,
     project: ProjectOpt = Path("."),

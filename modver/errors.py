@@ -61,6 +61,10 @@ class RunError(ModverError):
     """A pipeline run failed: a stage raised, or its inputs/params are wrong."""
 
 
+class UnknownRunError(ModverError):
+    """A run reference that matches no run, or more than one."""
+
+
 class StageFailedError(RunError):
     """A stage raised an exception while running."""
 

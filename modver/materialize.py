@@ -144,7 +144,7 @@ def materialize(files: Mapping[str, bytes], fingerprint: str, root: Path, *, ent
 
 def _check_path(path: str) -> str:
     pure = PurePosixPath(path)
-    if pure.is_absolute() or ".." in pure.parts or not pure.parts or "\\" in path or path.startswith("."):
+    if pure.is_absolute() or ".." in pure.parts or not pure.parts or "\\" in path or path == INFO_FILE:
         raise ModverError(f"invalid file path {path!r} in a version: paths must be project-relative")
     return pure.as_posix()
 

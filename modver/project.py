@@ -19,6 +19,7 @@ from modver.models import Closure, SourceTree, StageSpec, StageVersion
 
 STORE_DIR = ".modver"
 DEFAULT_MANIFEST = "manifest.yaml"
+MANIFEST_CACHE_SCHEME = b"modver-manifest-cache/1"  # bump when Manifest/StageSpec change shape
 
 Progress = Callable[[int, int], None]
 
@@ -242,13 +243,41 @@ class Project:
         return path if path.is_absolute() else (Path.cwd() / path).resolve()
 
     def manifest(self, manifest: str | os.PathLike[str] | None = None):  # -> Manifest
-        """Load (once) and validate a manifest."""
-        from modver.manifest import load_manifest
+        """Load (once) and validate a manifest.
 
+        A valid manifest is also remembered in ``.modver/cache/manifests/`` by the digest of its
+        bytes, so that later commands skip parsing YAML (and importing the YAML library).
+        """
         path = self.manifest_path(manifest)
         if path not in self._manifests:
-            self._manifests[path] = load_manifest(path, self.root)
+            self._manifests[path] = self._load_manifest(path)
         return self._manifests[path]
+
+    def _load_manifest(self, path: Path):  # -> Manifest
+        import hashlib
+        import pickle
+
+        from modver import _fs
+        from modver.manifest import load_manifest, load_manifest_text
+
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return load_manifest(path, self.root)  # raises the manifest module's clear error
+        key = hashlib.blake2b(b"\0".join([MANIFEST_CACHE_SCHEME, os.fsencode(path), os.fsencode(self.root), data])).hexdigest()
+        cached = self.root / STORE_DIR / "cache" / "manifests" / f"{key[:32]}.pickle"
+        try:
+            with open(cached, "rb") as f:
+                return pickle.load(f)
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError, ValueError):
+            pass  # no cache entry, or an unreadable one: parse the YAML
+        loaded = load_manifest_text(data, path, self.root)
+        if (self.root / STORE_DIR).is_dir():
+            try:
+                _fs.write_bytes_atomic(cached, pickle.dumps(loaded, protocol=pickle.HIGHEST_PROTOCOL), durable=False)
+            except OSError:
+                pass  # a read-only store still works, only slower
+        return loaded
 
     def working_tree(self) -> SourceTree:
         from modver.sourcetree import WorkingTree

@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modver import _fs
-from modver.errors import ModverError, StoreError
+from modver.errors import ModverError, StoreError, UnknownRunError
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
@@ -65,10 +65,6 @@ _RUN_ID = re.compile(r"^\d{8}-\d{6}-\d{6}-[0-9a-f]{6,}-[0-9a-f]+$")
 _LATEST = re.compile(r"^latest(?:~(\d+))?$")
 _STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 BASE_COLUMNS = ("run", "status", "started", "duration")
-
-
-class UnknownRunError(ModverError):
-    """A run reference that matches no run, or more than one."""
 
 
 def now_iso() -> str:
@@ -118,16 +114,19 @@ class RunStore:
             raise StoreError(f"run {run_id} exists already", where=str(folder), hint="use new_run_id() for every run") from exc
         return self._write(run_id, record)
 
-    def update(self, run_id: str, record: Mapping[str, Any]) -> dict[str, Any]:
-        """Replace a run's record atomically (readers see the old or the new one)."""
+    def update(self, run_id: str, record: Mapping[str, Any], *, durable: bool = True) -> dict[str, Any]:
+        """Replace a run's record atomically (readers see the old or the new one).
+
+        ``durable=False`` skips the fsync: for progress updates that a later write supersedes.
+        """
         if not self.path(run_id).is_dir():
             raise UnknownRunError(f"no run {run_id}", where=str(self.root), hint="create() it first")
-        return self._write(run_id, record)
+        return self._write(run_id, record, durable=durable)
 
-    def _write(self, run_id: str, record: Mapping[str, Any]) -> dict[str, Any]:
+    def _write(self, run_id: str, record: Mapping[str, Any], *, durable: bool = True) -> dict[str, Any]:
         data = dict(record)
         data["run"] = run_id
-        _fs.write_json_atomic(self.path(run_id) / RUN_FILE, data)
+        _fs.write_json_atomic(self.path(run_id) / RUN_FILE, data, durable=durable)
         return data
 
     def log_path(self, run_id: str, stage: str, stream: str) -> Path:

@@ -349,15 +349,33 @@ def _call_stage(project: Any, p: StagePlan, kwargs: dict[str, Any]) -> Any:
 
 
 def python_info() -> dict[str, Any]:
-    """Python and installed package versions, for the run record."""
-    from importlib import metadata
+    """Python and installed package versions, for the run record.
 
-    packages = {}
-    for dist in metadata.distributions():
-        name = dist.metadata["Name"]
-        if name:
-            packages[name] = dist.version
-    return {"python": platform.python_version(), "packages": dict(sorted(packages.items(), key=lambda kv: kv[0].lower()))}
+    Versions are read from the names of ``*.dist-info`` folders on ``sys.path`` (one directory
+    listing per entry); only other installs (eggs) have their metadata parsed, which is slow.
+    """
+    packages: dict[str, str] = {}
+    slow: list[Path] = []
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith(".dist-info"):
+                dist, _, version = name[: -len(".dist-info")].partition("-")
+                if version:
+                    packages.setdefault(dist.replace("_", "-").lower(), version)
+            elif name.endswith(".egg-info"):
+                slow.append(Path(entry or ".") / name)
+    if slow:
+        from importlib import metadata
+
+        for path in slow:
+            with contextlib.suppress(Exception):  # a broken egg: its version is simply not recorded
+                dist = metadata.PathDistribution(path)
+                packages.setdefault(str(dist.metadata["Name"]).replace("_", "-").lower(), dist.version)
+    return {"python": platform.python_version(), "packages": dict(sorted(packages.items()))}
 
 
 def execute(
@@ -427,7 +445,7 @@ def execute(
                 "error": p.error,
                 "entry": p.stage.entry,
             }
-        runs.update(run_id, record)
+        runs.update(run_id, record, durable=status is not None)
 
     try:
         record["git"] = {"commit": project._repo.head_commit(), "dirty": project._repo.is_dirty()}

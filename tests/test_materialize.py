@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import multiprocessing
 import pickle
 import secrets
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from modver import materialize as mat
+from modver.cache import OutputCache
 from modver.errors import EntryNotFoundError, ModverError, SourceError, StageFailedError
 
 
@@ -137,27 +139,50 @@ def test_materialize_is_immutable_and_reused(store: Path) -> None:
 
 
 def test_pickled_object_loads_in_a_fresh_process_with_only_the_store(store: Path, tmp_path: Path) -> None:
+    """An output whose class lives in user code, cached, loads later without that code."""
     files = {
         "model.py": b"from shapes import Box\n\n\ndef train(n):\n    return Box(n)\n",
         "shapes.py": b"class Box:\n    def __init__(self, n):\n        self.n = n\n\n    def area(self):\n        return self.n * self.n\n",
     }
     mat.materialize(files, FP_A, store, entry="model.py:train")
     box = mat.load_entry(store, FP_A, "model.py:train")(4)
+    key = "mv1:" + "5" * 64
+    OutputCache(store / "cache" / "outputs").put(key, box, {"stage": "train"})
     blob = tmp_path / "box.pkl"
     blob.write_bytes(pickle.dumps(box))
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     script = textwrap.dedent(
         f"""
-        import pickle, sys
+        import pickle
+        from pathlib import Path
+        from modver.cache import OutputCache
         from modver.materialize import install_finder
-        install_finder({str(store)!r})
-        box = pickle.loads(open({str(blob)!r}, "rb").read())
-        print(type(box).__module__, box.area())
+        store = Path({str(store)!r})
+        install_finder(store)
+        box = OutputCache(store / "cache" / "outputs").load({key!r})
+        again = pickle.loads(open({str(blob)!r}, "rb").read())
+        print(type(box).__module__, box.area(), again.area())
         """
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=elsewhere, capture_output=True, text=True, check=True)
-    assert done.stdout.split() == [mat.package_name(FP_A) + ".shapes", "16"]
+    assert done.stdout.split() == [mat.package_name(FP_A) + ".shapes", "16", "16"]
+
+
+def _materialize_worker(files: dict[str, bytes], fingerprint: str, store: str, barrier) -> str:
+    barrier.wait()
+    folder = mat.materialize(files, fingerprint, Path(store))
+    return mat.load_entry(Path(store), fingerprint, "pipe/prep.py:prep")(1) and str(folder)
+
+
+def test_concurrent_materialize_from_processes(store: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Manager() as manager:
+        barrier = manager.Barrier(4)
+        with ctx.Pool(4) as pool:
+            folders = pool.starmap(_materialize_worker, [(version(2), FP_A, str(store), barrier)] * 4)
+    assert len(set(folders)) == 1
+    assert sorted(p.name for p in (store / "versions").iterdir()) == [mat.fingerprint_hex(FP_A)]
 
 
 def test_entries_classes_methods_and_errors(store: Path) -> None:
@@ -252,8 +277,9 @@ def test_src_layout_and_root_modules(store: Path) -> None:
 def test_bad_input(store: Path) -> None:
     with pytest.raises(ModverError, match="invalid fingerprint"):
         mat.materialize({}, "nope", store)
-    with pytest.raises(ModverError, match="project-relative"):
-        mat.materialize({"../evil.py": b""}, FP_A, store)
+    for bad in ["../evil.py", "/abs.py", mat.INFO_FILE]:
+        with pytest.raises(ModverError, match="project-relative"):
+            mat.materialize({bad: b""}, FP_A, store)
     with pytest.raises(SourceError, match=r"bad\.py:2:"):
         mat.materialize({"bad.py": b"import os\ndef f(:\n"}, FP_B, store)
     assert not (store / "versions" / mat.fingerprint_hex(FP_B)).exists()

@@ -51,7 +51,8 @@ def test_numpy_checksum_matches_the_file(tmp_path: Path) -> None:
     array = np.random.default_rng(0).random(100_000)
     name, checksum = serialize.dump_with_checksum(array, tmp_path)
     assert name == "numpy"
-    assert checksum == serialize.checksum_file(tmp_path / serialize.OBJECT_NAME)
+    assert checksum.startswith("fletcher64:")
+    assert checksum == serialize.checksum_file(tmp_path / serialize.OBJECT_NAME, "fletcher64")
 
 
 def test_object_arrays_and_subclasses_go_to_pickle(tmp_path: Path) -> None:
@@ -138,3 +139,39 @@ def test_missing_or_corrupt_data_is_a_cache_error(tmp_path: Path) -> None:
     (tmp_path / serialize.OBJECT_NAME).write_bytes(b"not a pickle")
     with pytest.raises(CacheError, match="unreadable"):
         serialize.load(tmp_path, "pickle")
+
+
+@pytest.mark.parametrize("array", [np.arange(13, dtype=np.int8), np.random.default_rng(2).random(1_200_000)])
+def test_fletcher64_of_a_dump_matches_the_file_in_any_chunking(array, tmp_path: Path) -> None:
+    _, checksum = serialize.dump_with_checksum(array, tmp_path)
+    data = (tmp_path / serialize.OBJECT_NAME).read_bytes()
+    assert checksum == serialize.checksum_file(tmp_path / serialize.OBJECT_NAME, "fletcher64")
+    state = serialize.Fletcher64()
+    for start in range(0, len(data), 8 * 1000):  # chunks that are multiples of 8 bytes
+        state.update(data[start : start + 8 * 1000])
+    assert state.label() == checksum
+
+
+def test_fletcher64_sees_changed_bits_moved_blocks_and_lengths() -> None:
+    def label(*chunks: bytes) -> str:
+        state = serialize.Fletcher64()
+        for chunk in chunks:
+            state.update(chunk)
+        return state.label()
+
+    page_a, page_b = b"a" * 4096, b"b" * 4096
+    assert label(page_a, page_b) != label(page_b, page_a)  # pages moved around
+    flipped = bytearray(page_a)
+    flipped[100] ^= 1
+    assert label(page_a) != label(bytes(flipped))
+    assert label(page_a, b"x") != label(page_a, b"y")  # the short tail counts
+    assert label(b"\1") == label(b"\1" + b"\0" * 8)  # zero padding: the recorded size tells them apart
+    data = np.random.default_rng(3).bytes(3 * 4096 + 77)
+    assert label(data) == label(data[:5], data[5:4100], data[4100:])  # any chunking
+    assert label(b"\xff" * 8192) == label(b"\xff" * 8192)  # sums wrap, never overflow
+
+
+def test_unknown_checksum_algorithm(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"x")
+    with pytest.raises(CacheError, match="unknown checksum"):
+        serialize.checksum_file(tmp_path / "f", "md5")

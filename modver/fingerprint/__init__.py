@@ -8,11 +8,13 @@ is described in docs/fingerprint.md.
 
 from __future__ import annotations
 
+import posixpath
 from typing import Sequence
 
 from modver._encoding import SCHEME
 from modver.fingerprint._cache import SummaryCache
 from modver.fingerprint._closure import ClosureBuilder
+from modver.fingerprint._summary import run_deep
 from modver.fingerprint._cst import definition_source
 from modver.models import Closure, SourceTree
 
@@ -52,14 +54,20 @@ def fingerprint_stage(
     """
     cache = cache if cache is not None else _DEFAULT_CACHE
     path, _, target = entry.partition(":")
+    path = posixpath.normpath(path) if path else path
     target_or_none = target or None
     deps = tuple(deps)
     key = (entry, deps, docstrings)
     found = cache.lookup_stage(key, tree)
     if found is not None:
         return found
-    builder = ClosureBuilder(tree, cache, docstrings, path)
-    fingerprint = builder.fingerprint(target_or_none, deps)
+
+    def build() -> tuple[ClosureBuilder, str]:
+        builder = ClosureBuilder(tree, cache, docstrings, path)
+        return builder, builder.fingerprint(target_or_none, deps)
+
+    # import chains thousands of modules deep must not raise RecursionError either
+    builder, fingerprint = run_deep(build)
     closure = Closure(
         fingerprint=fingerprint,
         entry=entry,

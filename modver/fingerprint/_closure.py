@@ -29,7 +29,7 @@ from modver.fingerprint._summary import (
     parse_source,
     summarize,
 )
-from modver.models import Closure, Definition, SourceTree, Unresolved
+from modver.models import Definition, SourceTree, Unresolved
 
 Key = tuple[str, int]  # (module path, unit index)
 

@@ -456,7 +456,9 @@ def _summarize(module: ast.Module, docstrings: bool) -> dict[str, Any]:
                     local = alias.asname or alias.name
                     spec = ("from", stmt.level or 0, stmt.module or "", alias.name)
                     literal = ("from", stmt.level or 0, stmt.module or "", alias.name, alias.asname)
-                add("import", (local,), stmt, digest(encode(literal)), spec=spec)
+                index = add("import", (local,), stmt, digest(encode(literal)), spec=spec)
+                if cls is ast.ImportFrom and stmt.module == "__future__" and not stmt.level:
+                    import_time.append(index)  # changes how the whole module compiles
             continue
         scanner = _Scanner()
         top = _Scope("module")

@@ -103,6 +103,11 @@ def test_changed_by(name):
     assert fp(CHANGED[name]) != BASE_FP, name
 
 
+def test_future_import_is_always_included():
+    src = "from __future__ import annotations\ndef f(x: int) -> int:\n    return x\n"
+    assert fp(src, "f") != fp(src.split("\n", 1)[1], "f")
+
+
 def test_seed_value_matters():
     a = BASE.replace("SCALE = 2.0\n", "SCALE = 2.0\nnp.random.seed(0)\n")
     b = BASE.replace("SCALE = 2.0\n", "SCALE = 2.0\nnp.random.seed(1)\n")
@@ -247,7 +252,7 @@ def test_deep_nesting_does_not_crash():
 def test_definition_source():
     src = "import os\n\n\n# helper comment\n@deco\ndef f(x):\n    return x  # keep\n\n\nclass C:\n    def m(self):\n        return 1\n\nY = 2\n"
     assert definition_source(src, "f") == "# helper comment\n@deco\ndef f(x):\n    return x  # keep\n"
-    assert definition_source(src, "C.m").strip() == "def m(self):\n        return 1"
+    assert definition_source(src, "C.m").strip() == "def m(self):\n    return 1"
     assert definition_source(src, "Y") == "Y = 2\n"
     with pytest.raises(EntryNotFoundError):
         definition_source(src, "nope")

@@ -1,0 +1,254 @@
+"""End-to-end: `modver run`, the cache, run records, reproduce, load — through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.cli.test_versioning import mv, mv_json
+
+RUN_PIPELINE = {
+    "manifest.yaml": """\
+data:
+  raw: data/raw.txt
+stages:
+  prep:
+    entry: pipe/prep.py:prep
+    inputs: {raw: data.raw}
+    params: {scale: 2}
+  other:
+    entry: pipe/other.py:other
+    params: {x: 1}
+  train:
+    entry: pipe/train.py:train
+    inputs: {data: prep}
+""",
+    "pipe/other.py": """\
+from pipe.util import helper
+
+
+def other(x):
+    print("other says hello")
+    return helper(x)
+""",
+    "pipe/prep.py": """\
+from pipe.util import helper
+
+
+def prep(raw, scale=1):
+    with open(raw) as f:
+        values = [int(v) for v in f.read().split()]
+    return [helper(v) * scale for v in values]
+""",
+    "pipe/train.py": """\
+import modver
+from pipe.model import Model
+
+
+def train(data):
+    model = Model(sum(data) / len(data))
+    modver.log_metrics(mean=model.mean)
+    for step in range(3):
+        modver.log_metrics(step=step, loss=1.0 / (step + 1))
+    return model
+""",
+    "pipe/model.py": """\
+class Model:
+    def __init__(self, mean):
+        self.mean = mean
+
+    def predict(self, x):
+        return x * self.mean
+""",
+}
+
+
+@pytest.fixture
+def run_project(pipeline_project):
+    p = pipeline_project
+    for path, text in RUN_PIPELINE.items():
+        p.write(path, text)
+    p.commit("pipeline with three stages")
+    return p
+
+
+def run(root: Path, *args: str, code: int = 0) -> dict:
+    return json.loads(mv(root, "run", "--json", *args, code=code).stdout)
+
+
+def test_run_then_everything_cached(run_project):
+    p = run_project
+    first = run(p.root)
+    assert first["status"] == "succeeded"
+    assert first["cached"] == {"prep": False, "other": False, "train": False}
+    assert first["metrics"]["mean"] == pytest.approx((3 + 6 + 9) * 2 / 3)
+    assert [e["step"] for e in first["metric_series"]["loss"]] == [0, 1, 2]
+    assert first["versions"] == {"prep": "v1", "other": "v1", "train": "v1"}
+    assert first["git"]["commit"] == p.git("rev-parse", "HEAD") and first["git"]["dirty"] is False
+    assert first["python"] and "dulwich" in {k.lower() for k in first["packages"]}
+    second = run(p.root)
+    assert second["cached"] == {"prep": True, "other": True, "train": True}
+    assert second["metrics"] == first["metrics"]  # replayed from the cache
+    stdout = (p.root / ".modver" / "runs" / first["run"] / "other.stdout").read_text()
+    assert "other says hello" in stdout
+
+
+def test_cache_miss_reasons(run_project):
+    p = run_project
+    run(p.root)
+
+    def reasons(*args: str) -> dict[str, str]:
+        out = mv(p.root, "run", "--explain", *args).stdout
+        return {line.split("@")[0][2:]: line for line in out.splitlines() if line.startswith("- ") and "(" in line}
+
+    r = reasons("--set", "prep.scale=3")
+    assert "param scale 2 -> 3" in r["prep"]
+    assert "output of prep changed" in r["train"]
+    assert "cached" in r["other"]
+    p.write("data/raw.txt", "4 5 6\n")
+    r = reasons()
+    assert "data/raw.txt changed" in r["prep"]
+    p.write("pipe/model.py", RUN_PIPELINE["pipe/model.py"].replace("x * self.mean", "x + self.mean"))
+    r = reasons()
+    assert "new version v2 of train" in r["train"] and "cached" in r["prep"]
+    r = reasons("--force", "prep")
+    assert "forced" in r["prep"]
+    # formatting only: same version, served from the cache
+    p.write("pipe/model.py", p.read("pipe/model.py").replace("    def predict", "    # predict\n    def predict"))
+    assert "cached" in reasons()["train"]
+
+
+def test_two_versions_of_one_helper_in_one_run(run_project):
+    p = run_project
+    mv(p.root, "index")
+    mv(p.root, "pin", "prep@latest")  # v2: the first commit's prep was different
+    p.write("pipe/util.py", p.read("pipe/util.py").replace("FACTOR = 3", "FACTOR = 5"))
+    record = run(p.root)
+    assert record["versions"]["prep"] == "v2" and record["versions"]["other"] == "v2"
+    prep = mv_json(p.root, "show", record["run"])  # the record itself
+    assert prep["stages"]["prep"]["status"] == "succeeded"
+    code = "import modver; print(modver.load('prep'), modver.load('other'))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=p.root, capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[0] == "[6, 12, 18] 5"  # helper at FACTOR=3 for prep, FACTOR=5 for other
+
+
+def test_failing_stage_is_recorded_and_cached_stages_kept(run_project):
+    p = run_project
+    p.write("pipe/train.py", "def train(data):\n    x = 1\n    raise ValueError('bad data')\n")
+    result = mv(p.root, "run", code=1)
+    assert "stage train failed" in result.stderr and "ValueError: bad data" in result.stderr
+    assert "pipe/train.py:3" in result.stderr
+    assert "Traceback" not in result.stderr
+    records = mv_json(p.root, "runs")
+    assert records[-1]["status"] == "failed"
+    assert records[-1]["error"]["stage"] == "train" and "ValueError" in records[-1]["error"]["traceback"]
+    p.write("pipe/train.py", RUN_PIPELINE["pipe/train.py"])
+    again = run(p.root)
+    assert again["cached"]["prep"] is True and again["cached"]["other"] is True
+
+
+def test_bad_run_inputs_are_clear_errors(run_project):
+    p = run_project
+    for args, needle in (
+        (["--set", "nope.x=1"], "unknown stage 'nope'"),
+        (["--set", "prep.bogus=1"], "bogus"),
+        (["--set", "prep"], "stage.param=value"),
+        (["--force", "nope"], "nope"),
+    ):
+        result = mv(p.root, "run", *args, code=1)
+        assert needle in result.stderr and "Traceback" not in result.stderr
+    (p.root / "data" / "raw.txt").unlink()
+    result = mv(p.root, "run", code=1)
+    assert "data/raw.txt" in result.stderr
+    p.write("data/raw.txt", "1 2 3\n")
+    p.write("pipe/train.py", "def train(data):\n    return lambda: 1\n")
+    result = mv(p.root, "run", code=1)
+    assert "cannot be saved" in result.stderr
+    assert mv_json(p.root, "runs")[-1]["status"] == "failed"
+
+
+def test_interrupted_run_leaves_a_record(run_project):
+    p = run_project
+    p.write("pipe/train.py", "import os, signal\n\n\ndef train(data):\n    os.kill(os.getpid(), signal.SIGINT)\n")
+    done = subprocess.run([sys.executable, "-m", "modver", "run"], cwd=p.root, capture_output=True, text=True)
+    assert done.returncode == 130, done.stderr
+    records = mv_json(p.root, "runs")
+    assert records[-1]["status"] == "interrupted"
+    assert records[-1]["stages"]["prep"]["status"] == "succeeded"
+
+
+def test_reproduce_and_load_after_code_is_gone(run_project):
+    p = run_project
+    original = run(p.root)
+    # the code disappears from the working tree and from every branch
+    p.git("rm", "-q", "-r", "pipe")
+    p.commit("remove the pipeline")
+    p.git("checkout", "-q", "--orphan", "other")
+    p.git("branch", "-D", "main")
+    reproduced = json.loads(mv(p.root, "reproduce", original["run"], "--json").stdout)
+    assert reproduced["status"] == "succeeded"
+    assert reproduced["reproduces"] == original["run"]
+    assert reproduced["cached"] == {"prep": False, "other": False, "train": False}
+    assert all(c["match"] for c in reproduced["comparison"].values())
+    code = "import modver; m = modver.load('train'); print(type(m).__module__, m.predict(2))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=p.root, capture_output=True, text=True, check=True)
+    module, value = out.stdout.split()
+    assert module.startswith("_modver_") and float(value) == pytest.approx(2 * original["metrics"]["mean"])
+
+
+def test_runs_table_where_sort_csv_and_dataframe(run_project):
+    p = run_project
+    run(p.root)
+    run(p.root, "--set", "prep.scale=5")
+    rows = mv_json(p.root, "runs", "--where", "param.prep.scale == 5")
+    assert len(rows) == 1 and rows[0]["params"]["prep"]["scale"] == 5
+    rows = mv_json(p.root, "runs", "--sort", "-metric.mean")
+    assert rows[0]["metrics"]["mean"] > rows[1]["metrics"]["mean"]
+    csv = mv(p.root, "runs", "--csv").stdout.splitlines()
+    assert csv[0].startswith("run,status,started,duration") and len(csv) == 3
+    assert "metric.mean" in csv[0] and "param.prep.scale" in csv[0]
+    result = mv(p.root, "runs", "--where", "__import__('os')", code=1)
+    assert "Error:" in result.stderr
+    diff = mv_json(p.root, "diff", rows[0]["run"], rows[1]["run"])
+    keys = {d["key"] for d in diff["differences"]}
+    assert "param.prep.scale" in keys and "metric.mean" in keys
+
+    import modver
+
+    frame = modver.runs(p.root)
+    assert list(frame.columns[:4]) == ["run", "status", "started", "duration"]
+    assert {"version.prep", "param.prep.scale", "metric.mean", "metric.loss"} <= set(frame.columns)
+    assert len(frame) == 2
+
+
+def test_concurrent_runs_lose_nothing(run_project):
+    p = run_project
+    env = {**os.environ, "NO_COLOR": "1"}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "modver", "run", "--set", f"prep.scale={i % 2 + 1}"],
+            cwd=p.root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for i in range(4)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+    records = mv_json(p.root, "runs")
+    assert len(records) == 4 and {r["status"] for r in records} == {"succeeded"}
+    assert len({r["run"] for r in records}) == 4
+    from modver.cache import OutputCache
+
+    cache = OutputCache(p.root / ".modver" / "cache" / "outputs")
+    entries = list(cache.entries())
+    assert entries and all(cache.verify(e.key) for e in entries)
+    # one version per stage despite four processes snapshotting... nothing: the tree is committed
+    assert [v["version"] for v in mv_json(p.root, "log", "prep")] == ["v1"]

@@ -1,0 +1,109 @@
+"""Architecture: the public surface, one wrapper module per library, a fast start-up."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import modver
+
+PACKAGE = Path(modver.__file__).resolve().parent
+
+# library -> the only modules allowed to import it
+OWNERS = {
+    "dulwich": {"_git.py"},
+    "ruamel": {"manifest.py"},
+    "typer": {"cli.py"},
+    "rich": {"cli.py"},
+    "libcst": {"fingerprint/_cst.py", "materialize.py"},
+    "pandas": {"records.py", "serialize.py"},  # the runs DataFrame; the DataFrame serializer
+    "numpy": {"serialize.py"},
+    "torch": {"serialize.py"},
+}
+# module -> modules it must not import (dependency direction: cli -> project -> engine -> storage)
+LAYERS = {
+    "models.py": {"modver.project", "modver.cli", "modver.runner", "modver.history", "modver._git"},
+    "errors.py": {"modver.models", "modver.project", "modver.cli"},
+    "project.py": {"modver.cli"},
+    "runner.py": {"modver.cli"},
+    "history.py": {"modver.cli", "modver.project", "modver.runner"},
+    "_git.py": {"modver.cli", "modver.project", "modver.history", "modver.runner"},
+}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def test_all_is_sorted_and_complete():
+    assert modver.__all__ == sorted(modver.__all__)
+    for name in modver.__all__:
+        assert getattr(modver, name) is not None
+    for name in ("Project", "fingerprint_source", "load", "log_metrics", "runs", "ModverError"):
+        assert name in modver.__all__
+
+
+@pytest.mark.parametrize("library", sorted(OWNERS))
+def test_each_library_is_wrapped_in_one_place(library):
+    users = {
+        p.relative_to(PACKAGE).as_posix()
+        for p in _modules()
+        if any(n == library or n.startswith(library + ".") for n in _imports(p))
+    }
+    assert users <= OWNERS[library], f"{library} imported outside its wrapper: {sorted(users - OWNERS[library])}"
+
+
+@pytest.mark.parametrize("module", sorted(LAYERS))
+def test_imports_point_one_way(module):
+    imported = _imports(PACKAGE / module)
+    bad = {n for n in imported for f in LAYERS[module] if n == f or n.startswith(f + ".")}
+    assert not bad, f"{module} imports upward: {sorted(bad)}"
+
+
+def _loaded_after(code: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys; print(' '.join(sorted(sys.modules)))"],
+        capture_output=True, text=True, check=True,
+    )
+    return set(out.stdout.split())
+
+
+def test_import_modver_is_light():
+    loaded = _loaded_after("import modver")
+    assert not loaded & {"dulwich", "libcst", "ruamel", "typer", "rich", "pandas", "numpy"}
+
+
+def test_version_does_not_load_the_cli():
+    code = "import sys; sys.argv = ['modver', '--version']\nfrom modver.__main__ import main; main()"
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\nprint(' '.join(sorted(sys.modules)))"], capture_output=True, text=True, check=True
+    )
+    first, loaded = out.stdout.split("\n", 1)
+    assert first == f"modver {modver.__version__}"
+    assert not set(loaded.split()) & {"typer", "rich", "dulwich", "libcst"}
+
+
+def test_status_does_not_load_libcst_or_pandas(pipeline_project):
+    code = (
+        "import os; os.chdir(%r)\n"
+        "from modver.project import Project\n"
+        "with Project('.') as p: p.status()\n" % str(pipeline_project.root)
+    )
+    loaded = _loaded_after(code)
+    assert "libcst" not in loaded and "pandas" not in loaded
