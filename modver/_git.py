@@ -15,6 +15,7 @@ Every dulwich or OS failure reading the object database is raised as
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import re
@@ -99,6 +100,7 @@ class GitRepo:
         self._commits: dict[str, _CommitInfo] = {}
         self._trees: dict[str, _Entries] = {}
         self._walks: dict[str, tuple[str, ...]] = {}
+        self._pending: dict[str, Any] | None = None  # objects held back by buffered_objects()
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -157,7 +159,11 @@ class GitRepo:
 
     def _raw(self, sha: str, expected: int | None = None) -> bytes:
         try:
-            type_num, data = self._repo.object_store.get_raw(sha.encode("ascii"))
+            held = self._pending.get(sha) if self._pending else None
+            if held is not None:
+                type_num, data = held.type_num, held.as_raw_string()
+            else:
+                type_num, data = self._repo.object_store.get_raw(sha.encode("ascii"))
         except KeyError as exc:
             raise errors.StoreError(
                 f"missing git object {sha}",
@@ -176,6 +182,8 @@ class GitRepo:
         return data
 
     def _type(self, sha: str) -> int:
+        if self._pending and sha in self._pending:
+            return self._pending[sha].type_num
         try:
             return self._repo.object_store.get_raw(sha.encode("ascii"))[0]
         except Exception as exc:
@@ -185,6 +193,8 @@ class GitRepo:
         """Whether the object database holds ``sha`` (a 40-digit hex id)."""
         if not _HEX40.match(sha.encode("ascii", "replace")):
             return False
+        if self._pending and sha in self._pending:
+            return True
         try:
             return sha.encode("ascii") in self._repo.object_store
         except Exception as exc:
@@ -434,6 +444,10 @@ class GitRepo:
 
     def _add(self, obj: Any) -> str:
         sha = obj.id.decode("ascii")
+        if self._pending is not None:
+            if sha not in self._pending and obj.id not in self._repo.object_store:
+                self._pending[sha] = obj
+            return sha
         store = self._repo.object_store
         deadline = time.monotonic() + _OBJECT_LOCK_WAIT
         while True:
@@ -455,6 +469,38 @@ class GitRepo:
                 raise
             except Exception as exc:
                 raise _store_error("cannot write to the git object database", exc) from exc
+
+    @contextlib.contextmanager
+    def buffered_objects(self) -> Iterator[None]:
+        """Hold new objects in memory and write them as one pack when the block ends.
+
+        Many small loose-object files cost far more than one pack on most file systems; a
+        history walk that registers hundreds of versions uses this. While objects are held, no
+        ref may point at them: :meth:`set_ref_if_equals` refuses (flush first).
+        """
+        if self._pending is not None:
+            yield
+            return
+        self._pending = {}
+        try:
+            yield
+        finally:
+            self.flush_objects()
+            self._pending = None
+
+    def flush_objects(self) -> int:
+        """Write the objects held by :meth:`buffered_objects` as one pack; how many."""
+        if not self._pending:
+            return 0
+        objects = list(self._pending.values())
+        try:
+            self._repo.object_store.add_objects([(obj, None) for obj in objects])
+        except _BUGS:
+            raise
+        except Exception as exc:
+            raise _store_error("cannot write a pack to the git object database", exc) from exc
+        self._pending.clear()
+        return len(objects)
 
     def write_blob(self, data: bytes) -> str:
         """Store ``data`` as a blob (no-op if present); its sha."""
@@ -544,6 +590,8 @@ class GitRepo:
         Returns False when the ref changed meanwhile or another process holds its lock:
         re-read and retry.
         """
+        if self._pending and new in self._pending:
+            raise RuntimeError(f"ref {name} would point at unwritten object {new}: flush_objects() first")
         refs = self._repo.refs
         try:
             if old is None:

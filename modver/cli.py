@@ -217,8 +217,15 @@ def index(
         f"Walked {result.walked} of {result.commits} commits; "
         f"{len(result.new_versions)} new version{'s' if len(result.new_versions) != 1 else ''}."
     )
-    for v in result.new_versions:
-        print(f"  {v.stage}@{v.version}  {_short(v.fingerprint)}  {(v.origin or '')[:10]}  {v.message}")
+    if len(result.new_versions) <= 20:
+        for v in result.new_versions:
+            print(f"  {v.stage}@{v.version}  {_short(v.fingerprint)}  {(v.origin or '')[:10]}  {v.message}")
+    else:
+        by_stage: dict[str, list[Any]] = {}
+        for v in result.new_versions:
+            by_stage.setdefault(v.stage, []).append(v)
+        for stage_name, versions in by_stage.items():
+            print(f"  {stage_name}: {len(versions)} new ({versions[0].version}..{versions[-1].version})")
     for stage, n in sorted(result.skipped.items()):
         print(f"  {stage}: skipped {n} commit{'s' if n != 1 else ''} where the stage was missing or did not parse")
 

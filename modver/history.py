@@ -15,6 +15,7 @@ are never touched. Git access goes through :mod:`modver._git` only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -24,6 +25,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 from modver import errors
@@ -83,6 +85,15 @@ class _Chain:
     by_commit: dict[str, StageVersion]
 
 
+@dataclass
+class _Pending:
+    """Versions of one stage registered inside :meth:`History.batch`, not yet on the ref."""
+
+    base: str | None  # the ref's tip when the batch started using it
+    chain: _Chain
+    registrations: list[tuple[Closure, dict[str, str], str | None, str, datetime]]
+
+
 def _iso(created: datetime | None) -> datetime:
     when = created or datetime.now(UTC)
     if when.tzinfo is None:
@@ -108,6 +119,7 @@ class History:
         self.repo = repo
         self._chains: dict[str, _Chain] = {}
         self._metas: dict[str, dict[str, Any]] = {}
+        self._batch: dict[str, _Pending] | None = None
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -121,6 +133,8 @@ class History:
         return sorted(name[len(STAGES_PREFIX) :] for name in self.repo.list_refs(STAGES_PREFIX))
 
     def _chain(self, stage: str) -> _Chain | None:
+        if self._batch is not None and stage in self._batch:
+            return self._batch[stage].chain
         tip = self.repo.read_ref(self.ref(stage))
         if tip is None:
             return None
@@ -327,12 +341,59 @@ class History:
         Returns ``(version, True)`` for a new version, ``(existing, False)`` otherwise. The files
         of the closure are taken from ``tree`` (their blobs are reused when already stored).
         """
-        ref = self.ref(stage)
         existing = self.find(stage, closure.fingerprint)
         if existing is not None:
             return existing, False
-        when = _iso(created)
         files = self._store_files(closure, tree)
+        if self._batch is not None:
+            return self._append_pending(stage, closure, files, origin, message, _iso(created)), True
+        return self._register_files(stage, closure, files, origin, message, _iso(created))
+
+    def _new_commit(
+        self, stage: str, chain: _Chain | None, closure: Closure, files: dict[str, str],
+        origin: str | None, message: str, when: datetime,
+    ) -> StageVersion:
+        """Write the commit of the next version on top of ``chain`` (no ref is changed)."""
+        number = 1 if chain is None else len(chain.versions) + 1
+        meta = {
+            "scheme": SCHEME,
+            "stage": stage,
+            "number": number,
+            "fingerprint": closure.fingerprint,
+            "entry": closure.entry,
+            "origin": origin,
+            "created": when.isoformat(),
+            "message": message,
+            "files": list(closure.files),
+            "definitions": [asdict(d) for d in closure.definitions],
+            "unresolved": [asdict(u) for u in closure.unresolved],
+            "deps": list(closure.deps),
+        }
+        meta_blob = self.repo.write_blob(
+            (json.dumps(meta, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
+        )
+        root = self.repo.write_tree({META: meta_blob, **files})
+        commit = self.repo.write_commit(
+            root, [] if chain is None else [chain.tip], _commit_message(stage, number, message), when=when
+        )
+        self._metas[commit] = meta
+        return StageVersion(
+            stage=stage,
+            number=number,
+            fingerprint=closure.fingerprint,
+            entry=closure.entry,
+            origin=origin,
+            created=meta["created"],
+            message=message,
+            commit=commit,
+            files=tuple(closure.files),
+        )
+
+    def _register_files(
+        self, stage: str, closure: Closure, files: dict[str, str], origin: str | None, message: str, when: datetime
+    ) -> tuple[StageVersion, bool]:
+        """Append a version with compare-and-swap on the ref, retried until it lands."""
+        ref = self.ref(stage)
         deadline = time.monotonic() + _MAX_WAIT
         delay = 0.002
         while True:
@@ -341,42 +402,8 @@ class History:
                 found = chain.by_fingerprint.get(closure.fingerprint)
                 if found is not None:
                     return self._with_tags(stage, [found])[0], False
-            number = 1 if chain is None else len(chain.versions) + 1
-            meta = {
-                "scheme": SCHEME,
-                "stage": stage,
-                "number": number,
-                "fingerprint": closure.fingerprint,
-                "entry": closure.entry,
-                "origin": origin,
-                "created": when.isoformat(),
-                "message": message,
-                "files": list(closure.files),
-                "definitions": [asdict(d) for d in closure.definitions],
-                "unresolved": [asdict(u) for u in closure.unresolved],
-                "deps": list(closure.deps),
-            }
-            meta_blob = self.repo.write_blob(
-                (json.dumps(meta, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
-            )
-            root = self.repo.write_tree({META: meta_blob, **files})
-            commit = self.repo.write_commit(
-                root, [] if chain is None else [chain.tip], _commit_message(stage, number, message),
-                when=when,
-            )
-            if self.repo.set_ref_if_equals(ref, None if chain is None else chain.tip, commit):
-                self._metas[commit] = meta
-                version = StageVersion(
-                    stage=stage,
-                    number=number,
-                    fingerprint=closure.fingerprint,
-                    entry=closure.entry,
-                    origin=origin,
-                    created=meta["created"],
-                    message=message,
-                    commit=commit,
-                    files=tuple(closure.files),
-                )
+            version = self._new_commit(stage, chain, closure, files, origin, message, when)
+            if self.repo.set_ref_if_equals(ref, None if chain is None else chain.tip, version.commit):
                 return version, True
             if time.monotonic() > deadline:
                 raise errors.ConcurrencyError(
@@ -386,6 +413,49 @@ class History:
                 )
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 0.1)
+
+    # -- batches ----------------------------------------------------------------------------
+
+    def _append_pending(
+        self, stage: str, closure: Closure, files: dict[str, str], origin: str | None, message: str, when: datetime
+    ) -> StageVersion:
+        assert self._batch is not None
+        pending = self._batch.get(stage)
+        chain = pending.chain if pending is not None else self._chain(stage)
+        version = self._new_commit(stage, chain, closure, files, origin, message, when)
+        versions = [*(chain.versions if chain else []), version]
+        new_chain = _Chain(version.commit, versions, {v.fingerprint: v for v in versions}, {v.commit: v for v in versions})
+        if pending is None:
+            pending = self._batch[stage] = _Pending(None if chain is None else chain.tip, new_chain, [])
+        pending.chain = new_chain
+        pending.registrations.append((closure, files, origin, message, when))
+        return version
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Register many versions at once: objects go to git as one pack, each ref moves once.
+
+        Inside the block, :meth:`register` appends to in-memory chains; at its end (also on an
+        error, so no completed registration is lost) the objects are written and every stage's
+        ref is compare-and-swapped from its old tip to its new one. If another process
+        registered versions of a stage meanwhile, that stage's versions are registered again one
+        by one on top of the new tip (re-checking fingerprints), so nothing is lost or doubled.
+        """
+        if self._batch is not None:
+            yield
+            return
+        self._batch = {}
+        try:
+            with self.repo.buffered_objects():
+                yield
+        finally:
+            batch, self._batch = self._batch, None
+            for stage, pending in batch.items():
+                if self.repo.set_ref_if_equals(self.ref(stage), pending.base, pending.chain.tip):
+                    self._chains[stage] = pending.chain
+                    continue
+                for closure, files, origin, message, when in pending.registrations:
+                    self._register_files(stage, closure, files, origin, message, when)
 
     # -- tags -------------------------------------------------------------------------------
 

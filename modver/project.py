@@ -386,9 +386,28 @@ class Project:
         first = min(start.values(), default=len(commits))
         new_versions: list[StageVersion] = []
         skipped: dict[str, int] = {}
+        todo = commits[first:]
+        with self.history.batch():
+            self._walk(todo, m, start, position, docstrings, progress, new_versions, skipped)
+        for key in keys.values():
+            done[key] = sorted(set(tips))
+        save_index_state(state_path, state)
+        return IndexResult(rev, len(commits), len(todo), tuple(new_versions), skipped)
+
+    def _walk(
+        self,
+        todo: list[str],
+        m: Any,
+        start: dict[str, int],
+        position: dict[str, int],
+        docstrings: bool,
+        progress: Progress | None,
+        new_versions: list[StageVersion],
+        skipped: dict[str, int],
+    ) -> None:
+        """Fingerprint every declared stage at each commit of ``todo``; register new versions."""
         last_fp: dict[str, str] = {}
         manifest_specs: dict[str | None, dict[str, StageSpec]] = {}
-        todo = commits[first:]
         for step, sha in enumerate(todo):
             tree = self._repo.tree_at(sha)
             specs = self._specs_at(tree, m, manifest_specs)
@@ -398,8 +417,8 @@ class Project:
                 at = specs.get(name, spec)
                 try:
                     closure = self.fingerprint(at, tree, docstrings=docstrings)
-                except errors.ModverError:
-                    skipped[name] = skipped.get(name, 0) + 1
+                except (errors.EntryNotFoundError, errors.SourceError):
+                    skipped[name] = skipped.get(name, 0) + 1  # not there yet, or did not parse then
                     continue
                 if last_fp.get(name) == closure.fingerprint:
                     continue
@@ -418,10 +437,6 @@ class Project:
                     new_versions.append(version)
             if progress is not None:
                 progress(step + 1, len(todo))
-        for key in keys.values():
-            done[key] = sorted(set(tips))
-        save_index_state(state_path, state)
-        return IndexResult(rev, len(commits), len(todo), tuple(new_versions), skipped)
 
     def _specs_at(self, tree: SourceTree, current: Any, cache: dict[str | None, dict[str, StageSpec]]) -> dict[str, StageSpec]:
         """Stage declarations of the manifest as it was in ``tree`` ({} when it had none)."""

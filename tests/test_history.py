@@ -500,3 +500,42 @@ def test_stage_version_json_shape(history: History):
     assert isinstance(v, StageVersion)
     assert v.to_json()["version"] == "v1"
     assert v.to_json()["files"] == ["pipeline/pre.py"]
+
+
+# -- batches (one pack, one ref update per stage) ------------------------------------------
+
+
+def test_batch_writes_one_pack_and_moves_each_ref_once(tmp_path: Path):
+    root = tmp_path / "repo"
+    repo = GitRepo.init(root)
+    tree = DictTree({"pipeline/pre.py": b"x = 1\n"})
+    with repo:
+        history = History(repo)
+        with history.batch():
+            for n in range(5):
+                history.register("pre", closure(n), tree, origin=None)
+            assert repo.read_ref(History.ref("pre")) is None  # not published before the end
+            assert [v.number for v in history.versions("pre")] == [1, 2, 3, 4, 5]
+        assert [v.fingerprint for v in history.versions("pre")] == [fp(n) for n in range(5)]
+    packs = list((root / ".git" / "objects" / "pack").glob("*.pack"))
+    loose = [p for p in (root / ".git" / "objects").iterdir() if len(p.name) == 2]
+    assert len(packs) == 1 and not loose
+    git(root, "fsck", "--strict")
+
+
+def test_batch_replays_on_top_of_a_concurrent_writer(tmp_path: Path):
+    root = tmp_path / "repo"
+    GitRepo.init(root).close()
+    tree = DictTree({"pipeline/pre.py": b"x = 1\n"})
+    with GitRepo.discover(root) as mine, GitRepo.discover(root) as other:
+        history = History(mine)
+        with history.batch():
+            history.register("pre", closure("a"), tree, origin=None)
+            history.register("pre", closure("shared"), tree, origin=None)
+            # another process registers while the batch is open
+            History(other).register("pre", closure("b"), tree, origin=None)
+            History(other).register("pre", closure("shared"), tree, origin=None)
+        versions = History(mine).versions("pre")
+    assert [v.fingerprint for v in versions] == [fp("b"), fp("shared"), fp("a")]
+    assert [v.number for v in versions] == [1, 2, 3]
+    git(root, "fsck", "--strict")
