@@ -20,6 +20,7 @@ import gc
 import os
 import re
 import stat
+import tempfile
 import time
 import traceback
 from collections.abc import Iterator, Mapping
@@ -31,7 +32,9 @@ from typing import Any
 from dulwich.errors import NotGitRepository, ObjectFormatException
 from dulwich.file import FileLocked
 from dulwich.index import get_unstaged_changes
+from dulwich.object_store import DiskObjectStore
 from dulwich.objects import Blob, Commit, Tree, parse_tree
+from dulwich.pack import full_unpacked_object, write_pack_data, write_pack_index
 from dulwich.repo import BaseRepo, MemoryRepo, Repo
 
 from modver import errors
@@ -253,6 +256,34 @@ class GitRepo:
             self._trees[tree_sha] = entries
         return entries
 
+    def diff_trees(self, old_commit: str, new_commit: str) -> tuple[set[str], bool]:
+        """Paths whose blob differs between two commits, and whether any path appeared or vanished.
+
+        Only subtrees whose ids differ are read (like ``git diff-tree -r``), so consecutive
+        commits of a long history compare in microseconds.
+        """
+        changed: set[str] = set()
+        structural = False
+        stack = [(self.commit_tree(old_commit), self.commit_tree(new_commit), "")]
+        while stack:
+            a, b, base = stack.pop()
+            if a == b:
+                continue
+            ea, eb = self.tree_entries(a), self.tree_entries(b)
+            for name in ea.keys() | eb.keys():
+                va, vb = ea.get(name), eb.get(name)
+                if va == vb:
+                    continue
+                path = f"{base}{name}"
+                if va is None or vb is None or stat.S_ISDIR(va[0]) != stat.S_ISDIR(vb[0]):
+                    structural = True
+                    changed.add(path)
+                elif stat.S_ISDIR(va[0]):
+                    stack.append((va[1], vb[1], path + "/"))
+                else:
+                    changed.add(path)
+        return changed, structural
+
     # -- commits ----------------------------------------------------------------------------
 
     def head_commit(self) -> str | None:
@@ -445,8 +476,7 @@ class GitRepo:
     def _add(self, obj: Any) -> str:
         sha = obj.id.decode("ascii")
         if self._pending is not None:
-            if sha not in self._pending and obj.id not in self._repo.object_store:
-                self._pending[sha] = obj
+            self._pending.setdefault(sha, obj)  # one already stored is harmless in the new pack
             return sha
         store = self._repo.object_store
         deadline = time.monotonic() + _OBJECT_LOCK_WAIT
@@ -493,14 +523,53 @@ class GitRepo:
         if not self._pending:
             return 0
         objects = list(self._pending.values())
+        store = self._repo.object_store
         try:
-            self._repo.object_store.add_objects([(obj, None) for obj in objects])
+            if isinstance(store, DiskObjectStore):
+                self._write_pack(store, objects)
+            else:
+                store.add_objects([(obj, None) for obj in objects])
         except _BUGS:
             raise
         except Exception as exc:
             raise _store_error("cannot write a pack to the git object database", exc) from exc
         self._pending.clear()
         return len(objects)
+
+    @staticmethod
+    def _write_pack(store: DiskObjectStore, objects: list[Any]) -> None:
+        """Write ``objects`` as ``pack-<checksum>.pack`` + ``.idx``, fsynced, index last.
+
+        dulwich's own ``add_objects`` reads the new pack back to index it; the offsets and
+        CRCs are known while writing, so this indexes directly (about 3x faster on large batches).
+        """
+        pack_dir = os.path.join(store.path, "pack")
+        os.makedirs(pack_dir, exist_ok=True)
+        fd, tmp_pack = tempfile.mkstemp(dir=pack_dir, prefix="tmp_modver_", suffix=".pack")
+        tmp_idx = tmp_pack[: -len(".pack")] + ".idx"
+        try:
+            with os.fdopen(fd, "wb") as f:
+                entries, checksum = write_pack_data(
+                    f.write,
+                    (full_unpacked_object(obj) for obj in objects),
+                    object_format=store.object_format,
+                    num_records=len(objects),
+                )
+                f.flush()
+                os.fsync(f.fileno())
+            index = sorted((sha, offset, crc) for sha, (offset, crc) in entries.items())
+            with open(tmp_idx, "wb") as f:
+                write_pack_index(f, index, checksum)
+                f.flush()
+                os.fsync(f.fileno())
+            base = os.path.join(pack_dir, "pack-" + checksum.hex())
+            os.replace(tmp_pack, base + ".pack")
+            os.replace(tmp_idx, base + ".idx")  # git looks packs up by their index: last
+        finally:
+            for leftover in (tmp_pack, tmp_idx):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(leftover)
+        store._update_pack_cache()  # noqa: SLF001 - make the new pack visible to this process
 
     def write_blob(self, data: bytes) -> str:
         """Store ``data`` as a blob (no-op if present); its sha."""

@@ -311,9 +311,10 @@ class History:
     def _store_files(self, closure: Closure, tree: SourceTree) -> dict[str, str]:
         """Blob ids for ``src/<path>`` of every closure file, writing only missing blobs."""
         stored: dict[str, str] = {}
+        own = isinstance(tree, GitTree) and tree.repo is self.repo  # its blobs are in this store
         for path in sorted(set(closure.files) | set(closure.deps)):
             content_id = tree.content_id(path)
-            if content_id is not None and self.repo.has_object(content_id):
+            if content_id is not None and (own or self.repo.has_object(content_id)):
                 stored[f"{SRC}/{path}"] = content_id
                 continue
             data = tree.read(path)

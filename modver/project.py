@@ -387,8 +387,12 @@ class Project:
         new_versions: list[StageVersion] = []
         skipped: dict[str, int] = {}
         todo = commits[first:]
-        with self.history.batch():
-            self._walk(todo, m, start, position, docstrings, progress, new_versions, skipped)
+        self.summary_cache.persist = False
+        try:
+            with self.history.batch():
+                self._walk(todo, m, start, position, docstrings, progress, new_versions, skipped)
+        finally:
+            self.summary_cache.persist = True
         for key in keys.values():
             done[key] = sorted(set(tips))
         save_index_state(state_path, state)
@@ -406,23 +410,33 @@ class Project:
         skipped: dict[str, int],
     ) -> None:
         """Fingerprint every declared stage at each commit of ``todo``; register new versions."""
-        last_fp: dict[str, str] = {}
+        last: dict[str, Closure] = {}  # each stage's closure at the previous commit
         manifest_specs: dict[str | None, dict[str, StageSpec]] = {}
+        manifest_rel = m.path.resolve().relative_to(self.root).as_posix() if m.path.is_relative_to(self.root) else None
+        previous: str | None = None
         for step, sha in enumerate(todo):
             tree = self._repo.tree_at(sha)
             specs = self._specs_at(tree, m, manifest_specs)
+            changed, structural = self._repo.diff_trees(previous, sha) if previous else (set(), True)
+            if manifest_rel in changed:
+                structural = True
+            previous = sha
             for name, spec in m.stages.items():
                 if position[sha] < start[name]:
                     continue
+                before = last.get(name)
+                if before is not None and not structural and changed.isdisjoint(before.files + before.deps):
+                    continue  # nothing the closure read changed, and no file came or went
                 at = specs.get(name, spec)
                 try:
                     closure = self.fingerprint(at, tree, docstrings=docstrings)
                 except (errors.EntryNotFoundError, errors.SourceError):
+                    last.pop(name, None)
                     skipped[name] = skipped.get(name, 0) + 1  # not there yet, or did not parse then
                     continue
-                if last_fp.get(name) == closure.fingerprint:
+                last[name] = closure
+                if before is not None and before.fingerprint == closure.fingerprint:
                     continue
-                last_fp[name] = closure.fingerprint
                 if self.history.find(name, closure.fingerprint) is not None:
                     continue
                 version, new = self.history.register(

@@ -32,6 +32,9 @@ class SummaryCache:
         self._summaries: dict[tuple[str, bool], dict[str, Any]] = {}
         self._stages: dict[tuple, list[tuple[tuple[tuple[str, str | None], ...], Closure]]] = {}
         self.parsed = 0  # summaries computed (not found in any cache): for tests and benchmarks
+        # Write new summaries to ``directory``. A history walk turns this off: it parses
+        # thousands of old file versions once, and one file each costs more than it saves.
+        self.persist = True
 
     def __repr__(self) -> str:
         return f"SummaryCache({str(self.directory) if self.directory else None!r})"
@@ -89,7 +92,7 @@ class SummaryCache:
         return record[2]
 
     def _store(self, content_id: str, docstrings: bool, summary: dict[str, Any]) -> None:
-        path = self._path(content_id, docstrings)
+        path = self._path(content_id, docstrings) if self.persist else None
         if path is None:
             return
         payload = marshal.dumps((content_id, docstrings, summary))

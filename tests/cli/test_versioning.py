@@ -259,3 +259,61 @@ def test_debug_shows_traceback(pipeline_project):
     p = pipeline_project
     result = mv(p.root, "--debug", "show", "prep@v9", code=1)
     assert "Traceback" in result.stderr
+
+
+def test_reading_commands_never_execute_user_code(pipeline_project):
+    p = pipeline_project
+    marker = p.root / "executed"
+    p.write("pipe/util.py", p.read("pipe/util.py") + f"\nopen({str(marker)!r}, 'w').write('ran')\n")
+    p.commit("a module with a side effect on import")
+    for args in (["index"], ["log"], ["status"], ["show", "prep@latest"], ["diff"], ["diff", "prep@v1"], ["snapshot"]):
+        mv(p.root, *args)
+    assert not marker.exists()
+
+
+def test_concurrent_snapshots_lose_nothing(pipeline_project, python):
+    import subprocess
+
+    p = pipeline_project
+    p.write("pipe/train.py", "def train(data):\n    return 42\n")
+    procs = [
+        subprocess.Popen([python, "-m", "modver", "snapshot", "--json"], cwd=p.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    outputs = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+        outputs.append(json.loads(out))
+    # every process got the same numbers; each fingerprint registered exactly once
+    assert {tuple((r["stage"], r["version"]) for r in o) for o in outputs} == {(("prep", "v1"), ("train", "v1"))}
+    assert sum(r["new"] for o in outputs for r in o) == 2
+    for stage in ("prep", "train"):
+        log = mv_json(p.root, "log", stage)
+        assert len(log) == 1 and len({v["fingerprint"] for v in log}) == 1
+    p.git("fsck", "--no-progress")
+
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def _golden(name: str, actual: str) -> None:
+    import difflib
+
+    path = GOLDEN / name
+    if os.environ.get("MODVER_REGEN_GOLDEN") or not path.exists():
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(actual, encoding="utf-8")
+    expected = path.read_text(encoding="utf-8")
+    if actual != expected:
+        diff = "".join(difflib.unified_diff(expected.splitlines(True), actual.splitlines(True), str(path), "actual"))
+        pytest.fail(f"output differs from {path}; regenerate with `MODVER_REGEN_GOLDEN=1 pytest tests/cli`\n{diff}")
+
+
+def test_golden_status_and_diff_output(pipeline_project):
+    p = pipeline_project
+    mv(p.root, "snapshot")
+    mv(p.root, "pin", "prep@v1")
+    p.write("pipe/util.py", p.read("pipe/util.py").replace("FACTOR = 3", "FACTOR = 4"))
+    _golden("status.txt", mv(p.root, "status").stdout)
+    _golden("diff.txt", mv(p.root, "diff").stdout)
