@@ -96,14 +96,27 @@ def _index(closure: Closure | None) -> dict[tuple[str, str], Definition]:
     return {_key(d, counts): d for d in closure.definitions}
 
 
-def _source(tree: SourceTree | None, d: Definition | None, cache: dict[tuple[int, str], list[str]]) -> str:
-    if tree is None or d is None:
-        return ""
+def definition_text(tree: SourceTree, d: Definition, cache: dict[tuple[int, str], str]) -> str:
+    """The exact source of a definition in ``tree``: for functions, classes and assignments the
+    libcst node with its decorators and the comments above it; otherwise its lines."""
     k = (id(tree), d.path)
     if k not in cache:
         data = tree.read(d.path)
-        cache[k] = [] if data is None else data.decode("utf-8", "replace").splitlines(keepends=True)
-    return "".join(cache[k][d.line - 1 : d.end_line])
+        cache[k] = "" if data is None else data.decode("utf-8", "replace")
+    text = cache[k]
+    if d.kind in ("function", "class", "assignment"):
+        from modver.errors import EntryNotFoundError, SourceError
+        from modver.fingerprint import definition_source
+
+        try:
+            return definition_source(text, d.name)
+        except (EntryNotFoundError, SourceError):
+            pass  # defined inside a top-level if/try block: show its lines
+    return "".join(text.splitlines(keepends=True)[d.line - 1 : d.end_line])
+
+
+def _source(tree: SourceTree | None, d: Definition | None, cache: dict[tuple[int, str], str]) -> str:
+    return "" if tree is None or d is None else definition_text(tree, d, cache)
 
 
 def _unified(a: str, b: str, label_a: str, label_b: str) -> str:
@@ -124,7 +137,7 @@ def diff_closures(
 ) -> StageDiff:
     """Compare two closures of one stage definition by definition."""
     defs_a, defs_b = _index(closure_a), _index(closure_b)
-    cache: dict[tuple[int, str], list[str]] = {}
+    cache: dict[tuple[int, str], str] = {}
     changes: list[DefinitionChange] = []
     for key in list(defs_a) + [k for k in defs_b if k not in defs_a]:
         da, db = defs_a.get(key), defs_b.get(key)

@@ -8,9 +8,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -866,34 +866,10 @@ def _is_manifest_path(text: str) -> bool:
 
 def definition_sources(tree: SourceTree, closure: Closure) -> dict[str, str]:
     """The exact source of each definition of ``closure`` as it is in ``tree``, by ``path:name``."""
-    out: dict[str, str] = {}
-    texts: dict[str, list[str]] = {}
-    for d in closure.definitions:
-        if d.path not in texts:
-            data = tree.read(d.path)
-            texts[d.path] = [] if data is None else data.decode("utf-8", "replace").splitlines(keepends=True)
-        lines = texts[d.path]
-        out[f"{d.path}:{d.name}"] = "".join(lines[d.line - 1 : d.end_line])
-    return out
+    from modver.diff import definition_text
 
-
-def iter_stage_names(project: Project) -> Iterator[str]:
-    """Stages known to the manifest or the history (for shell completion and listings)."""
-    seen = set()
-    try:
-        for name in project.manifest().stages:
-            seen.add(name)
-            yield name
-    except errors.ModverError:
-        pass
-    for name in project.history.stages():
-        if name not in seen:
-            yield name
-
-
-def utc_now() -> datetime:
-    """Now, in UTC (one place, so tests can rely on the format)."""
-    return datetime.now(timezone.utc)
+    cache: dict[tuple[int, str], str] = {}
+    return {f"{d.path}:{d.name}": definition_text(tree, d, cache) for d in closure.definitions}
 
 
 # --------------------------------------------------------------------------- runs

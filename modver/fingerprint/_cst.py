@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from modver.errors import EntryNotFoundError, SourceError, format_syntax_error
@@ -17,7 +18,7 @@ def definition_source(source: str, name: str) -> str:
     import libcst as cst  # lazy: `modver status` and `--version` must not import libcst
 
     try:
-        module = cst.parse_module(source)
+        module = _parse(source)
     except cst.ParserSyntaxError as exc:
         lines = source.splitlines()
         line = exc.raw_line
@@ -40,6 +41,14 @@ def definition_source(source: str, name: str) -> str:
     while lines and not lines[0].strip():
         lines.pop(0)
     return "".join(lines).rstrip() + "\n"
+
+
+@functools.lru_cache(maxsize=64)
+def _parse(source: str) -> Any:
+    """One libcst parse per distinct source: show/diff ask for many definitions of one file."""
+    import libcst as cst
+
+    return cst.parse_module(source)
 
 
 def _find(body: Any, name: str, cst: Any) -> Any:

@@ -252,3 +252,37 @@ def test_concurrent_runs_lose_nothing(run_project):
     assert entries and all(cache.verify(e.key) for e in entries)
     # one version per stage despite four processes snapshotting... nothing: the tree is committed
     assert [v["version"] for v in mv_json(p.root, "log", "prep")] == ["v1"]
+
+
+def test_whole_module_stage_runs_as_main_with_params(run_project):
+    p = run_project
+    p.write(
+        "scripts/train.py",
+        """\
+import argparse
+
+import modver
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--lr", type=float)
+parser.add_argument("--raw")
+args = parser.parse_args()
+if __name__ == "__main__":
+    print("training with", args.lr)
+    modver.log_metrics(lr_used=args.lr, size=len(open(args.raw).read()))
+""",
+    )
+    p.write(
+        "script.yaml",
+        "data:\n  raw: data/raw.txt\nstages:\n  script:\n    entry: scripts/train.py\n"
+        "    inputs: {raw: data.raw}\n    params: {lr: 0.5}\n",
+    )
+    record = json.loads(mv(p.root, "run", "script.yaml", "--json").stdout)
+    assert record["status"] == "succeeded"
+    assert record["metrics"] == {"lr_used": 0.5, "size": 6}
+    assert "training with 0.5" in (p.root / ".modver" / "runs" / record["run"] / "script.stdout").read_text()
+    again = json.loads(mv(p.root, "run", "script.yaml", "--json", "--set", "script.lr=0.1").stdout)
+    assert again["metrics"]["lr_used"] == 0.1 and again["cached"] == {"script": False}
+    versions = mv_json(p.root, "log", "script")
+    assert [len(v["runs"]) for v in versions] == [2]
+    assert versions[0]["runs"][-1]["metrics"]["lr_used"] == 0.1

@@ -317,3 +317,22 @@ def test_golden_status_and_diff_output(pipeline_project):
     p.write("pipe/util.py", p.read("pipe/util.py").replace("FACTOR = 3", "FACTOR = 4"))
     _golden("status.txt", mv(p.root, "status").stdout)
     _golden("diff.txt", mv(p.root, "diff").stdout)
+
+
+def test_diff_two_manifests_and_index_rev(pipeline_project):
+    p = pipeline_project
+    first = p.git("rev-parse", "HEAD")
+    p.write("b.yaml", p.read("manifest.yaml").replace("scale: 2", "scale: 5").replace("    inputs: {data: prep}\n", "    inputs: {data: prep}\n    version: v1\n"))
+    out = mv_json(p.root, "diff", "manifest.yaml", "b.yaml")
+    rows = {(d["section"], d["key"]): (d["a"], d["b"]) for d in out["differences"]}
+    assert rows[("prep", "params.scale")] == (2, 5)
+    assert rows[("train", "version")] == (None, "v1")
+    text = mv(p.root, "diff", "manifest.yaml", "b.yaml").stdout
+    assert "params.scale" in text
+    p.write("pipe/train.py", "def train(data):\n    return 7\n")
+    p.commit("seven")
+    out = mv_json(p.root, "index", "--rev", first)
+    assert out["commits"] == 1 and [v["version"] for v in out["new_versions"]] == ["v1", "v1"]
+    assert [v["version"] for v in mv_json(p.root, "index")["new_versions"]] == ["v2"]
+    result = mv(p.root, "index", "--rev", "no-such-branch", code=1)
+    assert "no-such-branch" in result.stderr

@@ -1,0 +1,42 @@
+"""Run every benchmark, one after the other, and print their figures.
+
+    python benchmarks/run_all.py [--quick]
+
+``--quick`` uses smaller inputs (500 commits, a 128 MB array) for a fast look; the figures in
+docs/performance.md come from a full run. Each script can also be run on its own.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+FULL = [
+    ["bench_fingerprint.py"],
+    ["bench_index.py"],
+    ["bench_run.py"],
+    ["bench_cache.py"],
+]
+QUICK = [
+    ["bench_fingerprint.py"],
+    ["bench_index.py", "--commits", "500"],
+    ["bench_run.py", "--concurrent", "4"],
+    ["bench_cache.py", "--size-mb", "128"],
+]
+
+
+def main() -> None:
+    plan = QUICK if "--quick" in sys.argv[1:] else FULL
+    for script, *args in plan:
+        print(f"== {script} {' '.join(args)}".rstrip(), flush=True)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, str(HERE / script), *args], check=True)
+        print(f"   ({time.perf_counter() - start:.0f} s)\n", flush=True)
+
+
+if __name__ == "__main__":
+    main()
