@@ -12,20 +12,15 @@ The git binary is used here only to build the fixture and as the baseline.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@example.com",
-       "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "b@example.com", "NO_COLOR": "1"}
-MODVER = [sys.executable, "-m", "modver"]
+from _common import ENV, MODVER, ROOT, timed
 
 
 def stage_source(i: int, rev: int, style: int) -> str:
@@ -82,16 +77,6 @@ def build_repo(path: Path, commits: int, stages: int) -> None:
     subprocess.run(["git", "fast-import", "--quiet"], input="".join(lines).encode(), cwd=path, check=True, env=ENV)
     subprocess.run(["git", "checkout", "-q", "main"], cwd=path, check=True, env=ENV)
     subprocess.run(["git", "gc", "-q"], cwd=path, check=True, env=ENV)
-
-
-def timed(cmd: list[str], cwd: Path, repeat: int = 1) -> float:
-    """Median wall time of ``cmd`` in seconds."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        subprocess.run(cmd, cwd=cwd, check=True, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:

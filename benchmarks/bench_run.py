@@ -13,20 +13,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-ENV.update({"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@example.com", "GIT_COMMITTER_NAME": "bench",
-            "GIT_COMMITTER_EMAIL": "b@example.com", "NO_COLOR": "1"})
-MODVER = [sys.executable, "-m", "modver"]
+from _common import ENV, MODVER, ROOT, timed
 
 DIRECT = """
 import sys
@@ -40,15 +34,6 @@ data = preprocess("data/digits.npz", scale=True, test_size=0.25)
 model = train(augment(data, noise=0.1, copies=1), C=1.0)
 evaluate(model, data)
 """
-
-
-def timed(cmd: list[str], cwd: Path, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        subprocess.run(cmd, cwd=cwd, check=True, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def make_example(where: Path) -> Path:

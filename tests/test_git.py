@@ -17,18 +17,6 @@ from modver import errors
 from modver._git import GitRepo, GitTree
 
 
-@pytest.fixture(autouse=True)
-def _clean_git_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory):
-    """No personal git config or GIT_* variable leaks into the tests."""
-    for name in list(os.environ):
-        if name.startswith("GIT_"):
-            monkeypatch.delenv(name, raising=False)
-    home = tmp_path_factory.mktemp("home")
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-
-
 def git(cwd: Path, *args: str, input: bytes | None = None, env: dict[str, str] | None = None) -> str:
     full_env = {
         **os.environ,

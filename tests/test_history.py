@@ -20,18 +20,6 @@ from modver.history import History, load_index_state, save_index_state, validate
 from modver.models import Closure, Definition, StageVersion, Unresolved
 
 
-@pytest.fixture(autouse=True)
-def _clean_git_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory):
-    """No personal git config or GIT_* variable leaks into the tests."""
-    for name in list(os.environ):
-        if name.startswith("GIT_"):
-            monkeypatch.delenv(name, raising=False)
-    home = tmp_path_factory.mktemp("home")
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
-    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-
-
 def git(cwd: Path, *args: str) -> str:
     env = {
         **os.environ,
