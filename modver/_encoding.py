@@ -73,6 +73,9 @@ def encode_node(node: ast.AST, *, docstrings: bool = True) -> bytes:
     return b"".join(out)
 
 
+_STATEMENT_LISTS = frozenset({"body", "orelse", "finalbody"})
+
+
 def _layout(cls: type) -> tuple[bytes, tuple[tuple[str, bytes], ...]]:
     layout = _NODE_LAYOUT.get(cls)
     if layout is None:
@@ -96,6 +99,17 @@ def _is_doc(stmt: Any) -> bool:
     )
 
 
+def _is_noop(stmt: Any) -> bool:
+    """``pass`` and bare non-string constants (``...``, ``0``): statements that do nothing.
+
+    ``class W(Warning): "doc"`` and ``class W(Warning): "doc"; pass`` mean the same, as do
+    ``def f(): pass`` and ``def f(): ...``.
+    """
+    if type(stmt) is ast.Pass:
+        return True
+    return type(stmt) is ast.Expr and type(stmt.value) is ast.Constant and type(stmt.value.value) is not str
+
+
 def _encode(value: Any, out: list[bytes], docstrings: bool) -> None:
     # The hot path of fingerprinting: exact-type dispatch, most frequent types first.
     append = out.append
@@ -109,8 +123,10 @@ def _encode(value: Any, out: list[bytes], docstrings: bool) -> None:
                 continue
             append(label)
             if type(field) is list:
-                if not docstrings and name in ("body", "orelse", "finalbody"):
-                    field = [stmt for stmt in field if not _is_doc(stmt)]
+                if name in _STATEMENT_LISTS:
+                    field = [
+                        stmt for stmt in field if not _is_noop(stmt) and (docstrings or not _is_doc(stmt))
+                    ]
                 append(b"[")
                 for item in field:
                     _encode(item, out, docstrings)

@@ -130,6 +130,10 @@ def handle_errors(func: F) -> F:
         except KeyboardInterrupt:
             _fail("interrupted", None)
             raise typer.Exit(130) from None
+        except BrokenPipeError:
+            # `modver log | head`: the reader left; say nothing more, like git does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(141) from None
         except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into a clean exit
             if _state["debug"]:
                 traceback.print_exc()

@@ -277,3 +277,20 @@ def test_dynamic_fallbacks_reported_in_source_mode():
         return eval(name)
     """
     assert fp(src, "f") != fp(src.replace("return 2", "return 3"), "f")  # whole module
+
+
+def test_statements_that_do_nothing_do_not_count():
+    from modver import fingerprint_source
+
+    variants = [
+        "class W(Warning):\n    'doc'\n",
+        "class W(Warning):\n    'doc'\n    pass\n",
+        "class W(Warning):\n    pass\n",
+        "class W(Warning):\n    ...\n",
+    ]
+    assert len({fingerprint_source(v, "W") for v in variants}) == 1
+    assert fingerprint_source("def f():\n    pass\n", "f") == fingerprint_source("def f():\n    ...\n", "f")
+    assert fingerprint_source("def f():\n    pass\n", "f") != fingerprint_source("def f():\n    return None\n", "f")
+    # with docstrings kept, the docstring still counts, the pass still does not
+    with_doc = [fingerprint_source(v, "W", docstrings=True) for v in variants[:2]]
+    assert with_doc[0] == with_doc[1] != fingerprint_source(variants[2], "W", docstrings=True)
