@@ -582,7 +582,6 @@ def _num(value: Any) -> str:
 
 def _with_progress(call: Callable[[Any, Any], dict[str, Any]], explain: bool, as_json: bool) -> dict[str, Any]:
     """Run ``call(on_event, echo)`` with a live stage display on a terminal, plain lines otherwise."""
-    echo = sys.stderr if as_json else sys.stdout
     say = (lambda text: print(text, file=sys.stderr)) if as_json else print
 
     def on_event(kind: str, plan: Any) -> None:
@@ -600,8 +599,8 @@ def _with_progress(call: Callable[[Any, Any], dict[str, Any]], explain: bool, as
         from rich.status import Status
 
         with Status("running pipeline", console=_console()):
-            return call(on_event, echo)
-    return call(on_event, echo)
+            return call(on_event, sys.stdout)  # rich's proxy: stage output prints above the spinner
+    return call(on_event, sys.stderr if as_json else sys.stdout)
 
 
 def _print_run(record: dict[str, Any], as_json: bool) -> None:
