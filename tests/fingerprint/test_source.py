@@ -242,9 +242,13 @@ def test_missing_entry_lists_callables():
 
 def test_deep_nesting_does_not_crash():
     long_sum = "x = " + " + ".join(["1"] * 20000) + "\n"
-    first = fingerprint_source(long_sum)
-    assert first == fingerprint_source(long_sum.replace(" + ", "+"))
-    assert first != fingerprint_source(long_sum.replace("1", "2", 2))
+    if sys.version_info < (3, 12):  # the recursion limit governs the parser: modver raises it
+        first = fingerprint_source(long_sum)
+        assert first == fingerprint_source(long_sum.replace(" + ", "+"))
+        assert first != fingerprint_source(long_sum.replace("1", "2", 2))
+    else:  # 3.12+ has a fixed C limit: CPython itself cannot compile this module, so: a clear error
+        with pytest.raises(SourceError, match="cannot parse"):
+            fingerprint_source(long_sum)
     nested = "def f():\n" + "".join("    " * (i + 1) + "if x:\n" for i in range(90)) + "    " * 91 + "pass\n"
     fingerprint_source(nested)
 
