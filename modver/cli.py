@@ -30,7 +30,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-_state: dict[str, Any] = {"debug": bool(os.environ.get("MODVER_DEBUG"))}
+_state: dict[str, Any] = {"debug": False}  # set by the --debug option (or MODVER_DEBUG=1) per call
 
 # Shared options, declared once.
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -163,7 +163,7 @@ def main(
     ] = False,
 ) -> None:
     """Version each stage of an ML pipeline on its own, by what its code means."""
-    _state["debug"] = debug or _state["debug"]
+    _state["debug"] = debug or bool(os.environ.get("MODVER_DEBUG"))
 
 
 # --------------------------------------------------------------------------- commands

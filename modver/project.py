@@ -766,10 +766,10 @@ class Project:
         """Versions, params, data and metrics of two runs, where they differ."""
         ra, rb = self.run_record(a), self.run_record(b)
         ca, cb = _run_columns(ra), _run_columns(rb)
-        skip = {"run", "started", "duration", "status"}
+        skip = {"run", "started", "duration"}  # differ between any two runs
         keys = [k for k in ca if k not in skip] + [k for k in cb if k not in ca and k not in skip]
         rows = tuple((k, ca.get(k), cb.get(k)) for k in keys if ca.get(k) != cb.get(k))
-        return RunDiff(ra["run"], rb["run"], (("status", ra.get("status"), rb.get("status")),) + rows if ra.get("status") != rb.get("status") else rows)
+        return RunDiff(ra["run"], rb["run"], rows)
 
     def reproduce(self, ref: str, *, use_cache: bool = False, on_event: Any = None, echo: Any = None) -> dict[str, Any]:
         """Run again exactly the recorded versions, params and data; compare the metrics.

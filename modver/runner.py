@@ -493,7 +493,7 @@ def execute(
                         result = _call_stage(project, p, kwargs)
                     finally:
                         p.metrics = list(collector.events)
-            except (errors.RunError, errors.ModverError) as exc:
+            except errors.ModverError as exc:  # a bad param, a whole-module stage that exited 1, ...
                 p.duration = round(time.perf_counter() - t, 6)
                 p.status = "failed"
                 p.error = {"type": type(exc).__name__, "message": str(exc), "where": exc.where, "traceback": traceback.format_exc()}
@@ -566,8 +566,6 @@ def execute(
                 "traceback": traceback.format_exc(),
             }
         save("failed")
-        if isinstance(exc, errors.ModverError) and not isinstance(exc, errors.RunError | errors.StageFailedError):
-            raise errors.RunError(str(exc), where=exc.where, hint=exc.hint) from exc
         raise
     save("succeeded")
     return record
