@@ -336,3 +336,12 @@ def test_diff_two_manifests_and_index_rev(pipeline_project):
     assert [v["version"] for v in mv_json(p.root, "index")["new_versions"]] == ["v2"]
     result = mv(p.root, "index", "--rev", "no-such-branch", code=1)
     assert "no-such-branch" in result.stderr
+
+
+def test_wrong_usage_exits_2_and_version_prints(pipeline_project):
+    import modver
+
+    p = pipeline_project
+    mv(p.root, "run", "--no-such-option", code=2)
+    mv(p.root, "pin", code=2)
+    assert mv(p.root, "--version").stdout.strip() == f"modver {modver.__version__}"
