@@ -729,8 +729,9 @@ class Project:
     def runs(self, where: str | None = None, sort: str | None = None) -> list[dict[str, Any]]:
         """Every run record, oldest first (or sorted by a column, ``-column`` descending)."""
         from modver.records import filter_records, flatten_record
+        from modver.runner import mark_dead
 
-        records = self.runs_store.list()
+        records = [mark_dead(r) for r in self.runs_store.list()]
         if where:
             records = list(filter_records(records, where))
         if sort:
@@ -749,8 +750,10 @@ class Project:
 
     def run_record(self, ref: str = "latest") -> dict[str, Any]:
         """One run's record (a run id, a unique prefix, ``latest`` or ``latest~N``)."""
+        from modver.runner import mark_dead
+
         store = self.runs_store
-        return store.load(store.resolve(ref))
+        return mark_dead(store.load(store.resolve(ref)))
 
     def run_logs(self, ref: str) -> dict[str, dict[str, str | None]]:
         """What each stage of a run printed: {stage: {"stdout": ..., "stderr": ...}}."""

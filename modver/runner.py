@@ -21,6 +21,7 @@ import inspect
 import io
 import os
 import platform
+import socket
 import sys
 import time
 import traceback
@@ -404,6 +405,8 @@ def execute(
     record: dict[str, Any] = {
         "run": run_id,
         "status": "running",
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
         "started": started,
         "finished": None,
         "duration": None,
@@ -581,3 +584,22 @@ def last_key_parts(runs: Any, exclude: str | None = None) -> dict[str, dict[str,
             if name not in out and isinstance(info, dict) and info.get("key_parts"):
                 out[name] = info["key_parts"]
     return out
+
+
+def mark_dead(record: dict[str, Any]) -> dict[str, Any]:
+    """A "running" record whose process is gone (killed, machine crash) reads as "died".
+
+    Only checked for runs started on this host; the record on disk is left as it is.
+    """
+    if record.get("status") != "running" or record.get("host") != socket.gethostname():
+        return record
+    pid = record.get("pid")
+    if not isinstance(pid, int):
+        return record
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return {**record, "status": "died"}
+    except PermissionError:
+        pass  # alive, owned by someone else
+    return record

@@ -286,3 +286,26 @@ if __name__ == "__main__":
     versions = mv_json(p.root, "log", "script")
     assert [len(v["runs"]) for v in versions] == [2]
     assert versions[0]["runs"][-1]["metrics"]["lr_used"] == 0.1
+
+
+def test_a_killed_run_reads_as_died_and_the_store_stays_usable(run_project):
+    import signal
+    import time
+
+    p = run_project
+    p.write("pipe/train.py", "import time\n\n\ndef train(data):\n    time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-m", "modver", "run"], cwd=p.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        records = mv_json(p.root, "runs")
+        if records and records[-1]["stages"].get("train", {}).get("status") == "running":
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    records = mv_json(p.root, "runs")
+    assert records[-1]["status"] == "died"
+    assert records[-1]["stages"]["prep"]["status"] == "succeeded"
+    p.write("pipe/train.py", RUN_PIPELINE["pipe/train.py"])
+    again = run(p.root)
+    assert again["status"] == "succeeded" and again["cached"]["prep"] is True
