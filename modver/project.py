@@ -922,7 +922,7 @@ def runs(path: str | os.PathLike[str] = "."):  # -> pandas.DataFrame
     from modver.records import runs_dataframe
 
     with Project(path) as project:
-        return runs_dataframe(project.runs_store.list())
+        return runs_dataframe(project.runs())
 
 
 def load(stage: str, run: str = "latest", path: str | os.PathLike[str] = ".") -> Any:
