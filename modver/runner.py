@@ -474,6 +474,7 @@ def execute(
                 save()
                 continue
             p.status = "running"
+            save()  # the record shows which stage is running, should the process die in it
             if on_event:
                 on_event("start", p)
             kwargs: dict[str, Any] = {}
