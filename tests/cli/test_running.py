@@ -309,3 +309,18 @@ def test_a_killed_run_reads_as_died_and_the_store_stays_usable(run_project):
     p.write("pipe/train.py", RUN_PIPELINE["pipe/train.py"])
     again = run(p.root)
     assert again["status"] == "succeeded" and again["cached"]["prep"] is True
+
+
+def test_running_never_touches_branches_head_index_or_files(run_project):
+    p = run_project
+    p.write("pipe/train.py", RUN_PIPELINE["pipe/train.py"] + "\n# uncommitted edit\n")
+    before = p.state()
+    tracked = {f: (p.root / f).read_bytes() for f in p.git("ls-files").splitlines()}
+    first = run(p.root)
+    run(p.root, "--set", "prep.scale=3", "--force", "train")
+    mv(p.root, "reproduce", first["run"])
+    mv(p.root, "runs")
+    mv(p.root, "show", "latest")
+    assert p.state() == before
+    assert {f: (p.root / f).read_bytes() for f in tracked} == tracked
+    assert not list(p.root.glob("pipe/__pycache__"))  # stages ran from the store, not the tree
