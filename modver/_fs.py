@@ -108,13 +108,13 @@ def write_json_atomic(path: Path, value: Any, *, durable: bool = True) -> None:
 def read_json(path: Path) -> Any:
     """Read a JSON file; unreadable or invalid content becomes :class:`StoreError`."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         raise
     except OSError as exc:
         raise StoreError(f"cannot read {path}: {exc.strerror or exc}", where=str(path)) from exc
     try:
-        return json.loads(text)
+        return json.loads(data.decode("utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise StoreError(
             f"{path} is not valid JSON ({exc})",

@@ -111,7 +111,11 @@ def definition_text(tree: SourceTree, d: Definition, cache: dict[tuple[int, str]
         try:
             return definition_source(text, d.name)
         except (EntryNotFoundError, SourceError):
-            pass  # defined inside a top-level if/try block: show its lines
+            return _lines(text, d)  # defined inside a top-level if/try block: show its lines
+    return _lines(text, d)
+
+
+def _lines(text: str, d: Definition) -> str:
     return "".join(text.splitlines(keepends=True)[d.line - 1 : d.end_line])
 
 

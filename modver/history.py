@@ -20,7 +20,6 @@ import json
 import os
 import random
 import re
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
@@ -28,7 +27,7 @@ from pathlib import Path
 from collections.abc import Iterator
 from typing import Any
 
-from modver import errors
+from modver import _fs, errors
 from modver._git import GitRepo, GitTree
 from modver.models import Closure, Definition, SourceTree, StageVersion, Unresolved
 
@@ -560,32 +559,17 @@ class History:
 def load_index_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The index progress cache at ``path``; {} when missing or unreadable (it is a cache)."""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return {}
+        data = _fs.read_json(Path(path))
+    except (FileNotFoundError, errors.StoreError):
+        return {}  # the next index walks again; versions already registered keep their numbers
     return data if isinstance(data, dict) else {}
 
 
 def save_index_state(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
     """Write the index progress cache atomically (temp file + rename)."""
-    target = Path(path)
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".index-", suffix=".tmp", dir=target.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(state, handle, sort_keys=True, indent=2)
-                handle.write("\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
+        _fs.write_json_atomic(Path(path), state)
     except OSError as exc:
         raise errors.StoreError(
-            f"cannot write the index cache: {exc}", where=str(target), hint="check permissions"
+            f"cannot write the index cache: {exc}", where=str(path), hint="check permissions"
         ) from exc

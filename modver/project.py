@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -266,17 +267,13 @@ class Project:
             return load_manifest(path, self.root)  # raises the manifest module's clear error
         key = hashlib.blake2b(b"\0".join([MANIFEST_CACHE_SCHEME, os.fsencode(path), os.fsencode(self.root), data])).hexdigest()
         cached = self.root / STORE_DIR / "cache" / "manifests" / f"{key[:32]}.pickle"
-        try:
-            with open(cached, "rb") as f:
-                return pickle.load(f)
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError, TypeError, ValueError):
-            pass  # no cache entry, or an unreadable one: parse the YAML
+        found = _read_cached_manifest(cached)
+        if found is not None:
+            return found
         loaded = load_manifest_text(data, path, self.root)
         if (self.root / STORE_DIR).is_dir():
-            try:
+            with contextlib.suppress(OSError):  # a read-only store works too, parsing every time
                 _fs.write_bytes_atomic(cached, pickle.dumps(loaded, protocol=pickle.HIGHEST_PROTOCOL), durable=False)
-            except OSError:
-                pass  # a read-only store still works, only slower
         return loaded
 
     def working_tree(self) -> SourceTree:
@@ -412,11 +409,11 @@ class Project:
         """Fingerprint every declared stage at each commit of ``todo``; register new versions."""
         last: dict[str, Closure] = {}  # each stage's closure at the previous commit
         manifest_specs: dict[str | None, dict[str, StageSpec]] = {}
-        manifest_rel = m.path.resolve().relative_to(self.root).as_posix() if m.path.is_relative_to(self.root) else None
+        manifest_rel = self._manifest_rel(m)
         previous: str | None = None
         for step, sha in enumerate(todo):
             tree = self._repo.tree_at(sha)
-            specs = self._specs_at(tree, m, manifest_specs)
+            specs = self._specs_at(tree, manifest_rel, manifest_specs)
             changed, structural = self._repo.diff_trees(previous, sha) if previous else (set(), True)
             if manifest_rel in changed:
                 structural = True
@@ -437,35 +434,37 @@ class Project:
                 last[name] = closure
                 if before is not None and before.fingerprint == closure.fingerprint:
                     continue
-                if self.history.find(name, closure.fingerprint) is not None:
-                    continue
                 version, new = self.history.register(
-                    name,
-                    closure,
-                    tree,
-                    origin=sha,
-                    message=self._repo.commit_message(sha).splitlines()[0] if self._repo.commit_message(sha) else "",
-                    created=self._repo.commit_time(sha),
+                    name, closure, tree, origin=sha, message=self._subject(sha), created=self._repo.commit_time(sha)
                 )
                 if new:
                     new_versions.append(version)
             if progress is not None:
                 progress(step + 1, len(todo))
 
-    def _specs_at(self, tree: SourceTree, current: Any, cache: dict[str | None, dict[str, StageSpec]]) -> dict[str, StageSpec]:
-        """Stage declarations of the manifest as it was in ``tree`` ({} when it had none)."""
+    def _subject(self, sha: str) -> str:
+        """The first line of a commit's message."""
+        return next(iter(self._repo.commit_message(sha).splitlines()), "")
+
+    def _manifest_rel(self, current: Any) -> str | None:
+        """The manifest's path inside the repository, or None when it lies outside."""
+        path = current.path.resolve()
+        return path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else None
+
+    def _specs_at(self, tree: SourceTree, rel: str | None, cache: dict[str | None, dict[str, StageSpec]]) -> dict[str, StageSpec]:
+        """Stage declarations of the manifest at ``rel`` as it was in ``tree`` ({} when it had none).
+
+        Parsed once per manifest content (blob id); a manifest that did not load then declares nothing.
+        """
         from modver.manifest import load_manifest_text
 
-        rel = current.path.resolve().relative_to(self.root).as_posix() if current.path.is_relative_to(self.root) else None
         blob = tree.content_id(rel) if rel else None
         if blob not in cache:
-            specs: dict[str, StageSpec] = {}
-            if blob is not None:
-                try:
-                    specs = dict(load_manifest_text(tree.read(rel).decode("utf-8"), Path(rel)).stages)
-                except (errors.ModverError, UnicodeDecodeError):
-                    specs = {}
-            cache[blob] = specs
+            data = tree.read(rel) if rel and blob else None
+            try:
+                cache[blob] = dict(load_manifest_text(data, Path(rel)).stages) if data is not None else {}
+            except errors.ModverError:
+                cache[blob] = {}  # that commit's manifest was malformed: use the current entries
         return cache[blob]
 
     def log(self, stage: str | None = None) -> list[StageVersion]:
@@ -506,11 +505,10 @@ class Project:
             tree = self._repo.tree_at(sha)
             try:
                 m = self.manifest(manifest)
-                at = self._specs_at(tree, m, {}).get(stage, spec)
+                at = self._specs_at(tree, self._manifest_rel(m), {}).get(stage, spec)
             except errors.ManifestError:
                 at = spec
-            message = (self._repo.commit_message(sha).splitlines() or [""])[0]
-            return self._register_tree(at, tree, sha, message, manifest, created=self._repo.commit_time(sha))
+            return self._register_tree(at, tree, sha, self._subject(sha), manifest, created=self._repo.commit_time(sha))
         return self.history.resolve(stage, what)
 
     def _register_tree(
@@ -724,7 +722,9 @@ class Project:
         """What a run would do, stage by stage, and why (nothing is executed or registered)."""
         from modver.runner import last_key_parts, plan
 
-        return plan(self, self.pipeline(manifest, sets), force=tuple(force), previous=last_key_parts(self.runs_store))
+        pipeline = self.pipeline(manifest, sets)
+        previous = last_key_parts(self.runs_store, [s.name for s in pipeline.stages])
+        return plan(self, pipeline, force=tuple(force), previous=previous)
 
     def runs(self, where: str | None = None, sort: str | None = None) -> list[dict[str, Any]]:
         """Every run record, oldest first (or sorted by a column, ``-column`` descending)."""
@@ -861,6 +861,20 @@ class Project:
                     {"run": record["run"], "status": record.get("status"), "metrics": record.get("metrics") or {}}
                 )
         return out
+
+
+def _read_cached_manifest(path: Path):  # -> Manifest | None
+    """A manifest pickled by an earlier command, or None when absent, unreadable or stale."""
+    import pickle
+
+    from modver.manifest import Manifest
+
+    try:
+        with open(path, "rb") as f:
+            found = pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, IndexError, KeyError, TypeError, ValueError):
+        return None  # missing or damaged: the caller parses the YAML and rewrites it
+    return found if isinstance(found, Manifest) else None
 
 
 def _is_manifest_path(text: str) -> bool:

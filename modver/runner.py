@@ -25,7 +25,7 @@ import socket
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -373,9 +373,13 @@ def python_info() -> dict[str, Any]:
         from importlib import metadata
 
         for path in slow:
-            with contextlib.suppress(Exception):  # a broken egg: its version is simply not recorded
+            try:
                 dist = metadata.PathDistribution(path)
-                packages.setdefault(str(dist.metadata["Name"]).replace("_", "-").lower(), dist.version)
+                name, version = dist.metadata["Name"], dist.version
+            except (OSError, ValueError, KeyError):
+                continue  # an egg without readable metadata has no version to record
+            if name and version:
+                packages.setdefault(str(name).replace("_", "-").lower(), str(version))
     return {"python": platform.python_version(), "packages": dict(sorted(packages.items()))}
 
 
@@ -452,7 +456,7 @@ def execute(
 
     try:
         record["git"] = {"commit": project._repo.head_commit(), "dirty": project._repo.is_dirty()}
-        previous = last_key_parts(runs, exclude=run_id)
+        previous = last_key_parts(runs, [s.name for s in pipeline.stages], exclude=run_id)
         plans = plan(project, pipeline, force=force, register=True, run_id=run_id, previous=previous)
         for p in plans:
             for kw, src in p.key_parts["inputs"].items():
@@ -575,14 +579,25 @@ def execute(
     return record
 
 
-def last_key_parts(runs: Any, exclude: str | None = None) -> dict[str, dict[str, Any]]:
-    """The key parts of each stage in the most recent run that planned it."""
+def last_key_parts(runs: Any, stages: Iterable[str], exclude: str | None = None) -> dict[str, dict[str, Any]]:
+    """The key parts of each of ``stages`` in the most recent run that planned it.
+
+    Records are read newest first and only until every stage is found: usually one record,
+    however many runs the project has.
+    """
+    wanted = set(stages)
     out: dict[str, dict[str, Any]] = {}
-    for record in reversed(runs.list()):
-        if record.get("run") == exclude:
+    for run_id in reversed(runs.ids()):
+        if not wanted - out.keys():
+            break
+        if run_id == exclude:
             continue
+        try:
+            record = runs.load(run_id)
+        except errors.ModverError:
+            continue  # a damaged record explains nothing; the runs listing reports it
         for name, info in (record.get("stages") or {}).items():
-            if name not in out and isinstance(info, dict) and info.get("key_parts"):
+            if name in wanted and name not in out and isinstance(info, dict) and info.get("key_parts"):
                 out[name] = info["key_parts"]
     return out
 
@@ -598,9 +613,9 @@ def mark_dead(record: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(pid, int):
         return record
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return {**record, "status": "died"}
     except PermissionError:
-        pass  # alive, owned by someone else
+        return record  # it exists, owned by another user
     return record

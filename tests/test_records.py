@@ -98,12 +98,14 @@ def test_list_sorted_and_survives_damage(store: RunStore) -> None:
     for run_id in reversed(ids[:3]):
         store.create(run_id, record(run_id))
     (store.path(ids[1]) / "run.json").write_text('{"run": "half')  # torn by hand
+    (store.path(ids[2]) / "run.json").write_bytes(b'{"run": "\xff\xfe"}')  # not UTF-8
     store.path(ids[3]).mkdir()  # died between mkdir and the first write
     (store.root / ".tmp-run.json-1-2").write_text("junk")
     listed = store.list()
     assert [r["run"] for r in listed] == ids
-    assert [r["status"] for r in listed] == ["succeeded", "corrupt", "succeeded", "corrupt"]
+    assert [r["status"] for r in listed] == ["succeeded", "corrupt", "corrupt", "corrupt"]
     assert "not valid JSON" in listed[1]["error"]["message"]
+    assert "not valid JSON" in listed[2]["error"]["message"]
     assert "no run.json" in listed[3]["error"]["message"]
 
 

@@ -40,7 +40,11 @@ def run_deep(fn: Callable[..., _T], *args: Any) -> _T:
     try:
         return fn(*args)
     except RecursionError:
-        pass
+        return _run_with_deep_stack(fn, *args)
+
+
+def _run_with_deep_stack(fn: Callable[..., _T], *args: Any) -> _T:
+    """``fn(*args)`` in a thread with a 512 MiB stack and a high recursion limit."""
     result: list[Any] = []
     error: list[BaseException] = []
 

@@ -324,3 +324,30 @@ def test_running_never_touches_branches_head_index_or_files(run_project):
     assert p.state() == before
     assert {f: (p.root / f).read_bytes() for f in tracked} == tracked
     assert not list(p.root.glob("pipe/__pycache__"))  # stages ran from the store, not the tree
+
+
+def test_damaged_records_and_manifest_cache_lose_nothing(run_project):
+    p = run_project
+    run(p.root)
+    newest = run(p.root, "--set", "prep.scale=3")
+    (p.root / ".modver" / "runs" / newest["run"] / "run.json").write_bytes(b"\xff not json")
+    for cached in (p.root / ".modver" / "cache" / "manifests").iterdir():
+        cached.write_bytes(b"garbage, not a pickle")
+    out = mv(p.root, "run", "--explain", "--set", "prep.scale=4").stdout
+    assert "param scale 2 -> 4" in out  # explained from the last readable record
+    statuses = [r["status"] for r in mv_json(p.root, "runs")]
+    assert statuses == ["succeeded", "corrupt", "succeeded"]
+
+
+def test_output_to_a_closed_pipe_exits_quietly(run_project, tmp_path):
+    p = run_project
+    p.write("pipe/train.py", "def train(data):\n" + "".join(f"    x{i} = {i}\n" for i in range(3000)) + "    return 1\n")
+    p.commit("a long stage")
+    mv(p.root, "index")
+    proc = subprocess.Popen([sys.executable, "-m", "modver", "show", "train@latest"], cwd=p.root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.read(100)
+    proc.stdout.close()  # the reader goes away, like `| head`
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, err
+    assert "internal error" not in err and "Traceback" not in err
