@@ -341,7 +341,10 @@ def test_damaged_records_and_manifest_cache_lose_nothing(run_project):
 
 def test_output_to_a_closed_pipe_exits_quietly(run_project, tmp_path):
     p = run_project
-    p.write("pipe/train.py", "def train(data):\n" + "".join(f"    x{i} = {i}\n" for i in range(3000)) + "    return 1\n")
+    # far more output than a pipe buffer holds (64 KiB, up to 1 MiB), so the writer is still
+    # writing when the reader goes away
+    filler = "".join(f"    x{i} = '{'y' * 100}'\n" for i in range(20000))
+    p.write("pipe/train.py", "def train(data):\n" + filler + "    return 1\n")
     p.commit("a long stage")
     mv(p.root, "index")
     proc = subprocess.Popen([sys.executable, "-m", "modver", "show", "train@latest"], cwd=p.root,
