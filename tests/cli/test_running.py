@@ -341,10 +341,13 @@ def test_damaged_records_and_manifest_cache_lose_nothing(run_project):
 
 def test_output_to_a_closed_pipe_exits_quietly(run_project, tmp_path):
     p = run_project
-    # far more output than a pipe buffer holds (64 KiB, up to 1 MiB), so the writer is still
-    # writing when the reader goes away
-    filler = "".join(f"    x{i} = '{'y' * 100}'\n" for i in range(20000))
-    p.write("pipe/train.py", "def train(data):\n" + filler + "    return 1\n")
+    # many definitions, each printed by its own write and together far more than a pipe buffer
+    # holds: the reader leaves while writes are still to come. (Only the very last write of a
+    # process can miss the EPIPE: CPython reports a write cut short by a closing reader as done.)
+    body = "".join(f"    x{i} = '{'y' * 100}'\n" for i in range(500))
+    helpers = "".join(f"def helper{n}():\n{body}\n\n" for n in range(40))
+    calls = "".join(f"    helper{n}()\n" for n in range(40))
+    p.write("pipe/train.py", f"{helpers}def train(data):\n{calls}    return 1\n")
     p.commit("a long stage")
     mv(p.root, "index")
     proc = subprocess.Popen([sys.executable, "-m", "modver", "show", "train@latest"], cwd=p.root,
