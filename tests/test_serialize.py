@@ -66,11 +66,18 @@ def test_object_arrays_and_subclasses_go_to_pickle(tmp_path: Path) -> None:
     assert isinstance(serialize.load(other, name), np.ma.MaskedArray)
 
 
-def test_pandas_frame_roundtrips(tmp_path: Path) -> None:
-    frame = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]}, index=["r1", "r2"])
+def test_pandas_frame_roundtrips_exactly(tmp_path: Path) -> None:
+    # cells and index details that a columnar format such as parquet would change
+    frame = pd.DataFrame(
+        {"a": [1, 2], "b": ["x", None], "cells": [[1, 2], (3,)], "sets": [{1}, set()]},
+        index=pd.date_range("2020-01-01", periods=2, freq="D"),
+    )
+    frame.attrs["note"] = "kept"
     name, back = roundtrip(frame, tmp_path)
     assert name == "pandas"
     pd.testing.assert_frame_equal(back, frame)
+    assert back.index.freq == frame.index.freq and back.attrs == {"note": "kept"}
+    assert [type(v) for v in back["cells"]] == [list, tuple] and back["sets"].iloc[0] == {1}
 
 
 def test_default_is_pickle(tmp_path: Path) -> None:
