@@ -110,6 +110,11 @@ class OutputCache:
         except (FileNotFoundError, NotADirectoryError, StoreError):
             return None
 
+    def _intact(self, key: str) -> Entry | None:
+        """The entry for ``key`` if its files are all there at their recorded sizes."""
+        entry = self.get(key)
+        return entry if entry is not None and not self._problems(entry, deep=False) else None
+
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self.get(key) is not None
 
@@ -180,12 +185,12 @@ class OutputCache:
         meta = dict(meta or {})
         hexkey = key_hex(key)
         final = self.root / hexkey
-        existing = self.get(key)
+        existing = self._intact(key)
         if existing is not None:
             return existing
         if final.exists():  # a damaged entry: replace it, one process at a time
             with _fs.file_lock(self.lock_dir / f"{hexkey}.lock", what=f"cache entry {hexkey}"):
-                if self.get(key) is None:
+                if self._intact(key) is None:
                     _fs.remove_tree(final)
         tmp = _fs.make_temp_dir(self.root, hexkey[:16])
         try:

@@ -464,10 +464,20 @@ def execute(
                     name = p.stage.inputs[kw][5:]
                     record["data"][name] = {"path": src["data"], "hash": src["hash"]}
         save()
+        from modver.materialize import install_finder
+
         outputs: dict[str, Any] = {}
         needed = {src for p in plans for src in p.stage.inputs.values() if not src.startswith("data.")}
         to_run = {p.name for p in plans if not p.cached}
         for p in plans:
+            if p.cached and p.name in needed and any(q.name in to_run for q in plans if p.name in q.stage.inputs.values()):
+                try:  # a stage that runs needs this output: load it now, and recompute it if it is unreadable
+                    install_finder(store)
+                    outputs[p.name] = cache.load(p.key)
+                except errors.CacheError as exc:
+                    cache.remove(p.key)
+                    p.cached, p.reason = False, f"cached output unreadable, recomputed ({exc})"
+                    to_run.add(p.name)
             if p.cached:
                 entry = cache.get(p.key)
                 assert entry is not None
@@ -487,8 +497,6 @@ def execute(
                     kwargs[kw] = str(project.root / pipeline.data[src[5:]])
                 else:
                     if src not in outputs:
-                        from modver.materialize import install_finder
-
                         install_finder(store)
                         outputs[src] = cache.load(next(q.key for q in plans if q.name == src))
                     kwargs[kw] = outputs[src]

@@ -96,6 +96,14 @@ def test_corrupt_entry_json_is_a_miss_and_put_replaces_it(cache: OutputCache) ->
     assert cache.load(KEY) == 2 and cache.verify(KEY)
 
 
+def test_put_replaces_an_entry_whose_object_is_truncated(cache: OutputCache) -> None:
+    entry = cache.put(KEY, b"x" * 1000, {})
+    (entry.path / "object").write_bytes(b"x" * 10)
+    assert cache.get(KEY) is not None  # its metadata still reads
+    cache.put(KEY, b"z" * 1000, {})
+    assert cache.load(KEY) == b"z" * 1000 and cache.verify(KEY)
+
+
 def test_temp_folder_of_a_crashed_writer_is_invisible_and_cleaned(cache: OutputCache) -> None:
     tmp = _fs.make_temp_dir(cache.root, key_hex(KEY)[:16])
     (tmp / "object").write_bytes(b"partial")

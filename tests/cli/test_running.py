@@ -326,6 +326,26 @@ def test_running_never_touches_branches_head_index_or_files(run_project):
     assert not list(p.root.glob("pipe/__pycache__"))  # stages ran from the store, not the tree
 
 
+@pytest.mark.parametrize("damage", ["truncated", "garbage of the same size"])
+def test_an_unreadable_cached_output_is_recomputed(run_project, damage):
+    p = run_project
+    first = run(p.root)
+    key = first["stages"]["prep"]["cache_key"]
+    obj = p.root / ".modver" / "cache" / "outputs" / key.split(":")[-1] / "object"
+    size = obj.stat().st_size
+    obj.write_bytes(b"x" * (size // 2 if damage == "truncated" else size))
+    p.write("pipe/model.py", RUN_PIPELINE["pipe/model.py"].replace("x * self.mean", "x + self.mean"))
+    again = run(p.root)  # train is new and needs prep's output
+    assert again["status"] == "succeeded"
+    assert again["cached"] == {"prep": False, "other": True, "train": False}
+    assert "cached output unreadable, recomputed" in again["stages"]["prep"]["reason"]
+    assert again["metrics"]["mean"] == first["metrics"]["mean"]
+    assert obj.stat().st_size == size
+    from modver.cache import OutputCache
+
+    assert OutputCache(p.root / ".modver" / "cache" / "outputs").verify(key)  # healed, not kept damaged
+
+
 def test_damaged_records_and_manifest_cache_lose_nothing(run_project):
     p = run_project
     run(p.root)
