@@ -238,6 +238,11 @@ def plan(
     return list(plans.values())
 
 
+def _version_number(label: str) -> int:
+    """``3`` for ``"v3"``; 0 for anything else (a fingerprint prefix)."""
+    return int(label[1:]) if label[:1] == "v" and label[1:].isdigit() else 0
+
+
 def explain(p: StagePlan, before: Mapping[str, Any] | None) -> str:
     """Why a stage runs, or why it is served from the cache, in one line."""
     if p.forced:
@@ -250,7 +255,11 @@ def explain(p: StagePlan, before: Mapping[str, Any] | None) -> str:
     parts = p.key_parts
     if before.get("fingerprint") != parts["fingerprint"]:
         old = before.get("version") or str(before.get("fingerprint", ""))[:16]
-        reasons.append(f"new version {p.label} of {p.name} (was {old})")
+        if p.version is None:
+            reasons.append(f"changed code of {p.name} in the working tree (was {old})")
+        else:
+            newer = _version_number(p.label) > _version_number(old)
+            reasons.append(f"{'new ' if newer else ''}version {p.label} of {p.name} (was {old})")
     old_params, new_params = before.get("params") or {}, parts["params"]
     for name in list(old_params) + [n for n in new_params if n not in old_params]:
         if name not in new_params:
