@@ -530,8 +530,8 @@ def reproduce(
 @app.command("runs")
 @handle_errors
 def runs_(
-    where: Annotated[Optional[str], typer.Option("--where", help="Filter, e.g. 'metric.accuracy > 0.9'.")] = None,
-    sort: Annotated[Optional[str], typer.Option("--sort", help="Sort by a column; prefix - for descending.")] = None,
+    where: Annotated[Optional[str], typer.Option("--where", help="Filter, e.g. 'metric.accuracy > 0.9' (or 'accuracy > 0.9').")] = None,
+    sort: Annotated[Optional[str], typer.Option("--sort", help="Sort by a column (e.g. -accuracy); prefix - for descending.")] = None,
     csv: Annotated[bool, typer.Option("--csv", help="Print CSV (every column).")] = False,
     as_json: JsonOpt = False,
     project: ProjectOpt = Path("."),

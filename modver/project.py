@@ -728,7 +728,7 @@ class Project:
 
     def runs(self, where: str | None = None, sort: str | None = None) -> list[dict[str, Any]]:
         """Every run record, oldest first (or sorted by a column, ``-column`` descending)."""
-        from modver.records import filter_records, flatten_record
+        from modver.records import filter_records, flatten_record, resolve_column, table_columns
         from modver.runner import mark_dead
 
         records = [mark_dead(r) for r in self.runs_store.list()]
@@ -737,13 +737,10 @@ class Project:
         if sort:
             key, reverse = (sort[1:], True) if sort.startswith("-") else (sort, False)
             flat = [(flatten_record(r), r) for r in records]
+            if flat:
+                key = resolve_column(key, table_columns(f for f, _ in flat), "--sort")
             present = [(f, r) for f, r in flat if f.get(key) is not None]
             missing = [r for f, r in flat if f.get(key) is None]
-            if not present and records and not any(key in f for f, _ in flat):
-                raise errors.ModverError(
-                    f"unknown sort key {key!r}",
-                    hint="sort by a column of `modver runs --csv`: started, duration, metric.<name>, param.<stage>.<name> ...",
-                )
             present.sort(key=lambda fr: (str(type(fr[0][key])), fr[0][key]), reverse=reverse)
             records = [r for _, r in present] + missing
         return records

@@ -310,6 +310,7 @@ class Where:
         except SyntaxError as exc:
             raise ModverError(f"invalid --where expression {expression!r}: {exc.msg}", hint=_WHERE_HINT) from exc
         self.columns: set[str] = set()
+        self.aliases: dict[str, str] = {}  # a name as written -> its full column name
         self._check(tree.body)
         self._tree = tree.body
 
@@ -364,7 +365,8 @@ class Where:
             return value
         if isinstance(node, (ast.Tuple, ast.List)):
             return tuple(_constant(element) for element in node.elts)
-        value = row.get(_column_name(node) or "")
+        name = _column_name(node) or ""
+        value = row.get(self.aliases.get(name, name))
         return None if isinstance(value, float) and math.isnan(value) else value
 
 
@@ -407,6 +409,28 @@ def _compare(op: ast.cmpop, left: Any, right: Any) -> bool:
         return False
 
 
+def resolve_column(name: str, columns: Iterable[str], option: str = "--where") -> str:
+    """The column ``name`` stands for: itself, or the one column it ends (``accuracy`` for
+    ``metric.accuracy``, ``model`` for ``version.model``, ``model.C`` for ``param.model.C``),
+    as the runs table's headers show them. Unknown and ambiguous names raise :class:`ModverError`.
+    """
+    columns = list(columns)
+    if name in columns:
+        return name
+    matches = [c for c in columns if c.endswith("." + name)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise ModverError(f"column {name!r} in {option} is ambiguous: {', '.join(matches)}", hint="write one of them in full")
+    import difflib
+
+    close = difflib.get_close_matches(name, columns + [c.split(".")[-1] for c in columns], n=1, cutoff=0.6)
+    raise ModverError(
+        f"unknown column {name!r} in {option}" + (f" (did you mean {close[0]!r}?)" if close else ""),
+        hint="columns of the recorded runs: " + ", ".join(columns),
+    )
+
+
 def filter_records(records: Iterable[Mapping[str, Any]], expression: str) -> list[Mapping[str, Any]]:
     """The records whose row satisfies ``expression``.
 
@@ -415,11 +439,7 @@ def filter_records(records: Iterable[Mapping[str, Any]], expression: str) -> lis
     where = Where(expression)
     records = list(records)
     rows = [flatten_record(record) for record in records]
-    known = set(table_columns(rows))
-    unknown = sorted(where.columns - known)
-    if unknown and rows:
-        raise ModverError(
-            f"unknown column{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} in --where",
-            hint="columns of the recorded runs: " + ", ".join(table_columns(rows)),
-        )
+    if rows:
+        known = table_columns(rows)
+        where.aliases = {name: resolve_column(name, known) for name in sorted(where.columns)}
     return [record for record, row in zip(records, rows) if where(row)]

@@ -18,6 +18,7 @@ from modver.records import (
     flatten_record,
     new_run_id,
     now_iso,
+    resolve_column,
     run_id_time,
     runs_dataframe,
 )
@@ -188,6 +189,19 @@ def test_where_rejects_anything_but_comparisons(expression: str) -> None:
 
 
 def test_where_reports_unknown_columns() -> None:
-    with pytest.raises(ModverError, match="unknown column metric.acuracy") as info:
+    with pytest.raises(ModverError, match="unknown column 'metric.acuracy'.*did you mean 'metric.accuracy'") as info:
         filter_records([record(new_run_id())], "metric.acuracy > 0.5")
     assert "metric.accuracy" in info.value.hint
+
+
+def test_columns_by_the_short_names_of_the_table_headers() -> None:
+    columns = ["run", "version.model", "param.model.C", "param.prep.C", "metric.accuracy", "metric.model"]
+    assert resolve_column("accuracy", columns) == "metric.accuracy"
+    assert resolve_column("model.C", columns) == "param.model.C"
+    assert resolve_column("run", columns) == "run"
+    with pytest.raises(ModverError, match="ambiguous: param.model.C, param.prep.C"):
+        resolve_column("C", columns)
+    with pytest.raises(ModverError, match="ambiguous: version.model, metric.model"):
+        resolve_column("model", columns)
+    low, high = record(new_run_id(), metrics={"accuracy": 0.3}), record(new_run_id())
+    assert filter_records([low, high], "accuracy > 0.5") == [high]

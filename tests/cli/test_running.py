@@ -209,6 +209,8 @@ def test_runs_table_where_sort_csv_and_dataframe(run_project):
     assert len(rows) == 1 and rows[0]["params"]["prep"]["scale"] == 5
     rows = mv_json(p.root, "runs", "--sort", "-metric.mean")
     assert rows[0]["metrics"]["mean"] > rows[1]["metrics"]["mean"]
+    assert mv_json(p.root, "runs", "--where", "scale == 5", "--sort", "-mean") == rows[:1]  # header names
+    assert "unknown column 'nope' in --sort" in mv(p.root, "runs", "--sort", "nope", code=1).stderr
     csv = mv(p.root, "runs", "--csv").stdout.splitlines()
     assert csv[0].startswith("run,status,started,duration") and len(csv) == 3
     assert "metric.mean" in csv[0] and "param.prep.scale" in csv[0]
