@@ -366,6 +366,13 @@ def show(
         _show_code(source, "python")
 
 
+def _in_run_order(record: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """A record's stages in the order they ran (records before ``order`` existed: by name)."""
+    stages = record.get("stages") or {}
+    order = [n for n in record.get("order") or [] if n in stages]
+    return [(n, stages[n]) for n in order + sorted(set(stages) - set(order))]
+
+
 def _show_run(ref: str, as_json: bool, project: Path) -> None:
     with _project(project) as p:
         record = p.run_record(ref)
@@ -391,7 +398,7 @@ def _show_run(ref: str, as_json: bool, project: Path) -> None:
                 _fmt((record.get("params") or {}).get(name) or {}),
                 info.get("reason"),
             ]
-            for name, info in (record.get("stages") or {}).items()
+            for name, info in _in_run_order(record)
         ],
     )
     for name, value in (record.get("metrics") or {}).items():

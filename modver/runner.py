@@ -448,6 +448,7 @@ def execute(
             record["duration"] = round(time.perf_counter() - t0, 6)
         last, series = summarize(events)
         record["metrics"], record["metric_series"] = last, series
+        record["order"] = [p.name for p in plans]  # the order the stages ran in
         for p in plans:
             record["versions"][p.name] = p.version.version if p.version else None
             record["fingerprints"][p.name] = p.fingerprint

@@ -96,6 +96,10 @@ def test_run_then_everything_cached(run_project):
     assert second["metrics"] == first["metrics"]  # replayed from the cache
     stdout = (p.root / ".modver" / "runs" / first["run"] / "other.stdout").read_text()
     assert "other says hello" in stdout
+    assert sorted(first["order"]) == ["other", "prep", "train"] and first["order"].index("prep") < first["order"].index("train")
+    shown = mv(p.root, "show", first["run"]).stdout.splitlines()
+    rows = [line.split()[0] for line in shown if line.split()[2:3] == ["succeeded"]]
+    assert rows == first["order"]  # `show RUN` lists stages in the order they ran
 
 
 def test_cache_miss_reasons(run_project):
