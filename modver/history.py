@@ -119,6 +119,7 @@ class History:
         self._chains: dict[str, _Chain] = {}
         self._metas: dict[str, dict[str, Any]] = {}
         self._batch: dict[str, _Pending] | None = None
+        self.rebased: set[str] = set()  # stages whose batch was re-registered on a moved ref
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -454,6 +455,7 @@ class History:
                 if self.repo.set_ref_if_equals(self.ref(stage), pending.base, pending.chain.tip):
                     self._chains[stage] = pending.chain
                     continue
+                self.rebased.add(stage)
                 for closure, files, origin, message, when in pending.registrations:
                     self._register_files(stage, closure, files, origin, message, when)
 

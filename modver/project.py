@@ -390,6 +390,12 @@ class Project:
                 self._walk(todo, m, start, position, docstrings, progress, new_versions, skipped)
         finally:
             self.summary_cache.persist = True
+        # a stage another process registered versions of meanwhile was re-registered on top of
+        # them: report the numbers its versions ended with
+        new_versions = [
+            (self.history.find(v.stage, v.fingerprint) or v) if v.stage in self.history.rebased else v
+            for v in new_versions
+        ]
         for key in keys.values():
             done[key] = sorted(set(tips))
         save_index_state(state_path, state)

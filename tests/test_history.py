@@ -524,6 +524,7 @@ def test_batch_replays_on_top_of_a_concurrent_writer(tmp_path: Path):
             History(other).register("pre", closure("b"), tree, origin=None)
             History(other).register("pre", closure("shared"), tree, origin=None)
         versions = History(mine).versions("pre")
+        assert history.rebased == {"pre"} and history.find("pre", fp("a")).number == 3  # what index reports
     assert [v.fingerprint for v in versions] == [fp("b"), fp("shared"), fp("a")]
     assert [v.number for v in versions] == [1, 2, 3]
     git(root, "fsck", "--strict")
