@@ -835,11 +835,16 @@ class Project:
         return record
 
     def load(self, stage: str, run: str = "latest") -> Any:
-        """A stage's output object from a run; loads without the code in the working tree."""
+        """A stage's output object from a run; loads without the code in the working tree.
+
+        ``run="latest"`` is the newest run that has an output of ``stage`` (a run that failed
+        before it, or ran another manifest, is passed over); any other reference names one run.
+        """
         from modver.cache import OutputCache
         from modver.materialize import install_finder
 
-        record = self.run_record(run)
+        record = self._latest_with_output(stage) if run.strip() == "latest" else None
+        record = record or self.run_record(run)
         info = (record.get("stages") or {}).get(stage)
         if info is None:
             raise errors.UnknownStageError(
@@ -853,6 +858,17 @@ class Project:
             )
         install_finder(self.store)
         return OutputCache(self.store / "cache" / "outputs").load(info["cache_key"])
+
+    def _latest_with_output(self, stage: str) -> dict[str, Any] | None:
+        store = self.runs_store
+        for run_id in reversed(store.ids()):
+            try:
+                record = store.load(run_id)
+            except errors.StoreError:
+                continue
+            if ((record.get("stages") or {}).get(stage) or {}).get("status") in ("succeeded", "cached"):
+                return record
+        return None
 
     def version_runs(self, stage: str) -> dict[str, list[dict[str, Any]]]:
         """For each version label of ``stage``, the runs that used it (id, status, metrics)."""
@@ -943,7 +959,7 @@ def runs(path: str | os.PathLike[str] = "."):  # -> pandas.DataFrame
 
 
 def load(stage: str, run: str = "latest", path: str | os.PathLike[str] = ".") -> Any:
-    """The output object of ``stage`` in ``run`` (default: the latest run)."""
+    """The output object of ``stage`` in ``run`` (default: the newest run that produced one)."""
     with Project(path) as project:
         return project.load(stage, run)
 

@@ -143,6 +143,7 @@ def test_two_versions_of_one_helper_in_one_run(run_project):
 
 def test_failing_stage_is_recorded_and_cached_stages_kept(run_project):
     p = run_project
+    good = run(p.root)
     p.write("pipe/train.py", "def train(data):\n    x = 1\n    raise ValueError('bad data')\n")
     result = mv(p.root, "run", code=1)
     assert "stage train failed" in result.stderr and "ValueError: bad data" in result.stderr
@@ -151,6 +152,13 @@ def test_failing_stage_is_recorded_and_cached_stages_kept(run_project):
     records = mv_json(p.root, "runs")
     assert records[-1]["status"] == "failed"
     assert records[-1]["error"]["stage"] == "train" and "ValueError" in records[-1]["error"]["traceback"]
+    import modver
+    from modver.errors import RunError
+
+    # "latest" is the newest run with an output of the stage; the failed run itself has none
+    assert modver.load("train", path=p.root).mean == good["metrics"]["mean"]
+    with pytest.raises(RunError, match="it failed"):
+        modver.load("train", run=records[-1]["run"], path=p.root)
     p.write("pipe/train.py", RUN_PIPELINE["pipe/train.py"])
     again = run(p.root)
     assert again["cached"]["prep"] is True and again["cached"]["other"] is True
