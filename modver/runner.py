@@ -184,13 +184,7 @@ def plan(
     cache = OutputCache(project.store / "cache" / "outputs")
     hasher = DataHasher(project.root, project.store)
     tree = project.working_tree()
-    known_forced = {s.name for s in pipeline.stages}
-    for name in force:
-        if name not in known_forced:
-            raise errors.UnknownStageError(
-                f"--force {name!r}: unknown stage; stages: {', '.join(sorted(known_forced))}",
-                hint="use a stage declared in the manifest",
-            )
+    check_force(pipeline, force)
     plans: dict[str, StagePlan] = {}
     for st in pipeline.stages:
         version: StageVersion | None
@@ -392,6 +386,17 @@ def python_info() -> dict[str, Any]:
     return {"python": platform.python_version(), "packages": dict(sorted(packages.items()))}
 
 
+def check_force(pipeline: Pipeline, force: Iterable[str]) -> None:
+    """Every ``--force`` name is a stage of the pipeline, or :class:`UnknownStageError`."""
+    known = [s.name for s in pipeline.stages]
+    for name in force:
+        if name not in known:
+            raise errors.UnknownStageError(
+                f"--force {name!r}: unknown stage; stages: {', '.join(known)}",
+                hint="use a stage declared in the manifest",
+            )
+
+
 def execute(
     project: Any,
     pipeline: Pipeline,
@@ -410,6 +415,7 @@ def execute(
     from modver.metrics import collect_metrics, summarize
     from modver.records import RunStore, new_run_id, now_iso
 
+    check_force(pipeline, force)  # a mistyped option is not a run: no record
     store = project.store
     runs = RunStore(store / "runs")
     cache = OutputCache(store / "cache" / "outputs")

@@ -174,6 +174,8 @@ def test_bad_run_inputs_are_clear_errors(run_project):
     ):
         result = mv(p.root, "run", *args, code=1)
         assert needle in result.stderr and "Traceback" not in result.stderr
+    # mistyped options are not runs; only the run whose stage refused `bogus` left a record
+    assert [r["error"]["stage"] for r in mv_json(p.root, "runs")] == ["prep"]
     (p.root / "data" / "raw.txt").unlink()
     result = mv(p.root, "run", code=1)
     assert "data/raw.txt" in result.stderr
