@@ -330,11 +330,28 @@ class Project:
         for name in names:
             spec = m.stage(name)
             closure = self.fingerprint(spec, tree, docstrings=self._docstrings(m))
-            version, new = self.history.register(
-                name, closure, tree, origin=None, message=message or "working tree snapshot"
-            )
+            version, new = self.register_working(spec, closure, tree, message or "working tree snapshot", self._docstrings(m))
             results.append(SnapshotResult(version, new))
         return results
+
+    def register_working(
+        self, spec: StageSpec, closure: Closure, tree: SourceTree, message: str, docstrings: bool
+    ) -> tuple[StageVersion, bool]:
+        """Register the working tree's version of a stage (see :meth:`History.register`).
+
+        When the stage at HEAD has the same fingerprint — the code is committed — the version's
+        origin is HEAD and its message HEAD's subject, as `index` would have recorded them.
+        """
+        origin = None
+        head = self._repo.head_commit()
+        if head is not None and self.history.find(spec.name, closure.fingerprint) is None:
+            try:
+                at_head = self.fingerprint(spec, self._repo.tree_at(head), docstrings=docstrings)
+            except errors.ModverError:  # the stage is new or broken at HEAD
+                at_head = None
+            if at_head is not None and at_head.fingerprint == closure.fingerprint:
+                origin, message = head, self._subject(head)
+        return self.history.register(spec.name, closure, tree, origin=origin, message=message)
 
     def index(
         self,

@@ -202,12 +202,13 @@ def plan(
         else:
             from modver.models import StageSpec
 
-            closure = project.fingerprint(StageSpec(st.name, st.entry, deps=st.deps), tree, docstrings=pipeline.docstrings)
+            spec = StageSpec(st.name, st.entry, deps=st.deps)
+            closure = project.fingerprint(spec, tree, docstrings=pipeline.docstrings)
             fingerprint = closure.fingerprint
             version = project.history.find(st.name, fingerprint) if st.name in project.history.stages() else None
             if version is None and register:
                 message = f"working tree, snapshot for run {run_id}" if run_id else "working tree snapshot"
-                version, _ = project.history.register(st.name, closure, tree, origin=None, message=message)
+                version, _ = project.register_working(spec, closure, tree, message, pipeline.docstrings)
         inputs: dict[str, Any] = {}
         for kw, source in st.inputs.items():
             if source.startswith("data."):

@@ -90,6 +90,8 @@ def test_run_then_everything_cached(run_project):
     assert [e["step"] for e in first["metric_series"]["loss"]] == [0, 1, 2]
     assert first["versions"] == {"prep": "v1", "other": "v1", "train": "v1"}
     assert first["git"]["commit"] == p.git("rev-parse", "HEAD") and first["git"]["dirty"] is False
+    # the run's snapshots are of committed code: their origin is that commit
+    assert {v["origin"] for v in mv_json(p.root, "log", "train")} == {first["git"]["commit"]}
     assert first["python"] and "dulwich" in {k.lower() for k in first["packages"]}
     second = run(p.root)
     assert second["cached"] == {"prep": True, "other": True, "train": True}

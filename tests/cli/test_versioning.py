@@ -76,6 +76,20 @@ def test_formatting_only_commit_is_not_a_version(pipeline_project):
     assert "formatting only" in out
 
 
+def test_a_snapshot_of_committed_code_records_its_commit(pipeline_project):
+    p = pipeline_project
+    p.write("pipe/util.py", p.read("pipe/util.py") + "\n# a comment: same meaning as HEAD\n")
+    (prep, train) = mv_json(p.root, "snapshot")  # no index yet: the code is HEAD's
+    assert prep["origin"] == p.git("rev-parse", "HEAD") and prep["message"] == "initial pipeline"
+    assert train["origin"] == prep["origin"]
+    p.write("pipe/util.py", p.read("pipe/util.py").replace("x * FACTOR", "x * FACTOR + 1"))
+    p.commit("plus one")
+    p.write("pipe/util.py", p.read("pipe/util.py").replace("x * FACTOR + 1", "x * FACTOR + 2"))
+    (prep, train) = mv_json(p.root, "snapshot")
+    assert prep["new"] and prep["origin"] is None  # uncommitted code: a working-tree version
+    assert not train["new"] and train["origin"] == p.git("rev-parse", "HEAD~1")
+
+
 def test_snapshot_then_status_and_pin(pipeline_project):
     p = pipeline_project
     mv(p.root, "index")
