@@ -591,10 +591,14 @@ def _with_progress(call: Callable[[Any, Any], dict[str, Any]], explain: bool, as
     """Run ``call(on_event, echo)`` with a live stage display on a terminal, plain lines otherwise."""
     say = (lambda text: print(text, file=sys.stderr)) if as_json else print
 
+    status: Any = None  # the spinner on a terminal
+
     def on_event(kind: str, plan: Any) -> None:
         label = f"{plan.name}@{plan.label}"
         if kind == "start":
             say(f"- {label}: running" + (f"  ({plan.reason})" if explain else ""))
+            if status is not None:
+                status.update(f"running {label}")
         elif kind == "cached":
             say(f"- {label}: cached" + (f"  ({plan.reason})" if explain else ""))
         elif kind == "done":
@@ -605,7 +609,7 @@ def _with_progress(call: Callable[[Any, Any], dict[str, Any]], explain: bool, as
     if _is_terminal() and not as_json:
         from rich.status import Status
 
-        with Status("running pipeline", console=_console()):
+        with Status("planning", console=_console()) as status:
             return call(on_event, sys.stdout)  # rich's proxy: stage output prints above the spinner
     return call(on_event, sys.stderr if as_json else sys.stdout)
 
