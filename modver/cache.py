@@ -19,7 +19,7 @@ ends with exactly one entry. :meth:`OutputCache.load` checks file sizes (cheap, 
 truncated file); :meth:`OutputCache.verify` also checks every checksum.
 
 Objects whose classes live in user code are pickled under the materialized version's module
-name (``_modver_<hex>...``); call ``modver.materialize.install_finder(store)`` before
+name (``_modver_<hex>...``); call ``modver.materialize.make_importable(store)`` before
 :meth:`OutputCache.load` so such objects load without the working tree.
 """
 

@@ -2,10 +2,11 @@
 
 A version stores the files of its closure (``{project-relative path: bytes}``). To run it
 without the working tree, and next to other versions of the same helpers in one process,
-:func:`materialize` writes them once to ``<store>/versions/<fingerprint hex>/`` (``<store>`` is
-the project's ``.modver`` folder). That folder is the package ``_modver_<hex[:16]>``: the file
-``pipeline/features.py`` becomes module ``_modver_<hex16>.pipeline.features``. Two versions of
-one helper are two different modules, so two stages of one run never share it.
+:func:`materialize` writes them once to ``<store>/versions/_modver_<hex16>/`` (``<store>`` is the
+project's ``.modver`` folder; ``hex16`` the fingerprint's first 16 hex digits). That folder is the
+package ``_modver_<hex16>``: the file ``pipeline/features.py`` becomes module
+``_modver_<hex16>.pipeline.features``. Two versions of one helper are two different modules, so
+two stages of one run never share it.
 
 Project-local imports are rewritten (with libcst, imported lazily) to point into the private
 package; nothing else changes, and no line moves, so tracebacks, ``inspect.getsource`` and
@@ -30,8 +31,11 @@ Versions are immutable: written under a temporary name, then published with one 
 (another process may win the race; its identical copy is used). Bytecode is compiled before
 publishing, so the folder is never written again.
 
-:func:`install_finder` adds (once per store) a ``sys.meta_path`` finder for the
-``_modver_<hex16>`` packages of a store: objects pickled from a version's classes load in any
+:func:`make_importable` puts the store's ``versions/`` folder on ``sys.path`` (once per store),
+where each version is the folder ``_modver_<hex16>``: the standard import system finds the
+packages, in this process and in its worker processes (``multiprocessing`` with spawn or
+forkserver, joblib/loky, DataLoader workers) which start with the parent's ``sys.path`` and
+import a stage's functions by module name. Objects pickled from a version's classes load in any
 later process that has the store, without the code in the working tree.
 
 Entries: :func:`load_entry` returns the stage's callable. For ``file.py:Class.method`` it
@@ -46,9 +50,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import importlib.abc
-import importlib.machinery
-import importlib.util
 import inspect
 import json
 import py_compile
@@ -67,7 +68,6 @@ PACKAGE_PREFIX = "_modver_"
 VERSIONS_DIR = "versions"
 INFO_FILE = ".modver-version.json"
 _FINGERPRINT = re.compile(r"^(?:[a-z][a-z0-9]*:)?([0-9a-f]{16,128})$")
-_PACKAGE = re.compile(rf"^{PACKAGE_PREFIX}([0-9a-f]{{16}})$")
 _IMPORT_MODULE_CALLS = frozenset({"importlib.import_module", "import_module"})
 
 
@@ -85,8 +85,8 @@ def package_name(fingerprint: str) -> str:
 
 
 def version_dir(root: Path, fingerprint: str) -> Path:
-    """Where a version is (or would be) materialized: ``<root>/versions/<hex>``."""
-    return Path(root) / VERSIONS_DIR / fingerprint_hex(fingerprint)
+    """Where a version is (or would be) materialized: ``<root>/versions/_modver_<hex16>``."""
+    return Path(root) / VERSIONS_DIR / package_name(fingerprint)
 
 
 def module_name(fingerprint: str, path: str) -> str:
@@ -112,7 +112,8 @@ def materialize(files: Mapping[str, bytes], fingerprint: str, root: Path, *, ent
     """
     final = version_dir(root, fingerprint)
     if (final / INFO_FILE).is_file():
-        _ensure_importable(Path(root))
+        _check_same_version(final, fingerprint)
+        make_importable(Path(root))
         return final
     package = package_name(fingerprint)
     paths = {_check_path(path): bytes(data) for path, data in files.items()}
@@ -137,9 +138,23 @@ def materialize(files: Mapping[str, bytes], fingerprint: str, root: Path, *, ent
         _fs.remove_tree(tmp)
         raise
     _fs.publish_dir(tmp, final)
-    importlib.invalidate_caches()
-    _ensure_importable(Path(root))
+    _check_same_version(final, fingerprint)
+    make_importable(Path(root))
     return final
+
+
+def _check_same_version(folder: Path, fingerprint: str) -> None:
+    """Two fingerprints sharing their first 64 bits (never seen; checked all the same)."""
+    try:
+        stored = json.loads((folder / INFO_FILE).read_text(encoding="utf-8")).get("fingerprint")
+    except (OSError, ValueError) as exc:
+        raise ModverError(f"materialized version {folder} is unreadable: {exc}", where=str(folder)) from exc
+    if fingerprint_hex(str(stored)) != fingerprint_hex(fingerprint):
+        raise ModverError(
+            f"versions {stored} and {fingerprint} share the package name {folder.name}",
+            where=str(folder),
+            hint="report this: it is a 64-bit prefix collision",
+        )
 
 
 def _check_path(path: str) -> str:
@@ -323,55 +338,27 @@ def _build_transformer() -> type:
 # -- importing a version ----------------------------------------------------------------------
 
 
-class VersionFinder(importlib.abc.MetaPathFinder):
-    """Finds ``_modver_<hex16>`` packages in the ``versions/`` folders of known stores."""
-
-    def __init__(self) -> None:
-        self.roots: list[Path] = []
-
-    def __repr__(self) -> str:
-        return f"VersionFinder({[str(r) for r in self.roots]})"
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> importlib.machinery.ModuleSpec | None:
-        match = _PACKAGE.match(fullname)
-        if match is None:
-            return None
-        prefix = match.group(1)
-        for root in list(self.roots):
-            versions = root / VERSIONS_DIR
-            if not versions.is_dir():
-                continue
-            found = [p for p in versions.glob(prefix + "*") if p.is_dir() and (p / INFO_FILE).is_file()]
-            if len(found) == 1:
-                folder = found[0]
-                return importlib.util.spec_from_file_location(
-                    fullname, folder / "__init__.py", submodule_search_locations=[str(folder)]
-                )
-        return None
+_importable_lock = threading.Lock()
 
 
-_finder = VersionFinder()
-_finder_lock = threading.Lock()
+def make_importable(root: Path) -> Path:
+    """Put store ``root``'s ``versions/`` folder on ``sys.path`` (idempotent); return it.
 
-
-def install_finder(root: Path) -> VersionFinder:
-    """Make the versions of store ``root`` importable in this process (idempotent)."""
-    store = Path(root).resolve()
-    with _finder_lock:
-        if store not in _finder.roots:
-            _finder.roots.append(store)
-        if _finder not in sys.meta_path:
-            sys.meta_path.append(_finder)
-    return _finder
-
-
-def _ensure_importable(root: Path) -> None:
-    install_finder(root)
+    It goes last, so it shadows nothing: only ``_modver_<hex16>`` packages live there.
+    """
+    folder = (Path(root) / VERSIONS_DIR).resolve()
+    entry = str(folder)
+    with _importable_lock:
+        if entry not in sys.path:
+            folder.mkdir(parents=True, exist_ok=True)
+            sys.path.append(entry)
+    importlib.invalidate_caches()  # versions published since the last import become visible
+    return folder
 
 
 def import_version_module(root: Path, fingerprint: str, path: str) -> Any:
     """Import the module of project file ``path`` from a materialized version."""
-    install_finder(root)
+    make_importable(root)
     if not (version_dir(root, fingerprint) / INFO_FILE).is_file():
         raise EntryNotFoundError(
             f"version {fingerprint} is not materialized in {Path(root) / VERSIONS_DIR}",
@@ -461,7 +448,7 @@ def run_module_as_main(root: Path, fingerprint: str, path: str, argv: list[str])
     ``sys.argv`` is restored afterwards. ``sys.exit(0)`` / ``sys.exit()`` count as success; any
     other exit status raises :class:`~modver.errors.StageFailedError`.
     """
-    install_finder(root)
+    make_importable(root)
     folder = version_dir(root, fingerprint)
     if not (folder / path).is_file():
         raise EntryNotFoundError(f"{path} is not part of version {fingerprint}", where=path)

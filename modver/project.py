@@ -858,7 +858,7 @@ class Project:
         before it, or ran another manifest, is passed over); any other reference names one run.
         """
         from modver.cache import OutputCache
-        from modver.materialize import install_finder
+        from modver.materialize import make_importable
 
         record = self._latest_with_output(stage) if run.strip() == "latest" else None
         record = record or self.run_record(run)
@@ -873,7 +873,7 @@ class Project:
                 f"stage {stage} has no output in run {record['run']} (it {info.get('status')})",
                 hint="load it from a run where it succeeded: modver.load(stage, run=...)",
             )
-        install_finder(self.store)
+        make_importable(self.store)
         return OutputCache(self.store / "cache" / "outputs").load(info["cache_key"])
 
     def _latest_with_output(self, stage: str) -> dict[str, Any] | None:

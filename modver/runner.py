@@ -481,7 +481,7 @@ def execute(
                     name = p.stage.inputs[kw][5:]
                     record["data"][name] = {"path": src["data"], "hash": src["hash"]}
         save()
-        from modver.materialize import install_finder
+        from modver.materialize import make_importable
 
         outputs: dict[str, Any] = {}
         needed = {src for p in plans for src in p.stage.inputs.values() if not src.startswith("data.")}
@@ -489,7 +489,7 @@ def execute(
         for p in plans:
             if p.cached and p.name in needed and any(q.name in to_run for q in plans if p.name in q.stage.inputs.values()):
                 try:  # a stage that runs needs this output: load it now, and recompute it if it is unreadable
-                    install_finder(store)
+                    make_importable(store)
                     outputs[p.name] = cache.load(p.key)
                 except errors.CacheError as exc:
                     cache.remove(p.key)
@@ -514,7 +514,7 @@ def execute(
                     kwargs[kw] = str(project.root / pipeline.data[src[5:]])
                 else:
                     if src not in outputs:
-                        install_finder(store)
+                        make_importable(store)
                         outputs[src] = cache.load(next(q.key for q in plans if q.name == src))
                     kwargs[kw] = outputs[src]
             kwargs.update(p.stage.params)

@@ -157,9 +157,9 @@ def test_pickled_object_loads_in_a_fresh_process_with_only_the_store(store: Path
         import pickle
         from pathlib import Path
         from modver.cache import OutputCache
-        from modver.materialize import install_finder
+        from modver.materialize import make_importable
         store = Path({str(store)!r})
-        install_finder(store)
+        make_importable(store)
         box = OutputCache(store / "cache" / "outputs").load({key!r})
         again = pickle.loads(open({str(blob)!r}, "rb").read())
         print(type(box).__module__, box.area(), again.area())
@@ -182,7 +182,7 @@ def test_concurrent_materialize_from_processes(store: Path) -> None:
         with ctx.Pool(4) as pool:
             folders = pool.starmap(_materialize_worker, [(version(2), FP_A, str(store), barrier)] * 4)
     assert len(set(folders)) == 1
-    assert sorted(p.name for p in (store / "versions").iterdir()) == [mat.fingerprint_hex(FP_A)]
+    assert sorted(p.name for p in (store / "versions").iterdir()) == [mat.package_name(FP_A)]
 
 
 def test_entries_classes_methods_and_errors(store: Path) -> None:
@@ -282,5 +282,5 @@ def test_bad_input(store: Path) -> None:
             mat.materialize({bad: b""}, FP_A, store)
     with pytest.raises(SourceError, match=r"bad\.py:2:"):
         mat.materialize({"bad.py": b"import os\ndef f(:\n"}, FP_B, store)
-    assert not (store / "versions" / mat.fingerprint_hex(FP_B)).exists()
+    assert not (store / "versions" / mat.package_name(FP_B)).exists()
     assert not [p for p in (store / "versions").iterdir() if p.name.startswith(".")]

@@ -143,6 +143,24 @@ def test_two_versions_of_one_helper_in_one_run(run_project):
     assert out.stdout.split("\n")[0] == "[6, 12, 18] 5"  # helper at FACTOR=3 for prep, FACTOR=5 for other
 
 
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_a_stage_can_use_worker_processes(run_project, method):
+    # spawn is the default on macOS, forkserver on Linux from Python 3.14: the workers import the
+    # stage's own functions by module name, so the version's package must import there too
+    p = run_project
+    p.write(
+        "pipe/train.py",
+        "import multiprocessing\n\nfrom pipe.model import Model\n\n\ndef square(x):\n    return Model(x * x)\n\n\n"
+        f"def train(data):\n    with multiprocessing.get_context({method!r}).Pool(2) as pool:\n"
+        "        return sum(m.mean for m in pool.map(square, data))\n",
+    )
+    done = subprocess.run([sys.executable, "-m", "modver", "run", "--json"], cwd=p.root, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    code = "import modver; print(modver.load('train'))"
+    out = subprocess.run([sys.executable, "-c", code], cwd=p.root, capture_output=True, text=True, check=True)
+    assert int(out.stdout) == sum((v * 3 * 2) ** 2 for v in (1, 2, 3))
+
+
 def test_failing_stage_is_recorded_and_cached_stages_kept(run_project):
     p = run_project
     good = run(p.root)
