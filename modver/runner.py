@@ -323,33 +323,66 @@ def _user_frame(tb: Any, versions_dir: Path) -> str | None:
     return where
 
 
-def _call_stage(project: Any, p: StagePlan, kwargs: dict[str, Any]) -> Any:
+def _stage_callable(project: Any, p: StagePlan) -> Callable[..., Any]:
     from modver import materialize
 
     version = p.version
     assert version is not None
     store = project.store
     materialize.materialize(project.history.files(version), version.fingerprint, store, entry=p.stage.entry)
-    fn = materialize.load_entry(store, version.fingerprint, p.stage.entry)
+    return materialize.load_entry(store, version.fingerprint, p.stage.entry)
+
+
+def _call_problem(p: StagePlan, fn: Callable[..., Any], names: Iterable[str]) -> errors.RunError | None:
+    """Why ``fn`` cannot take keyword arguments ``names`` (the stage's inputs and params), or None."""
+    names = list(names)
     if p.stage.entry.partition(":")[2]:
         try:
-            inspect.signature(fn).bind(**kwargs)
+            inspect.signature(fn).bind(**dict.fromkeys(names))
         except TypeError as exc:
             try:
                 accepted = ", ".join(inspect.signature(fn).parameters)
             except (TypeError, ValueError):
                 accepted = "?"
-            raise errors.RunError(
-                f"stage {p.name}: {p.stage.entry} cannot be called with {', '.join(kwargs) or 'no arguments'}: {exc}",
+            return errors.RunError(
+                f"stage {p.name}: {p.stage.entry} cannot be called with {', '.join(names) or 'no arguments'}: {exc}",
                 where=p.name,
                 hint=f"its parameters are ({accepted}); fix `inputs:`/`params:` in the manifest or --set",
-            ) from None
-    elif any(kw in p.stage.inputs and not p.stage.inputs[kw].startswith("data.") for kw in kwargs):
-        raise errors.RunError(
+            )
+        except ValueError:  # no signature to check (some builtins): the call itself will tell
+            return None
+    elif any(kw in p.stage.inputs and not p.stage.inputs[kw].startswith("data.") for kw in names):
+        return errors.RunError(
             f"stage {p.name} is a whole module ({p.stage.entry}): it takes params and data files, not stage outputs",
             where=p.name,
             hint="give it data inputs only, or make its entry a function",
         )
+    return None
+
+
+def _check_calls(project: Any, plans: list[StagePlan]) -> None:
+    """Before anything runs: each stage to run accepts its inputs and params (a mistyped
+    ``--set`` fails now, not after the upstream stages' minutes). A stage whose code does not
+    even import is left alone here: it fails when it runs, with its traceback."""
+    for p in plans:
+        if p.cached:
+            continue
+        try:
+            fn = _stage_callable(project, p)
+        except Exception:  # noqa: BLE001 - reported, with its traceback, when the stage runs
+            continue
+        problem = _call_problem(p, fn, [*p.stage.inputs, *p.stage.params])
+        if problem is not None:
+            p.status = "failed"
+            p.error = {"type": "RunError", "message": str(problem), "where": p.name, "traceback": None}
+            raise problem
+
+
+def _call_stage(project: Any, p: StagePlan, kwargs: dict[str, Any]) -> Any:
+    fn = _stage_callable(project, p)
+    problem = _call_problem(p, fn, kwargs)
+    if problem is not None:
+        raise problem
     return fn(**kwargs)
 
 
@@ -481,6 +514,11 @@ def execute(
                     name = p.stage.inputs[kw][5:]
                     record["data"][name] = {"path": src["data"], "hash": src["hash"]}
         save()
+        try:
+            _check_calls(project, plans)
+        except errors.RunError as exc:
+            record["error"] = {"stage": exc.where, "type": "RunError", "message": str(exc), "traceback": None}
+            raise
         from modver.materialize import make_importable
 
         outputs: dict[str, Any] = {}

@@ -196,6 +196,11 @@ def test_bad_run_inputs_are_clear_errors(run_project):
         assert needle in result.stderr and "Traceback" not in result.stderr
     # mistyped options are not runs; only the run whose stage refused `bogus` left a record
     assert [r["error"]["stage"] for r in mv_json(p.root, "runs")] == ["prep"]
+    # a param the last stage does not take fails before the stages upstream of it run
+    result = mv(p.root, "run", "--set", "train.bogus=1", code=1)
+    assert "train" in result.stderr and "bogus" in result.stderr
+    stages = mv_json(p.root, "runs")[-1]["stages"]
+    assert stages["train"]["status"] == "failed" and stages["prep"]["status"] == "skipped"
     (p.root / "data" / "raw.txt").unlink()
     result = mv(p.root, "run", code=1)
     assert "data/raw.txt" in result.stderr
