@@ -351,6 +351,8 @@ def show(
     print(f"files:   {', '.join(c.files)}")
     if c.deps:
         print(f"deps:    {', '.join(c.deps)}")
+    if c.imports:
+        print(f"imports: {', '.join(c.imports)}  (imported on load, not in the fingerprint)")
     if c.unresolved:
         print("not resolved statically (included conservatively):")
         for u in c.unresolved:

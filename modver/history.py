@@ -312,7 +312,7 @@ class History:
         """Blob ids for ``src/<path>`` of every closure file, writing only missing blobs."""
         stored: dict[str, str] = {}
         own = isinstance(tree, GitTree) and tree.repo is self.repo  # its blobs are in this store
-        for path in sorted(set(closure.files) | set(closure.deps)):
+        for path in sorted(set(closure.files) | set(closure.deps) | set(closure.imports)):
             content_id = tree.content_id(path)
             if content_id is not None and (own or self.repo.has_object(content_id)):
                 stored[f"{SRC}/{path}"] = content_id
@@ -369,6 +369,7 @@ class History:
             "definitions": [asdict(d) for d in closure.definitions],
             "unresolved": [asdict(u) for u in closure.unresolved],
             "deps": list(closure.deps),
+            "imports": list(closure.imports),
         }
         meta_blob = self.repo.write_blob(
             (json.dumps(meta, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
@@ -536,6 +537,7 @@ class History:
                 definitions=tuple(Definition(**d) for d in meta.get("definitions", ())),
                 unresolved=tuple(Unresolved(**u) for u in meta.get("unresolved", ())),
                 deps=tuple(meta.get("deps", ())),
+                imports=tuple(meta.get("imports", ())),
             )
         except (KeyError, TypeError) as exc:
             raise self._corrupt(version.stage, version.commit, f"bad {META}: {exc}") from exc

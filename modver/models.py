@@ -54,6 +54,9 @@ class Closure:
     definitions: tuple[Definition, ...]
     unresolved: tuple[Unresolved, ...] = ()
     deps: tuple[str, ...] = ()  # files included whole through the manifest's `deps:`
+    # project files that importing the closure's modules imports as well (an unused module-level
+    # `from . import config`): stored with a version so that it runs, never in the fingerprint
+    imports: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

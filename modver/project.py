@@ -113,6 +113,7 @@ class ShownVersion:
             **self.version.to_json(),
             "files": list(c.files),
             "deps": list(c.deps),
+            "imports": list(c.imports),
             "definitions": [
                 {
                     "path": d.path,
@@ -351,7 +352,15 @@ class Project:
                 at_head = None
             if at_head is not None and at_head.fingerprint == closure.fingerprint:
                 origin, message = head, self._subject(head)
-        return self.history.register(spec.name, closure, tree, origin=origin, message=message)
+        return self._register(spec.name, closure, tree, origin=origin, message=message)
+
+    def _register(self, stage: str, closure: Closure, tree: SourceTree, **details: Any) -> tuple[StageVersion, bool]:
+        """:meth:`History.register`, storing with a new version the files its modules import."""
+        if self.history.find(stage, closure.fingerprint) is None:
+            from modver.fingerprint import import_files
+
+            closure = replace(closure, imports=import_files(tree, closure, cache=self.summary_cache))
+        return self.history.register(stage, closure, tree, **details)
 
     def index(
         self,
@@ -457,7 +466,7 @@ class Project:
                 last[name] = closure
                 if before is not None and before.fingerprint == closure.fingerprint:
                     continue
-                version, new = self.history.register(
+                version, new = self._register(
                     name, closure, tree, origin=sha, message=self._subject(sha), created=self._repo.commit_time(sha)
                 )
                 if new:
@@ -548,7 +557,7 @@ class Project:
         except errors.ManifestError:
             docstrings = False
         closure = self.fingerprint(spec, tree, docstrings=docstrings)
-        version, _ = self.history.register(spec.name, closure, tree, origin=origin, message=message, created=created)
+        version, _ = self._register(spec.name, closure, tree, origin=origin, message=message, created=created)
         return version
 
     def status(self, manifest: str | os.PathLike[str] | None = None) -> list[StageStatus]:

@@ -161,6 +161,7 @@ def test_version_commit_layout(history: History):
             {"path": "pipeline/pre.py", "line": 2, "reason": "getattr()", "included": "whole module"}
         ],
         "deps": ["pipeline/util.py"],
+        "imports": [],
     }
     assert repo.commit_message(v.commit) == "pre v1: msg\n"
     assert repo.commit_parents(v.commit) == ()

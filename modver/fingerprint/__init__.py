@@ -18,7 +18,7 @@ from modver.fingerprint._summary import run_deep
 from modver.fingerprint._cst import definition_source
 from modver.models import Closure, SourceTree
 
-__all__ = ["SCHEME", "SummaryCache", "definition_source", "fingerprint_source", "fingerprint_stage"]
+__all__ = ["SCHEME", "SummaryCache", "definition_source", "fingerprint_source", "fingerprint_stage", "import_files"]
 
 _SOURCE_PATH = "<source>"
 _DEFAULT_CACHE = SummaryCache()
@@ -78,6 +78,16 @@ def fingerprint_stage(
     )
     cache.store_stage(key, tuple(builder.recorder.probes.items()), closure)
     return closure
+
+
+def import_files(tree: SourceTree, closure: Closure, *, cache: SummaryCache | None = None) -> tuple[str, ...]:
+    """The project files, beyond ``closure.files``, that importing the closure's modules imports
+    too (module-level imports a stage does not use still run when its modules load). They are
+    stored with a version so that it can run; they are not part of its fingerprint. Computed only
+    when a new version is registered: walking a package's import graph is not free."""
+    path = posixpath.normpath(closure.entry.partition(":")[0])
+    builder = ClosureBuilder(tree, cache if cache is not None else _DEFAULT_CACHE, False, path)
+    return builder.import_files(closure.files)
 
 
 class _NoFiles:

@@ -13,7 +13,7 @@ import posixpath
 from typing import Any, Sequence
 
 from modver._encoding import digest, encode
-from modver.errors import EntryNotFoundError
+from modver.errors import EntryNotFoundError, ModverError
 from modver.fingerprint._cache import SummaryCache
 from modver.fingerprint._summary import (
     U_DIGEST,
@@ -495,6 +495,60 @@ class ClosureBuilder:
                 )
             )
         return tuple(out)
+
+    def import_files(self, known: Sequence[str]) -> tuple[str, ...]:
+        """Project files beyond ``known`` that importing the ``.py`` files of ``known`` imports:
+        every module-level import statement runs on import, used by the stage or not."""
+        if not self.local:
+            return ()
+        seen = set(known)
+        queue = sorted(path for path in known if path.endswith(".py"))
+        extra: list[str] = []
+        while queue:
+            module = queue.pop()
+            try:
+                units = self.summary(module)["units"]
+            except ModverError:  # unreadable or invalid: importing it fails the same way
+                continue
+            for unit in units:
+                if unit[U_KIND] != "import" or unit[U_SPEC] is None:
+                    continue
+                for path in self._imported_files(module, unit[U_SPEC]):
+                    if path not in seen:
+                        seen.add(path)
+                        extra.append(path)
+                        queue.append(path)
+        return tuple(sorted(extra))
+
+    def _imported_files(self, module: str, spec: tuple) -> list[str]:
+        """The project files one import statement loads: packages on the way, the module, and
+        for ``from m import name`` the submodule ``name`` if there is one."""
+        if spec[0] == "import":
+            name, parts, folders = None, spec[1].split("."), self.roots
+        else:
+            _, level, dotted, name = spec
+            parts = dotted.split(".") if dotted else []
+            if level:
+                folder = self.package_dir(module, level)
+                folders = [] if folder is None else [folder]
+            else:
+                folders = self.roots
+        for folder in folders:
+            found: list[str] = []
+            current = folder
+            for part in parts:
+                current = posixpath.join(current, part) if current else part
+                if self.exists(current + "/__init__.py"):
+                    found.append(current + "/__init__.py")
+            if parts and self.exists(current + ".py"):
+                found.append(current + ".py")
+            if name and name != "*":
+                sub = self._module_file(posixpath.join(current, name) if current else name)
+                if sub is not None:
+                    found.append(sub)
+            if found:
+                return found
+        return []
 
     def files(self, deps: Sequence[str]) -> tuple[str, ...]:
         found = {path for path, blob in self.recorder.probes.items() if blob is not None}

@@ -161,6 +161,21 @@ def test_a_stage_can_use_worker_processes(run_project, method):
     assert int(out.stdout) == sum((v * 3 * 2) ** 2 for v in (1, 2, 3))
 
 
+def test_modules_a_stage_imports_without_using_them_are_stored_with_its_version(run_project):
+    p = run_project
+    p.write("pipe/paths.py", "ROOT = '/data'\n")
+    p.write("pipe/settings.py", "from pipe.paths import ROOT\n\nDEBUG = ROOT + '/debug'\n")
+    p.write("pipe/other.py", "from pipe import settings  # imported, never used by other()\n" + RUN_PIPELINE["pipe/other.py"].replace("helper(x)", "helper(x) + 1"))
+    p.commit("other imports the settings")
+    mv(p.root, "index")
+    shown = mv_json(p.root, "show", "other@latest")
+    assert shown["imports"] == ["pipe/paths.py", "pipe/settings.py"] and "pipe/settings.py" not in shown["files"]
+    mv(p.root, "pin", "other@latest")
+    p.git("rm", "-q", "pipe/paths.py", "pipe/settings.py", "pipe/other.py")
+    p.commit("the settings are gone")
+    assert run(p.root)["status"] == "succeeded"  # the version imports them from the store
+
+
 def test_failing_stage_is_recorded_and_cached_stages_kept(run_project):
     p = run_project
     good = run(p.root)

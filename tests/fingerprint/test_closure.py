@@ -373,3 +373,40 @@ def test_stage_deterministic_across_processes():
         for seed in ("3", "31337")
     }
     assert outs == {stage(PROJECT, "pipeline/model.py:train").fingerprint}
+
+
+def test_import_files_are_what_loading_the_closure_imports_beyond_it():
+    from modver.fingerprint import import_files
+
+    files = {
+        "pkg/__init__.py": "from pkg import registry\n",
+        "pkg/registry.py": "ITEMS = []\n",
+        "pkg/util.py": """
+            import os
+            import pkg.sub.deep
+            from . import certs
+            from .config import *
+            try:
+                from pkg.fast import speedup
+            except ImportError:
+                speedup = None
+
+            def used(x):
+                return x + 1
+        """,
+        "pkg/certs.py": "from .util import used\n\ndef where():\n    return used(1)\n",  # a cycle
+        "pkg/config.py": "DEBUG = False\n",
+        "pkg/fast.py": "def speedup():\n    pass\n",
+        "pkg/sub/__init__.py": "",
+        "pkg/sub/deep.py": "import json\n",
+        "pkg/unrelated.py": "X = 1\n",
+        "stage.py": "from pkg.util import used\n\ndef run(x):\n    return used(x)\n",
+    }
+    tree = make(files)
+    closure = fingerprint_stage(tree, "stage.py:run", cache=SummaryCache())
+    assert set(closure.files) == {"stage.py", "pkg/__init__.py", "pkg/util.py", "pkg/config.py"}  # * is in
+    extra = import_files(tree, closure, cache=SummaryCache())
+    assert extra == ("pkg/certs.py", "pkg/fast.py", "pkg/registry.py", "pkg/sub/__init__.py", "pkg/sub/deep.py")
+    # not in the fingerprint: an unused module's edits make no new version
+    edited = dict(files, **{"pkg/registry.py": "ITEMS = [1]\n"})
+    assert fingerprint_stage(make(edited), "stage.py:run", cache=SummaryCache()).fingerprint == closure.fingerprint
