@@ -19,6 +19,8 @@ debuggers point at the right line of the materialized file:
 - ``importlib.import_module("pipeline.x")`` (a literal name) → ``"_modver_X.pipeline.x"``
 - relative imports (``from . import x``, ``from .m import y``) are left as they are: the
   package mirrors the project's folders, so they resolve inside it.
+- a read of ``__file__`` → ``...project_file(__file__)`` (on the same line), the project file's
+  path: code that finds its data next to itself finds the project's files.
 
 A top-level name is project-local when a module or package of that name is among the
 version's files, searched where the fingerprint resolves imports: the entry file's folder
@@ -215,14 +217,31 @@ class _Locator:
         return None
 
 
+_PROJECT_FILE_CALL = '__import__("modver.materialize").materialize.project_file(__file__)'
+
+
+def project_file(path: str) -> str:
+    """The project path of a materialized file (``<root>/.modver/versions/_modver_X/a/b.py`` ->
+    ``<root>/a/b.py``); other paths unchanged. Materialized code reads ``__file__`` through this,
+    so ``Path(__file__).parent / "config.yaml"`` finds the project's file, not a missing copy."""
+    parts = Path(path).parts
+    for i in range(len(parts) - 2, 1, -1):
+        if parts[i].startswith(PACKAGE_PREFIX) and parts[i - 1] == VERSIONS_DIR:
+            return str(Path(*parts[: i - 2], *parts[i + 1 :]))
+    return path
+
+
 def rewrite_imports(source: bytes, path: str, locator: _Locator) -> bytes:
-    """The module's bytes with project-local imports pointing into the private package."""
-    if b"import" not in source:
+    """The module's bytes with project-local imports pointing into the private package, and
+    ``__file__`` read as the project file's path (:func:`project_file`)."""
+    if b"import" not in source and b"__file__" not in source:
         return source
     import libcst as cst
 
+    from modver.fingerprint._summary import run_deep  # deeply nested code must not crash libcst
+
     try:
-        module = cst.parse_module(source)
+        module = run_deep(cst.parse_module, source)
     except cst.ParserSyntaxError as exc:
         lines = source.decode("utf-8", "replace").splitlines()
         text = lines[exc.raw_line - 1] if 0 < exc.raw_line <= len(lines) else ""
@@ -230,8 +249,7 @@ def rewrite_imports(source: bytes, path: str, locator: _Locator) -> bytes:
             format_syntax_error(path, exc.raw_line, exc.raw_column + 1, text, exc.message),
             where=f"{path}:{exc.raw_line}:{exc.raw_column + 1}",
         ) from exc
-    rewritten = module.visit(_ImportTransformer(locator, path))
-    return rewritten.bytes
+    return run_deep(lambda: module.visit(_ImportTransformer(locator, path)).bytes)
 
 
 def _dotted(node: Any) -> str:
@@ -264,6 +282,73 @@ def _build_transformer() -> type:
             super().__init__()
             self.locator = locator
             self.path = path
+            self.bound: set[int] = set()  # ids of `__file__` names that are not a read of it
+            self.quotes: list[str] = []  # quotes of the f-strings around the current node
+
+        # `__file__` is read as the project file's path (see project_file); these spots name
+        # something else or bind it, and stay as written
+        def visit_Attribute(self, node: cst.Attribute) -> None:
+            self.bound.add(id(node.attr))
+
+        def visit_Arg(self, node: cst.Arg) -> None:
+            if node.keyword is not None:
+                self.bound.add(id(node.keyword))
+
+        def visit_Param(self, node: cst.Param) -> None:
+            self.bound.add(id(node.name))
+
+        def visit_NameItem(self, node: cst.NameItem) -> None:
+            self.bound.add(id(node.name))
+
+        def visit_ImportAlias(self, node: cst.ImportAlias) -> None:
+            self.bound.add(id(node.name))
+
+        def _bind(self, target: cst.BaseExpression) -> None:
+            if isinstance(target, cst.Name):
+                self.bound.add(id(target))
+            elif isinstance(target, (cst.Tuple, cst.List)):
+                for element in target.elements:
+                    self._bind(element.value)
+            elif isinstance(target, cst.StarredElement):
+                self._bind(target.value)
+
+        def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+            self._bind(node.target)
+
+        def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
+            self._bind(node.target)
+
+        def visit_AugAssign(self, node: cst.AugAssign) -> None:
+            self._bind(node.target)
+
+        def visit_For(self, node: cst.For) -> None:
+            self._bind(node.target)
+
+        def visit_CompFor(self, node: cst.CompFor) -> None:
+            self._bind(node.target)
+
+        def visit_AsName(self, node: cst.AsName) -> None:
+            self._bind(node.name)
+
+        def visit_Del(self, node: cst.Del) -> None:
+            self._bind(node.target)
+
+        # inside an f-string the call's string literal must use the other quote
+        def visit_FormattedString(self, node: cst.FormattedString) -> None:
+            self.quotes.append(node.start.lstrip("rfbuRFBU"))
+
+        def leave_FormattedString(self, original: cst.FormattedString, updated: cst.FormattedString) -> Any:
+            self.quotes.pop()
+            return updated
+
+        def leave_Name(self, original: cst.Name, updated: cst.Name) -> Any:
+            if updated.value != "__file__" or id(original) in self.bound:
+                return updated
+            used = "".join(self.quotes)
+            quote = '"' if '"' not in used else "'" if "'" not in used else None
+            if quote is None:  # nested f-strings using both quotes: leave it as written
+                return updated
+            return cst.parse_expression(_PROJECT_FILE_CALL.replace('"', quote))
 
         def leave_ImportFrom(self, original: cst.ImportFrom, updated: cst.ImportFrom) -> cst.ImportFrom:
             if updated.relative or updated.module is None:

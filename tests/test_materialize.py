@@ -115,6 +115,43 @@ def test_rewritten_source_keeps_lines_and_third_party_imports(store: Path) -> No
             assert before == after
 
 
+def test_file_is_read_as_the_project_files_path(store: Path, tmp_path: Path) -> None:
+    source = textwrap.dedent("""\
+        import os
+        from pathlib import Path
+
+        HERE = Path(__file__).parent
+        SAME = os.path.abspath(__file__) == __file__
+
+
+        NAMED = f"at {__file__}" + f'at {__file__}' + f'''at {__file__}'''
+
+
+        def where(__file__=None):  # a parameter named like it stays a parameter
+            global SAME
+            spec_file = os.__file__  # an attribute of another module stays as it is
+            return str(HERE), spec_file, __file__, dict(__file__=1)
+
+
+        def unpack():
+            (__file__, other), [*rest] = ("a", "b"), [1]
+            for __file__ in ["c"]:
+                pass
+            return __file__
+        """).encode()
+    fp = new_fingerprint()
+    folder = mat.materialize({"pipe/__init__.py": b"", "pipe/paths.py": source}, fp, store)
+    written = (folder / "pipe/paths.py").read_text()
+    assert written.count("\n") == source.decode().count("\n") and "os.__file__" in written
+    compile(written, "paths.py", "exec")
+    here, os_file, param, kw = mat.load_entry(store, fp, "pipe/paths.py:where")("given")
+    assert here == str(store.parent / "pipe")  # the project's folder, where its other files are
+    assert os_file.endswith("os.py") and param == "given" and kw == {"__file__": 1}
+    module = sys.modules[mat.module_name(fp, "pipe/paths.py")]
+    assert module.NAMED == f"at {store.parent / 'pipe' / 'paths.py'}" * 3
+    assert mat.load_entry(store, fp, "pipe/paths.py:unpack")() == "c"
+
+
 def test_tracebacks_and_getsource_point_at_the_materialized_file(store: Path) -> None:
     folder = mat.materialize(version(2), FP_A, store, entry="pipe/prep.py:prep")
     fails = mat.load_entry(store, FP_A, "pipe/prep.py:fails")
