@@ -294,14 +294,10 @@ def _build_transformer() -> type:
             if node.keyword is not None:
                 self.bound.add(id(node.keyword))
 
-        def visit_Param(self, node: cst.Param) -> None:
+        def _bind_name(self, node: Any) -> None:
             self.bound.add(id(node.name))
 
-        def visit_NameItem(self, node: cst.NameItem) -> None:
-            self.bound.add(id(node.name))
-
-        def visit_ImportAlias(self, node: cst.ImportAlias) -> None:
-            self.bound.add(id(node.name))
+        visit_Param = visit_NameItem = visit_ImportAlias = _bind_name  # parameters, global x, imports
 
         def _bind(self, target: cst.BaseExpression) -> None:
             if isinstance(target, cst.Name):
@@ -312,26 +308,15 @@ def _build_transformer() -> type:
             elif isinstance(target, cst.StarredElement):
                 self._bind(target.value)
 
-        def visit_AssignTarget(self, node: cst.AssignTarget) -> None:
+        def _bind_target(self, node: Any) -> None:
             self._bind(node.target)
 
-        def visit_AnnAssign(self, node: cst.AnnAssign) -> None:
-            self._bind(node.target)
-
-        def visit_AugAssign(self, node: cst.AugAssign) -> None:
-            self._bind(node.target)
-
-        def visit_For(self, node: cst.For) -> None:
-            self._bind(node.target)
-
-        def visit_CompFor(self, node: cst.CompFor) -> None:
-            self._bind(node.target)
+        # assignments, loops, comprehensions and `del` bind their targets
+        visit_AssignTarget = visit_AnnAssign = visit_AugAssign = _bind_target
+        visit_For = visit_CompFor = visit_Del = _bind_target
 
         def visit_AsName(self, node: cst.AsName) -> None:
             self._bind(node.name)
-
-        def visit_Del(self, node: cst.Del) -> None:
-            self._bind(node.target)
 
         # inside an f-string the call's string literal must use the other quote
         def visit_FormattedString(self, node: cst.FormattedString) -> None:
