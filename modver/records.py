@@ -107,12 +107,17 @@ class RunStore:
     def create(self, run_id: str, record: Mapping[str, Any]) -> dict[str, Any]:
         """Start a run's record; the run id must be new. Returns the record as written."""
         folder = self.path(run_id)
-        self.root.mkdir(parents=True, exist_ok=True)
+        data = dict(record, run=run_id)
+        # the folder appears with its run.json in it: a reader never sees a run without a record
+        tmp = _fs.make_temp_dir(self.root, run_id)
         try:
-            folder.mkdir()
-        except FileExistsError as exc:
-            raise StoreError(f"run {run_id} exists already", where=str(folder), hint="use new_run_id() for every run") from exc
-        return self._write(run_id, record)
+            _fs.write_json_atomic(tmp / RUN_FILE, data)
+        except BaseException:
+            _fs.remove_tree(tmp)
+            raise
+        if not _fs.publish_dir(tmp, folder):
+            raise StoreError(f"run {run_id} exists already", where=str(folder), hint="use new_run_id() for every run")
+        return data
 
     def update(self, run_id: str, record: Mapping[str, Any], *, durable: bool = True) -> dict[str, Any]:
         """Replace a run's record atomically (readers see the old or the new one).

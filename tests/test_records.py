@@ -78,6 +78,27 @@ def test_create_update_load(store: RunStore) -> None:
     assert json.loads(text)["run"] == run_id and text.endswith("\n")
     with pytest.raises(StoreError, match="exists already"):
         store.create(run_id, {})
+    assert store.load(run_id)["status"] == "succeeded"  # the existing record is untouched
+    assert not [p for p in store.root.iterdir() if p.name.startswith(".")]
+
+
+def test_a_run_being_created_is_never_listed_half_made(store: RunStore) -> None:
+    import threading
+
+    done = threading.Event()
+
+    def create_many() -> None:
+        for _ in range(300):
+            store.create(new_run_id(), {"status": "running", "started": now_iso()})
+        done.set()
+
+    writer = threading.Thread(target=create_many)
+    writer.start()
+    seen: set[str] = set()
+    while not done.is_set():
+        seen.update(r["status"] for r in store.list())
+    writer.join()
+    assert seen <= {"running"}
     with pytest.raises(UnknownRunError):
         store.update(new_run_id(), {})
     with pytest.raises(UnknownRunError, match="no run"):
