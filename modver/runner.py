@@ -301,9 +301,10 @@ class _Tee(io.TextIOBase):
 
 
 @contextlib.contextmanager
-def _capture(out_path: Path, err_path: Path, echo: TextIO | None) -> Iterator[None]:
+def _capture(out_path: Path, err_path: Path, echo: TextIO | None, mode: str = "a") -> Iterator[None]:
+    """Tee stdout/stderr into a stage's log files (appended: its import, then its call)."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_path, "w", encoding="utf-8") as out, open(err_path, "w", encoding="utf-8") as err:
+    with open(out_path, mode, encoding="utf-8") as out, open(err_path, mode, encoding="utf-8") as err:
         saved = sys.stdout, sys.stderr
         sys.stdout, sys.stderr = _Tee(out, echo), _Tee(err, echo)
         try:
@@ -360,15 +361,17 @@ def _call_problem(p: StagePlan, fn: Callable[..., Any], names: Iterable[str]) ->
     return None
 
 
-def _check_calls(project: Any, plans: list[StagePlan]) -> None:
+def _check_calls(project: Any, plans: list[StagePlan], logs: Callable[[str], tuple[Path, Path]], echo: TextIO | None) -> None:
     """Before anything runs: each stage to run accepts its inputs and params (a mistyped
     ``--set`` fails now, not after the upstream stages' minutes). A stage whose code does not
-    even import is left alone here: it fails when it runs, with its traceback."""
+    even import is left alone here: it fails when it runs, with its traceback. What importing
+    a stage prints goes to its logs (``logs(stage)`` names them), as if it ran then."""
     for p in plans:
         if p.cached:
             continue
         try:
-            fn = _stage_callable(project, p)
+            with _capture(*logs(p.name), echo, mode="w"):
+                fn = _stage_callable(project, p)
         except Exception:  # noqa: BLE001 - reported, with its traceback, when the stage runs
             continue
         problem = _call_problem(p, fn, [*p.stage.inputs, *p.stage.params])
@@ -515,7 +518,7 @@ def execute(
                     record["data"][name] = {"path": src["data"], "hash": src["hash"]}
         save()
         try:
-            _check_calls(project, plans)
+            _check_calls(project, plans, lambda name: (runs.log_path(run_id, name, "stdout"), runs.log_path(run_id, name, "stderr")), echo)
         except errors.RunError as exc:
             record["error"] = {"stage": exc.where, "type": "RunError", "message": str(exc), "traceback": None}
             raise

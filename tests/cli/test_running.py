@@ -179,10 +179,13 @@ def test_modules_a_stage_imports_without_using_them_are_stored_with_its_version(
 def test_a_stage_finds_files_next_to_its_code(run_project):
     p = run_project
     p.write("pipe/weights.txt", "7\n")
-    p.write("pipe/train.py", "from pathlib import Path\n\nWEIGHTS = Path(__file__).parent / 'weights.txt'\n\n\n"
-            "def train(data):\n    return int(WEIGHTS.read_text()) * len(data)\n")
+    p.write("pipe/train.py", "from pathlib import Path\n\nWEIGHTS = Path(__file__).parent / 'weights.txt'\n"
+            "print('weights in', WEIGHTS.name)\n\n\ndef train(data):\n    print('training')\n"
+            "    return int(WEIGHTS.read_text()) * len(data)\n")
     record = run(p.root)
     assert record["status"] == "succeeded"
+    log = (p.root / ".modver" / "runs" / record["run"] / "train.stdout").read_text()
+    assert log == "weights in weights.txt\ntraining\n"  # what its import printed, then its call
     code = "import modver; print(modver.load('train'))"
     out = subprocess.run([sys.executable, "-c", code], cwd=p.root, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "21"
