@@ -150,7 +150,11 @@ def _check_same_version(folder: Path, fingerprint: str) -> None:
     try:
         stored = json.loads((folder / INFO_FILE).read_text(encoding="utf-8")).get("fingerprint")
     except (OSError, ValueError) as exc:
-        raise ModverError(f"materialized version {folder} is unreadable: {exc}", where=str(folder)) from exc
+        raise ModverError(
+            f"materialized version {folder} is unreadable: {exc}",
+            where=str(folder),
+            hint="delete that folder: it is rebuilt from the version's history on the next run",
+        ) from exc
     if fingerprint_hex(str(stored)) != fingerprint_hex(fingerprint):
         raise ModverError(
             f"versions {stored} and {fingerprint} share the package name {folder.name}",

@@ -321,3 +321,8 @@ def test_bad_input(store: Path) -> None:
         mat.materialize({"bad.py": b"import os\ndef f(:\n"}, FP_B, store)
     assert not (store / "versions" / mat.package_name(FP_B)).exists()
     assert not [p for p in (store / "versions").iterdir() if p.name.startswith(".")]
+    folder = mat.materialize(version(2), FP_A, store)
+    (folder / mat.INFO_FILE).unlink()  # damaged by hand
+    with pytest.raises(ModverError, match="unreadable") as info:
+        mat.materialize(version(2), FP_A, store)
+    assert "delete that folder" in info.value.hint
