@@ -607,6 +607,9 @@ def _with_progress(call: Callable[[Any, Any], dict[str, Any]], explain: bool, as
             say(f"- {label}: done in {plan.duration:.2f}s")
         elif kind == "failed":
             say(f"- {label}: FAILED")
+        if kind in ("start", "cached"):
+            for note in plan.notes:
+                say(f"  note: {note}")
 
     if _is_terminal() and not as_json:
         from rich.status import Status

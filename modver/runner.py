@@ -105,6 +105,7 @@ class StagePlan:
     cached: bool = False
     forced: bool = False
     reason: str = ""
+    notes: list[str] = field(default_factory=list)  # worth saying whether or not it runs
     status: str = "pending"  # pending | cached | running | succeeded | failed | skipped
     duration: float | None = None
     error: dict[str, Any] | None = None
@@ -228,9 +229,23 @@ def plan(
         p.forced = st.name in force
         p.cached = (not p.forced) and cache.get(key) is not None
         p.reason = explain(p, (previous or {}).get(st.name))
+        if version is not None and (st.fingerprint is not None or st.ref is not None):
+            p.notes = _drifted_deps(project, version, tree)
         plans[st.name] = p
     hasher.save()
     return list(plans.values())
+
+
+def _drifted_deps(project: Any, version: StageVersion, tree: Any) -> list[str]:
+    """Notes on a pinned version's ``deps:`` files whose project copy is not the version's: code
+    reads files from the project folder, so the version runs with today's copy."""
+    stored = None
+    notes = []
+    for dep in project.history.closure(version).deps:
+        stored = stored or project.history.source_tree(version)
+        if stored.content_id(dep) != tree.content_id(dep):
+            notes.append(f"deps file {dep} is not {version.version}'s copy: the stage reads the project's file")
+    return notes
 
 
 def _version_number(label: str) -> int:
@@ -502,6 +517,7 @@ def execute(
                 "cache_key": p.key,
                 "key_parts": p.key_parts,
                 "reason": p.reason,
+                "notes": p.notes,
                 "error": p.error,
                 "entry": p.stage.entry,
             }

@@ -191,6 +191,20 @@ def test_a_stage_finds_files_next_to_its_code(run_project):
     assert out.stdout.strip() == "21"
 
 
+def test_a_pinned_version_whose_deps_file_changed_says_so(run_project):
+    p = run_project
+    p.write("pipe/table.txt", "1\n")
+    p.write("manifest.yaml", p.read("manifest.yaml").replace("    params: {x: 1}", "    params: {x: 1}\n    deps: [pipe/table.txt]"))
+    p.commit("other depends on a table")
+    mv(p.root, "index")
+    mv(p.root, "pin", "other@latest")
+    assert run(p.root)["stages"]["other"]["notes"] == []
+    p.write("pipe/table.txt", "2\n")
+    out = mv(p.root, "run").stdout
+    assert "note: deps file pipe/table.txt is not v" in out and "reads the project's file" in out
+    assert "pipe/table.txt" in mv_json(p.root, "runs")[-1]["stages"]["other"]["notes"][0]
+
+
 def test_failing_stage_is_recorded_and_cached_stages_kept(run_project):
     p = run_project
     good = run(p.root)
