@@ -105,9 +105,17 @@ def module_name(fingerprint: str, path: str) -> str:
 # -- writing a version ------------------------------------------------------------------------
 
 
-def materialize(files: Mapping[str, bytes], fingerprint: str, root: Path, *, entry: str | None = None) -> Path:
+def materialize(
+    files: Mapping[str, bytes] | Callable[[], Mapping[str, bytes]],
+    fingerprint: str,
+    root: Path,
+    *,
+    entry: str | None = None,
+) -> Path:
     """Write a version's files as its private package once; return its folder.
 
+    ``files`` may be a function returning them: it is called only when the version is not
+    materialized yet (reading a version's files from git is then skipped on every later run).
     ``root`` is the store (``.modver``). ``entry`` (``"scripts/train.py:main"`` or just the
     path) tells which folder sibling imports resolve in; without it, each file's own folder is
     searched after the root and ``src/``. An existing materialization is reused as it is.
@@ -118,6 +126,8 @@ def materialize(files: Mapping[str, bytes], fingerprint: str, root: Path, *, ent
         make_importable(Path(root))
         return final
     package = package_name(fingerprint)
+    if callable(files):
+        files = files()
     paths = {_check_path(path): bytes(data) for path, data in files.items()}
     entry_path = entry.split(":", 1)[0] if entry else None
     entry_dir = str(PurePosixPath(entry_path).parent) if entry_path else None

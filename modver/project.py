@@ -352,14 +352,17 @@ class Project:
                 at_head = None
             if at_head is not None and at_head.fingerprint == closure.fingerprint:
                 origin, message = head, self._subject(head)
-        return self._register(spec.name, closure, tree, origin=origin, message=message)
+        return self._register(spec.name, closure, tree, docstrings, origin=origin, message=message)
 
-    def _register(self, stage: str, closure: Closure, tree: SourceTree, **details: Any) -> tuple[StageVersion, bool]:
+    def _register(
+        self, stage: str, closure: Closure, tree: SourceTree, docstrings: bool, **details: Any
+    ) -> tuple[StageVersion, bool]:
         """:meth:`History.register`, storing with a new version the files its modules import."""
         if self.history.find(stage, closure.fingerprint) is None:
             from modver.fingerprint import import_files
 
-            closure = replace(closure, imports=import_files(tree, closure, cache=self.summary_cache))
+            imports = import_files(tree, closure, docstrings=docstrings, cache=self.summary_cache)
+            closure = replace(closure, imports=imports)
         return self.history.register(stage, closure, tree, **details)
 
     def index(
@@ -467,7 +470,7 @@ class Project:
                 if before is not None and before.fingerprint == closure.fingerprint:
                     continue
                 version, new = self._register(
-                    name, closure, tree, origin=sha, message=self._subject(sha), created=self._repo.commit_time(sha)
+                    name, closure, tree, docstrings, origin=sha, message=self._subject(sha), created=self._repo.commit_time(sha)
                 )
                 if new:
                     new_versions.append(version)
@@ -507,11 +510,10 @@ class Project:
 
         validate_name(stage)
         if stage not in self.history.stages():
-            declared = []
             try:
                 declared = list(self.manifest().stages)
-            except errors.ModverError:
-                pass
+            except errors.ModverError:  # a broken manifest: name the history's stages only
+                declared = []
             if stage in declared:
                 return []
             known = sorted(set(self.history.stages()) | set(declared))
@@ -557,7 +559,7 @@ class Project:
         except errors.ManifestError:
             docstrings = False
         closure = self.fingerprint(spec, tree, docstrings=docstrings)
-        version, _ = self._register(spec.name, closure, tree, origin=origin, message=message, created=created)
+        version, _ = self._register(spec.name, closure, tree, docstrings, origin=origin, message=message, created=created)
         return version
 
     def status(self, manifest: str | os.PathLike[str] | None = None) -> list[StageStatus]:

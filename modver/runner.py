@@ -106,6 +106,7 @@ class StagePlan:
     forced: bool = False
     reason: str = ""
     notes: list[str] = field(default_factory=list)  # worth saying whether or not it runs
+    call: Callable[..., Any] | None = None  # the stage's callable, once loaded and checked
     status: str = "pending"  # pending | cached | running | succeeded | failed | skipped
     duration: float | None = None
     error: dict[str, Any] | None = None
@@ -345,7 +346,7 @@ def _stage_callable(project: Any, p: StagePlan) -> Callable[..., Any]:
     version = p.version
     assert version is not None
     store = project.store
-    materialize.materialize(project.history.files(version), version.fingerprint, store, entry=p.stage.entry)
+    materialize.materialize(lambda: project.history.files(version), version.fingerprint, store, entry=p.stage.entry)
     return materialize.load_entry(store, version.fingerprint, p.stage.entry)
 
 
@@ -394,10 +395,13 @@ def _check_calls(project: Any, plans: list[StagePlan], logs: Callable[[str], tup
             p.status = "failed"
             p.error = {"type": "RunError", "message": str(problem), "where": p.name, "traceback": None}
             raise problem
+        p.call = fn
 
 
 def _call_stage(project: Any, p: StagePlan, kwargs: dict[str, Any]) -> Any:
-    fn = _stage_callable(project, p)
+    if p.call is not None:  # loaded and checked before the run started
+        return p.call(**kwargs)
+    fn = _stage_callable(project, p)  # a stage recomputed because its cached output was unreadable
     problem = _call_problem(p, fn, kwargs)
     if problem is not None:
         raise problem

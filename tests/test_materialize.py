@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import multiprocessing
 import pickle
 import secrets
@@ -326,3 +327,24 @@ def test_bad_input(store: Path) -> None:
     with pytest.raises(ModverError, match="unreadable") as info:
         mat.materialize(version(2), FP_A, store)
     assert "delete that folder" in info.value.hint
+
+
+def test_two_fingerprints_sharing_a_package_name_are_refused(store: Path) -> None:
+    folder = mat.materialize(version(2), FP_A, store)
+    twin = FP_A[:-4] + ("0000" if not FP_A.endswith("0000") else "1111")  # same first 64 bits
+    assert mat.package_name(twin) == folder.name
+    with pytest.raises(ModverError, match="share the package name") as info:
+        mat.materialize(version(3), twin, store)
+    assert "collision" in info.value.hint
+    assert json.loads((folder / mat.INFO_FILE).read_text())["fingerprint"] == FP_A  # the first is untouched
+
+
+def test_files_are_read_only_to_materialize_a_new_version(store: Path) -> None:
+    reads = []
+
+    def files() -> dict[str, bytes]:
+        reads.append(1)
+        return version(2)
+
+    first = mat.materialize(files, FP_A, store)
+    assert mat.materialize(files, FP_A, store) == first and reads == [1]

@@ -80,13 +80,16 @@ def fingerprint_stage(
     return closure
 
 
-def import_files(tree: SourceTree, closure: Closure, *, cache: SummaryCache | None = None) -> tuple[str, ...]:
+def import_files(
+    tree: SourceTree, closure: Closure, *, docstrings: bool = False, cache: SummaryCache | None = None
+) -> tuple[str, ...]:
     """The project files, beyond ``closure.files``, that importing the closure's modules imports
     too (module-level imports a stage does not use still run when its modules load). They are
     stored with a version so that it can run; they are not part of its fingerprint. Computed only
-    when a new version is registered: walking a package's import graph is not free."""
+    when a new version is registered: walking a package's import graph is not free. Give the
+    ``docstrings`` the closure was made with: module summaries are cached per setting."""
     path = posixpath.normpath(closure.entry.partition(":")[0])
-    builder = ClosureBuilder(tree, cache if cache is not None else _DEFAULT_CACHE, False, path)
+    builder = ClosureBuilder(tree, cache if cache is not None else _DEFAULT_CACHE, docstrings, path)
     return builder.import_files(closure.files)
 
 
