@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 
 def main() -> None:
     """Run the CLI. ``--version`` answers before typer and rich are imported."""
+    if "MODVER_FAULT_KILL_AT" in os.environ or "MODVER_FAULT_TRACE" in os.environ:
+        from modver import _faults  # the fault suite's kill switch (tests only)
+
+        _faults.install_from_env()
     if sys.argv[1:] == ["--version"]:
         from modver import __version__
 

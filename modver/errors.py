@@ -49,6 +49,11 @@ class EntryNotFoundError(ModverError):
     """A stage's entry file or callable does not exist."""
 
 
+class PathError(ModverError):
+    """A path that leaves the project (``..``, absolute, or a symlink to outside), or that names
+    something other than a regular file or folder (a FIFO, a device, a socket)."""
+
+
 class StoreError(ModverError):
     """The .modver store or the git object database is unreadable or corrupt."""
 

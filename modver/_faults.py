@@ -1,0 +1,92 @@
+"""Test-only fault injection: the process kills itself (SIGKILL) just before its Nth write.
+
+SQLite proves its crash safety by stopping a process at every write it makes; modver's fault
+suite (``tests/faults/``) does the same to real ``modver`` processes:
+
+- ``MODVER_FAULT_TRACE=FILE`` appends one line per write point to ``FILE``
+  (``<n> <event> <path>``), so a test learns how many write points a command has;
+- ``MODVER_FAULT_KILL_AT=N`` sends SIGKILL to the process just before its Nth write point:
+  everything before it happened, it and everything after did not;
+- ``MODVER_FAULT_ROOT=DIR`` counts only writes under ``DIR`` (default: every write).
+
+A write point is any file-system change Python can see through an audit hook (PEP 578): opening
+a file for writing or creating it (``open``, ``os.open``, ``tempfile``), ``rename``/``replace``,
+``remove``/``unlink``, ``mkdir``, ``rmdir``, ``link``, ``symlink``, ``truncate``, ``chmod``,
+``utime`` and ``shutil.rmtree`` -- modver's own writes and dulwich's alike. The data written into
+an open file is not a point of its own; random-moment kills in the suite cover those.
+
+Nothing happens unless one of the variables is set: the console script checks the environment
+once (:func:`install_from_env`) and this module is not even imported otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["install_from_env"]
+
+KILL_AT = "MODVER_FAULT_KILL_AT"
+TRACE = "MODVER_FAULT_TRACE"
+ROOT = "MODVER_FAULT_ROOT"
+
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+_PATH_EVENTS = {
+    "os.rename": 0,
+    "os.remove": 0,
+    "os.rmdir": 0,
+    "os.mkdir": 0,
+    "os.link": 1,
+    "os.symlink": 1,
+    "os.truncate": 0,
+    "os.chmod": 0,
+    "os.utime": 0,
+    "shutil.rmtree": 0,
+}
+
+
+def _write_target(event: str, args: tuple[Any, ...]) -> Any:
+    """The path a write event changes, or None when the event writes nothing."""
+    if event == "open":
+        path, mode, flags = args
+        writes = (isinstance(flags, int) and flags & _WRITE_FLAGS) or (
+            isinstance(mode, str) and any(c in mode for c in "wax+")
+        )
+        return path if writes else None
+    position = _PATH_EVENTS.get(event)
+    return None if position is None else args[position]
+
+
+def install_from_env(environ: Mapping[str, str] = os.environ) -> bool:
+    """Install the audit hook when ``MODVER_FAULT_KILL_AT`` or ``MODVER_FAULT_TRACE`` is set.
+
+    Returns whether it was installed. An audit hook cannot be removed: this is for processes
+    that a test starts and throws away.
+    """
+    kill_text, trace = environ.get(KILL_AT), environ.get(TRACE)
+    if not kill_text and not trace:
+        return False
+    kill_at = int(kill_text) if kill_text else None
+    root = os.path.abspath(environ[ROOT]) + os.sep if environ.get(ROOT) else None
+    trace_fd = os.open(trace, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644) if trace else None
+    count = 0
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        nonlocal count
+        path = _write_target(event, args)
+        if path is None or isinstance(path, int):  # an fd: already counted when it was opened
+            return
+        text = os.path.abspath(os.fsdecode(path))
+        if root is not None and not (text + os.sep).startswith(root):
+            return
+        count += 1
+        if trace_fd is not None:
+            os.write(trace_fd, f"{count} {event} {text}\n".encode("utf-8", "surrogateescape"))
+        if kill_at is not None and count == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    sys.addaudithook(hook)
+    return True
