@@ -4,15 +4,17 @@
     python benchmarks/bench_cache.py --size-mb 128   # quicker
 
 In one temporary folder, each round times: ``OutputCache.put`` of the array (serialize,
-checksum, atomic publish), ``shutil.copyfile`` of the same bytes (the .npy file the cache
-wrote), ``OutputCache.load`` (size check + ``np.load`` into memory; once right after the
-writes, "cold memory", and once after touching as much memory as it allocates, see
-:func:`_pretouch`) and, for reference, a raw ``os.write`` of the array's buffer and
-``np.fromfile`` of the copy. Put and copy alternate in
+checksum, fsync of every file and folder, atomic publish), ``shutil.copyfile`` of the same bytes
+(the .npy file the cache wrote), the same copy followed by ``fsync`` of the file and its folder
+(what a durable copy costs), ``OutputCache.load`` (checksums verified, then ``np.load`` into
+memory; once right after the writes, "cold memory", and once after touching as much memory as
+it allocates, see :func:`_pretouch`), and, for reference, the load without verification, a raw
+``os.write`` of the array's buffer and ``np.fromfile`` of the copy. Put and copy alternate in
 order between rounds, and ``os.sync()`` (untimed) runs before every timed step so the
 write-back of one step's dirty pages does not slow the next one down. Throughput is MiB/s of
 array data; both the best round (least disturbed by the machine) and the median are reported,
-with ratios to the copy. Target (issue 3): put and load >= 70% of the copy's throughput.
+with ratios to the copy. Targets (issues 3 and 6): put and verified load >= 70% of the copy's
+throughput; put is also compared with the durable copy, since it fsyncs and the copy does not.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     mb = array.nbytes / (1 << 20)
     print(f"array: {n:,} float64 = {mb:,.0f} MiB; {args.rounds} rounds; python {sys.version.split()[0]}, numpy {np.__version__}")
 
-    names = ("copy", "put", "load", "load, cold memory", "raw write", "np.fromfile", "verify")
+    names = ("copy", "copy+fsync", "put", "load", "load, cold memory", "load, unverified", "raw write", "np.fromfile", "verify")
     times: dict[str, list[float]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         root = Path(tmp)
@@ -93,6 +95,20 @@ def main(argv: list[str] | None = None) -> int:
             copy_target.unlink(missing_ok=True)
             times["copy"].append(_timed(lambda: shutil.copyfile(source, copy_target)))
 
+        def durable_copy() -> None:
+            copy_target.unlink(missing_ok=True)
+
+            def write() -> None:
+                shutil.copyfile(source, copy_target)
+                for path in (copy_target, root):  # the file, then its folder entry
+                    fd = os.open(path, os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+
+            times["copy+fsync"].append(_timed(write))
+
         def raw_write() -> None:
             raw_target.unlink(missing_ok=True)
 
@@ -104,38 +120,49 @@ def main(argv: list[str] | None = None) -> int:
             times["raw write"].append(_timed(write))
 
         for round_ in range(args.rounds):
-            for step in (put, copy, raw_write) if round_ % 2 == 0 else (copy, raw_write, put):
+            for step in (put, copy, durable_copy, raw_write) if round_ % 2 == 0 else (copy, durable_copy, raw_write, put):
                 step()
             times["load, cold memory"].append(_timed(lambda: cache.load(KEY)))
             _pretouch(array.nbytes)
             times["load"].append(_timed(lambda: cache.load(KEY)))
             _pretouch(array.nbytes)
+            times["load, unverified"].append(_timed(lambda: cache.load(KEY, verify=False)))
+            _pretouch(array.nbytes)
             times["np.fromfile"].append(_timed(lambda: np.fromfile(source, dtype=np.uint8)))
             times["verify"].append(_timed(lambda: cache.verify(KEY)))
-        loaded = cache.load(KEY, verify=True)
+        loaded = cache.load(KEY)
         assert loaded.shape == array.shape and np.array_equal(loaded[-1000:], array[-1000:])
 
     def rates(name: str) -> tuple[float, float]:
         return mb / min(times[name]), mb / statistics.median(times[name])
 
     copy_best, copy_median = rates("copy")
-    print(f"{'':22s} {'best MiB/s':>10s} {'vs copy':>8s}   {'median':>8s} {'vs copy':>8s}")
+    durable_best, durable_median = rates("copy+fsync")
+    print(f"{'':24s} {'best MiB/s':>10s} {'vs copy':>8s}   {'median':>8s} {'vs copy':>8s}   {'best, median vs copy+fsync':>26s}")
     for name, label in [
         ("copy", "shutil.copyfile"),
-        ("put", "OutputCache.put"),
+        ("copy+fsync", "copyfile + fsync"),
+        ("put", "OutputCache.put (fsync)"),
         ("load", "OutputCache.load"),
         ("load, cold memory", "  ... cold memory"),
+        ("load, unverified", "  ... verify=False"),
         ("raw write", "(raw os.write)"),
         ("np.fromfile", "(np.fromfile)"),
         ("verify", "(OutputCache.verify)"),
     ]:
         best, median = rates(name)
-        print(f"{label:22s} {best:10,.0f} {best / copy_best:8.0%}   {median:8,.0f} {median / copy_median:8.0%}")
+        print(
+            f"{label:24s} {best:10,.0f} {best / copy_best:8.0%}   {median:8,.0f} {median / copy_median:8.0%}"
+            f"   {best / durable_best:12.0%} {median / durable_median:12.0%}"
+        )
     for name, values in times.items():
         print(f"  {name:12s} s: " + " ".join(f"{v:.3f}" for v in values))
-    best_ok = min(rates("put")[0], rates("load")[0]) >= 0.7 * copy_best
-    median_ok = min(rates("put")[1], rates("load")[1]) >= 0.7 * copy_median
-    print(f"target >= 70% of copy throughput: best rounds {'met' if best_ok else 'NOT met'}, medians {'met' if median_ok else 'NOT met'}")
+    for name, label in [("load", "verified load"), ("put", "put (fsync)")]:
+        best, median = rates(name)
+        verdict = ", ".join(f"{which} {'met' if ratio >= 0.7 else 'NOT met'} ({ratio:.0%})" for which, ratio in
+                            [("best", best / copy_best), ("median", median / copy_median)])
+        print(f"target {label} >= 70% of copy's throughput: {verdict}")
+    print(f"put against a durable copy (copy+fsync): best {rates('put')[0] / durable_best:.0%}, median {rates('put')[1] / durable_median:.0%}")
     return 0
 
 

@@ -2,8 +2,9 @@
 
     python benchmarks/run_all.py [--quick]
 
-``--quick`` uses smaller inputs (500 commits, a 128 MB array) for a fast look; the figures in
-docs/performance.md come from a full run. Each script can also be run on its own.
+``--quick`` uses smaller inputs (500 commits, a 128 MB array, a 200 MB data folder) for a fast
+look; the figures in docs/performance.md come from a full run. Each script can also be run on
+its own.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ FULL = [
     ["bench_index.py"],
     ["bench_run.py"],
     ["bench_cache.py"],
+    ["bench_data.py"],
 ]
 QUICK = [
     ["bench_fingerprint.py"],
     ["bench_index.py", "--commits", "500"],
     ["bench_run.py", "--concurrent", "4"],
     ["bench_cache.py", "--size-mb", "128"],
+    ["bench_data.py", "--files", "2000", "--size-mb", "200"],
 ]
 
 

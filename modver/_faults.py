@@ -4,7 +4,7 @@ SQLite proves its crash safety by stopping a process at every write it makes; mo
 suite (``tests/faults/``) does the same to real ``modver`` processes:
 
 - ``MODVER_FAULT_TRACE=FILE`` appends one line per write point to ``FILE``
-  (``<n> <event> <path>``), so a test learns how many write points a command has;
+  (``<n> <event> <path> [<target path>]``), so a test learns how many write points a command has;
 - ``MODVER_FAULT_KILL_AT=N`` sends SIGKILL to the process just before its Nth write point:
   everything before it happened, it and everything after did not;
 - ``MODVER_FAULT_ROOT=DIR`` counts only writes under ``DIR`` (default: every write).
@@ -34,30 +34,30 @@ TRACE = "MODVER_FAULT_TRACE"
 ROOT = "MODVER_FAULT_ROOT"
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+# event -> positions of the paths it changes in the audit arguments (rename: source and target)
 _PATH_EVENTS = {
-    "os.rename": 0,
-    "os.remove": 0,
-    "os.rmdir": 0,
-    "os.mkdir": 0,
-    "os.link": 1,
-    "os.symlink": 1,
-    "os.truncate": 0,
-    "os.chmod": 0,
-    "os.utime": 0,
-    "shutil.rmtree": 0,
+    "os.rename": (0, 1),
+    "os.remove": (0,),
+    "os.rmdir": (0,),
+    "os.mkdir": (0,),
+    "os.link": (1,),
+    "os.symlink": (1,),
+    "os.truncate": (0,),
+    "os.chmod": (0,),
+    "os.utime": (0,),
+    "shutil.rmtree": (0,),
 }
 
 
-def _write_target(event: str, args: tuple[Any, ...]) -> Any:
-    """The path a write event changes, or None when the event writes nothing."""
+def _write_targets(event: str, args: tuple[Any, ...]) -> list[Any]:
+    """The paths a write event changes ([] when the event writes nothing)."""
     if event == "open":
         path, mode, flags = args
         writes = (isinstance(flags, int) and flags & _WRITE_FLAGS) or (
             isinstance(mode, str) and any(c in mode for c in "wax+")
         )
-        return path if writes else None
-    position = _PATH_EVENTS.get(event)
-    return None if position is None else args[position]
+        return [path] if writes else []
+    return [args[i] for i in _PATH_EVENTS.get(event, ())]
 
 
 def install_from_env(environ: Mapping[str, str] = os.environ) -> bool:
@@ -76,15 +76,13 @@ def install_from_env(environ: Mapping[str, str] = os.environ) -> bool:
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
         nonlocal count
-        path = _write_target(event, args)
-        if path is None or isinstance(path, int):  # an fd: already counted when it was opened
-            return
-        text = os.path.abspath(os.fsdecode(path))
-        if root is not None and not (text + os.sep).startswith(root):
+        # an fd was counted when it was opened; a path is absolute from here on
+        paths = [os.path.abspath(os.fsdecode(p)) for p in _write_targets(event, args) if not isinstance(p, int)]
+        if not paths or (root is not None and not any((p + os.sep).startswith(root) for p in paths)):
             return
         count += 1
         if trace_fd is not None:
-            os.write(trace_fd, f"{count} {event} {text}\n".encode("utf-8", "surrogateescape"))
+            os.write(trace_fd, f"{count} {event} {' '.join(paths)}\n".encode("utf-8", "surrogateescape"))
         if kill_at is not None and count == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
 

@@ -24,7 +24,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,54 @@ def write_bytes_atomic(path: Path, data: bytes, *, durable: bool = True) -> None
         fsync_dir(path.parent)
 
 
+def replace_file(
+    path: Path, data: bytes, *, temp_dir: Path | None = None, only_if: Callable[[], bool] | None = None
+) -> bool:
+    """Atomically replace the user's file ``path`` (following a symlink: the link is kept).
+
+    The temporary file is made in ``temp_dir`` (the store's ``tmp/``, git-ignored) so that a
+    process killed mid-write leaves nothing in the user's folders for ``git status`` to show;
+    when ``temp_dir`` is on another file system it is made beside the target instead. The new
+    file keeps the old one's permissions and is fsynced before the rename. ``only_if`` is
+    checked just before the rename: when it returns False nothing changes and False is
+    returned.
+    """
+    target = Path(os.path.realpath(path))
+    try:
+        mode: int | None = target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = None
+    for folder in ([Path(temp_dir)] if temp_dir is not None else []) + [target.parent]:
+        folder.mkdir(parents=True, exist_ok=True)
+        if folder != target.parent:
+            remove_stale_temps(folder)
+        tmp = folder / _temp_name(target.name)
+        try:
+            with open(tmp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if mode is not None:
+                os.chmod(tmp, mode)
+            if only_if is not None and not only_if():
+                tmp.unlink()
+                return False
+            os.replace(tmp, target)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            if exc.errno == errno.EXDEV and folder != target.parent:
+                continue  # the store is on another file system: write beside the target
+            raise
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        fsync_dir(target.parent)
+        return True
+    raise AssertionError("unreachable: the last folder tried is the target's own")  # pragma: no cover
+
+
 def write_text_atomic(path: Path, text: str, *, durable: bool = True) -> None:
     """:func:`write_bytes_atomic` for UTF-8 text."""
     write_bytes_atomic(path, text.encode("utf-8"), durable=durable)
@@ -115,12 +163,19 @@ def read_json(path: Path) -> Any:
         raise StoreError(f"cannot read {path}: {exc.strerror or exc}", where=str(path)) from exc
     try:
         return json.loads(data.decode("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # ValueError: also huge integers
         raise StoreError(
-            f"{path} is not valid JSON ({exc})",
+            f"{path} is not valid JSON ({json_problem(exc)})",
             where=str(path),
             hint="the file is corrupt; move it away and run the command again",
         ) from exc
+
+
+def json_problem(exc: BaseException) -> str:
+    """What is wrong with JSON that :func:`json.loads` refused (the error it raised)."""
+    if isinstance(exc, RecursionError):
+        return "it is nested too deeply to be read"
+    return str(exc)
 
 
 def make_temp_dir(parent: Path, stem: str) -> Path:
@@ -165,17 +220,14 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def remove_stale_temps(parent: Path, older_than: float = 3600.0) -> int:
-    """Delete temporary and trash entries in ``parent`` older than ``older_than`` seconds.
-
-    They are what a crashed writer left behind; young ones may belong to a live writer.
-    Returns how many were removed.
-    """
+def stale_temps(parent: Path, older_than: float = 3600.0) -> list[Path]:
+    """Temporary and trash entries in ``parent`` older than ``older_than`` seconds: what a
+    crashed writer left behind (young ones may belong to a live writer)."""
     parent = Path(parent)
     if not parent.is_dir():
-        return 0
+        return []
     now = time.time()
-    removed = 0
+    found = []
     for child in parent.iterdir():
         if not child.name.startswith((TEMP_PREFIX, TRASH_PREFIX)):
             continue
@@ -183,15 +235,54 @@ def remove_stale_temps(parent: Path, older_than: float = 3600.0) -> int:
             age = now - child.lstat().st_mtime
         except FileNotFoundError:
             continue
-        if age < older_than:
-            continue
+        if age >= older_than:
+            found.append(child)
+    return sorted(found)
+
+
+def remove_stale_temps(parent: Path, older_than: float = 3600.0) -> int:
+    """Delete :func:`stale_temps` of ``parent``; how many were removed."""
+    found = stale_temps(parent, older_than)
+    for child in found:
         if child.is_dir() and not child.is_symlink():
             shutil.rmtree(child, ignore_errors=True)
         else:
             with contextlib.suppress(OSError):
                 child.unlink()
-        removed += 1
-    return removed
+    return len(found)
+
+
+@contextlib.contextmanager
+def shared_or_exclusive_lock(path: Path, *, shared: bool, timeout: float = 600.0, what: str | None = None) -> Iterator[None]:
+    """Hold ``path`` locked for the block: shared (many holders at once) or exclusive (one, and no
+    shared holder). flock-based, so the kernel releases it when its holder dies; waiting longer
+    than ``timeout`` seconds raises :class:`ConcurrencyError`. Runs hold the store's gc lock
+    shared while they plan; ``modver gc`` holds it exclusive while it removes."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ConcurrencyError(
+                        f"gave up waiting {timeout:g}s for {what or path}",
+                        where=str(path),
+                        hint="another modver process holds it (a run planning, or `modver gc`); try again when it is done",
+                    ) from None
+                time.sleep(0.05)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -11,18 +11,44 @@ commits is parsed once).
 Every dulwich or OS failure reading the object database is raised as
 :class:`~modver.errors.StoreError` (``raise ... from exc``); unknown revisions as
 :class:`~modver.errors.UnknownVersionError`; no dulwich exception escapes this module.
+
+Crash safety (a process may die between any two system calls; git's own object writing is
+the model):
+
+- A loose object is written to ``objects/xx/tmp_obj_<random>`` (mode 0444 less the umask,
+  widened per ``core.sharedRepository``), fsynced, then renamed to its name; one that exists
+  is only freshened (its mtime), so a concurrent ``git gc`` does not prune it. A kill leaves at
+  most a ``tmp_obj_*`` file, which git's fsck ignores and ``git prune`` removes; no ``.lock``.
+- A pack is written as ``objects/pack/tmp_pack_modver_<random>`` and its index as
+  ``tmp_idx_modver_<checksum>_<random>`` (names that neither git nor dulwich take for a pack),
+  both fsynced, then renamed to ``pack-<checksum>.pack`` and, last, ``.idx``.
+- Every pack write and every compare-and-swap of a ref happens under the repository's modver
+  lock, ``<git common dir>/modver/lock`` (``filelock``, flock-based: the kernel releases it when
+  its holder dies). Its holder first writes ``modver/owner`` (one JSON line: ``pid``, ``host``,
+  ``command``, ``action``, ``ref``, ``time``) and removes it when done. A process that takes the
+  lock and finds an owner record knows that its writer died holding the lock: it removes the
+  ``<ref>.lock`` the record names and modver's pack temporaries, at once. Opening a repository
+  does the same when a record is left and the lock is free.
+- A ``<ref>.lock`` that no owner record names belongs to git itself (or an older modver): it is
+  waited for ``MODVER_REF_LOCK_TIMEOUT`` seconds (default 2), then
+  :class:`~modver.errors.ConcurrencyError` names it. A live modver holder is waited for
+  ``MODVER_LOCK_TIMEOUT`` seconds (default 30); after about a second, the wait is announced once
+  through ``logging.getLogger("modver")`` (the CLI prints it on stderr).
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import os
 import re
+import secrets
 import stat
-import tempfile
+import sys
 import time
 import traceback
+import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -30,14 +56,14 @@ from pathlib import Path
 from typing import Any
 
 from dulwich.errors import NotGitRepository, ObjectFormatException
-from dulwich.file import FileLocked
+from dulwich.file import FileLocked, adjust_shared_perm
 from dulwich.index import get_unstaged_changes
 from dulwich.object_store import DiskObjectStore
 from dulwich.objects import Blob, Commit, Tree, parse_tree
 from dulwich.pack import full_unpacked_object, write_pack_data, write_pack_index
 from dulwich.repo import BaseRepo, MemoryRepo, Repo
 
-from modver import errors
+from modver import _fs, errors
 
 __all__ = ["AUTHOR", "GitRepo", "GitTree"]
 
@@ -50,7 +76,15 @@ _HEX_ABBREV = re.compile(r"[0-9a-fA-F]{4,40}\Z")
 _SUFFIX = re.compile(r"(~|\^)(\d*)")
 _S_IFGITLINK = 0o160000
 _SHA_LEN = 20  # bytes of a binary SHA-1 object id in a tree entry
-_OBJECT_LOCK_WAIT = 10.0  # seconds to wait for another process writing the same object
+LOCK_TIMEOUT_ENV = "MODVER_LOCK_TIMEOUT"  # seconds to wait for a live modver process's lock
+REF_LOCK_TIMEOUT_ENV = "MODVER_REF_LOCK_TIMEOUT"  # seconds to wait for a <ref>.lock no modver owns
+_LOCK_TIMEOUT = 30.0
+_REF_LOCK_TIMEOUT = 2.0
+_NOTICE_AFTER = 1.0  # seconds of waiting before saying whom we wait for
+_OBJECT_MODE = 0o444  # git's mode for objects and packs, before the umask
+_MODVER_REF = re.compile(r"refs/modver/[A-Za-z0-9_./-]+\Z")  # what an owner record may name
+_PACK_TEMP = "tmp_pack_modver_"
+_IDX_TEMP = "tmp_idx_modver_"
 # Programming errors are never "a corrupt store": they propagate as they are.
 _BUGS = (TypeError, AttributeError, NameError, AssertionError)
 
@@ -90,6 +124,205 @@ def _store_error(what: str, exc: BaseException, where: str | None = None) -> err
     )
 
 
+def _seconds(variable: str, default: float) -> float:
+    """A timeout from the environment variable ``variable`` (seconds), or ``default``."""
+    text = os.environ.get(variable, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also refuses nan
+        raise errors.ModverError(
+            f"{variable}={text!r} is not a number of seconds",
+            hint=f"set {variable} to a number such as 30, or unset it",
+        )
+    return value
+
+
+def _logger() -> Any:
+    import logging
+
+    return logging.getLogger("modver")
+
+
+def _create_temp(folder: str, prefix: str) -> tuple[int, str]:
+    """Create ``folder/<prefix><random>`` exclusively, with git's object mode; (fd, path)."""
+    while True:
+        path = os.path.join(folder, prefix + secrets.token_hex(8))
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), _OBJECT_MODE), path
+        except FileExistsError:
+            continue
+
+
+def _make_dir(path: str, shared_perm: Any) -> None:
+    """Create the folder ``path`` if missing, widened per ``core.sharedRepository`` like git."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        return
+    adjust_shared_perm(path, shared_perm)
+
+
+def _write_loose_object(store: DiskObjectStore, obj: Any) -> None:
+    """Store ``obj`` as a loose object the way git does (see the module docstring)."""
+    if store.contains_packed(obj.id):
+        return
+    hexsha = obj.id.decode("ascii")
+    folder = os.path.join(store.path, hexsha[:2])
+    path = os.path.join(folder, hexsha[2:])
+    try:
+        os.utime(path)  # already there: freshen it so that a concurrent `git gc` keeps it
+        return
+    except (FileNotFoundError, PermissionError):  # absent, or another user's: a fresh copy
+        pass
+    _make_dir(folder, store.shared_perm)
+    data = obj.as_legacy_object(compression_level=store.loose_compression_level)
+    fd, tmp = _create_temp(folder, "tmp_obj_")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        adjust_shared_perm(tmp, store.shared_perm)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _clean_pack_dir(pack_dir: str) -> None:
+    """Remove what a pack writer of modver left when it died (only with the modver lock held).
+
+    Its temporaries go; a ``pack-<checksum>.pack`` that it renamed into place without getting
+    to its index (``tmp_idx_modver_<checksum>_...`` is still there) was never seen by anyone
+    and goes too.
+    """
+    try:
+        names = os.listdir(pack_dir)
+    except FileNotFoundError:
+        return
+    present = set(names)
+    for name in names:
+        if name.startswith(_IDX_TEMP):
+            base = "pack-" + name[len(_IDX_TEMP) :].split("_", 1)[0]
+            if base + ".pack" in present and base + ".idx" not in present:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(pack_dir, base + ".pack"))
+        if name.startswith((_PACK_TEMP, _IDX_TEMP)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(pack_dir, name))
+
+
+def _host() -> str:
+    try:
+        return os.uname().nodename
+    except AttributeError:  # pragma: no cover - Windows
+        return os.environ.get("COMPUTERNAME", "?")
+
+
+def _command() -> str:
+    """What this process is, for an owner record: ``modver snapshot``, or the program's name."""
+    prog = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "python"
+    if prog in ("modver", "__main__.py"):
+        return " ".join(["modver", *[arg for arg in sys.argv[1:] if not arg.startswith("-")][:1]])
+    return "python -c" if prog == "-c" else prog
+
+
+def _read_owner(path: str) -> dict[str, Any] | None:
+    """The owner record at ``path``; None when there is none (or it was never written)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    if not data.strip():
+        return None  # its writer died before writing it: it had not started anything
+    try:
+        record = json.loads(data)
+    except ValueError:
+        return {}  # unreadable: still a record left behind
+    return record if isinstance(record, dict) else {}
+
+
+def _write_owner(path: str, action: str, ref: str | None) -> None:
+    """Record who holds the modver lock and what it does (one write: all of it or nothing)."""
+    record = {
+        "pid": os.getpid(),
+        "host": _host(),
+        "command": _command(),
+        "action": action,
+        "ref": ref,
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        os.write(fd, (json.dumps(record, sort_keys=True) + "\n").encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
+def _make_lock_file(lock: str, shared_perm: Any) -> None:
+    """Create the modver lock's folder (and, in a shared repository, the lock file) like git."""
+    folder = os.path.dirname(lock)
+    if not os.path.isdir(folder):
+        _make_dir(folder, shared_perm)
+    if shared_perm is not None and not os.path.exists(lock):  # every member of the group opens it
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            adjust_shared_perm(lock, shared_perm)
+
+
+def _acquire(stack: contextlib.ExitStack, lock: str, owner: str) -> None:
+    """Take ``lock`` into ``stack``: say after a second whom we wait for; give up after the timeout."""
+    timeout = _seconds(LOCK_TIMEOUT_ENV, _LOCK_TIMEOUT)
+    first = min(_NOTICE_AFTER, timeout / 2)
+    try:
+        stack.enter_context(_fs.file_lock(Path(lock), timeout=first))
+        return
+    except errors.ConcurrencyError:
+        _logger().info("waiting for %s", _describe(_read_owner(owner)))
+    try:
+        stack.enter_context(_fs.file_lock(Path(lock), timeout=timeout - first))
+    except errors.ConcurrencyError as exc:
+        record = _read_owner(owner) or {}
+        pid, host = record.get("pid", "?"), record.get("host", "?")
+        raise errors.ConcurrencyError(
+            f"gave up after {timeout:g}s waiting for {_describe(record)}: it holds {lock}",
+            where=lock,
+            hint=f"the lock goes when that process ends: if it hangs, stop it (`kill {pid}` on {host}) "
+            f"and the next modver command repairs what it left; delete {lock} only if no modver "
+            "process runs on any host using this repository",
+        ) from exc
+
+
+def _who(record: dict[str, Any]) -> str:
+    """'modver process 1234 (modver snapshot) on host X' from an owner record."""
+    return f"modver process {record.get('pid', '?')} ({record.get('command', '?')}) on host {record.get('host', '?')}"
+
+
+def _describe(record: dict[str, Any] | None) -> str:
+    """'modver process 1234 (modver snapshot) on host X, which is updating refs/...'."""
+    if not record:
+        return "another modver process"
+    return f"{_who(record)}, which is {record.get('action', 'working')}"
+
+
+def _close_repo(repo: BaseRepo) -> None:
+    try:
+        repo.close()
+    except BufferError:
+        # a pack's mmap still has views exported (a live traceback): collect, then retry
+        gc.collect()
+        try:
+            repo.close()
+        except BufferError:
+            pass  # the pack is released when its last view goes; nothing is lost
+
+
 class GitRepo:
     """A git repository (on disk, or a dulwich ``MemoryRepo`` for tests).
 
@@ -100,6 +333,9 @@ class GitRepo:
     def __init__(self, repo: BaseRepo, root: Path):
         self._repo = repo
         self.root = root
+        # closed by close(), or at interpreter exit while modules still work: an unclosed
+        # dulwich repository otherwise prints "Exception ignored in ... __del__" as Python ends
+        self._closer = weakref.finalize(self, _close_repo, repo)
         self._commits: dict[str, _CommitInfo] = {}
         self._trees: dict[str, _Entries] = {}
         self._walks: dict[str, tuple[str, ...]] = {}
@@ -119,7 +355,9 @@ class GitRepo:
             ) from exc
         except OSError as exc:
             raise _store_error("cannot open the git repository", exc, os.fspath(path)) from exc
-        return cls(repo, Path(repo.path).resolve())
+        opened = cls(repo, Path(repo.path).resolve())
+        opened._recover_if_left()
+        return opened
 
     @classmethod
     def init(cls, path: str | os.PathLike[str]) -> GitRepo:
@@ -138,16 +376,8 @@ class GitRepo:
         return cls(MemoryRepo(), Path("."))
 
     def close(self) -> None:
-        """Release the dulwich repository (pack files, ...)."""
-        try:
-            self._repo.close()
-        except BufferError:
-            # a pack's mmap still has views exported (a live traceback): collect, then retry
-            gc.collect()
-            try:
-                self._repo.close()
-            except BufferError:
-                pass  # the pack is released when its last view goes; nothing is lost
+        """Release the dulwich repository (pack files, ...); later calls do nothing."""
+        self._closer()
 
     def __enter__(self) -> GitRepo:
         return self
@@ -479,26 +709,16 @@ class GitRepo:
             self._pending.setdefault(sha, obj)  # one already stored is harmless in the new pack
             return sha
         store = self._repo.object_store
-        deadline = time.monotonic() + _OBJECT_LOCK_WAIT
-        while True:
-            try:
-                if obj.id not in store:
-                    store.add_object(obj)
-                return sha
-            except FileLocked as exc:
-                # Another process is writing this very object (same content, same id):
-                # wait until it lands, rather than failing.
-                if time.monotonic() > deadline:
-                    raise errors.StoreError(
-                        f"git object {sha} stays locked by another process",
-                        where=str(exc.args[-1]) if exc.args else None,
-                        hint="if no other git or modver process is running, remove the .lock file",
-                    ) from exc
-                time.sleep(0.005)
-            except _BUGS:
-                raise
-            except Exception as exc:
-                raise _store_error("cannot write to the git object database", exc) from exc
+        try:
+            if isinstance(store, DiskObjectStore):
+                _write_loose_object(store, obj)
+            elif obj.id not in store:
+                store.add_object(obj)
+        except _BUGS:
+            raise
+        except Exception as exc:
+            raise _store_error("cannot write to the git object database", exc) from exc
+        return sha
 
     @contextlib.contextmanager
     def buffered_objects(self) -> Iterator[None]:
@@ -529,46 +749,48 @@ class GitRepo:
                 self._write_pack(store, objects)
             else:
                 store.add_objects([(obj, None) for obj in objects])
-        except _BUGS:
+        except (errors.ModverError, *_BUGS):
             raise
         except Exception as exc:
             raise _store_error("cannot write a pack to the git object database", exc) from exc
         self._pending.clear()
         return len(objects)
 
-    @staticmethod
-    def _write_pack(store: DiskObjectStore, objects: list[Any]) -> None:
-        """Write ``objects`` as ``pack-<checksum>.pack`` + ``.idx``, fsynced, index last.
+    def _write_pack(self, store: DiskObjectStore, objects: list[Any]) -> None:
+        """Write ``objects`` as ``pack-<checksum>.pack`` + ``.idx``: temporaries, fsynced, index last.
 
         dulwich's own ``add_objects`` reads the new pack back to index it; the offsets and
         CRCs are known while writing, so this indexes directly (about 3x faster on large batches).
         """
         pack_dir = os.path.join(store.path, "pack")
-        os.makedirs(pack_dir, exist_ok=True)
-        fd, tmp_pack = tempfile.mkstemp(dir=pack_dir, prefix="tmp_modver_", suffix=".pack")
-        tmp_idx = tmp_pack[: -len(".pack")] + ".idx"
-        try:
-            with os.fdopen(fd, "wb") as f:
-                entries, checksum = write_pack_data(
-                    f.write,
-                    (full_unpacked_object(obj) for obj in objects),
-                    object_format=store.object_format,
-                    num_records=len(objects),
-                )
-                f.flush()
-                os.fsync(f.fileno())
-            index = sorted((sha, offset, crc) for sha, (offset, crc) in entries.items())
-            with open(tmp_idx, "wb") as f:
-                write_pack_index(f, index, checksum)
-                f.flush()
-                os.fsync(f.fileno())
-            base = os.path.join(pack_dir, "pack-" + checksum.hex())
-            os.replace(tmp_pack, base + ".pack")
-            os.replace(tmp_idx, base + ".idx")  # git looks packs up by their index: last
-        finally:
-            for leftover in (tmp_pack, tmp_idx):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(leftover)
+        with self._modver_lock("writing a pack"):
+            _make_dir(pack_dir, store.shared_perm)
+            try:
+                fd, tmp_pack = _create_temp(pack_dir, _PACK_TEMP)
+                with os.fdopen(fd, "wb") as f:
+                    entries, checksum = write_pack_data(
+                        f.write,
+                        (full_unpacked_object(obj) for obj in objects),
+                        object_format=store.object_format,
+                        num_records=len(objects),
+                    )
+                    f.flush()
+                    os.fsync(f.fileno())
+                index = sorted((sha, offset, crc) for sha, (offset, crc) in entries.items())
+                fd, tmp_idx = _create_temp(pack_dir, f"{_IDX_TEMP}{checksum.hex()}_")
+                with os.fdopen(fd, "wb") as f:
+                    write_pack_index(f, index, checksum)
+                    f.flush()
+                    os.fsync(f.fileno())
+                adjust_shared_perm(tmp_pack, store.shared_perm)
+                adjust_shared_perm(tmp_idx, store.shared_perm)
+                base = os.path.join(pack_dir, "pack-" + checksum.hex())
+                os.replace(tmp_pack, base + ".pack")
+                os.replace(tmp_idx, base + ".idx")  # git and dulwich find a pack by its index: last
+            except BaseException:
+                _clean_pack_dir(pack_dir)  # we hold the lock: every modver temporary is ours
+                raise
+            _fs.fsync_dir(Path(pack_dir))
         store._update_pack_cache()  # noqa: SLF001 - make the new pack visible to this process
 
     def write_blob(self, data: bytes) -> str:
@@ -656,20 +878,111 @@ class GitRepo:
     def set_ref_if_equals(self, name: str, old: str | None, new: str) -> bool:
         """Compare-and-swap: point ``name`` at ``new`` only if it is ``old`` (None: absent).
 
-        Returns False when the ref changed meanwhile or another process holds its lock:
-        re-read and retry.
+        Returns False when the ref changed meanwhile: re-read and retry. The swap happens under
+        the modver lock (waited for; a dead holder's leftovers repaired first); a ``<ref>.lock``
+        that no modver process holds is waited for briefly, then
+        :class:`~modver.errors.ConcurrencyError` names it.
         """
         if self._pending and new in self._pending:
             raise RuntimeError(f"ref {name} would point at unwritten object {new}: flush_objects() first")
+        if isinstance(self._repo, MemoryRepo):
+            return self._swap_ref(name, old, new)
+        deadline = notice = None
+        while True:
+            with self._modver_lock(f"updating {name}", name):
+                try:
+                    return self._swap_ref(name, old, new)
+                except FileLocked as exc:
+                    lock = os.fsdecode(exc.lockfilename)
+            # no modver process holds this <ref>.lock: git itself (whose ref locks last
+            # milliseconds) or a modver from before the modver lock
+            now = time.monotonic()
+            if deadline is None:
+                timeout = _seconds(REF_LOCK_TIMEOUT_ENV, _REF_LOCK_TIMEOUT)
+                deadline, notice = now + timeout, now + min(_NOTICE_AFTER, timeout / 2)
+            if notice is not None and now >= notice:
+                _logger().info("waiting for %s, which no modver process holds (a git command?)", lock)
+                notice = None
+            if now >= deadline:
+                raise errors.ConcurrencyError(
+                    f"cannot update {name}: {lock} exists, and no running modver process holds it",
+                    where=lock,
+                    hint="a git command may be updating that ref: try again; if no git or modver process "
+                    f"is running in this repository, one that crashed left it: delete {lock}",
+                )
+            time.sleep(0.01)
+
+    def _swap_ref(self, name: str, old: str | None, new: str) -> bool:
         refs = self._repo.refs
         try:
             if old is None:
                 return bool(refs.add_if_new(_encode(name), new.encode("ascii")))
             return bool(refs.set_if_equals(_encode(name), old.encode("ascii"), new.encode("ascii")))
         except FileLocked:
-            return False
+            raise
         except Exception as exc:
             raise _store_error(f"cannot update ref {name}", exc, name) from exc
+
+    # -- the modver lock (see the module docstring) -----------------------------------------
+
+    def _lock_paths(self) -> tuple[str, str]:
+        """The modver lock and its owner record: ``<git common dir>/modver/{lock,owner}``."""
+        folder = os.path.join(self._repo.commondir(), "modver")
+        return os.path.join(folder, "lock"), os.path.join(folder, "owner")
+
+    @contextlib.contextmanager
+    def _modver_lock(self, action: str, ref: str | None = None) -> Iterator[None]:
+        """Hold the modver lock while doing ``action`` (to ``ref``), with an owner record."""
+        lock, owner = self._lock_paths()
+        with contextlib.ExitStack() as held:
+            try:
+                _make_lock_file(lock, self._repo.object_store.shared_perm)
+                _acquire(held, lock, owner)
+                self._recover(owner)
+                _write_owner(owner, action, ref)
+            except OSError as exc:
+                raise errors.StoreError(
+                    f"cannot use modver's lock {lock}: {exc.strerror or exc}",
+                    where=lock,
+                    hint=f"modver needs to write in {os.path.dirname(lock)}: check its permissions",
+                ) from exc
+            try:
+                yield
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(owner)
+
+    def _recover(self, owner: str) -> None:
+        """With the lock held: undo what a modver process that died holding it left behind."""
+        record = _read_owner(owner)
+        if record is None:
+            return
+        ref = record.get("ref")
+        removed = []
+        if isinstance(ref, str) and _MODVER_REF.match(ref) and ".." not in ref:
+            stale = os.fsdecode(self._repo.refs.refpath(_encode(ref))) + ".lock"
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(stale)
+                removed.append(stale)
+        _clean_pack_dir(os.path.join(self._repo.object_store.path, "pack"))
+        os.unlink(owner)
+        _logger().info(
+            "%s died while %s; repaired what it left%s",
+            _who(record),
+            record.get("action", "holding modver's lock"),
+            f" (removed {removed[0]})" if removed else "",
+        )
+
+    def _recover_if_left(self) -> None:
+        """Recover now if a dead modver process left an owner record and the lock is free."""
+        lock, owner = self._lock_paths()
+        if not os.path.exists(owner):
+            return
+        try:
+            with _fs.file_lock(Path(lock), timeout=0):
+                self._recover(owner)
+        except (errors.ConcurrencyError, OSError):
+            pass  # a live process holds the lock (it recovers itself), or this user may not write
 
     def branches(self) -> list[str]:
         """Names of the local branches (``refs/heads/*``), sorted."""

@@ -9,14 +9,19 @@ accepted too. The entry folder is named by the hex part and holds::
     entry.json      written last: key, serializer, created, stage, version, duration,
                     metrics (the metric events the stage logged), meta (anything else the caller
                     passed) and files {relative path: {size, checksum}}, the checksum being
-                    "crc32:<hex>" or, for large numpy buffers, "fletcher64:<hex>" (faster)
+                    "xxh3-128:<hex>" (older entries: "crc32:<hex>", "fletcher64:<hex>"; see
+                    modver.serialize)
 
-Writes are atomic: the entry is built in a ``.tmp-*`` folder inside the cache root and
-published with one ``os.rename``; a crash leaves at most a temp folder (ignored, and removed by
-:meth:`OutputCache.remove_stale_temps`), never a half-written entry. When several processes put
-the same key at once, the first rename wins and the others discard their copy, so the store
-ends with exactly one entry. :meth:`OutputCache.load` checks file sizes (cheap, catches a
-truncated file); :meth:`OutputCache.verify` also checks every checksum.
+Writes are atomic and durable: the entry is built in a ``.tmp-*`` folder inside the cache root,
+every file and folder of it is fsynced, and it is published with one ``os.rename`` (then the
+cache root is fsynced): a crash of the process or of the machine leaves at most a temp folder
+(ignored, and removed by :meth:`OutputCache.remove_stale_temps`), never a published entry whose
+data is not on disk. When several processes put the same key at once, the first rename wins and
+the others discard their copy, so the store ends with exactly one entry.
+
+Reads are verified: :meth:`OutputCache.load` checks every file's size and checksum before it
+deserializes anything, so an output damaged on disk, even without changing size, is a
+:class:`~modver.errors.CacheError`, never a silently different object.
 
 Objects whose classes live in user code are pickled under the materialized version's module
 name (``_modver_<hex>...``); call ``modver.materialize.make_importable(store)`` before
@@ -111,9 +116,10 @@ class OutputCache:
             return None
 
     def _intact(self, key: str) -> Entry | None:
-        """The entry for ``key`` if its files are all there at their recorded sizes."""
+        """The entry for ``key`` if its files are all there with their recorded sizes and
+        checksums."""
         entry = self.get(key)
-        return entry if entry is not None and not self._problems(entry, deep=False) else None
+        return entry if entry is not None and not self._problems(entry, deep=True) else None
 
     def __contains__(self, key: object) -> bool:
         return isinstance(key, str) and self.get(key) is not None
@@ -135,11 +141,12 @@ class OutputCache:
             except (FileNotFoundError, StoreError):
                 continue
 
-    def load(self, key: str, *, verify: bool = False) -> Any:
+    def load(self, key: str, *, verify: bool = True) -> Any:
         """The cached object for ``key``.
 
-        Sizes of the entry's files are always checked; ``verify=True`` also checks checksums.
-        A missing or damaged entry raises :class:`CacheError`.
+        The entry's files are checked against their recorded sizes and checksums before
+        anything is deserialized (``verify=False`` checks sizes only). A missing or damaged
+        entry raises :class:`CacheError` naming it.
         """
         entry = self.get(key)
         if entry is None:
@@ -150,10 +157,12 @@ class OutputCache:
             )
         problems = self._problems(entry, deep=verify)
         if problems:
+            of = f" of stage {entry.stage}" + (f" ({entry.version})" if entry.version else "") if entry.stage else ""
+            rerun = f"`modver run --force {entry.stage}`" if entry.stage else "`modver run --force STAGE`"
             raise CacheError(
-                f"cached output {entry.path.name} is damaged: {problems[0]}",
+                f"cached output{of} is damaged: {problems[0]} (entry {entry.path})",
                 where=str(entry.path),
-                hint="it will be recomputed: remove it with OutputCache.remove() or `modver run --force STAGE`",
+                hint=f"a run that needs it recomputes it; to replace it now, run {rerun}",
             )
         return serialize.load(entry.path, entry.serializer)
 
@@ -254,6 +263,7 @@ class OutputCache:
         except (TypeError, ValueError) as exc:
             raise CacheError(f"cache metadata for {key} is not JSON-serializable: {exc}") from exc
         (tmp / ENTRY_FILE).write_text(text, encoding="utf-8")
+        _sync_tree(tmp)
         return record
 
     def _read_entry(self, folder: Path) -> Entry:
@@ -298,10 +308,41 @@ class OutputCache:
             if size != info.get("size"):
                 problems.append(f"{rel} has {size} bytes, expected {info.get('size')}")
                 continue
+            if not deep:
+                continue
             expected = str(info.get("checksum", ""))
-            if deep and serialize.checksum_file(path, expected.split(":", 1)[0]) != expected:
+            algorithm = expected.split(":", 1)[0]
+            if algorithm not in serialize.CHECKSUMS:
+                problems.append(f"{rel} has no checksum modver knows ({expected or 'none'})")
+                continue
+            try:
+                actual = serialize.checksum_file(path, algorithm)
+            except OSError as exc:
+                problems.append(f"{rel} cannot be read: {exc.strerror or exc}")
+                continue
+            if actual != expected:
                 problems.append(f"{rel} does not match its checksum")
         return problems
+
+
+def _sync_tree(folder: Path) -> None:
+    """fsync every file and folder under ``folder`` (itself included), each folder after what it
+    holds, so that renaming ``folder`` into place publishes only data that is on disk."""
+    try:
+        for parent, _, names in os.walk(folder, topdown=False):
+            for name in names:
+                fd = os.open(os.path.join(parent, name), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            _fs.fsync_dir(Path(parent))
+    except OSError as exc:
+        raise CacheError(
+            f"cannot write a cached output to disk: {exc.strerror or exc}",
+            where=str(folder),
+            hint="check free disk space and permissions of the .modver folder",
+        ) from exc
 
 
 def _write_log(path: Path, value: Any) -> None:

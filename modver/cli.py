@@ -8,12 +8,13 @@ anything else is an internal error whose traceback shows only with ``--debug``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
 
@@ -46,9 +47,29 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _console(stderr: bool = False):
+    if not stderr and _state.get("paged") is not None:
+        return _state["paged"]  # inside _paged(): what is printed goes to the pager
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False, soft_wrap=not sys.stdout.isatty())
+
+
+@contextlib.contextmanager
+def _paged() -> Iterator[None]:
+    """On a terminal, send what the block prints through the pager, as git does: ``$PAGER`` (less
+    by default, with ``LESS=FRX``: it quits at once when the text fits one screen); never with
+    ``--no-pager``, an empty ``PAGER``, or when stdout is not a terminal."""
+    if not _is_terminal() or not sys.stdin.isatty() or _state.get("no_pager") or os.environ.get("PAGER") == "":
+        yield
+        return
+    os.environ.setdefault("LESS", "FRX")
+    console = _console()
+    _state["paged"] = console
+    try:
+        with console.pager(styles=True):
+            yield
+    finally:
+        _state["paged"] = None
 
 
 def _is_terminal() -> bool:
@@ -158,12 +179,28 @@ def _version_callback(value: bool) -> None:
 @app.callback()
 def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+    no_pager: Annotated[bool, typer.Option("--no-pager", help="Do not send long output through the pager.")] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
     """Version each stage of an ML pipeline on its own, by what its code means."""
     _state["debug"] = debug or bool(os.environ.get("MODVER_DEBUG"))
+    _state["no_pager"] = no_pager
+    # The library says what it waits for (another process's lock) on the "modver" logger.
+    import logging
+
+    logger = logging.getLogger("modver")
+    if not any(h.get_name() == "modver-cli" for h in logger.handlers):
+
+        class StderrLines(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                sys.stderr.write(record.getMessage() + "\n")  # the stderr of the current call
+
+        handler = StderrLines(logging.INFO)
+        handler.set_name("modver-cli")
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
 
 
 # --------------------------------------------------------------------------- commands
@@ -230,6 +267,8 @@ def index(
             by_stage.setdefault(v.stage, []).append(v)
         for stage_name, versions in by_stage.items():
             print(f"  {stage_name}: {len(versions)} new ({versions[0].version}..{versions[-1].version})")
+    for v in result.committed:
+        print(f"  {v.stage}@{v.version} (registered from the working tree) is committed in {(v.committed or '')[:10]}")
     for stage, n in sorted(result.skipped.items()):
         print(f"  {stage}: skipped {n} commit{'s' if n != 1 else ''} where the stage was missing or did not parse")
 
@@ -276,14 +315,15 @@ def log(
             f"{v.stage}@{v.version}",
             _short(v.fingerprint),
             _date(v.created),
-            v.origin[:10] if v.origin else "working tree",
+            v.origin[:10] if v.origin else (f"working tree, committed {v.committed[:10]}" if v.committed else "working tree"),
             ", ".join(v.tags),
             v.message,
             _runs_cell(used[v.stage].get(v.version, [])),
         ]
         for v in versions
     ]
-    _table(["version", "fingerprint", "created", "origin", "tags", "message", "runs"], rows)
+    with _paged():
+        _table(["version", "fingerprint", "created", "origin", "tags", "message", "runs"], rows)
 
 
 def _runs_cell(runs: list[dict[str, Any]]) -> str:
@@ -302,7 +342,8 @@ def status(
     as_json: JsonOpt = False,
     project: ProjectOpt = Path("."),
 ) -> None:
-    """Per stage: pinned version, working-tree version, changed or not, cached or not."""
+    """Per stage: the working tree's version against its pin (or its last run's version), and
+    whether a run would be cached. Exits 1 when a stage's pin or code has a problem."""
     with _project(project, manifest) as p:
         rows = p.status()
     if as_json:
@@ -312,29 +353,43 @@ def status(
                 for r in rows
             ]
         )
-        return
-    table = []
-    for r in rows:
-        working = r.working or ("unregistered" if r.working_fingerprint else "error")
-        state = "error: " + r.error.splitlines()[0] if r.error else ("changed" if r.changed else "unchanged")
-        cached = "-" if r.cached is None else ("yes" if r.cached else "no")
-        table.append([r.stage, r.pinned or "(working tree)", working, _short(r.working_fingerprint), state, cached])
-    _table(["stage", "pinned", "working", "fingerprint", "state", "cached"], table)
+    else:
+        table = []
+        for r in rows:
+            working = r.working or ("unregistered" if r.working_fingerprint else "error")
+            if r.error:
+                state = "error: " + r.error.splitlines()[0]
+            elif r.compared_source is None:
+                state = "new" if r.changed else "unchanged"
+            else:
+                state = "changed" if r.changed else "unchanged"
+            compared = f"{r.compared_with} ({r.compared_source})" if r.compared_with else "-"
+            cached = "-" if r.cached is None else ("yes" if r.cached else "no")
+            table.append([r.stage, r.pinned or "(working tree)", working, _short(r.working_fingerprint), compared, state, cached])
+        _table(["stage", "pinned", "working", "fingerprint", "compared with", "state", "cached"], table)
+    if any(r.error for r in rows):
+        raise typer.Exit(1)
 
 
 @app.command()
 @handle_errors
 def show(
-    ref: Annotated[str, typer.Argument(help="STAGE@REF (e.g. preprocess@v3), or a run (id, prefix, latest).")],
+    ref: Annotated[str, typer.Argument(help="STAGE@REF (e.g. preprocess@v3), STAGE (its latest version), or a run (id, prefix, latest).")],
     as_json: JsonOpt = False,
     manifest: ManifestOpt = None,
     project: ProjectOpt = Path("."),
 ) -> None:
-    """A version's metadata, closure and source; or a run's record and logs."""
-    if "@" not in ref:
-        _show_run(ref, as_json, project)
-        return
+    """A version's metadata, closure and source (STAGE@REF, or STAGE for its latest version); or a
+    run's record and logs."""
     with _project(project, manifest) as p:
+        if "@" not in ref:
+            if ref not in p.stage_names():
+                _show_run(ref, as_json, p)
+                return
+            if p.names_run(ref):
+                print(f"note: {ref!r} is a stage and also names a run: showing {ref}@latest "
+                      "(give the run's full id to see the run)", file=sys.stderr)
+            ref = f"{ref}@latest"
         shown = p.show(ref)
     if as_json:
         _print_json(shown.to_json())
@@ -342,7 +397,11 @@ def show(
     v, c = shown.version, shown.closure
     print(f"{v.stage}@{v.version}  {v.fingerprint}")
     print(f"entry:   {v.entry}")
+    if shown.declared_entry not in (None, v.entry):
+        print(f"         (stored under this path; the manifest now declares {shown.declared_entry}: the version runs from its stored path)")
     print(f"origin:  {v.origin or 'working tree snapshot'}")
+    if v.committed:
+        print(f"committed: {v.committed}  (where `modver index` later found this code)")
     print(f"created: {_date(v.created)}")
     if v.message:
         print(f"message: {v.message}")
@@ -357,10 +416,13 @@ def show(
         print("not resolved statically (included conservatively):")
         for u in c.unresolved:
             print(f"  {u.path}:{u.line}: {u.reason} -> {u.included}")
+        if any(u.included.startswith("nothing") for u in c.unresolved):  # a file or module named at run time
+            print(f"to count the files these calls run or import, list them under `{v.stage}:` in the manifest:")
+            print(f"    deps: [{', '.join([*c.deps, 'path/to/file.py'])}]")
     print()
     _table(
         ["definition", "kind", "file", "lines"],
-        [[d.name, d.kind, d.path, f"{d.line}-{d.end_line}"] for d in c.definitions],
+        [[d.name, d.kind, d.path, str(d.line) if d.line == d.end_line else f"{d.line}-{d.end_line}"] for d in c.definitions],
     )
     for key, source in shown.sources.items():
         print()
@@ -375,10 +437,9 @@ def _in_run_order(record: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return [(n, stages[n]) for n in order + sorted(set(stages) - set(order))]
 
 
-def _show_run(ref: str, as_json: bool, project: Path) -> None:
-    with _project(project) as p:
-        record = p.run_record(ref)
-        logs = p.run_logs(record["run"])
+def _show_run(ref: str, as_json: bool, p: Any) -> None:
+    record = p.run_record(ref)
+    logs = p.run_logs(record["run"])
     if as_json:
         _print_json(record)
         return
@@ -390,19 +451,22 @@ def _show_run(ref: str, as_json: bool, project: Path) -> None:
     if record.get("reproduces"):
         print(f"reproduces: {record['reproduces']}")
     _table(
-        ["stage", "version", "status", "duration", "params", "reason"],
+        ["stage", "version", "status", "duration", "where the time went", "params", "reason"],
         [
             [
                 name,
                 (record.get("versions") or {}).get(name),
                 info.get("status"),
                 f"{info['duration']:.2f}s" if info.get("duration") is not None else "-",
+                _timings(info.get("timings")) or "-",
                 _fmt((record.get("params") or {}).get(name) or {}),
                 info.get("reason"),
             ]
             for name, info in _in_run_order(record)
         ],
     )
+    if isinstance(record.get("timings"), dict):
+        print(f"time:     {_run_timings(record['timings'])}")
     for name, value in (record.get("metrics") or {}).items():
         print(f"  {name} = {_num(value)}")
     error = record.get("error")
@@ -460,6 +524,62 @@ def tag(
 
 @app.command()
 @handle_errors
+def gc(
+    keep_last: Annotated[Optional[int], typer.Option("--keep-last", metavar="N", help="Keep the outputs of the newest N runs only.")] = None,
+    older_than: Annotated[
+        Optional[str], typer.Option("--older-than", metavar="DURATION", help="Let go of runs older than this (45s, 90m, 12h, 30d, 2w).")
+    ] = None,
+    remove_records: Annotated[bool, typer.Option("--remove-records", help="Also remove the records of the runs not kept.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be removed and the space it frees; remove nothing.")] = False,
+    as_json: JsonOpt = False,
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Remove cached outputs and materialized versions that no kept run uses (safe during runs)."""
+    with _project(project) as p:
+        result = p.gc(keep_last=keep_last, older_than=older_than, remove_records=remove_records, dry_run=dry_run)
+    if as_json:
+        _print_json(result.to_json())
+        return
+    for item in result.removed:
+        print(f"{'would remove' if result.dry_run else 'removed'} {item.kind} {item.detail}  {_bytes(item.size)}  {item.path}")
+    what = "would free" if result.dry_run else "freed"
+    print(f"{len(result.removed)} item{'s' if len(result.removed) != 1 else ''}, {what} {_bytes(result.freed)}; "
+          f"kept what {result.kept_runs} of {result.runs} runs use.")
+
+
+def _bytes(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"  # pragma: no cover
+
+
+@app.command()
+@handle_errors
+def verify(
+    stages: Annotated[Optional[list[str]], typer.Argument(help="Stages to check (default: every stage with a history).")] = None,
+    as_json: JsonOpt = False,
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Check that every stored version holds exactly the code of its fingerprint (exit 1 if not)."""
+    with _project(project) as p:
+        checks = p.verify(stages or ())
+    if as_json:
+        _print_json([c.to_json() for c in checks])
+    else:
+        for c in checks:
+            label = f"{c.version.stage}@{c.version.version}"
+            print(f"{label}  ok" if c.ok else f"{label}  DAMAGED: {'; '.join(c.problems)}")
+        bad = sum(not c.ok for c in checks)
+        print(f"{len(checks)} version{'s' if len(checks) != 1 else ''} checked, {bad} damaged.")
+    if any(not c.ok for c in checks):
+        raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
 def diff(
     a: Annotated[Optional[str], typer.Argument(help="STAGE@A, a manifest, or nothing (working tree vs pins).")] = None,
     b: Annotated[Optional[str], typer.Argument(help="STAGE@B (default: working tree), or a second manifest.")] = None,
@@ -498,7 +618,7 @@ def run_(
         Optional[list[str]], typer.Option("--set", metavar="STAGE.PARAM=VALUE", help="Override a param (value typed as YAML).")
     ] = None,
     force: Annotated[Optional[list[str]], typer.Option("--force", metavar="STAGE", help="Run this stage even if cached (repeatable).")] = None,
-    explain: Annotated[bool, typer.Option("--explain", help="Say why each stage ran or came from the cache.")] = False,
+    explain: Annotated[bool, typer.Option("--explain", help="Say why each stage ran or came from the cache, and where the time went.")] = False,
     as_json: JsonOpt = False,
     project: ProjectOpt = Path("."),
 ) -> None:
@@ -510,6 +630,8 @@ def run_(
             as_json,
         )
     _print_run(record, as_json)
+    if explain and not as_json and isinstance(record.get("timings"), dict):
+        print(f"  time: {_run_timings(record['timings'])}")
 
 
 @app.command()
@@ -564,7 +686,7 @@ def runs_(
             writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
         return
     if not rows:
-        print("No runs yet: start one with `modver run`.")
+        print(f"No run matches --where {where!r}." if where else "No runs yet: start one with `modver run`.")
         return
     shown = [c for c in columns if not c.startswith("param.") or len({str(r.get(c)) for r in rows}) > 1]
     _table(
@@ -598,13 +720,13 @@ def _with_progress(call: Callable[[Any, Any], dict[str, Any]], explain: bool, as
     def on_event(kind: str, plan: Any) -> None:
         label = f"{plan.name}@{plan.label}"
         if kind == "start":
-            say(f"- {label}: running" + (f"  ({plan.reason})" if explain else ""))
+            say(f"- {label}: running" + (f" — {plan.reason}" if explain else ""))
             if status is not None:
                 status.update(f"running {label}")
         elif kind == "cached":
-            say(f"- {label}: cached" + (f"  ({plan.reason})" if explain else ""))
+            say(f"- {label}: cached" + (f" — {plan.reason}" if explain else ""))
         elif kind == "done":
-            say(f"- {label}: done in {plan.duration:.2f}s")
+            say(f"- {label}: done in {plan.duration:.2f}s" + (f" ({_timings(plan.timings)})" if explain else ""))
         elif kind == "failed":
             say(f"- {label}: FAILED")
         if kind in ("start", "cached"):
@@ -617,6 +739,20 @@ def _with_progress(call: Callable[[Any, Any], dict[str, Any]], explain: bool, as
         with Status("planning", console=_console()) as status:
             return call(on_event, sys.stdout)  # rich's proxy: stage output prints above the spinner
     return call(on_event, sys.stderr if as_json else sys.stdout)
+
+
+def _timings(timings: Any) -> str:
+    """``materialize 0.01s, import 0.30s, call 0.33s, save 0.02s`` (phases that took time)."""
+    if not isinstance(timings, dict):
+        return ""
+    order = ("materialize", "import", "load", "call", "save")
+    return ", ".join(f"{k} {float(timings[k]):.2f}s" for k in order if isinstance(timings.get(k), (int, float)))
+
+
+def _run_timings(timings: dict[str, Any]) -> str:
+    """A run's time outside its stages' work: planning (fingerprints, snapshots) and the rest."""
+    parts = [("planning", "plan"), ("in stages", "stages"), ("other", "other")]
+    return ", ".join(f"{label} {float(timings[k]):.2f}s" for label, k in parts if isinstance(timings.get(k), (int, float)))
 
 
 def _print_run(record: dict[str, Any], as_json: bool) -> None:
@@ -644,10 +780,10 @@ def _fmt(value: Any) -> str:
 @handle_errors
 def demo(
     keep: Annotated[
-        Optional[Path], typer.Option("--keep", help="Build the demo project in this folder and keep it.")
+        Optional[Path], typer.Option("--keep", help="Build the demo project in this (new or empty) folder instead of a temporary one.")
     ] = None,
 ) -> None:
-    """Build the bundled example in a temporary folder and walk through the main workflow."""
+    """Build the bundled example in a new folder and walk through the main workflow; the folder stays."""
     from modver.demo import run_demo
 
     run_demo(keep, echo=print, show=lambda args: _invoke(args))

@@ -20,15 +20,29 @@ Show = Callable[[list[str]], int]
 
 
 def example_dir() -> Path:
-    """The bundled example project (``examples/digits`` of the source tree)."""
+    """The bundled example project: ``modver/_examples/digits`` in an installed package (it is
+    package data, mapped from ``examples/digits`` of the source tree, which a checkout uses)."""
     here = Path(__file__).resolve().parent
     for candidate in (here / "_examples" / "digits", here.parent / "examples" / "digits"):
         if (candidate / "manifest.yaml").exists():
             return candidate
     raise errors.ModverError(
-        "the bundled example project is not installed",
-        hint="install modver from a source checkout: pip install -e '.[example]'",
+        "the bundled example project is missing from this installation of modver",
+        where=str(here),
+        hint="reinstall modver: pip install --force-reinstall 'modver[example]'",
     )
+
+
+def check_example_requirements() -> None:
+    """The example's stages need scikit-learn and NumPy (the ``example`` extra)."""
+    import importlib.util
+
+    missing = [name for module, name in (("numpy", "numpy"), ("sklearn", "scikit-learn")) if importlib.util.find_spec(module) is None]
+    if missing:
+        raise errors.ModverError(
+            f"the demo's example pipeline needs {' and '.join(missing)}, which are not installed",
+            hint="install them with the example extra: pip install 'modver[example]'",
+        )
 
 
 @contextmanager
@@ -96,11 +110,16 @@ def build_history(root: Path, echo: Echo) -> None:
             echo(f"  commit {n}: {message}  — {why}")
 
 
-def run_demo(keep: Path | None, echo: Echo, show: Show) -> Path | None:
-    """Walk through the main workflow on a copy of the example; ``show`` runs one CLI command."""
+def run_demo(keep: Path | None, echo: Echo, show: Show) -> Path:
+    """Walk through the main workflow on a copy of the example; ``show`` runs one CLI command.
+
+    The project is built in ``keep`` (a new or empty folder) or in a new temporary folder, and
+    left there to explore; its path is returned and said at the end.
+    """
     source = example_dir()
-    tmp = None if keep is not None else tempfile.mkdtemp(prefix="modver-demo-")
-    root = (keep if keep is not None else Path(tmp) / "digits").resolve()
+    check_example_requirements()
+    base = keep if keep is not None else Path(tempfile.mkdtemp(prefix="modver-demo-")) / "digits"
+    root = base.resolve()
     if root.exists() and any(root.iterdir()):
         raise errors.ModverError(f"{root} is not empty", hint="give --keep a new or empty folder")
     shutil.copytree(source, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".modver", "__pycache__", ".git"))
@@ -137,9 +156,7 @@ def run_demo(keep: Path | None, echo: Echo, show: Show) -> Path | None:
             echo("")
             echo("In Python: modver.runs() is this table as a DataFrame, and")
             echo("modver.load('model') returns the fitted model of the latest run.")
-            if keep is not None:
-                echo(f"The demo project is kept in {root}")
     finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return root if keep is not None else None
+        echo("")
+        echo(f"The demo project is in {root}: `cd` there to try more commands; delete it when done.")
+    return root

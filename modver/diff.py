@@ -8,6 +8,7 @@ change in meaning, shown as a unified diff of the exact source.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +100,11 @@ def _index(closure: Closure | None) -> dict[tuple[str, str], Definition]:
 def definition_text(tree: SourceTree, d: Definition, cache: dict[tuple[int, str], str]) -> str:
     """The exact source of a definition in ``tree``: for functions, classes and assignments the
     libcst node with its decorators and the comments above it; otherwise its lines."""
+    return definition_span(tree, d, cache)[0]
+
+
+def definition_span(tree: SourceTree, d: Definition, cache: dict[tuple[int, str], str]) -> tuple[str, int]:
+    """:func:`definition_text` and the line of its file where that text starts."""
     k = (id(tree), d.path)
     if k not in cache:
         data = tree.read(d.path)
@@ -109,25 +115,44 @@ def definition_text(tree: SourceTree, d: Definition, cache: dict[tuple[int, str]
         from modver.fingerprint import definition_source
 
         try:
-            return definition_source(text, d.name)
+            source = definition_source(text, d.name)
         except (EntryNotFoundError, SourceError):
-            return _lines(text, d)  # defined inside a top-level if/try block: show its lines
-    return _lines(text, d)
+            return _lines(text, d), d.line  # defined inside a top-level if/try block: show its lines
+        # the node's text sits in the file ending at its last line: find where it starts
+        lines = text.splitlines(keepends=True)
+        before = "".join(lines[: d.end_line])
+        at = before.rfind(source.rstrip("\n"))
+        return source, (before.count("\n", 0, at) + 1 if at >= 0 else d.line)
+    return _lines(text, d), d.line
 
 
 def _lines(text: str, d: Definition) -> str:
     return "".join(text.splitlines(keepends=True)[d.line - 1 : d.end_line])
 
 
-def _source(tree: SourceTree | None, d: Definition | None, cache: dict[tuple[int, str], str]) -> str:
-    return "" if tree is None or d is None else definition_text(tree, d, cache)
+def _source(tree: SourceTree | None, d: Definition | None, cache: dict[tuple[int, str], str]) -> tuple[str, int]:
+    return ("", 1) if tree is None or d is None else definition_span(tree, d, cache)
 
 
-def _unified(a: str, b: str, label_a: str, label_b: str) -> str:
+_HUNK = re.compile(r"^@@ -(\d+)(,\d+)? \+(\d+)(,\d+)? @@")
+
+
+def _unified(a: str, b: str, label_a: str, label_b: str, start_a: int = 1, start_b: int = 1) -> str:
+    """A unified diff whose hunk headers count the files' lines (the texts start at ``start_*``)."""
     lines = difflib.unified_diff(
         a.splitlines(keepends=True), b.splitlines(keepends=True), fromfile=label_a, tofile=label_b, n=3
     )
-    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+    def shift(match: re.Match[str]) -> str:
+        old, new = int(match.group(1)), int(match.group(3))
+        # an empty side (0) stays 0; difflib counts from 1 within each text
+        old = old + start_a - 1 if old else old
+        new = new + start_b - 1 if new else new
+        return f"@@ -{old}{match.group(2) or ''} +{new}{match.group(4) or ''} @@"
+
+    return "".join(_HUNK.sub(shift, line) if line.startswith("@@") else line for line in (
+        line if line.endswith("\n") else line + "\n" for line in lines
+    ))
 
 
 def diff_closures(
@@ -145,7 +170,7 @@ def diff_closures(
     changes: list[DefinitionChange] = []
     for key in list(defs_a) + [k for k in defs_b if k not in defs_a]:
         da, db = defs_a.get(key), defs_b.get(key)
-        src_a, src_b = _source(tree_a, da, cache), _source(tree_b, db, cache)
+        (src_a, start_a), (src_b, start_b) = _source(tree_a, da, cache), _source(tree_b, db, cache)
         if da is not None and db is not None and da.digest == db.digest:
             if src_a == src_b:
                 continue
@@ -154,7 +179,7 @@ def diff_closures(
             status = ADDED if da is None else REMOVED if db is None else CHANGED
         path_a, path_b = (da.path if da else None), (db.path if db else None)
         diff = _unified(
-            src_a, src_b, f"{label_a}:{path_a or '/dev/null'}", f"{label_b}:{path_b or '/dev/null'}"
+            src_a, src_b, f"{label_a}:{path_a or '/dev/null'}", f"{label_b}:{path_b or '/dev/null'}", start_a, start_b
         )
         changes.append(DefinitionChange(key[1], key[0], status, path_a, path_b, diff))
     fa = closure_a.fingerprint if closure_a else None

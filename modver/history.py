@@ -33,6 +33,7 @@ from modver.models import Closure, Definition, SourceTree, StageVersion, Unresol
 
 __all__ = [
     "STAGES_PREFIX",
+    "COMMITTED_REF",
     "TAGS_PREFIX",
     "History",
     "load_index_state",
@@ -42,7 +43,8 @@ __all__ = [
 
 STAGES_PREFIX = "refs/modver/stages/"
 TAGS_PREFIX = "refs/modver/tags/"
-SCHEME = "mv1"
+COMMITTED_REF = "refs/modver/notes/committed"
+_SCHEME_PREFIX = re.compile(r"mv\d+:\Z")  # a fingerprint's scheme ("mv1:", "mv2:", docs/fingerprint.md)
 META = "meta.json"
 SRC = "src"
 
@@ -120,6 +122,7 @@ class History:
         self._metas: dict[str, dict[str, Any]] = {}
         self._batch: dict[str, _Pending] | None = None
         self.rebased: set[str] = set()  # stages whose batch was re-registered on a moved ref
+        self._committed_cache: tuple[str, dict[str, str]] | None = None
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -212,15 +215,77 @@ class History:
             raise self._corrupt(stage, commit, f"{META} lacks {exc}") from exc
 
     def _with_tags(self, stage: str, versions: list[StageVersion]) -> list[StageVersion]:
+        """``versions`` with their tags and, for working-tree versions, the commit later found."""
         names: dict[str, list[str]] = {}
         for name, commit in self._tag_refs(stage).items():
             names.setdefault(commit, []).append(name)
-        if not names:
+        committed = self._committed()
+        if not names and not committed:
             return list(versions)
         return [
-            replace(v, tags=tuple(sorted(names[v.commit]))) if v.commit in names else v
+            replace(v, tags=tuple(sorted(names.get(v.commit, ()))), committed=committed.get(v.commit))
+            if v.commit in names or v.commit in committed
+            else v
             for v in versions
         ]
+
+    # -- commits found later for working-tree versions (git notes on the version commits) ----
+
+    def _committed(self) -> dict[str, str]:
+        """Version commit -> the user's commit where its code was first found by ``index``.
+
+        Kept in the layout of git notes under :data:`COMMITTED_REF` (a tree of blobs named by the
+        version commit they annotate; ``git show refs/modver/notes/committed:<version commit>``),
+        which travels with ``refs/modver/*``: a version's own commit never changes.
+        """
+        tip = self.repo.read_ref(COMMITTED_REF)
+        if tip is None:
+            return {}
+        if self._committed_cache is not None and self._committed_cache[0] == tip:
+            return self._committed_cache[1]
+        found: dict[str, str] = {}
+        for name, (_mode, blob) in self.repo.tree_entries(self.repo.commit_tree(tip)).items():
+            try:
+                note = json.loads(self.repo.read_blob(blob).decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise self._corrupt("?", tip, f"unreadable note on {name} in {COMMITTED_REF}: {exc}") from exc
+            if isinstance(note, dict) and isinstance(note.get("commit"), str):
+                found[name] = note["commit"]
+        self._committed_cache = (tip, found)
+        return found
+
+    def record_committed(self, found: list[tuple[StageVersion, str]]) -> list[StageVersion]:
+        """Note, for each (working-tree version, git commit), that the version's code was found
+        committed there (the first commit found wins); returns the versions newly noted."""
+        first: dict[str, tuple[StageVersion, str]] = {}
+        for version, sha in found:
+            if version.origin is None:
+                first.setdefault(version.commit, (version, sha))
+        deadline = time.monotonic() + _MAX_WAIT
+        while True:
+            tip = self.repo.read_ref(COMMITTED_REF)
+            known = self._committed()
+            new = [pair for commit, pair in first.items() if commit not in known]
+            if not new:
+                return []
+            entries = self.repo.tree_entries(self.repo.commit_tree(tip)) if tip is not None else {}
+            files: dict[str, str | tuple[int, str]] = dict(entries)
+            for version, sha in new:
+                files[version.commit] = self.repo.write_blob(
+                    (json.dumps({"commit": sha, "stage": version.stage, "version": version.version}, sort_keys=True) + "\n").encode()
+                )
+            lines = "\n".join(f"{v.stage} {v.version}: {sha[:12]}" for v, sha in new)
+            commit = self.repo.write_commit(
+                self.repo.write_tree(files), [tip] if tip else [], f"modver: versions found committed\n\n{lines}\n"
+            )
+            if self.repo.set_ref_if_equals(COMMITTED_REF, tip, commit):
+                return [replace(v, committed=sha) for v, sha in new]
+            if time.monotonic() > deadline:
+                raise errors.ConcurrencyError(
+                    f"could not update {COMMITTED_REF}: it kept changing", where=COMMITTED_REF,
+                    hint="another modver process is indexing; run `modver index` again",
+                )
+            time.sleep(0.01 * random.random())
 
     def _tag_refs(self, stage: str) -> dict[str, str]:
         prefix = f"{TAGS_PREFIX}{stage}/"
@@ -258,7 +323,7 @@ class History:
     def resolve(self, stage: str, ref: str) -> StageVersion:
         """The version ``ref`` names: ``vN``, ``latest``, a tag, or a fingerprint prefix.
 
-        Fingerprint prefixes need 6+ hex digits, with or without ``mv1:``.
+        Fingerprint prefixes need 6+ hex digits, with or without their scheme (``mv1:``, ``mv2:``).
         (``working`` and ``git:REV`` are the façade's business.)
         """
         chain = self._chain(stage)
@@ -281,8 +346,12 @@ class History:
                 return by_commit[tags[text]]
             raise self._corrupt(stage, tags[text], f"tag {text} points outside the history")
         bare = _bare_fingerprint(text).lower()
-        if _HEX_PREFIX.match(bare) and (text.startswith(f"{SCHEME}:") or ":" not in text):
-            hits = [v for v in versions if _bare_fingerprint(v.fingerprint).startswith(bare)]
+        scheme = text.partition(":")[0] + ":" if ":" in text else ""
+        if _HEX_PREFIX.match(bare) and (not scheme or _SCHEME_PREFIX.match(scheme)):
+            hits = [
+                v for v in versions
+                if v.fingerprint.startswith(scheme) and _bare_fingerprint(v.fingerprint).startswith(bare)
+            ]
             if len(hits) == 1:
                 return hits[0]
             if len(hits) > 1:
@@ -324,7 +393,15 @@ class History:
                     where=path,
                     hint="check that the file exists and is readable",
                 )
-            stored[f"{SRC}/{path}"] = self.repo.write_blob(data)
+            blob = self.repo.write_blob(data)
+            if content_id is not None and blob != content_id:
+                # the tree gave other bytes than the ones the fingerprint saw: never store them
+                raise errors.SourceError(
+                    f"{path} changed while {closure.entry} was being registered",
+                    where=path,
+                    hint="run the command again (a source tree must read each file once)",
+                )
+            stored[f"{SRC}/{path}"] = blob
         return stored
 
     def register(
@@ -357,7 +434,7 @@ class History:
         """Write the commit of the next version on top of ``chain`` (no ref is changed)."""
         number = 1 if chain is None else len(chain.versions) + 1
         meta = {
-            "scheme": SCHEME,
+            "scheme": closure.fingerprint.partition(":")[0],
             "stage": stage,
             "number": number,
             "fingerprint": closure.fingerprint,
@@ -394,10 +471,16 @@ class History:
     def _register_files(
         self, stage: str, closure: Closure, files: dict[str, str], origin: str | None, message: str, when: datetime
     ) -> tuple[StageVersion, bool]:
-        """Append a version with compare-and-swap on the ref, retried until it lands."""
+        """Append a version with compare-and-swap on the ref, retried until it lands.
+
+        A failed swap means another process registered a version meanwhile: re-read the chain
+        (the fingerprint may now be known) and build on its new tip. Locks are the git layer's
+        business (:meth:`GitRepo.set_ref_if_equals` waits for them or raises).
+        """
         ref = self.ref(stage)
         deadline = time.monotonic() + _MAX_WAIT
         delay = 0.002
+        moves = 0
         while True:
             chain = self._chain(stage)
             if chain is not None:
@@ -407,11 +490,14 @@ class History:
             version = self._new_commit(stage, chain, closure, files, origin, message, when)
             if self.repo.set_ref_if_equals(ref, None if chain is None else chain.tip, version.commit):
                 return version, True
+            moves += 1
             if time.monotonic() > deadline:
                 raise errors.ConcurrencyError(
-                    f"could not register a version of {stage}: {ref} kept changing",
+                    f"could not register a version of {stage}: other processes moved {ref} "
+                    f"{moves} times in {_MAX_WAIT:g}s",
                     where=ref,
-                    hint="another modver process is registering versions; try again",
+                    hint=f"other modver processes keep registering versions of {stage}; "
+                    "run the command again when they are done",
                 )
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 0.1)
@@ -504,7 +590,11 @@ class History:
             if self.repo.set_ref_if_equals(refname, current, version.commit):
                 break
             if time.monotonic() > deadline:
-                raise errors.ConcurrencyError(f"could not set {refname}: it kept changing")
+                raise errors.ConcurrencyError(
+                    f"could not set {refname}: other processes kept moving it",
+                    where=refname,
+                    hint="run the command again when the other modver processes are done",
+                )
             time.sleep(0.01 * random.random())
         return self.resolve(stage, version.version)
 

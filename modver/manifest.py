@@ -27,6 +27,7 @@ from __future__ import annotations
 # Only cheap stdlib modules at import time; difflib, json, tempfile and ruamel.yaml are
 # imported where they are used.
 import copy
+import functools
 import keyword
 import os
 import posixpath
@@ -49,6 +50,7 @@ __all__ = [
     "dump_manifest_dict",
     "load_manifest",
     "load_manifest_text",
+    "read_manifest_bytes",
     "set_pin",
     "validate_name",
 ]
@@ -59,6 +61,24 @@ FINGERPRINT_KEYS = ("docstrings",)
 DEFAULT_OPTIONS: dict[str, Any] = {"docstrings": False}
 
 _DATA_PREFIX = "data."
+
+# Bounds on what a manifest or a --set value may hold (docs/concepts.md, "Bounds"). Real
+# manifests are a few kilobytes with hundreds of values; YAML aliases (`*name`) copy what they
+# name each time they are used, so a few lines can expand to billions of values: params are
+# counted while they are converted, aliases expanded.
+MAX_MANIFEST_BYTES = 256 * 1024  # ruamel parses ~25,000 values a second: at most ~6 s
+MAX_VALUES = 20_000  # values in a manifest's stages (stages, inputs, deps, params), or in one --set
+MAX_CHARS = 1_000_000  # characters of strings (keys and values) in them
+MAX_DEPTH = 32  # lists and mappings nested in one param value
+MAX_SET_CHARS = 100_000  # one --set value as typed (Linux caps one argument at 128 KiB anyway)
+MAX_FLOW_DEPTH = 64  # [ and { nested in the text, checked before parsing (ruamel's scanner
+#                      slows with depth: 3,000 nested [ took 4 s, a --set value of 100,000 minutes)
+_BOUNDS_HINT = (
+    f"a manifest is at most {MAX_MANIFEST_BYTES // 1024} KiB; its stages (with their inputs, deps "
+    f"and params), and one --set value, expand to at most {MAX_VALUES:,} values and "
+    f"{MAX_CHARS:,} characters, lists and mappings nested at most {MAX_DEPTH} deep; a YAML alias "
+    "(*name) counts again each time it is used. Keep large inputs in a data file (`data:`)"
+)
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 _PLAIN_VERSION_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/@~^+-]*\Z")
 _INIT_HINT = "`modver init` creates a starter manifest"
@@ -165,10 +185,21 @@ def load_manifest_text(
 ) -> Manifest:
     """Like :func:`load_manifest` for content read elsewhere (a manifest in a git commit)."""
     path = Path(path)
+    size = len(text) if isinstance(text, bytes) else len(text.encode("utf-8", "surrogatepass"))
+    _check_size(size, str(path))
     if isinstance(text, bytes):
         text = _decode(text, str(path))
     doc = _parse(text, str(path))
     return _build(doc, path, Path(root) if root is not None else None)
+
+
+def _check_size(size: int, where: str) -> None:
+    if size > MAX_MANIFEST_BYTES:
+        raise ManifestError(
+            f"the manifest is larger than {MAX_MANIFEST_BYTES // 1024} KiB",
+            where=where,
+            hint=_BOUNDS_HINT,
+        )
 
 
 def dump_manifest_dict(manifest: Manifest) -> dict[str, Any]:
@@ -194,18 +225,22 @@ def dump_manifest_dict(manifest: Manifest) -> dict[str, Any]:
     }
 
 
-def set_pin(path: Path | str, stage: str, version: str | int | None) -> None:
+def set_pin(
+    path: Path | str, stage: str, version: str | int | None, *, temp_dir: Path | None = None
+) -> None:
     """Pin ``stage`` to ``version`` in the manifest at ``path`` (None removes the pin).
 
     Only the stage's ``version`` line changes; a missing key is added right after ``entry``.
-    The file is replaced atomically; an unknown stage raises :class:`UnknownStageError`.
+    The file is replaced atomically, its temporary copy made in ``temp_dir`` (the store's
+    ``tmp/``: a killed edit leaves nothing beside the manifest); a manifest reached through a
+    symlink is edited where the link points. An unknown stage raises :class:`UnknownStageError`.
     """
     path = Path(path)
     where = str(path)
     if version is not None:
         version = _normalize_version(version, where)
     for _attempt in range(5):
-        raw = _read_bytes(path)
+        raw = read_manifest_bytes(path)
         bom = raw.startswith(b"\xef\xbb\xbf")
         text = _decode(raw[3:] if bom else raw, where)
         doc = _parse(text, where)
@@ -225,7 +260,7 @@ def set_pin(path: Path | str, stage: str, version: str | int | None) -> None:
                     hint=f"edit the `version:` of {stage!r} by hand",
                 )
         data = new_text.encode("utf-8")
-        if _write_if_unchanged(path, raw, (b"\xef\xbb\xbf" if bom else b"") + data):
+        if _write_if_unchanged(path, raw, (b"\xef\xbb\xbf" if bom else b"") + data, temp_dir):
             return
     raise ManifestError(
         "the manifest kept changing while modver edited it",
@@ -237,11 +272,31 @@ def set_pin(path: Path | str, stage: str, version: str | int | None) -> None:
 # --------------------------------------------------------------------------- reading / parsing
 
 
-def _read_bytes(path: Path) -> bytes:
+def read_manifest_bytes(path: Path) -> bytes:
+    """The manifest's bytes; a folder, a FIFO or a device (never read: it could block) and a
+    file beyond :data:`MAX_MANIFEST_BYTES` raise :class:`ManifestError`."""
+    import stat
+
     try:
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as handle:
+            mode = os.fstat(fd).st_mode
+            if stat.S_ISDIR(mode):
+                raise IsADirectoryError
+            if not stat.S_ISREG(mode):
+                raise ManifestError(
+                    f"{path} is not a regular file (a FIFO, a socket or a device)",
+                    where=str(path),
+                    hint="give the YAML file's path",
+                )
+            raw = handle.read(MAX_MANIFEST_BYTES + 1)
     except FileNotFoundError:
-        raise ManifestError(f"no manifest at {path}", where=str(path), hint=_INIT_HINT) from None
+        raise ManifestError(
+            f"no manifest at {path}",
+            where=str(path),
+            hint="check the path (manifests are YAML files such as manifest.yaml); "
+            "`modver init` writes a starter manifest.yaml at the project root",
+        ) from None
     except IsADirectoryError:
         raise ManifestError(
             f"{path} is a folder, not a manifest file",
@@ -252,10 +307,12 @@ def _read_bytes(path: Path) -> bytes:
         raise ManifestError(
             f"cannot read the manifest {path}: {exc.strerror or exc}", where=str(path)
         ) from exc
+    _check_size(len(raw), str(path))
+    return raw
 
 
 def _read_text(path: Path) -> str:
-    raw = _read_bytes(path)
+    raw = read_manifest_bytes(path)
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
     return _decode(raw, str(path))
@@ -278,18 +335,136 @@ def _rt_yaml() -> Any:
     from ruamel.yaml import YAML
 
     yaml = YAML(typ="rt", pure=True)
+    yaml.Constructor = _checked_constructor()
     yaml.preserve_quotes = True
     yaml.allow_duplicate_keys = False
     yaml.width = 4096
     return yaml
 
 
-def _parse(text: str, where: str) -> Any:
-    """Parse YAML in round-trip mode (keeps positions); any ruamel failure → ManifestError."""
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+class _Refused(Exception):
+    """What the node check refuses before ruamel builds the document, and where."""
 
+    def __init__(self, message: str, mark: Any, hint: str):
+        super().__init__(message)
+        self.message, self.mark, self.hint = message, mark, hint
+
+
+@functools.cache
+def _checked_constructor() -> type:
+    """ruamel's round-trip constructor, checking the parsed nodes before it builds them:
+
+    - a list or mapping used as a key is refused: ruamel hashes such keys in time exponential
+      in their nesting (``{{{{{{{{{{{{{{a: }}}}}}}}}}}}}}`` took minutes), and no manifest key
+      may be one (every key is a name);
+    - text holding a lone surrogate (an escape like ``"\\ud800"``) is refused: it cannot be
+      written as UTF-8, in a record or a path.
+    """
+    from ruamel.yaml.constructor import RoundTripConstructor
+    from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
+
+    def check(root: Any) -> None:
+        seen: set[int] = set()
+        todo = [root]
+        while todo:  # each node once: an alias is the node it names
+            node = todo.pop()
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            if isinstance(node, ScalarNode) and not _encodes(node.value):
+                raise _Refused(
+                    f"{_shown(node.value)} holds a lone surrogate escape",
+                    node.start_mark,
+                    "write the character itself, or one \\U0001XXXX escape, not a surrogate pair",
+                )
+            if isinstance(node, MappingNode):
+                for key, value in node.value:
+                    if not isinstance(key, ScalarNode):
+                        raise _Refused(
+                            "a list or mapping is used as a key; keys are names",
+                            key.start_mark,
+                            "write a name (quote it if it holds special characters) before the ':'",
+                        )
+                    todo += [key, value]
+            elif isinstance(node, SequenceNode):
+                todo.extend(node.value)
+
+    class CheckedConstructor(RoundTripConstructor):  # type: ignore[misc]
+        def construct_document(self, node: Any) -> Any:
+            check(node)
+            return super().construct_document(node)
+
+    return CheckedConstructor
+
+
+def _encodes(text: str) -> bool:
     try:
-        return _rt_yaml().load(text)
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+_FLOW_TOKEN = re.compile(r"""[\[\]{}#]|"(?:[^"\\]|\\.)*"?|'(?:[^']|'')*'?""")
+
+
+def _check_flow_depth(text: str, where: str) -> None:
+    """Refuse text nesting ``[`` and ``{`` deeper than :data:`MAX_FLOW_DEPTH`, before parsing.
+
+    Quoted strings and comments are skipped; a quote or ``#`` inside a plain word (``it's``,
+    ``a#b``) is part of the word. Brackets inside plain words count too (no real word holds
+    64 of them).
+    """
+    depth, pos = 0, 0
+    while match := _FLOW_TOKEN.search(text, pos):
+        token, start = match.group(), match.start()
+        before = text[start - 1] if start else "\n"
+        if token[0] in "'\"#" and not (before.isspace() or (token[0] != "#" and before in "[{,:")):
+            pos = start + 1  # part of a plain word
+            continue
+        if token[0] == "#":
+            end = text.find("\n", start)
+            pos = len(text) if end < 0 else end
+            continue
+        if token in "[{":
+            depth += 1
+            if depth > MAX_FLOW_DEPTH:
+                line = text.count("\n", 0, start) + 1
+                col = start - (text.rfind("\n", 0, start) + 1) + 1
+                raise ManifestError(
+                    f"nested too deeply: more than {MAX_FLOW_DEPTH} levels of [ and {{",
+                    where=f"{where}:{line}:{col}",
+                    hint=_BOUNDS_HINT,
+                )
+        elif token in "]}":
+            depth = max(depth - 1, 0)
+        pos = match.end()
+
+
+def _parse(text: str, where: str) -> Any:
+    """Parse YAML in round-trip mode (keeps positions); any ruamel failure → ManifestError.
+
+    ruamel's warnings (an anchor defined twice, which YAML allows) are not printed.
+    """
+    import warnings
+
+    from ruamel.yaml.error import (
+        MarkedYAMLError,
+        YAMLError,
+        YAMLFutureWarning,
+        YAMLWarning,
+    )
+
+    _check_flow_depth(text, where)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", YAMLWarning)
+            warnings.simplefilter("ignore", YAMLFutureWarning)
+            return _rt_yaml().load(text)
+    except _Refused as exc:
+        raise ManifestError(
+            exc.message, where=f"{where}:{exc.mark.line + 1}:{exc.mark.column + 1}", hint=exc.hint
+        ) from exc
     except MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         loc = f"{where}:{mark.line + 1}:{mark.column + 1}" if mark is not None else where
@@ -500,8 +675,47 @@ def _normalize_version(value: Any, loc: str) -> str | None:
     )
 
 
-def _plain(value: Any, where: str, loc: str) -> Any:
-    """A ruamel value as plain JSON-like Python (dict/list/str/int/float/bool/None)."""
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class _Budget:
+    """What params may still expand to (see MAX_VALUES): one per manifest, one per --set value.
+
+    ``total`` says what is counted ("the manifest's stages hold"); :meth:`start` names the value
+    being converted and its place, which errors report (aliased content has its anchor's place).
+    """
+
+    def __init__(self, total: str):
+        self.total = total
+        self.values = MAX_VALUES
+        self.chars = MAX_CHARS
+        self.subject, self.loc = "", ""
+
+    def start(self, subject: str, loc: str) -> None:
+        self.subject, self.loc = subject, loc
+
+    def spend(self, *, values: int = 1, chars: int = 0) -> None:
+        self.values -= values
+        self.chars -= chars
+        if self.values < 0 or self.chars < 0:
+            bound = f"{MAX_VALUES:,} values" if self.values < 0 else f"{MAX_CHARS:,} characters"
+            self.fail(f"too big: {self.total} more than {bound} once YAML aliases are expanded")
+
+    def fail(self, problem: str) -> None:
+        at = f" (at {self.subject})" if self.subject else ""
+        raise ManifestError(problem + at, where=self.loc, hint=_BOUNDS_HINT)
+
+
+def _plain(value: Any, where: str, loc: str, budget: _Budget, depth: int = 1) -> Any:
+    """A ruamel value as plain JSON-like Python (dict/list/str/int/float/bool/None).
+
+    Aliases are expanded (each use is a copy), counted against ``budget``.
+    """
+    budget.spend(chars=len(value) if isinstance(value, str) else 0)
+    if depth > MAX_DEPTH and isinstance(value, Mapping | list):
+        budget.fail(f"nested too deeply: more than {MAX_DEPTH} levels of lists and mappings")
     if value is None or isinstance(value, bool):
         return value
     if type(value).__name__ == "ScalarBoolean":
@@ -511,14 +725,6 @@ def _plain(value: Any, where: str, loc: str) -> Any:
     if isinstance(value, float):
         return float(value)
     if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ManifestError(
-                f"param value {value!r} holds a lone surrogate escape",
-                where=loc,
-                hint="write the character itself, or one \\U0001XXXX escape, not a surrogate pair",
-            ) from None
         return str(value)
     if isinstance(value, Mapping):
         out = {}
@@ -530,12 +736,16 @@ def _plain(value: Any, where: str, loc: str) -> Any:
                     hint="quote the key",
                 )
             item_loc = _pos(where, value, key, value=True) if hasattr(value, "lc") else loc
-            out[str(key)] = _plain(item, where, item_loc)
+            budget.spend(values=0, chars=len(key))
+            out[str(key)] = _plain(item, where, item_loc, budget, depth + 1)
         return out
     if isinstance(value, list):
-        return [_plain(item, where, _item_pos(where, value, i)) for i, item in enumerate(value)]
+        return [
+            _plain(item, where, _item_pos(where, value, i), budget, depth + 1)
+            for i, item in enumerate(value)
+        ]
     raise ManifestError(
-        f"unsupported param value {value!r} ({type(value).__name__})",
+        f"unsupported param value {_shown(value)} ({type(value).__name__})",
         where=loc,
         hint="params are strings, numbers, booleans, null, lists or mappings; "
         "quote dates and tagged values",
@@ -607,8 +817,9 @@ def _build(doc: Any, path: Path, root: Path | None) -> Manifest:
                 hint="stage names must not start with 'data.'; rename the stage",
             )
     stages: dict[str, StageSpec] = {}
+    budget = _Budget("the manifest's stages hold")
     for name, body in stages_node.items():
-        stages[name] = _build_stage(name, body, stages_node, data, where)
+        stages[name] = _build_stage(name, body, stages_node, data, where, budget)
 
     order, cycle = _topological_order(stages)
     if cycle is not None:
@@ -622,7 +833,7 @@ def _build(doc: Any, path: Path, root: Path | None) -> Manifest:
 
 
 def _build_stage(
-    name: str, body: Any, stages_node: Any, data: dict[str, str], where: str
+    name: str, body: Any, stages_node: Any, data: dict[str, str], where: str, budget: _Budget
 ) -> StageSpec:
     head = _pos(where, stages_node, name)
     if body is None or (isinstance(body, Mapping) and "entry" not in body):
@@ -645,6 +856,8 @@ def _build_stage(
             hint="write `entry:` and the other stage keys under the stage name",
         )
     _check_keys(body, STAGE_KEYS, f"stage {name!r}", where)
+    budget.start(f"stage {name!r}", head)
+    budget.spend()
 
     def loc(key: str) -> str:
         return _pos(where, body, key, value=True)
@@ -660,6 +873,8 @@ def _build_stage(
         where,
         "write `inputs: {argument: data.<name> or <stage>}`",
     )
+    budget.start(f"the inputs of stage {name!r}", loc("inputs"))
+    budget.spend(values=len(inputs_node))
     for kwarg, ref in inputs_node.items():
         kloc = _pos(where, inputs_node, kwarg)
         if not _is_identifier(kwarg):
@@ -720,7 +935,9 @@ def _build_stage(
                     where=kloc,
                     hint="each keyword argument comes from one place; rename one of them",
                 )
-            params[key] = _plain(value, where, _pos(where, params_node, key, value=True))
+            vloc = _pos(where, params_node, key, value=True)
+            budget.start(f"param {key!r} of stage {name!r}", vloc)
+            params[key] = _plain(value, where, vloc, budget)
 
     deps_node = body.get("deps")
     deps: list[str] = []
@@ -737,6 +954,8 @@ def _build_stage(
                 where=loc("deps"),
                 hint="write `deps: [path/to/file, ...]`",
             )
+        budget.start(f"the deps of stage {name!r}", loc("deps"))
+        budget.spend(values=len(deps_node))
         for index, item in enumerate(deps_node):
             item_loc = _item_pos(where, deps_node, index)
             deps.append(_project_path(item, f"dep of stage {name!r}", item_loc))
@@ -754,16 +973,28 @@ def _topological_order(stages: Mapping[str, StageSpec]) -> tuple[list[str], list
         ]
         for name, spec in stages.items()
     }
-    remaining = list(stages)
-    done: set[str] = set()
+    # Kahn's algorithm; of the stages ready to run, the first in the file goes first
+    import heapq
+
+    names = list(stages)
+    waiting = {name: len(set(deps)) for name, deps in needs.items()}
+    users: dict[str, list[str]] = {name: [] for name in names}
+    for name, deps in needs.items():
+        for dep in set(deps):
+            users[dep].append(name)
+    rank = {name: i for i, name in enumerate(names)}
+    ready = [rank[name] for name in names if not waiting[name]]
     order: list[str] = []
-    while remaining:
-        ready = next((n for n in remaining if all(d in done for d in needs[n])), None)
-        if ready is None:
-            return order, _find_cycle(remaining, needs, done)
-        remaining.remove(ready)
-        done.add(ready)
-        order.append(ready)
+    while ready:
+        name = names[heapq.heappop(ready)]
+        order.append(name)
+        for user in users[name]:
+            waiting[user] -= 1
+            if not waiting[user]:
+                heapq.heappush(ready, rank[user])
+    if len(order) < len(names):
+        done = set(order)
+        return order, _find_cycle([n for n in names if n not in done], needs, done)
     return order, None
 
 
@@ -941,42 +1172,37 @@ def _edit_round_trip(text: str, stage: str, version: str | None, where: str) -> 
         ) from exc
 
 
-def _write_if_unchanged(path: Path, expected_old: bytes, data: bytes) -> bool:
-    """Atomically replace ``path`` with ``data`` unless its content changed since it was read."""
-    import tempfile
+def _write_if_unchanged(path: Path, expected_old: bytes, data: bytes, temp_dir: Path | None) -> bool:
+    """Atomically replace ``path`` with ``data`` unless its content changed since it was read.
+
+    A manifest reached through a symlink is edited where the link points; the link stays.
+    """
+    from modver import _fs
 
     try:
-        mode = path.stat().st_mode & 0o7777
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(tmp, mode)
-            if path.read_bytes() != expected_old:
-                os.unlink(tmp)
-                return False
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        return _fs.replace_file(path, data, temp_dir=temp_dir, only_if=lambda: path.read_bytes() == expected_old)
     except OSError as exc:
         raise ManifestError(
             f"cannot write the manifest {path}: {exc.strerror or exc}", where=str(path)
         ) from exc
-    return True
 
 
-def parse_scalar(text: str) -> Any:
+def parse_scalar(text: str, where: str = "--set value") -> Any:
     """A ``--set`` value typed as a YAML scalar: ``0.5`` → float, ``true`` → bool, ``[1, 2]`` → list.
 
-    Anything that is not valid YAML, or a mapping/list with non-plain values, raises
-    :class:`ManifestError`.
+    Anything that is not valid YAML, a mapping/list with non-plain values, or a value beyond
+    the bounds (:data:`MAX_SET_CHARS` typed, :data:`MAX_VALUES` expanded) raises
+    :class:`ManifestError`; ``where`` names the value in messages (``--set model.C``).
     """
-    where = "--set value"
+    if len(text) > MAX_SET_CHARS:
+        raise ManifestError(
+            f"the value is {len(text):,} characters long, more than {MAX_SET_CHARS:,}",
+            where=where,
+            hint=_BOUNDS_HINT,
+        )
     if text.strip() == "":
         return ""
     doc = _parse(text, where)
-    return _plain(doc, where, f"{where} {text!r}")
+    budget = _Budget("the value holds")
+    budget.start("", where)
+    return _plain(doc, where, where, budget)

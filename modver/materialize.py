@@ -21,6 +21,10 @@ debuggers point at the right line of the materialized file:
   package mirrors the project's folders, so they resolve inside it.
 - a read of ``__file__`` → ``...project_file(__file__)`` (on the same line), the project file's
   path: code that finds its data next to itself finds the project's files.
+- the literal path of a file the code runs (``exec(open("configurator.py").read())``,
+  ``exec(compile(open(P).read(), ...))``, ``runpy.run_path(P)``) → ``...version_file(__file__,
+  "configurator.py")``, the version's own copy, when the version stores it (the fingerprint
+  counted it): a pinned version runs the configurator it was registered with.
 
 A top-level name is project-local when a module or package of that name is among the
 version's files, searched where the fingerprint resolves imports: the entry file's folder
@@ -54,6 +58,7 @@ import functools
 import importlib
 import inspect
 import json
+import posixpath
 import py_compile
 import re
 import runpy
@@ -212,6 +217,17 @@ class _Locator:
         ordered = [self.entry_dir or "", "", "src", "" if own == "." else own]
         return list(dict.fromkeys(ordered))
 
+    def run_file(self, literal: str) -> str | None:
+        """The version's file that ``open(literal)`` names, resolved as the fingerprint does
+        (the project root, then the entry's folder), or None when the version has none."""
+        if PurePosixPath(literal).is_absolute():
+            return None
+        for base in dict.fromkeys(["", self.entry_dir or ""]):
+            path = posixpath.normpath(posixpath.join(base, literal))
+            if path in self.files and not path.startswith("../"):
+                return path
+        return None
+
     def target(self, dotted: str, importer: str) -> str | None:
         """``dotted``'s name inside the package, or None when it is not project-local."""
         top = dotted.split(".", 1)[0]
@@ -234,21 +250,37 @@ class _Locator:
 _PROJECT_FILE_CALL = '__import__("modver.materialize").materialize.project_file(__file__)'
 
 
+def _in_version(path: str) -> tuple[Path, tuple[str, ...]] | None:
+    """(the version's folder, the parts of ``path`` inside it) for a materialized file, else None."""
+    parts = Path(path).parts
+    for i in range(len(parts) - 2, 1, -1):
+        if parts[i].startswith(PACKAGE_PREFIX) and parts[i - 1] == VERSIONS_DIR:
+            return Path(*parts[: i + 1]), parts[i + 1 :]
+    return None
+
+
 def project_file(path: str) -> str:
     """The project path of a materialized file (``<root>/.modver/versions/_modver_X/a/b.py`` ->
     ``<root>/a/b.py``); other paths unchanged. Materialized code reads ``__file__`` through this,
     so ``Path(__file__).parent / "config.yaml"`` finds the project's file, not a missing copy."""
-    parts = Path(path).parts
-    for i in range(len(parts) - 2, 1, -1):
-        if parts[i].startswith(PACKAGE_PREFIX) and parts[i - 1] == VERSIONS_DIR:
-            return str(Path(*parts[: i - 2], *parts[i + 1 :]))
-    return path
+    found = _in_version(path)
+    if found is None:
+        return path
+    folder, inside = found
+    return str(folder.parents[2].joinpath(*inside))  # <root>/.modver/versions/_modver_X
+
+
+def version_file(path: str, rel: str) -> str:
+    """The version's own copy of project file ``rel``, for code whose ``__file__`` is ``path``
+    (a materialized file); ``rel`` unchanged outside a materialized version."""
+    found = _in_version(path)
+    return rel if found is None else str(found[0].joinpath(*PurePosixPath(rel).parts))
 
 
 def rewrite_imports(source: bytes, path: str, locator: _Locator) -> bytes:
     """The module's bytes with project-local imports pointing into the private package, and
     ``__file__`` read as the project file's path (:func:`project_file`)."""
-    if b"import" not in source and b"__file__" not in source:
+    if b"import" not in source and b"__file__" not in source and b"exec" not in source and b"run_path" not in source:
         return source
     import libcst as cst
 
@@ -264,6 +296,14 @@ def rewrite_imports(source: bytes, path: str, locator: _Locator) -> bytes:
             where=f"{path}:{exc.raw_line}:{exc.raw_column + 1}",
         ) from exc
     return run_deep(lambda: module.visit(_ImportTransformer(locator, path)).bytes)
+
+
+def _callee(call: Any) -> str | None:
+    """The called name of a libcst Call: ``f`` for ``f(...)`` and ``m.f(...)``."""
+    import libcst as cst
+
+    func = call.func
+    return func.value if isinstance(func, cst.Name) else func.attr.value if isinstance(func, cst.Attribute) else None
 
 
 def _dotted(node: Any) -> str:
@@ -398,9 +438,40 @@ def _build_transformer() -> type:
             statements[-1] = statements[-1].with_changes(semicolon=updated.semicolon)
             return cst.FlattenSentinel(statements)
 
+        def _run_literal(self, call: cst.Call) -> cst.SimpleString | None:
+            """The literal path of a file ``call`` runs (the patterns the fingerprint follows)."""
+            from modver.fingerprint._summary import _OPEN_CALLS, _READ_METHODS
+
+            name = _callee(call)
+            if name == "run_path" and call.args:
+                first = call.args[0]
+                path = first.value if first.keyword is None or first.keyword.value == "path_name" else None
+            elif name == "exec" and isinstance(call.func, cst.Name) and call.args:
+                source = call.args[0].value
+                if isinstance(source, cst.Call) and _callee(source) == "compile" and source.args:
+                    source = source.args[0].value
+                if not (isinstance(source, cst.Call) and isinstance(source.func, cst.Attribute)):
+                    return None
+                if source.func.attr.value not in _READ_METHODS:
+                    return None
+                opened = source.func.value
+                if not (isinstance(opened, cst.Call) and _callee(opened) in _OPEN_CALLS and opened.args):
+                    return None
+                path = opened.args[0].value
+            else:
+                return None
+            return path if isinstance(path, cst.SimpleString) else None
+
         def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.Call:
             from libcst.helpers import get_full_name_for_node
 
+            literal = self._run_literal(updated)
+            if literal is not None and not self.quotes:
+                value = literal.evaluated_value
+                stored = self.locator.run_file(value) if isinstance(value, str) else None
+                if stored is not None:
+                    copy = cst.parse_expression(f'__import__("modver.materialize").materialize.version_file(__file__, {stored!r})')
+                    return updated.deep_replace(literal, copy)  # type: ignore[return-value]
             if get_full_name_for_node(updated.func) not in _IMPORT_MODULE_CALLS or not updated.args:
                 return updated
             first = updated.args[0]

@@ -95,6 +95,9 @@ class StageVersion:
     commit: str  # sha of the history commit holding this version
     files: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
+    # the git commit where code first registered from the working tree was later found by
+    # `index` (None: not seen committed, or registered from a commit: see ``origin``)
+    committed: str | None = None
 
     @property
     def version(self) -> str:
@@ -115,4 +118,5 @@ class StageVersion:
             "commit": self.commit,
             "files": list(self.files),
             "tags": list(self.tags),
+            "committed": self.committed,
         }

@@ -48,6 +48,7 @@ class IndexResult:
     new_versions: tuple[StageVersion, ...]
     skipped: dict[str, int] = field(default_factory=dict)  # stage -> commits where it did not parse/exist
     up_to_date: bool = False  # nothing new since the last index: no commit was walked
+    committed: tuple[StageVersion, ...] = ()  # working-tree versions found committed by this walk
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -55,6 +56,7 @@ class IndexResult:
             "commits": self.commits,
             "walked": self.walked,
             "new_versions": [v.to_json() for v in self.new_versions],
+            "committed": [v.to_json() for v in self.committed],
             "skipped": dict(self.skipped),
             "up_to_date": self.up_to_date,
         }
@@ -81,9 +83,11 @@ class StageStatus:
     pinned_fingerprint: str | None
     working: str | None  # the working tree's version, or None when it is not registered
     working_fingerprint: str | None
-    changed: bool
-    error: str | None = None  # why the working tree could not be fingerprinted
+    changed: bool  # the working tree differs from what it is compared with (or is unregistered)
+    error: str | None = None  # a pin that does not resolve, or code that does not fingerprint
     cached: bool | None = None
+    compared_with: str | None = None  # "v3": the pin, or the version the stage's last run used
+    compared_source: str | None = None  # "pin" | "last run" | None (nothing to compare with)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -93,6 +97,8 @@ class StageStatus:
             "pinned_fingerprint": self.pinned_fingerprint,
             "working": self.working,
             "working_fingerprint": self.working_fingerprint,
+            "compared_with": self.compared_with,
+            "compared_source": self.compared_source,
             "changed": self.changed,
             "cached": self.cached,
             "error": self.error,
@@ -106,11 +112,13 @@ class ShownVersion:
     version: StageVersion
     closure: Closure
     sources: dict[str, str]  # "path:name" -> exact source text
+    declared_entry: str | None = None  # the manifest's entry for the stage, when it declares one
 
     def to_json(self) -> dict[str, Any]:
         c = self.closure
         return {
             **self.version.to_json(),
+            "declared_entry": self.declared_entry,
             "files": list(c.files),
             "deps": list(c.deps),
             "imports": list(c.imports),
@@ -153,9 +161,21 @@ class PinResult:
 # --------------------------------------------------------------------------- project
 
 
+def make_store(root: Path) -> Path:
+    """``root/.modver``, made if missing with a ``.gitignore`` of ``*`` inside it, so git ignores
+    the store whichever command makes it first, without editing any file of the user's."""
+    store = root / STORE_DIR
+    if not (store / ".gitignore").is_file():
+        from modver import _fs
+
+        store.mkdir(exist_ok=True)
+        _fs.write_text_atomic(store / ".gitignore", "# made by modver: git ignores the whole store\n*\n")
+    return store
+
+
 def init(path: str | os.PathLike[str] = ".") -> InitResult:
     """Make ``.modver/``, git-ignore it, write a starter manifest, ``git init`` if needed."""
-    from modver import _git, manifest
+    from modver import _fs, _git, manifest
 
     folder = Path(path).resolve()
     folder.mkdir(parents=True, exist_ok=True)
@@ -167,19 +187,19 @@ def init(path: str | os.PathLike[str] = ".") -> InitResult:
         created_repo = True
     with repo:
         root = repo.root
-    (root / STORE_DIR).mkdir(exist_ok=True)
+    temp_dir = make_store(root) / "tmp"  # a killed init leaves no temp file for `git status` to show
     gitignore = root / ".gitignore"
     text = gitignore.read_text(encoding="utf-8") if gitignore.exists() else ""
     ignored = {line.strip().rstrip("/") for line in text.splitlines()}
     updated = False
     if STORE_DIR not in ignored and f"/{STORE_DIR}" not in ignored:
         sep = "" if not text or text.endswith("\n") else "\n"
-        gitignore.write_text(f"{text}{sep}{STORE_DIR}/\n", encoding="utf-8")
+        _fs.replace_file(gitignore, f"{text}{sep}{STORE_DIR}/\n".encode(), temp_dir=temp_dir)
         updated = True
     manifest_path = root / DEFAULT_MANIFEST
     created_manifest = False
     if not manifest_path.exists():
-        manifest_path.write_text(manifest.STARTER_MANIFEST, encoding="utf-8")
+        _fs.replace_file(manifest_path, manifest.STARTER_MANIFEST.encode(), temp_dir=temp_dir)
         created_manifest = True
     return InitResult(root, created_repo, created_manifest, updated)
 
@@ -214,10 +234,8 @@ class Project:
 
     @property
     def store(self) -> Path:
-        """The ``.modver/`` folder (created on first use)."""
-        store = self.root / STORE_DIR
-        store.mkdir(exist_ok=True)
-        return store
+        """The ``.modver/`` folder (created on first use, git-ignored: see :func:`make_store`)."""
+        return make_store(self.root)
 
     @property
     def history(self):  # -> modver.history.History
@@ -260,12 +278,9 @@ class Project:
         import pickle
 
         from modver import _fs
-        from modver.manifest import load_manifest, load_manifest_text
+        from modver.manifest import load_manifest_text, read_manifest_bytes
 
-        try:
-            data = path.read_bytes()
-        except OSError:
-            return load_manifest(path, self.root)  # raises the manifest module's clear error
+        data = read_manifest_bytes(path)  # a FIFO or a huge file is refused, never read
         key = hashlib.blake2b(b"\0".join([MANIFEST_CACHE_SCHEME, os.fsencode(path), os.fsencode(self.root), data])).hexdigest()
         cached = self.root / STORE_DIR / "cache" / "manifests" / f"{key[:32]}.pickle"
         found = _read_cached_manifest(cached)
@@ -296,6 +311,24 @@ class Project:
             docstrings=docstrings,
             cache=self.summary_cache,
         )
+
+    def stage_names(self, manifest: str | os.PathLike[str] | None = None) -> list[str]:
+        """Every stage the manifest declares (in its order), then those only the history has."""
+        try:
+            declared = list(self.manifest(manifest).stages)
+        except errors.ModverError:  # a broken or missing manifest: the history's stages only
+            declared = []
+        return declared + [s for s in self.history.stages() if s not in declared]
+
+    def names_run(self, ref: str) -> bool:
+        """Whether ``ref`` reads as a run reference: ``latest``, ``latest~N``, or a prefix of a run id."""
+        from modver.errors import UnknownRunError
+
+        try:
+            self.runs_store.resolve(ref)
+        except UnknownRunError as exc:
+            return "ambiguous" in str(exc)
+        return True
 
     def _spec(self, stage: str, manifest: str | os.PathLike[str] | None = None) -> StageSpec:
         """The stage's declaration in the manifest, or, failing that, in its history."""
@@ -412,11 +445,12 @@ class Project:
         first = min(start.values(), default=len(commits))
         new_versions: list[StageVersion] = []
         skipped: dict[str, int] = {}
+        found: list[tuple[StageVersion, str]] = []
         todo = commits[first:]
         self.summary_cache.persist = False
         try:
             with self.history.batch():
-                self._walk(todo, m, start, position, docstrings, progress, new_versions, skipped)
+                self._walk(todo, m, start, position, docstrings, progress, new_versions, skipped, found)
         finally:
             self.summary_cache.persist = True
         # a stage another process registered versions of meanwhile was re-registered on top of
@@ -425,10 +459,11 @@ class Project:
             (self.history.find(v.stage, v.fingerprint) or v) if v.stage in self.history.rebased else v
             for v in new_versions
         ]
+        noted = self.history.record_committed(found)
         for key in keys.values():
             done[key] = sorted(set(tips))
         save_index_state(state_path, state)
-        return IndexResult(rev, len(commits), len(todo), tuple(new_versions), skipped)
+        return IndexResult(rev, len(commits), len(todo), tuple(new_versions), skipped, committed=tuple(noted))
 
     def _walk(
         self,
@@ -440,8 +475,10 @@ class Project:
         progress: Progress | None,
         new_versions: list[StageVersion],
         skipped: dict[str, int],
+        committed: list[tuple[StageVersion, str]],
     ) -> None:
-        """Fingerprint every declared stage at each commit of ``todo``; register new versions."""
+        """Fingerprint every declared stage at each commit of ``todo``; register new versions, and
+        collect in ``committed`` the working-tree versions whose code a commit holds."""
         last: dict[str, Closure] = {}  # each stage's closure at the previous commit
         manifest_specs: dict[str | None, dict[str, StageSpec]] = {}
         manifest_rel = self._manifest_rel(m)
@@ -474,6 +511,8 @@ class Project:
                 )
                 if new:
                     new_versions.append(version)
+                elif version.origin is None and version.committed is None:
+                    committed.append((version, sha))  # working-tree code, now found committed
             if progress is not None:
                 progress(step + 1, len(todo))
 
@@ -504,8 +543,9 @@ class Project:
 
     def log(self, stage: str | None = None) -> list[StageVersion]:
         """Every registered version of one stage (or of all stages), oldest first."""
-        if stage is None:
-            return [v for s in self.history.stages() for v in self.history.versions(s)]
+        if stage is None:  # in the manifest's order, then the stages only the history has
+            have = set(self.history.stages())
+            return [v for s in self.stage_names() if s in have for v in self.history.versions(s)]
         from modver.history import validate_name
 
         validate_name(stage)
@@ -524,7 +564,19 @@ class Project:
         return self.history.versions(stage)
 
     def resolve(self, ref: str, manifest: str | os.PathLike[str] | None = None) -> StageVersion:
-        """Resolve ``STAGE@REF`` (vN, latest, working, fingerprint prefix, git:REV, tag)."""
+        """Resolve ``STAGE@REF`` (vN, latest, working, fingerprint prefix, git:REV, tag).
+
+        ``working`` and ``git:REV`` register the code they name when it is new.
+        """
+        version = self._resolve(ref, manifest, register=True)
+        assert version is not None
+        return version
+
+    def check_ref(self, ref: str, manifest: str | os.PathLike[str] | None = None) -> None:
+        """Raise what :meth:`resolve` would raise for ``ref``, registering nothing."""
+        self._resolve(ref, manifest, register=False)
+
+    def _resolve(self, ref: str, manifest: str | os.PathLike[str] | None, *, register: bool) -> StageVersion | None:
         stage, _, what = ref.partition("@")
         if not stage or not what:
             raise errors.UnknownVersionError(
@@ -533,7 +585,7 @@ class Project:
             )
         spec = self._spec(stage, manifest)
         if what == "working":
-            return self._register_tree(spec, self.working_tree(), None, "working tree snapshot", manifest)
+            return self._register_tree(spec, self.working_tree(), None, "working tree snapshot", manifest, register=register)
         if what.startswith("git:"):
             sha = self._repo.resolve_rev(what[4:])
             tree = self._repo.tree_at(sha)
@@ -542,7 +594,9 @@ class Project:
                 at = self._specs_at(tree, self._manifest_rel(m), {}).get(stage, spec)
             except errors.ManifestError:
                 at = spec
-            return self._register_tree(at, tree, sha, self._subject(sha), manifest, created=self._repo.commit_time(sha))
+            return self._register_tree(
+                at, tree, sha, self._subject(sha), manifest, created=self._repo.commit_time(sha), register=register
+            )
         return self.history.resolve(stage, what)
 
     def _register_tree(
@@ -553,58 +607,96 @@ class Project:
         message: str,
         manifest: str | os.PathLike[str] | None,
         created: datetime | None = None,
-    ) -> StageVersion:
-        try:
-            docstrings = self._docstrings(self.manifest(manifest))
-        except errors.ManifestError:
-            docstrings = False
+        *,
+        register: bool = True,
+    ) -> StageVersion | None:
+        """The version of ``spec``'s code in ``tree``, registered if new (None: new, and not ``register``)."""
+        docstrings = self._manifest_docstrings(manifest)
         closure = self.fingerprint(spec, tree, docstrings=docstrings)
+        if not register:
+            return self.history.find(spec.name, closure.fingerprint) if spec.name in self.history.stages() else None
         version, _ = self._register(spec.name, closure, tree, docstrings, origin=origin, message=message, created=created)
         return version
 
     def status(self, manifest: str | os.PathLike[str] | None = None) -> list[StageStatus]:
-        """Per declared stage: the pinned version, the working tree's version, whether they differ."""
+        """Per declared stage: the working tree's version against what it is compared with.
+
+        A pinned stage's working tree is compared with its pin; an unpinned stage's with the
+        version its last run used (the code a run would replace); with neither, it is
+        ``changed`` only when its code is not registered. A pin that does not resolve or code
+        that does not fingerprint is reported in the stage's row (``error``).
+        """
+        from modver.runner import last_key_parts
+
+        from modver.data import DataHasher
+
         m = self.manifest(manifest)
         tree = self.working_tree()
+        previous = last_key_parts(self.runs_store, list(m.stages))
+        hasher = DataHasher(self.root, self.store)
         rows = []
         for name, spec in m.stages.items():
-            pinned = self.resolve(f"{name}@{spec.version}", manifest) if spec.version else None
-            try:
-                closure = self.fingerprint(spec, tree, docstrings=self._docstrings(m))
-            except errors.ModverError as exc:
-                rows.append(
-                    StageStatus(name, spec.entry, pinned and pinned.version, pinned and pinned.fingerprint, None, None, True, str(exc))
-                )
-                continue
-            known = self.history.find(name, closure.fingerprint) if name in self.history.stages() else None
-            if pinned is not None:
-                changed = pinned.fingerprint != closure.fingerprint
-            else:
-                latest = self.history.versions(name)[-1:] if name in self.history.stages() else []
-                changed = not latest or latest[0].fingerprint != closure.fingerprint
-            rows.append(
-                StageStatus(
-                    name,
-                    spec.entry,
-                    pinned.version if pinned else None,
-                    pinned.fingerprint if pinned else None,
-                    known.version if known else None,
-                    closure.fingerprint,
-                    changed,
-                )
-            )
+            rows.append(self._stage_status(name, spec, tree, previous.get(name), manifest))
+            for source in spec.inputs.values():  # a data input that cannot be read is that stage's problem
+                if source.startswith("data.") and rows[-1].error is None:
+                    try:
+                        hasher.hash(source[5:], m.data[source[5:]])
+                    except errors.ModverError as exc:
+                        rows[-1] = replace(rows[-1], error=str(exc), changed=True)
+        hasher.save()
         try:
-            cached = {p.name: p.cached for p in self.plan(manifest)}
+            cached = {p.name: p.cached for p in self.plan(manifest, previous=previous)}
         except errors.ModverError:
             cached = {}  # a missing data file or an unresolvable pin: not knowable now
         return [replace(r, cached=cached.get(r.stage)) for r in rows]
+
+    def _stage_status(
+        self, name: str, spec: StageSpec, tree: SourceTree, last: Any, manifest: str | os.PathLike[str] | None
+    ) -> StageStatus:
+        pinned, problem = None, None
+        if spec.version:
+            try:
+                pinned = self.resolve(f"{name}@{spec.version}", manifest)
+            except errors.ModverError as exc:
+                problem = f"pin {spec.version} does not resolve: {exc}"
+        try:
+            closure = self.fingerprint(spec, tree, docstrings=self._docstrings(self.manifest(manifest)))
+        except errors.ModverError as exc:
+            closure, problem = None, problem or str(exc)
+        fingerprint = closure.fingerprint if closure else None
+        known = self.history.find(name, fingerprint) if fingerprint and name in self.history.stages() else None
+        if spec.version:
+            compared = (pinned.version, pinned.fingerprint, "pin") if pinned else (spec.version, None, "pin")
+        elif last and last.get("fingerprint"):
+            label = last.get("version") or str(last["fingerprint"]).split(":", 1)[-1][:12]
+            compared = (label, last["fingerprint"], "last run")
+        else:
+            compared = (None, None, None)
+        changed = problem is not None or (known is None if compared[1] is None else compared[1] != fingerprint)
+        return StageStatus(
+            name,
+            spec.entry,
+            pinned.version if pinned else None,
+            pinned.fingerprint if pinned else None,
+            known.version if known else None,
+            fingerprint,
+            changed,
+            problem,
+            compared_with=compared[0],
+            compared_source=compared[2],
+        )
 
     def show(self, ref: str, manifest: str | os.PathLike[str] | None = None) -> ShownVersion:
         """A version's metadata, closure and the exact source of each of its definitions."""
         version = self.resolve(ref, manifest)
         closure = self.history.closure(version)
         tree = self.history.source_tree(version)
-        return ShownVersion(version, closure, definition_sources(tree, closure))
+        try:
+            declared = self.manifest(manifest).stages.get(version.stage)
+        except errors.ModverError:
+            declared = None  # a broken manifest: the version is still shown
+        entry = declared.entry if declared is not None else None
+        return ShownVersion(version, closure, definition_sources(tree, closure), entry)
 
     def pin(self, ref: str, manifest: str | os.PathLike[str] | None = None) -> PinResult:
         """Pin ``STAGE@REF`` in the manifest (comments and formatting kept)."""
@@ -615,7 +707,7 @@ class Project:
         version = self.resolve(ref, manifest)
         path = self.manifest_path(manifest)
         with self._manifest_lock(path):
-            set_pin(path, stage, version.version)
+            set_pin(path, stage, version.version, temp_dir=self.store / "tmp")
         self._manifests.pop(path, None)
         return PinResult(path, stage, version)
 
@@ -626,7 +718,7 @@ class Project:
         self.manifest(manifest).stage(stage)
         path = self.manifest_path(manifest)
         with self._manifest_lock(path):
-            set_pin(path, stage, None)
+            set_pin(path, stage, None, temp_dir=self.store / "tmp")
         self._manifests.pop(path, None)
         return PinResult(path, stage, None)
 
@@ -634,8 +726,41 @@ class Project:
         """An inter-process lock so that concurrent pins of one manifest never lose an edit."""
         from modver import _encoding, _fs
 
-        name = _encoding.digest_value(str(path)).split(":")[1][:16]
+        name = _encoding.digest_value(os.path.realpath(path)).split(":")[1][:16]  # one lock per file, however reached
         return _fs.file_lock(self.store / "locks" / f"manifest-{name}.lock", what=f"manifest {path}")
+
+    def gc(
+        self,
+        *,
+        keep_last: int | None = None,
+        older_than: str | None = None,
+        remove_records: bool = False,
+        dry_run: bool = False,
+    ):  # -> modver.retention.GcResult
+        """Remove cached outputs and materialized versions that no kept run uses (all runs are
+        kept unless ``keep_last``/``older_than`` — e.g. ``"30d"`` — narrow them); run records
+        only with ``remove_records``. Safe while runs are in progress (see modver/retention.py)."""
+        from modver.retention import collect_garbage, parse_duration, store_lock
+        from modver.runner import mark_dead
+
+        seconds = parse_duration(older_than) if older_than is not None else None
+        with store_lock(self.store, shared=False):
+            records = [mark_dead(r) for r in self.runs_store.list()]
+            return collect_garbage(
+                self.store, records, keep_last=keep_last, older_than=seconds, remove_records=remove_records, dry_run=dry_run
+            )
+
+    def verify(self, stages: Sequence[str] = ()) -> list[Any]:  # -> list[modver.verify.VersionCheck]
+        """Re-fingerprint every stored version (of ``stages``, default all) and compare.
+
+        A version whose stored code does not give its fingerprint, or whose files are missing
+        or damaged, comes back with its problems; nothing is written.
+        """
+        from modver.verify import verify_history
+
+        have = set(self.history.stages())
+        names = list(stages) or [s for s in self.stage_names() if s in have]
+        return verify_history(self.history, names, docstrings=self._manifest_docstrings(None))
 
     def tag(self, ref: str, name: str, *, force: bool = False) -> StageVersion:
         """Give a version a name usable as ``STAGE@NAME``."""
@@ -680,23 +805,32 @@ class Project:
         )
 
     def _manifest_docstrings(self, manifest: str | os.PathLike[str] | None) -> bool:
+        """The manifest's docstrings setting; False when it does not load (a broken manifest)."""
         try:
             return self._docstrings(self.manifest(manifest))
-        except errors.ManifestError:
+        except errors.ModverError:
             return False
 
     def _diff_working(self, manifest: str | os.PathLike[str] | None):
         from modver import diff as _diff
 
+        from modver.runner import last_key_parts
+
         m = self.manifest(manifest)
         tree = self.working_tree()
+        previous = last_key_parts(self.runs_store, list(m.stages))
         out = []
         for name, spec in m.stages.items():
             closure = self.fingerprint(spec, tree, docstrings=self._docstrings(m))
+            known = name in self.history.stages()
+            last_run = (previous.get(name) or {}).get("fingerprint")
+            used = self.history.find(name, last_run) if known and last_run else None
             if spec.version:
                 pinned = self.resolve(f"{name}@{spec.version}", manifest)
+            elif used is not None:
+                pinned = used  # what the stage's last run used, as status compares
             else:
-                versions = self.history.versions(name) if name in self.history.stages() else []
+                versions = self.history.versions(name) if known else []
                 pinned = versions[-1] if versions else None
             if pinned is None:
                 out.append(_diff.diff_closures(name, "(nothing registered)", None, None, "working tree", closure, tree))
@@ -752,32 +886,34 @@ class Project:
 
         return execute(self, self.pipeline(manifest, sets), force=tuple(force), on_event=on_event, echo=echo)
 
-    def plan(self, manifest: str | os.PathLike[str] | None = None, *, sets: Sequence[str] = (), force: Sequence[str] = ()):
-        """What a run would do, stage by stage, and why (nothing is executed or registered)."""
+    def plan(
+        self,
+        manifest: str | os.PathLike[str] | None = None,
+        *,
+        sets: Sequence[str] = (),
+        force: Sequence[str] = (),
+        previous: Any = None,
+    ):
+        """What a run would do, stage by stage, and why (nothing is executed or registered).
+
+        ``previous``: the last recorded key parts per stage (read from the run records if None).
+        """
         from modver.runner import last_key_parts, plan
 
         pipeline = self.pipeline(manifest, sets)
-        previous = last_key_parts(self.runs_store, [s.name for s in pipeline.stages])
+        if previous is None:
+            previous = last_key_parts(self.runs_store, [s.name for s in pipeline.stages])
         return plan(self, pipeline, force=tuple(force), previous=previous)
 
     def runs(self, where: str | None = None, sort: str | None = None) -> list[dict[str, Any]]:
         """Every run record, oldest first (or sorted by a column, ``-column`` descending)."""
-        from modver.records import filter_records, flatten_record, resolve_column, table_columns
+        from modver.records import filter_records, sort_records
         from modver.runner import mark_dead
 
         records = [mark_dead(r) for r in self.runs_store.list()]
         if where:
             records = list(filter_records(records, where))
-        if sort:
-            key, reverse = (sort[1:], True) if sort.startswith("-") else (sort, False)
-            flat = [(flatten_record(r), r) for r in records]
-            if flat:
-                key = resolve_column(key, table_columns(f for f, _ in flat), "--sort")
-            present = [(f, r) for f, r in flat if f.get(key) is not None]
-            missing = [r for f, r in flat if f.get(key) is None]
-            present.sort(key=lambda fr: (str(type(fr[0][key])), fr[0][key]), reverse=reverse)
-            records = [r for _, r in present] + missing
-        return records
+        return sort_records(records, sort) if sort else records
 
     def run_record(self, ref: str = "latest") -> dict[str, Any]:
         """One run's record (a run id, a unique prefix, ``latest`` or ``latest~N``)."""
@@ -811,17 +947,17 @@ class Project:
         Every stage is executed again unless ``use_cache``. The code comes from the store, so
         this works after it is gone from the working tree and every branch.
         """
-        from modver.runner import DataHasher, Pipeline, PipelineStage, execute
+        from modver.data import DataHasher
+        from modver.runner import Pipeline, PipelineStage, execute
 
         original = self.run_record(ref)
-        content = (original.get("manifest") or {}).get("content") or {}
-        declared = content.get("stages") or {}
         fingerprints = original.get("fingerprints") or {}
         if not fingerprints:
             raise errors.RunError(
                 f"run {original['run']} recorded no stage versions (it failed before planning)",
                 hint="reproduce a run that got past planning; see `modver runs`",
             )
+        recorded = self._recorded_manifest(original, fingerprints)
         hasher = DataHasher(self.root, self.store)
         changed = []
         for name, info in (original.get("data") or {}).items():
@@ -836,22 +972,23 @@ class Project:
                 f"cannot reproduce run {original['run']}: its data changed since: {', '.join(changed)}",
                 hint="restore the data files the run used (their content hashes are in its record)",
             )
-        order = [s for s in declared if s in fingerprints]
         stages = tuple(
             PipelineStage(
                 name,
-                declared[name]["entry"],
+                recorded.stages[name].entry,
                 None,
-                dict(declared[name].get("inputs") or {}),
+                dict(recorded.stages[name].inputs),
                 dict((original.get("params") or {}).get(name) or {}),
-                tuple(declared[name].get("deps") or ()),
+                recorded.stages[name].deps,
                 fingerprint=fingerprints[name],
             )
-            for name in _order(order, declared)
+            for name in recorded.order()
+            if name in fingerprints
         )
         data = {name: info["path"] for name, info in (original.get("data") or {}).items()}
-        data.update({k: v for k, v in (content.get("data") or {}).items() if k not in data})
-        pipeline = Pipeline(stages, data, (original.get("manifest") or {}).get("path", ""), content)
+        data.update({k: v for k, v in recorded.data.items() if k not in data})
+        manifest = original.get("manifest") or {}
+        pipeline = Pipeline(stages, data, manifest.get("path", ""), manifest.get("content") or {})
         force = () if use_cache else tuple(s.name for s in stages)
         record = execute(self, pipeline, force=force, on_event=on_event, echo=echo, extra={"reproduces": original["run"]})
         comparison = {}
@@ -861,6 +998,25 @@ class Project:
         record["comparison"] = comparison
         self.runs_store.update(record["run"], record)
         return record
+
+    def _recorded_manifest(self, record: dict[str, Any], fingerprints: dict[str, str]):  # -> Manifest
+        """The manifest a run recorded, validated again (as a manifest, and against the recorded
+        versions): what `reproduce` runs. A damaged one is a :class:`StoreError`."""
+        import json
+
+        from modver.manifest import load_manifest_text
+
+        info = record.get("manifest") or {}
+        try:
+            m = load_manifest_text(json.dumps(info.get("content") or {}), Path(info.get("path") or DEFAULT_MANIFEST), self.root)
+        except errors.ModverError as exc:
+            raise self.runs_store.damaged(record["run"], f"its manifest does not load: {exc.message}") from exc
+        used = {name for name in fingerprints if name in m.stages}
+        inputs = {src for name in used for src in m.stages[name].inputs.values() if src in m.stages}
+        missing = sorted((set(fingerprints) - used) | (inputs - set(fingerprints)))
+        if missing:
+            raise self.runs_store.damaged(record["run"], f"its manifest and its versions disagree on {', '.join(missing)}")
+        return m
 
     def load(self, stage: str, run: str = "latest") -> Any:
         """A stage's output object from a run; loads without the code in the working tree.
@@ -960,22 +1116,6 @@ def _run_columns(record: dict[str, Any]) -> dict[str, Any]:
     for name, cached in (record.get("cached") or {}).items():
         row[f"cached.{name}"] = cached
     return row
-
-
-def _order(names: list[str], declared: dict[str, Any]) -> list[str]:
-    """Topological order of recorded stages by their inputs (ties keep manifest order)."""
-    done: list[str] = []
-    pending = list(names)
-    while pending:
-        for name in pending:
-            deps = [v for v in (declared[name].get("inputs") or {}).values() if not str(v).startswith("data.")]
-            if all(d in done or d not in names for d in deps):
-                done.append(name)
-                pending.remove(name)
-                break
-        else:
-            raise errors.RunError("the recorded manifest has a cycle in its inputs", hint="check the run record")
-    return done
 
 
 def runs(path: str | os.PathLike[str] = "."):  # -> pandas.DataFrame

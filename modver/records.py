@@ -27,8 +27,12 @@ strings and are unique across concurrent processes and machines sharing a file s
 
 Next to it, ``<stage>.stdout`` and ``<stage>.stderr`` hold what each stage printed.
 
-:meth:`RunStore.list` never fails on a damaged run: a folder whose ``run.json`` is missing or
-unreadable is listed as ``{"run": id, "status": "corrupt", "error": {...}}``.
+:meth:`RunStore.load` checks the shape of what it reads against :data:`RECORD` (the type of
+every field modver reads, nested ones too; a field may be absent, unknown fields are kept), so
+a record that is valid JSON with wrong types is a :class:`StoreError` naming the file and the
+field, never an error deep inside a command. :meth:`RunStore.list` never fails on a damaged
+run: a folder whose ``run.json`` is missing, unreadable or damaged is listed as
+``{"run": id, "status": "corrupt", "error": {...}}``.
 
 :func:`runs_dataframe` flattens records into the table of ``modver runs`` / ``modver.runs()``
 (columns ``run``, ``status``, ``started``, ``duration``, ``version.<stage>``,
@@ -48,6 +52,7 @@ import os
 import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -85,6 +90,180 @@ def run_id_time(run_id: str) -> str | None:
     except ValueError:
         return None
     return moment.isoformat(timespec="microseconds")
+
+
+# -- the shape of a record ---------------------------------------------------------------------
+#
+# A spec is a type (or a tuple of types), Opt(spec) (that or null), MapOf(spec) (a JSON object
+# with any names), ListOf(spec), or Fields(...) (a JSON object with known fields, each of which
+# may be absent unless required; unknown fields are allowed, so older modvers read newer records).
+
+
+@dataclass(frozen=True)
+class Opt:
+    """``spec`` or null."""
+
+    spec: Any
+
+
+@dataclass(frozen=True)
+class MapOf:
+    """A JSON object whose values all match ``spec``."""
+
+    spec: Any
+
+
+@dataclass(frozen=True)
+class ListOf:
+    """A JSON array whose items all match ``spec``."""
+
+    spec: Any
+
+
+@dataclass(frozen=True)
+class Fields:
+    """A JSON object with known fields (name -> spec); ``required`` ones must be present."""
+
+    fields: Mapping[str, Any]
+    required: tuple[str, ...] = ()
+
+
+ANY = object  # any JSON value
+NUMBER = (int, float)
+ERROR = Fields({"stage": Opt(str), "type": str, "message": str, "where": Opt(str), "traceback": Opt(str)})
+KEY_PARTS = Fields(
+    {
+        "entry": str,
+        "fingerprint": str,
+        "version": Opt(str),
+        "params": MapOf(ANY),
+        "inputs": MapOf(Fields({"data": str, "hash": str, "stage": str, "key": str})),
+    }
+)
+STAGE = Fields(
+    {
+        "status": str,
+        "duration": Opt(NUMBER),
+        "cache_key": str,
+        "key_parts": KEY_PARTS,
+        "reason": str,
+        "notes": ListOf(str),
+        "error": Opt(ERROR),
+        "entry": str,
+    },
+    required=("cache_key",),
+)
+MANIFEST_STAGE = Fields(
+    {"entry": str, "version": Opt(str), "inputs": MapOf(str), "params": MapOf(ANY), "deps": ListOf(str)},
+    required=("entry",),
+)
+RECORD = Fields(
+    {
+        "run": str,
+        "status": str,
+        "host": Opt(str),
+        "pid": Opt(int),
+        "started": Opt(str),
+        "finished": Opt(str),
+        "duration": Opt(NUMBER),
+        "manifest": Fields(
+            {"path": str, "content": Fields({"data": MapOf(str), "stages": MapOf(MANIFEST_STAGE), "fingerprint": MapOf(ANY)})}
+        ),
+        "versions": MapOf(Opt(str)),
+        "fingerprints": MapOf(str),
+        "params": MapOf(MapOf(ANY)),
+        "data": MapOf(Fields({"path": str, "hash": str}, required=("path", "hash"))),
+        "cached": MapOf(bool),
+        "order": ListOf(str),
+        "stages": MapOf(STAGE),
+        "metrics": MapOf(NUMBER),
+        "metric_series": MapOf(ListOf(Fields({"step": Opt(int), "value": NUMBER, "stage": Opt(str)}))),
+        "git": Fields({"commit": Opt(str), "dirty": Opt(bool)}),
+        "python": str,
+        "packages": MapOf(str),
+        "error": Opt(ERROR),
+        "reproduces": str,
+        "comparison": MapOf(Fields({"original": ANY, "reproduced": ANY, "match": bool})),
+    },
+    required=("run",),
+)
+
+
+def record_problem(value: Any, spec: Any = RECORD) -> str | None:
+    """What is wrong with the shape of ``value`` (a run record by default), or None if nothing.
+
+    The answer names the field, e.g. ``"stages.train.duration should be a number or null,
+    found a string '1s'"``.
+    """
+    found = _mismatch(value, spec)
+    if found is None:
+        return None
+    path, spec, value = found
+    where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in reversed(path)).lstrip(".")
+    if spec is _MISSING:
+        return f"{where} is missing"
+    return f"{where or 'the record'} should be {_kind(spec)}, found {_found(value)}"
+
+
+_MISSING = object()
+
+
+def _mismatch(value: Any, spec: Any) -> tuple[list[str | int], Any, Any] | None:
+    """None, or the first place where ``value`` does not match ``spec``: (its path, innermost
+    first; the spec; the value there). Paths are only built for a mismatch: records are big."""
+    if value is None and isinstance(spec, Opt):
+        return None
+    inner = spec.spec if isinstance(spec, Opt) else spec
+    if isinstance(inner, (Fields, MapOf)):
+        if not isinstance(value, dict):
+            return [], spec, value
+        if isinstance(inner, Fields):
+            for name in inner.required:
+                if name not in value:
+                    return [name], _MISSING, None
+            items = ((name, value[name], field) for name, field in inner.fields.items() if name in value)
+        elif inner.spec is ANY:
+            return None
+        else:
+            items = ((name, item, inner.spec) for name, item in value.items())
+    elif isinstance(inner, ListOf):
+        if not isinstance(value, list):
+            return [], spec, value
+        items = ((index, item, inner.spec) for index, item in enumerate(value))
+    else:
+        return None if inner is ANY or isinstance(value, inner) else ([], spec, value)
+    for key, item, field in items:
+        found = _mismatch(item, field)
+        if found is not None:
+            found[0].append(key)
+            return found
+    return None
+
+
+_KINDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false", NUMBER: "a number"}
+
+
+def _kind(spec: Any) -> str:
+    if isinstance(spec, Opt):
+        return f"{_kind(spec.spec)} or null"
+    if isinstance(spec, (MapOf, Fields)):
+        return "an object"
+    if isinstance(spec, ListOf):
+        return "a list"
+    return _KINDS.get(spec, getattr(spec, "__name__", str(spec)))
+
+
+def _found(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    shown = repr(value)
+    return f"{_KINDS.get(type(value), type(value).__name__)} {shown if len(shown) <= 40 else shown[:37] + '...'}"
 
 
 class RunStore:
@@ -169,9 +348,26 @@ class RunStore:
             raise UnknownRunError(
                 f"no run {run_id}", where=str(self.root), hint="see `modver runs` for the recorded runs"
             ) from exc
-        if not isinstance(record, dict):
-            raise StoreError(f"{path} does not hold a run record", where=str(path))
+        except StoreError as exc:  # not JSON, or JSON Python cannot read (too deep, huge integers)
+            if isinstance(exc.__cause__, (ValueError, UnicodeDecodeError, RecursionError)):
+                raise self.damaged(run_id, f"it is not valid JSON ({_fs.json_problem(exc.__cause__)})") from exc
+            raise
+        problem = record_problem(record)
+        if problem is None and record["run"] != run_id:
+            problem = f"it is the record of run {record['run']!r}, not of {run_id}"
+        if problem:
+            raise self.damaged(run_id, problem)
         return record
+
+    def damaged(self, run_id: str, problem: str) -> StoreError:
+        """The error for a run whose record is damaged: ``problem`` says what is wrong."""
+        path = self.path(run_id) / RUN_FILE
+        return StoreError(
+            f"damaged run record {path}: {problem}",
+            where=str(path),
+            hint=f"move the folder {path.parent} out of {self.root} (the other runs are not affected) "
+            "and run the command again",
+        )
 
     def ids(self) -> list[str]:
         """Every run id, oldest first (ids sort by start time)."""
@@ -305,15 +501,29 @@ _WHERE_HINT = (
 )
 
 
+WHERE_MAX_CHARS = 10_000  # a real expression is a line; 10,000 characters hold ~250 run ids in a tuple
+WHERE_MAX_DEPTH = 100  # nesting of the syntax tree; real expressions nest fewer than 10 levels
+
+
 class Where:
-    """A compiled ``--where`` expression; call it with a row (see :func:`flatten_record`)."""
+    """A compiled ``--where`` expression; call it with a row (see :func:`flatten_record`).
+
+    Expressions longer than :data:`WHERE_MAX_CHARS` or nested deeper than
+    :data:`WHERE_MAX_DEPTH` are refused with a :class:`ModverError`.
+    """
 
     def __init__(self, expression: str):
         self.expression = expression
+        if len(expression) > WHERE_MAX_CHARS:
+            raise self._error(f"it is {len(expression)} characters long, more than the {WHERE_MAX_CHARS} allowed")
         try:
             tree = ast.parse(expression.strip(), mode="eval")
         except SyntaxError as exc:
-            raise ModverError(f"invalid --where expression {expression!r}: {exc.msg}", hint=_WHERE_HINT) from exc
+            raise self._error(str(exc.msg)) from exc
+        except (RecursionError, MemoryError) as exc:  # the parser's own stack is exhausted
+            raise self._error(f"it is nested more than {WHERE_MAX_DEPTH} levels deep") from exc
+        if _depth(tree.body) > WHERE_MAX_DEPTH:
+            raise self._error(f"it is nested more than {WHERE_MAX_DEPTH} levels deep")
         self.columns: set[str] = set()
         self.aliases: dict[str, str] = {}  # a name as written -> its full column name
         self._check(tree.body)
@@ -348,7 +558,8 @@ class Where:
             self.columns.add(column)
 
     def _error(self, detail: str) -> ModverError:
-        return ModverError(f"invalid --where expression {self.expression!r}: {detail}", hint=_WHERE_HINT)
+        shown = self.expression if len(self.expression) <= 80 else self.expression[:77] + "..."
+        return ModverError(f"invalid --where expression {shown!r}: {detail}", hint=_WHERE_HINT)
 
     def _eval(self, node: ast.AST, row: Mapping[str, Any]) -> Any:
         if isinstance(node, ast.BoolOp):
@@ -376,6 +587,16 @@ class Where:
 
 
 _NOT_CONSTANT = object()
+
+
+def _depth(tree: ast.AST) -> int:
+    """How deep the syntax tree nests (without recursion: it may be deeper than Python's stack)."""
+    deepest, todo = 0, [(tree, 1)]
+    while todo:
+        node, depth = todo.pop()
+        deepest = max(deepest, depth)
+        todo.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
 
 
 def _constant(node: ast.AST) -> Any:
@@ -434,6 +655,37 @@ def resolve_column(name: str, columns: Iterable[str], option: str = "--where") -
         f"unknown column {name!r} in {option}" + (f" (did you mean {close[0]!r}?)" if close else ""),
         hint="columns of the recorded runs: " + ", ".join(columns),
     )
+
+
+def sort_records(records: Iterable[Mapping[str, Any]], sort: str) -> list[Mapping[str, Any]]:
+    """The records ordered by the column ``sort`` names (``-column``: descending, see
+    :func:`resolve_column`); records without a value (or NaN) come last, in their order.
+
+    Numbers order by value (ints and floats together), then strings, then other values (lists,
+    mappings, booleans) by their JSON text: any mix of values sorts, none raises.
+    """
+    name, reverse = (sort[1:], True) if sort.startswith("-") else (sort, False)
+    flat = [(flatten_record(r), r) for r in records]
+    if not flat:
+        return []
+    column = resolve_column(name, table_columns(f for f, _ in flat), "--sort")
+    present = [(f[column], r) for f, r in flat if not _missing(f.get(column))]
+    present.sort(key=lambda vr: _sort_key(vr[0]), reverse=reverse)
+    return [r for _, r in present] + [r for f, r in flat if _missing(f.get(column))]
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _sort_key(value: Any) -> tuple[int, float, str]:
+    import json
+
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, value, "")
+    if isinstance(value, str):
+        return (1, 0, value)
+    return (2, 0, json.dumps(value, sort_keys=True, default=str))
 
 
 def filter_records(records: Iterable[Mapping[str, Any]], expression: str) -> list[Mapping[str, Any]]:

@@ -16,7 +16,6 @@ A run goes through three steps:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import inspect
 import io
 import os
@@ -30,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from modver import _encoding, _fs, errors
+from modver import _encoding, errors
+from modver.data import DataHasher
 from modver.models import StageVersion
 
 CACHE_KEY_SCHEME = "modver-output-key/1"
@@ -74,16 +74,24 @@ def parse_sets(sets: list[str], pipeline: Pipeline) -> Pipeline:
     for item in sets:
         target, eq, text = item.partition("=")
         stage, dot, param = target.partition(".")
+        shown = item if len(item) <= 80 else item[:77] + "..."
         if not eq or not dot or not stage or not param:
             raise errors.RunError(
-                f"bad --set {item!r}: expected stage.param=value", hint="e.g. --set model.C=0.5"
+                f"bad --set {shown!r}: expected stage.param=value", hint="e.g. --set model.C=0.5"
             )
         if stage not in by_name:
             raise errors.UnknownStageError(
-                f"--set {item!r}: unknown stage {stage!r}; stages: {', '.join(by_name)}",
+                f"--set {shown!r}: unknown stage {stage!r}; stages: {', '.join(by_name)}",
                 hint="use a stage declared in the manifest",
             )
-        params[stage][param] = parse_scalar(text)
+        source = by_name[stage].inputs.get(param)
+        if source is not None:
+            what = f"data file {source}" if source.startswith("data.") else f"the output of stage {source}"
+            raise errors.RunError(
+                f"--set {target}: {param!r} is an input of stage {stage} ({what}), not a param",
+                hint="--set changes params; an input is wired under the stage's `inputs:` in the manifest",
+            )
+        params[stage][param] = parse_scalar(text, f"--set {target}")
     stages = tuple(
         PipelineStage(s.name, s.entry, s.ref, s.inputs, params[s.name], s.deps, s.fingerprint) for s in pipeline.stages
     )
@@ -111,6 +119,7 @@ class StagePlan:
     duration: float | None = None
     error: dict[str, Any] | None = None
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase (see _timed)
 
     @property
     def name(self) -> str:
@@ -120,46 +129,11 @@ class StagePlan:
     def label(self) -> str:
         return self.version.version if self.version else "working tree"
 
-
-class DataHasher:
-    """Content hashes of data files, remembered by (size, mtime) in ``.modver/cache/data.json``."""
-
-    def __init__(self, root: Path, store: Path):
-        self.root = root
-        self.path = store / "cache" / "data.json"
-        try:
-            self.known: dict[str, Any] = _fs.read_json(self.path)
-            if not isinstance(self.known, dict):
-                self.known = {}
-        except (OSError, ValueError, errors.ModverError):
-            self.known = {}
-        self.dirty = False
-
-    def hash(self, name: str, rel: str) -> str:
-        path = self.root / rel
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            raise errors.RunError(
-                f"data file {rel!r} (data.{name}) does not exist", where=str(path), hint="create it or fix `data:` in the manifest"
-            ) from None
-        stamp = [st.st_size, st.st_mtime_ns]
-        known = self.known.get(rel)
-        if known and known.get("stamp") == stamp:
-            return known["hash"]
-        h = hashlib.blake2b(digest_size=32)
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        digest = "blake2b:" + h.hexdigest()
-        self.known[rel] = {"stamp": stamp, "hash": digest}
-        self.dirty = True
-        return digest
-
-    def save(self) -> None:
-        if self.dirty:
-            with contextlib.suppress(OSError):
-                _fs.write_json_atomic(self.path, self.known, durable=False)
+    @property
+    def entry(self) -> str:
+        """The entry the stage's code runs under: where its version stored it (code moved since
+        keeps its fingerprint, and its version runs from the stored path), else the manifest's."""
+        return self.version.entry if self.version else self.stage.entry
 
 
 def cache_key(parts: Mapping[str, Any]) -> str:
@@ -173,7 +147,6 @@ def plan(
     *,
     force: tuple[str, ...] = (),
     register: bool = False,
-    run_id: str | None = None,
     previous: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[StagePlan]:
     """Resolve versions and cache keys of every stage, in order; execute nothing.
@@ -187,6 +160,8 @@ def plan(
     hasher = DataHasher(project.root, project.store)
     tree = project.working_tree()
     check_force(pipeline, force)
+    if register:
+        _check_before_registering(project, pipeline, tree, hasher)
     plans: dict[str, StagePlan] = {}
     for st in pipeline.stages:
         version: StageVersion | None
@@ -209,7 +184,7 @@ def plan(
             fingerprint = closure.fingerprint
             version = project.history.find(st.name, fingerprint) if st.name in project.history.stages() else None
             if version is None and register:
-                message = f"working tree, snapshot for run {run_id}" if run_id else "working tree snapshot"
+                message = "working tree, snapshot for a run"
                 version, _ = project.register_working(spec, closure, tree, message, pipeline.docstrings)
         inputs: dict[str, Any] = {}
         for kw, source in st.inputs.items():
@@ -232,9 +207,27 @@ def plan(
         p.reason = explain(p, (previous or {}).get(st.name))
         if version is not None and (st.fingerprint is not None or st.ref is not None):
             p.notes = _drifted_deps(project, version, tree)
+        if version is not None and version.entry != st.entry:
+            p.notes.append(f"{version.version} was stored as {version.entry}: it runs from there (the manifest says {st.entry})")
         plans[st.name] = p
     hasher.save()
     return list(plans.values())
+
+
+def _check_before_registering(project: Any, pipeline: Pipeline, tree: Any, hasher: Any) -> None:
+    """Everything planning can fail on, checked before it registers anything: every pin
+    resolves, every unpinned stage's code fingerprints, every data input hashes. A run that
+    fails on a bad pin must not have snapshotted the other stages first."""
+    from modver.models import StageSpec
+
+    for st in pipeline.stages:
+        if st.fingerprint is None and st.ref is not None:
+            project.check_ref(f"{st.name}@{st.ref}")
+        elif st.fingerprint is None:
+            project.fingerprint(StageSpec(st.name, st.entry, deps=st.deps), tree, docstrings=pipeline.docstrings)
+        for source in st.inputs.values():
+            if source.startswith("data."):
+                hasher.hash(source[5:], pipeline.data[source[5:]])
 
 
 def _drifted_deps(project: Any, version: StageVersion, tree: Any) -> list[str]:
@@ -289,7 +282,7 @@ def explain(p: StagePlan, before: Mapping[str, Any] | None) -> str:
             reasons.append(f"input {kw}: output of {now['stage']} changed")
     if before.get("entry") not in (None, parts["entry"]):
         reasons.append(f"entry {before['entry']} -> {parts['entry']}")
-    return "; ".join(reasons) or "no cached output for this key (the cache entry was removed)"
+    return "; ".join(reasons) or "no cached output for this key: the last run with it did not save one (it failed or was interrupted), or the entry was removed"
 
 
 # --------------------------------------------------------------------------- executing
@@ -317,16 +310,23 @@ class _Tee(io.TextIOBase):
 
 
 @contextlib.contextmanager
-def _capture(out_path: Path, err_path: Path, echo: TextIO | None, mode: str = "a") -> Iterator[None]:
+def _capture_into(out: TextIO, err: TextIO, echo: TextIO | None) -> Iterator[None]:
+    """Tee stdout/stderr into ``out``/``err`` (and ``echo``) for the block."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Tee(out, echo), _Tee(err, echo)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+@contextlib.contextmanager
+def _capture(out_path: Path, err_path: Path, echo: TextIO | None) -> Iterator[None]:
     """Tee stdout/stderr into a stage's log files (appended: its import, then its call)."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_path, mode, encoding="utf-8") as out, open(err_path, mode, encoding="utf-8") as err:
-        saved = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = _Tee(out, echo), _Tee(err, echo)
-        try:
+    with open(out_path, "a", encoding="utf-8") as out, open(err_path, "a", encoding="utf-8") as err:
+        with _capture_into(out, err, echo):
             yield
-        finally:
-            sys.stdout, sys.stderr = saved
 
 
 def _user_frame(tb: Any, versions_dir: Path) -> str | None:
@@ -340,20 +340,32 @@ def _user_frame(tb: Any, versions_dir: Path) -> str | None:
     return where
 
 
+@contextlib.contextmanager
+def _timed(p: StagePlan, phase: str) -> Iterator[None]:
+    """Add the block's wall time to ``p.timings[phase]`` (materialize, import, load, call, save)."""
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        p.timings[phase] = round(p.timings.get(phase, 0.0) + time.perf_counter() - start, 6)
+
+
 def _stage_callable(project: Any, p: StagePlan) -> Callable[..., Any]:
     from modver import materialize
 
     version = p.version
     assert version is not None
     store = project.store
-    materialize.materialize(lambda: project.history.files(version), version.fingerprint, store, entry=p.stage.entry)
-    return materialize.load_entry(store, version.fingerprint, p.stage.entry)
+    with _timed(p, "materialize"):
+        materialize.materialize(lambda: project.history.files(version), version.fingerprint, store, entry=p.entry)
+    with _timed(p, "import"):
+        return materialize.load_entry(store, version.fingerprint, p.entry)
 
 
 def _call_problem(p: StagePlan, fn: Callable[..., Any], names: Iterable[str]) -> errors.RunError | None:
     """Why ``fn`` cannot take keyword arguments ``names`` (the stage's inputs and params), or None."""
     names = list(names)
-    if p.stage.entry.partition(":")[2]:
+    if p.entry.partition(":")[2]:
         try:
             inspect.signature(fn).bind(**dict.fromkeys(names))
         except TypeError as exc:
@@ -362,7 +374,7 @@ def _call_problem(p: StagePlan, fn: Callable[..., Any], names: Iterable[str]) ->
             except (TypeError, ValueError):
                 accepted = "?"
             return errors.RunError(
-                f"stage {p.name}: {p.stage.entry} cannot be called with {', '.join(names) or 'no arguments'}: {exc}",
+                f"stage {p.name}: {p.entry} cannot be called with {', '.join(names) or 'no arguments'}: {exc}",
                 where=p.name,
                 hint=f"its parameters are ({accepted}); fix `inputs:`/`params:` in the manifest or --set",
             )
@@ -370,42 +382,46 @@ def _call_problem(p: StagePlan, fn: Callable[..., Any], names: Iterable[str]) ->
             return None
     elif any(kw in p.stage.inputs and not p.stage.inputs[kw].startswith("data.") for kw in names):
         return errors.RunError(
-            f"stage {p.name} is a whole module ({p.stage.entry}): it takes params and data files, not stage outputs",
+            f"stage {p.name} is a whole module ({p.entry}): it takes params and data files, not stage outputs",
             where=p.name,
             hint="give it data inputs only, or make its entry a function",
         )
     return None
 
 
-def _check_calls(project: Any, plans: list[StagePlan], logs: Callable[[str], tuple[Path, Path]], echo: TextIO | None) -> None:
+def _check_calls(project: Any, plans: list[StagePlan], echo: TextIO | None) -> dict[str, tuple[str, str]]:
     """Before anything runs: each stage to run accepts its inputs and params (a mistyped
     ``--set`` fails now, not after the upstream stages' minutes). A stage whose code does not
-    even import is left alone here: it fails when it runs, with its traceback. What importing
-    a stage prints goes to its logs (``logs(stage)`` names them), as if it ran then."""
+    even import is left alone here: it fails when it runs, with its traceback. Returns what
+    importing each stage printed, ``{stage: (stdout, stderr)}``, to start its logs with."""
+    printed: dict[str, tuple[str, str]] = {}
     for p in plans:
         if p.cached:
             continue
+        out, err = io.StringIO(), io.StringIO()
         try:
-            with _capture(*logs(p.name), echo, mode="w"):
+            with _capture_into(out, err, echo):
                 fn = _stage_callable(project, p)
         except Exception:  # noqa: BLE001 - reported, with its traceback, when the stage runs
             continue
+        finally:
+            printed[p.name] = (out.getvalue(), err.getvalue())
         problem = _call_problem(p, fn, [*p.stage.inputs, *p.stage.params])
         if problem is not None:
-            p.status = "failed"
-            p.error = {"type": "RunError", "message": str(problem), "where": p.name, "traceback": None}
             raise problem
         p.call = fn
+    return printed
 
 
 def _call_stage(project: Any, p: StagePlan, kwargs: dict[str, Any]) -> Any:
-    if p.call is not None:  # loaded and checked before the run started
-        return p.call(**kwargs)
-    fn = _stage_callable(project, p)  # a stage recomputed because its cached output was unreadable
-    problem = _call_problem(p, fn, kwargs)
-    if problem is not None:
-        raise problem
-    return fn(**kwargs)
+    fn = p.call  # loaded and checked before the run started
+    if fn is None:
+        fn = _stage_callable(project, p)  # a stage recomputed because its cached output was unreadable
+        problem = _call_problem(p, fn, kwargs)
+        if problem is not None:
+            raise problem
+    with _timed(p, "call"):
+        return fn(**kwargs)
 
 
 def python_info() -> dict[str, Any]:
@@ -469,7 +485,8 @@ def execute(
     """
     from modver.cache import OutputCache
     from modver.metrics import collect_metrics, summarize
-    from modver.records import RunStore, new_run_id, now_iso
+    from modver.records import LOG_STREAMS, RunStore, new_run_id, now_iso
+    from modver.retention import store_lock
 
     check_force(pipeline, force)  # a mistyped option is not a run: no record
     store = project.store
@@ -477,6 +494,7 @@ def execute(
     cache = OutputCache(store / "cache" / "outputs")
     run_id = new_run_id()
     started, t0 = now_iso(), time.perf_counter()
+    planned = 0.0  # seconds spent planning, once done
     record: dict[str, Any] = {
         "run": run_id,
         "status": "running",
@@ -499,7 +517,6 @@ def execute(
         "error": None,
         **(extra or {}),
     }
-    runs.create(run_id, record)
     plans: list[StagePlan] = []
     events: list[dict[str, Any]] = []
 
@@ -508,6 +525,12 @@ def execute(
             record["status"] = status
             record["finished"] = now_iso()
             record["duration"] = round(time.perf_counter() - t0, 6)
+            in_stages = round(sum(sum(p.timings.values()) for p in plans), 6)
+            record["timings"] = {
+                "plan": planned,
+                "stages": in_stages,
+                "other": round(max(record["duration"] - planned - in_stages, 0.0), 6),
+            }
         last, series = summarize(events)
         record["metrics"], record["metric_series"] = last, series
         record["order"] = [p.name for p in plans]  # the order the stages ran in
@@ -524,24 +547,31 @@ def execute(
                 "notes": p.notes,
                 "error": p.error,
                 "entry": p.stage.entry,
+                "timings": dict(p.timings),
             }
         runs.update(run_id, record, durable=status is not None)
 
-    try:
-        record["git"] = {"commit": project._repo.head_commit(), "dirty": project._repo.is_dirty()}
+    # Planning and checking come before the record: a usage mistake found before the first stage
+    # starts (a bad pin, a param the stage does not take, a missing data file) is not a run.
+    # `modver gc` waits while a run plans: once the record names every key and version the run
+    # uses, gc keeps them (modver/retention.py)
+    with store_lock(store, shared=True):
         previous = last_key_parts(runs, [s.name for s in pipeline.stages], exclude=run_id)
-        plans = plan(project, pipeline, force=force, register=True, run_id=run_id, previous=previous)
+        plans = plan(project, pipeline, force=force, register=True, previous=previous)
+        planned = round(time.perf_counter() - t0, 6)  # the check's materialize and import count per stage
+        imported = _check_calls(project, plans, echo)
+        record["git"] = {"commit": project._repo.head_commit(), "dirty": project._repo.is_dirty()}
         for p in plans:
             for kw, src in p.key_parts["inputs"].items():
                 if "data" in src:
                     name = p.stage.inputs[kw][5:]
                     record["data"][name] = {"path": src["data"], "hash": src["hash"]}
+        runs.create(run_id, record)
+        for name, streams in imported.items():  # what importing the stages printed starts their logs
+            for stream, text in zip(LOG_STREAMS, streams):
+                runs.write_log(run_id, name, stream, text)
         save()
-        try:
-            _check_calls(project, plans, lambda name: (runs.log_path(run_id, name, "stdout"), runs.log_path(run_id, name, "stderr")), echo)
-        except errors.RunError as exc:
-            record["error"] = {"stage": exc.where, "type": "RunError", "message": str(exc), "traceback": None}
-            raise
+    try:
         from modver.materialize import make_importable
 
         outputs: dict[str, Any] = {}
@@ -551,7 +581,8 @@ def execute(
             if p.cached and p.name in needed and any(q.name in to_run for q in plans if p.name in q.stage.inputs.values()):
                 try:  # a stage that runs needs this output: load it now, and recompute it if it is unreadable
                     make_importable(store)
-                    outputs[p.name] = cache.load(p.key)
+                    with _timed(p, "load"):
+                        outputs[p.name] = cache.load(p.key)
                 except errors.CacheError as exc:
                     cache.remove(p.key)
                     p.cached, p.reason = False, f"cached output unreadable, recomputed ({exc})"
@@ -576,7 +607,8 @@ def execute(
                 else:
                     if src not in outputs:
                         make_importable(store)
-                        outputs[src] = cache.load(next(q.key for q in plans if q.name == src))
+                        with _timed(p, "load"):
+                            outputs[src] = cache.load(next(q.key for q in plans if q.name == src))
                     kwargs[kw] = outputs[src]
             kwargs.update(p.stage.params)
             out_log, err_log = runs.log_path(run_id, p.name, "stdout"), runs.log_path(run_id, p.name, "stderr")
@@ -614,20 +646,21 @@ def execute(
             if p.name in needed and any(q.name in to_run for q in plans if p.name in q.stage.inputs.values()):
                 outputs[p.name] = result
             try:
-                cache.put(
-                    p.key,
-                    result,
-                    {
-                        "stage": p.name,
-                        "version": p.label,
-                        "duration": p.duration,
-                        "metrics": p.metrics,
-                        "stdout": out_log,
-                        "stderr": err_log,
-                        "run": run_id,
-                        "key_parts": p.key_parts,
-                    },
-                )
+                with _timed(p, "save"):
+                    cache.put(
+                        p.key,
+                        result,
+                        {
+                            "stage": p.name,
+                            "version": p.label,
+                            "duration": p.duration,
+                            "metrics": p.metrics,
+                            "stdout": out_log,
+                            "stderr": err_log,
+                            "run": run_id,
+                            "key_parts": p.key_parts,
+                        },
+                    )
             except errors.CacheError as exc:
                 p.status = "failed"
                 p.error = {"type": type(exc).__name__, "message": str(exc), "where": None, "traceback": None}

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 import posixpath
+import stat
 from hashlib import sha1
 from pathlib import Path
 from typing import Iterator, Mapping
+
+from modver._paths import resolve_inside
 
 __all__ = ["DictTree", "WorkingTree", "git_blob_id"]
 
@@ -35,51 +38,57 @@ def _clean(path: str) -> str | None:
 
 
 class WorkingTree:
-    """The project's files on disk, rooted at ``root``."""
+    """The project's files on disk, rooted at ``root``, each read at most once.
+
+    A file's bytes are read on first use (``read`` or ``content_id``) and kept for the life of
+    the tree: the fingerprint, the version's stored files and every probe of one command see the
+    same bytes, even when an editor saves the file meanwhile (SPEC: files are read once). Use a
+    new tree to see newer content. Paths resolve through symlinks only inside the project: one
+    leading outside raises :class:`~modver.errors.PathError` naming the link and its target.
+    Anything but a regular file (a folder, a FIFO, a device) reads as no file.
+    """
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
-        self._ids: dict[str, tuple[int, int, str]] = {}
+        self._files: dict[str, tuple[bytes, str] | None] = {}
 
     def __repr__(self) -> str:
         return f"WorkingTree({str(self.root)!r})"
 
-    def _file(self, path: str) -> Path | None:
+    def _load(self, path: str) -> tuple[bytes, str] | None:
+        """(bytes, git blob id) of the file at ``path``, read once; None when there is none."""
         clean = _clean(path)
         if not clean:
             return None
-        return self.root / clean
+        if clean in self._files:
+            return self._files[clean]
+        found = self._read_disk(clean)
+        self._files[clean] = found
+        return found
+
+    def _read_disk(self, clean: str) -> tuple[bytes, str] | None:
+        target = resolve_inside(self.root, clean, "project file")
+        try:
+            # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below
+            fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+        with os.fdopen(fd, "rb") as handle:
+            data = handle.read()
+        return data, git_blob_id(data)
 
     def read(self, path: str) -> bytes | None:
         """The file's bytes, or None when there is no such file."""
-        target = self._file(path)
-        if target is None:
-            return None
-        try:
-            return target.read_bytes()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            return None
+        found = self._load(path)
+        return None if found is None else found[0]
 
     def content_id(self, path: str) -> str | None:
-        """The git blob id of the file, memoised by (path, mtime_ns, size); None if absent."""
-        target = self._file(path)
-        if target is None:
-            return None
-        try:
-            st = os.stat(target)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        if not os.path.isfile(target):
-            return None
-        known = self._ids.get(path)
-        if known is not None and known[0] == st.st_mtime_ns and known[1] == st.st_size:
-            return known[2]
-        data = self.read(path)
-        if data is None:
-            return None
-        blob = git_blob_id(data)
-        self._ids[path] = (st.st_mtime_ns, st.st_size, blob)
-        return blob
+        """The git blob id of the bytes :meth:`read` returns; None if there is no such file."""
+        found = self._load(path)
+        return None if found is None else found[1]
 
     def is_dir(self, path: str) -> bool:
         """Whether ``path`` is a folder of the tree ('' is the root)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -78,11 +79,32 @@ class GitProject:
 
 
 @pytest.fixture
-def git_project(tmp_path: Path) -> GitProject:
-    """An empty git repository (branch main) in tmp_path."""
+def git_project(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[GitProject]:
+    """An empty git repository (branch main) in tmp_path.
+
+    When the test ends, every version registered in it is verified (re-fingerprinted from its
+    stored files, `modver verify`): a version must store exactly the code it fingerprinted.
+    Tests that damage the history on purpose opt out with ``@pytest.mark.damages_history``.
+    """
     root = tmp_path / "proj"
     root.mkdir()
-    return GitProject(root)
+    project = GitProject(root)
+    yield project
+    if request.node.get_closest_marker("damages_history") is None:
+        assert_versions_verify(root)
+
+
+def assert_versions_verify(root: Path) -> None:
+    """Every version under refs/modver/ of the repository at ``root`` verifies."""
+    if not (root / ".git").is_dir():
+        return
+    from modver.project import Project
+
+    with Project(root) as project:
+        if not project.history.stages():
+            return
+        damaged = [c.to_json() for c in project.verify() if not c.ok]
+    assert not damaged, f"versions whose stored code is not their fingerprint's: {damaged}"
 
 
 PIPELINE = {

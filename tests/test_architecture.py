@@ -23,6 +23,8 @@ OWNERS = {
     "pandas": {"records.py", "serialize.py"},  # the runs DataFrame; the DataFrame serializer
     "numpy": {"serialize.py"},
     "torch": {"serialize.py"},
+    "xxhash": {"serialize.py"},
+    "filelock": {"_fs.py"},
 }
 # module -> modules it must not import (dependency direction: cli -> project -> engine -> storage)
 LAYERS = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modver import _fs
+from modver import _fs, serialize
 from modver.cache import ENTRY_FILE, OutputCache, key_hex
 from modver.errors import CacheError
 
@@ -82,10 +83,102 @@ def test_verify_detects_damage_and_load_refuses_truncation(cache: OutputCache) -
     assert not cache.verify(KEY)
     assert "checksum" in cache.problems(KEY)[0]
     with pytest.raises(CacheError, match="damaged"):
-        cache.load(KEY, verify=True)
+        cache.load(KEY)
     data.write_bytes(b"x" * 10)
     with pytest.raises(CacheError, match="10 bytes"):
+        cache.load(KEY, verify=False)
+
+
+def _folder_dump(obj: dict, path: Path) -> None:
+    path.mkdir()
+    (path / "parts").mkdir()
+    for name, value in obj.items():
+        (path / "parts" / name).write_bytes(value)
+
+
+def _folder_load(path: Path) -> dict:
+    return {p.name: p.read_bytes() for p in sorted((path / "parts").iterdir())}
+
+
+@pytest.fixture
+def folder_serializer():
+    """A serializer that writes a folder (what a model checkpoint or a dataset often is)."""
+    serialize.register("folder-test", lambda o: type(o) is dict and o.get("kind") == b"folder", _folder_dump, _folder_load)
+    yield
+    serialize.unregister("folder-test")
+
+
+def _flip_one_byte(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))  # same size, one bit changed
+
+
+@pytest.mark.parametrize(
+    ("value", "damaged_file", "offset"),
+    [
+        ([1, 2, 3, 250], "object", -3),  # pickle: the tampered list still unpickles, as [1, 2, 3, 251]
+        (np.arange(1000, dtype=np.int64), "object", -8),  # npy: the last element changes
+        ({"kind": b"folder", "weights": b"\x00" * 64}, "object/parts/weights", 10),  # a folder output
+    ],
+    ids=["pickle", "npy", "folder"],
+)
+@pytest.mark.usefixtures("folder_serializer")
+def test_load_refuses_an_output_tampered_without_changing_its_size(cache: OutputCache, value, damaged_file, offset) -> None:
+    entry = cache.put(KEY, value, {"stage": "prep", "version": "v2"})
+    _flip_one_byte(entry.path / damaged_file, offset)
+    tampered = cache.load(KEY, verify=False)  # the damage is silent to a size check
+    assert repr(tampered) != repr(value)
+    with pytest.raises(CacheError) as info:
         cache.load(KEY)
+    message = str(info.value)
+    assert "cached output of stage prep (v2) is damaged" in message and damaged_file in message
+    assert str(entry.path) in message and "modver run --force prep" in info.value.hint
+    assert not cache.verify(KEY)
+    cache.put(KEY, value, {"stage": "prep"})  # a rerun replaces the damaged entry, not keep it
+    assert repr(cache.load(KEY)) == repr(value) and cache.verify(KEY)
+
+
+def test_entries_with_older_checksums_still_verify(cache: OutputCache) -> None:
+    """Entries written before xxh3-128 carry crc32 / fletcher64 labels: they load and are checked."""
+    for algorithm, value in [("crc32", {"a": 1}), ("fletcher64", np.ones(5000))]:
+        entry = cache.put(KEY, value, {})
+        record = json.loads((entry.path / ENTRY_FILE).read_text())
+        record["files"]["object"]["checksum"] = serialize.checksum_file(entry.path / "object", algorithm)
+        (entry.path / ENTRY_FILE).write_text(json.dumps(record))
+        assert repr(cache.load(KEY)) == repr(value) and cache.verify(KEY)
+        _flip_one_byte(entry.path / "object", -2)
+        with pytest.raises(CacheError, match="does not match its checksum"):
+            cache.load(KEY)
+        cache.remove(KEY)
+
+
+@pytest.mark.usefixtures("folder_serializer")
+def test_put_syncs_every_file_and_folder_before_publishing(cache: OutputCache, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A crash of the machine never publishes an entry whose data is not on disk: every file and
+    folder of the entry is fsynced before the one rename that publishes it."""
+    events: list[tuple[str, str]] = []
+    real_fsync, real_rename = os.fsync, os.rename
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def rename(src, dst) -> None:
+        events.append(("rename", os.fspath(src)))
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    entry = cache.put(KEY, {"kind": b"folder", "a": b"1", "b": b"2"}, {"stdout": "out\n"})
+    published = [i for i, (kind, path) in enumerate(events) if kind == "rename" and Path(path).name.startswith(_fs.TEMP_PREFIX)]
+    assert len(published) == 1
+    tmp = Path(events[published[0]][1])
+    synced_before = {Path(path).relative_to(tmp).as_posix() for kind, path in events[: published[0]] if kind == "fsync" and path.startswith(str(tmp))}
+    written = {p.relative_to(entry.path).as_posix() for p in entry.path.rglob("*")} | {"."}
+    assert written == {".", "entry.json", "stdout", "object", "object/parts", *(f"object/parts/{n}" for n in ("a", "b", "kind"))}
+    assert written <= synced_before
+    assert ("fsync", str(cache.root.resolve())) in events[published[0] :]  # the rename itself
 
 
 def test_corrupt_entry_json_is_a_miss_and_put_replaces_it(cache: OutputCache) -> None:
@@ -154,8 +247,8 @@ def test_killed_writer_leaves_the_store_readable(cache: OutputCache) -> None:
         from modver import serialize
         from modver.cache import OutputCache
         real = serialize._write_all
-        def dying(fd, data):
-            real(fd, data[: len(data) // 2])
+        def dying(fd, data, *args):
+            real(fd, data[: len(data) // 2], *args)
             os.kill(os.getpid(), signal.SIGKILL)
         serialize._write_all = dying
         OutputCache(Path({str(cache.root)!r})).put({KEY!r}, np.zeros(1_000_000), {{}})
@@ -166,3 +259,83 @@ def test_killed_writer_leaves_the_store_readable(cache: OutputCache) -> None:
     assert cache.get(KEY) is None and KEY not in cache
     cache.put(KEY, np.ones(3), {})
     np.testing.assert_array_equal(cache.load(KEY, verify=True), np.ones(3))
+
+
+# -- end to end: a run and modver.load on a real project ------------------------------------------
+
+TAMPER_PIPELINE = {
+    "manifest.yaml": """\
+data:
+  raw: data/raw.txt
+stages:
+  prep:
+    entry: pipe/prep.py:prep
+    inputs: {raw: data.raw}
+  train:
+    entry: pipe/train.py:train
+    inputs: {data: prep}
+    params: {offset: 0}
+""",
+    "data/raw.txt": "1 2 3\n",
+    "pipe/__init__.py": "",
+    "pipe/prep.py": "def prep(raw):\n    return [int(x) * 2 for x in open(raw).read().split()]\n",
+    "pipe/train.py": "def train(data, offset):\n    return sum(data) + offset\n",
+}
+
+
+@pytest.fixture
+def tamper_project(git_project):
+    for path, text in TAMPER_PIPELINE.items():
+        git_project.write(path, text)
+    git_project.write(".gitignore", ".modver/\n")
+    git_project.commit("pipeline")
+    return git_project
+
+
+def _run(root: Path, *args: str) -> dict:
+    done = subprocess.run([sys.executable, "-m", "modver", "run", "--json", *args], cwd=root, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def _tamper_prep_output(root: Path, record: dict) -> Path:
+    """Change prep's cached [2, 4, 6] into [9, 4, 6]: one byte, same size, still a valid pickle."""
+    obj = root / ".modver" / "cache" / "outputs" / key_hex(record["stages"]["prep"]["cache_key"]) / "object"
+    data = obj.read_bytes()
+    assert data.count(b"K\x02") == 1  # pickle's BININT1 opcode for the 2
+    obj.write_bytes(data.replace(b"K\x02", b"K\x09"))
+    return obj
+
+
+def test_a_tampered_output_fails_modver_load_clearly(tamper_project) -> None:
+    import modver
+
+    root = tamper_project.root
+    first = _run(root)
+    assert modver.load("prep", path=root) == [2, 4, 6]
+    _tamper_prep_output(root, first)
+    with pytest.raises(CacheError) as info:
+        modver.load("prep", path=root)
+    assert "cached output of stage prep (v1) is damaged: object does not match its checksum" in str(info.value)
+    assert "modver run --force prep" in info.value.hint
+    _run(root, "--force", "prep")  # what the hint says: the entry is replaced
+    assert modver.load("prep", path=root) == [2, 4, 6]
+
+
+def test_a_run_that_needs_a_tampered_output_recomputes_it(tamper_project) -> None:
+    import modver
+
+    root = tamper_project.root
+    first = _run(root)
+    assert modver.load("train", path=root) == 12
+    _tamper_prep_output(root, first)
+    done = subprocess.run(
+        [sys.executable, "-m", "modver", "run", "--explain", "--set", "train.offset=1"], cwd=root, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    prep_line = next(line for line in done.stdout.splitlines() if line.startswith("- prep") and "running" in line)
+    assert "cached output unreadable, recomputed" in prep_line and "checksum" in prep_line
+    record = _run(root, "--set", "train.offset=1")  # everything cached now, from healthy entries
+    assert record["cached"] == {"prep": True, "train": True}
+    assert modver.load("train", path=root) == 13  # 2 + 4 + 6 + 1, not 9 + 4 + 6 + 1
+    assert modver.load("prep", path=root) == [2, 4, 6]

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import io
+import json
 import os
+import re
+import stat
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from datetime import UTC, datetime
@@ -269,16 +275,27 @@ def test_refs_compare_and_swap_in_memory():
     assert repo.list_refs("refs/modver/tags") == {}
 
 
-def test_refs_on_disk_and_held_lock(history3):
+def test_refs_on_disk_and_a_lock_no_modver_process_holds(history3, monkeypatch, caplog):
     root, shas = history3
     name = "refs/modver/stages/pre"
+    monkeypatch.setenv("MODVER_REF_LOCK_TIMEOUT", "0.4")
     with GitRepo.discover(root) as repo:
         assert repo.set_ref_if_equals(name, None, shas[0])
         lock = root / ".git" / "refs" / "modver" / "stages" / "pre.lock"
-        lock.write_text("")
-        assert repo.set_ref_if_equals(name, shas[0], shas[1]) is False  # locked: retry later
-        lock.unlink()
+        lock.write_text("")  # as git leaves it while it updates the ref (or a crashed git)
+        start = time.monotonic()
+        with caplog.at_level("INFO", logger="modver"), pytest.raises(errors.ConcurrencyError) as info:
+            repo.set_ref_if_equals(name, shas[0], shas[1])
+        assert 0.4 <= time.monotonic() - start < 3
+        assert [r.getMessage() for r in caplog.records] == [
+            f"waiting for {lock}, which no modver process holds (a git command?)"
+        ]
+        assert str(lock) in str(info.value) and "no running modver process holds it" in str(info.value)
+        assert f"delete {lock}" in info.value.hint and "git" in info.value.hint
+        assert repo.read_ref(name) == shas[0] and lock.exists()  # nothing changed, nothing removed
+        threading.Timer(0.2, lock.unlink).start()  # git finishes: the wait ends
         assert repo.set_ref_if_equals(name, shas[0], shas[1])
+        assert not repo.set_ref_if_equals(name, shas[0], shas[2])  # a stale old value still fails
         assert repo.list_refs("refs/modver/") == {name: shas[1]}
     assert git(root, "for-each-ref", "--format=%(refname) %(objectname)", "refs/modver") == (
         f"{name} {shas[1]}\n"
@@ -441,27 +458,6 @@ def test_walk_2000_packed_commits_fast(tmp_path: Path):
     assert figures["lookups_cached_s"] < figures["lookups_cold_s"]
 
 
-def test_object_locked_by_another_writer_waits_then_gives_up(project, monkeypatch):
-    import threading
-
-    import modver._git as _git
-
-    data = b"shared content\n"
-    sha = blob_sha(data)
-    folder = project / ".git" / "objects" / sha[:2]
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = folder / (sha[2:] + ".lock")
-    lock.write_bytes(b"")
-    monkeypatch.setattr(_git, "_OBJECT_LOCK_WAIT", 0.2)
-    with GitRepo.discover(project) as repo:
-        with pytest.raises(errors.StoreError, match="locked"):
-            repo.write_blob(data)
-        monkeypatch.setattr(_git, "_OBJECT_LOCK_WAIT", 5.0)
-        threading.Timer(0.1, lock.unlink).start()
-        assert repo.write_blob(data) == sha
-    assert git(project, "cat-file", "-p", sha).encode() == data
-
-
 def test_corrupt_pack_is_store_error(history3):
     root, shas = history3
     git(root, "gc", "-q")
@@ -475,3 +471,245 @@ def test_corrupt_pack_is_store_error(history3):
         with pytest.raises(errors.StoreError) as info:
             repo.first_parent_walk("HEAD")
     assert not type(info.value.__cause__).__module__.startswith("modver")
+
+
+# -- crash safety: objects, packs, the modver lock ------------------------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PACK_NAME = re.compile(r"pack-[0-9a-f]{40}\.(pack|idx)")
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize("shared", [None, "group"])
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_objects_and_packs_get_the_permissions_git_gives(tmp_path: Path, mask: int, shared: str | None):
+    old_mask = os.umask(mask)
+    try:
+        root = tmp_path / "repo"
+        root.mkdir()
+        git(root, "init", "-q", "-b", "main", *([f"--shared={shared}"] if shared else []))
+        with GitRepo.discover(root) as repo:
+            ours = repo.write_blob(b"written by modver, loose\n")
+            with repo.buffered_objects():
+                for i in range(3):
+                    repo.write_blob(f"packed by modver {i}\n".encode())
+        objects = root / ".git" / "objects"
+        (our_pack,) = objects.glob("pack/pack-*.pack")
+        # git writes the same kinds of files in the same repository, under the same umask
+        theirs = git(root, "hash-object", "-w", "--stdin", input=b"written by git\n").strip()
+        commit_files(root, {"a.py": "x = 1\n"}, "one")
+        git(root, "repack", "-a", "-q")  # a pack of its own beside ours (no -d: ours stays)
+        (git_pack,) = set(objects.glob("pack/pack-*.pack")) - {our_pack}
+    finally:
+        os.umask(old_mask)
+    assert _mode(our_pack) == _mode(git_pack)
+    assert _mode(our_pack.with_suffix(".idx")) == _mode(git_pack.with_suffix(".idx"))
+    assert _mode(objects / ours[:2] / ours[2:]) == _mode(objects / theirs[:2] / theirs[2:])
+    assert _mode(objects / ours[:2]) == _mode(objects / theirs[:2])
+    assert _mode(our_pack) == (0o444 & ~mask | (0o040 if shared else 0))  # read-only, as git's
+    modver_dir = root / ".git" / "modver"
+    assert _mode(modver_dir) == _mode(objects / theirs[:2])  # the lock's folder: like git's folders
+    if shared:
+        assert _mode(modver_dir / "lock") & 0o060 == 0o060  # every member of the group can lock
+    git(root, "fsck", "--full", "--strict")
+
+
+def test_a_pack_is_never_visible_before_it_is_complete_and_synced(project: Path, monkeypatch):
+    pack_dir = project / ".git" / "objects" / "pack"
+    synced: set[tuple[int, int]] = set()
+    listings: list[list[str]] = []
+    real_fsync, real_replace, real_rename = os.fsync, os.replace, os.rename
+
+    def look() -> None:
+        listings.append(sorted(os.listdir(pack_dir)))
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        st = os.fstat(fd)
+        synced.add((st.st_dev, st.st_ino))
+        look()
+
+    def moving(real):
+        def move(src, dst, *args, **kwargs):
+            if os.path.basename(dst).startswith("pack-"):
+                st = os.stat(src)
+                assert (st.st_dev, st.st_ino) in synced, f"{dst} appears before it is synced"
+            look()
+            real(src, dst, *args, **kwargs)
+            look()
+
+        return move
+
+    with GitRepo.discover(project) as repo:
+        with monkeypatch.context() as patch:
+            patch.setattr(os, "fsync", fsync)
+            patch.setattr(os, "replace", moving(real_replace))
+            patch.setattr(os, "rename", moving(real_rename))
+            with repo.buffered_objects():
+                shas = [repo.write_blob(f"blob {i}\n".encode() * 50) for i in range(200)]
+        assert all(repo.has_object(sha) for sha in shas)
+    assert len(listings) >= 4
+    for names in listings:
+        for name in names:
+            if name.endswith((".pack", ".idx")):  # what git and dulwich take for a pack
+                assert PACK_NAME.fullmatch(name), f"{name} in {names}"
+            if name.endswith(".idx"):
+                assert name[: -len(".idx")] + ".pack" in names  # a pack's index comes last
+    assert PACK_NAME.fullmatch(listings[-1][0]) and len(listings[-1]) == 2  # no temporary is left
+    git(project, "fsck", "--full", "--strict")
+
+
+def test_a_reader_meanwhile_never_loads_a_half_written_pack_index(history3, monkeypatch):
+    from modver import _git
+
+    root, shas = history3
+    git(root, "gc", "-q")  # the history in a pack: readers look packs up
+    real = _git.write_pack_index
+    seen: list[str] = []
+
+    def written_in_two_halves(f, *args, **kwargs):
+        whole = io.BytesIO()
+        real(whole, *args, **kwargs)
+        data = whole.getvalue()
+        f.write(data[: len(data) // 2])
+        f.flush()
+        with GitRepo.discover(root) as reader:  # another process, while the index is half written
+            seen.append(reader.first_parent_walk("HEAD")[-1])
+            assert not reader.has_object("0" * 40)  # looks through every pack it can see
+        f.write(data[len(data) // 2 :])
+
+    monkeypatch.setattr(_git, "write_pack_index", written_in_two_halves)
+    with GitRepo.discover(root) as repo:
+        with repo.buffered_objects():
+            blob = repo.write_blob(b"new\n" * 1000)
+        assert repo.read_blob(blob) == b"new\n" * 1000
+    assert seen == [shas[-1]]
+    git(root, "fsck", "--full", "--strict")
+
+
+def test_loose_objects_are_written_as_git_writes_them(project: Path, monkeypatch):
+    data = b"shared content\n"
+    sha = blob_sha(data)
+    folder = project / ".git" / "objects" / sha[:2]
+    folder.mkdir(parents=True)
+    (folder / (sha[2:] + ".lock")).write_bytes(b"")  # left by an older modver killed while writing
+    moved: list[str] = []
+    real_replace = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        moved.append(os.path.basename(src))
+        real_replace(src, dst, *args, **kwargs)
+
+    with GitRepo.discover(project) as repo:
+        start = time.monotonic()
+        with monkeypatch.context() as patch:
+            patch.setattr(os, "replace", replace)
+            assert repo.write_blob(data) == sha  # the leftover blocks nothing
+        assert time.monotonic() - start < 1.0
+        assert len(moved) == 1 and moved[0].startswith("tmp_obj_")  # git's prefix: fsck ignores it
+        assert sorted(os.listdir(folder)) == [sha[2:], sha[2:] + ".lock"]  # only the object is new
+        obj = folder / sha[2:]
+        os.utime(obj, (1_000_000_000, 1_000_000_000))
+        inode = obj.stat().st_ino
+        assert repo.write_blob(data) == sha
+        assert obj.stat().st_mtime > 1_000_000_000 and obj.stat().st_ino == inode  # freshened only
+    assert git(project, "cat-file", "-p", sha).encode() == data
+
+
+KILLED_WRITER = """
+import os, sys
+from modver import _faults
+_faults.install_from_env()
+from modver._git import GitRepo
+with GitRepo.discover(sys.argv[1]) as repo:
+    repo.write_blob(b"written when killed\\n")
+"""
+
+
+def test_a_writer_killed_at_any_write_point_leaves_no_lock_for_git_to_see(project: Path, tmp_path: Path):
+    commit_files(project, {"a.py": "x = 1\n"}, "one")
+    objects = project / ".git" / "objects"
+    trace = tmp_path / "trace"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "MODVER_FAULT_ROOT": str(objects)}
+    run = functools.partial(
+        subprocess.run, [sys.executable, "-c", KILLED_WRITER, str(project)], capture_output=True, check=False
+    )
+    assert run(env={**env, "MODVER_FAULT_TRACE": str(trace)}).returncode == 0
+    points = len(trace.read_text().splitlines())
+    assert points >= 2  # the temporary file, its rename
+    sha = blob_sha(b"written when killed\n")
+    for n in range(1, points + 1):
+        (objects / sha[:2] / sha[2:]).unlink(missing_ok=True)
+        assert run(env={**env, "MODVER_FAULT_KILL_AT": str(n)}).returncode == -9
+        fsck = subprocess.run(["git", "fsck", "--full"], cwd=project, capture_output=True, text=True, check=False)
+        assert fsck.returncode == 0 and "bad sha1 file" not in fsck.stderr and "error" not in fsck.stderr, fsck.stderr
+        assert not list(objects.rglob("*.lock"))
+        left = [p for p in objects.glob(f"{sha[:2]}/*") if p.name != sha[2:]]
+        assert all(p.name.startswith("tmp_obj_") for p in left) and len(left) <= 1
+        git(project, "prune", "--expire=now")  # what `git gc` does to old ones
+        assert not [p for p in objects.glob(f"{sha[:2]}/*") if p.name != sha[2:]]
+        with GitRepo.discover(project) as repo:
+            assert repo.write_blob(b"written when killed\n") == sha  # the next writer is not hindered
+        assert git(project, "cat-file", "-p", sha) == "written when killed\n"
+
+
+def test_owner_record_while_the_modver_lock_is_held(project: Path):
+    owner = project / ".git" / "modver" / "owner"
+    with GitRepo.discover(project) as repo:
+        with repo._modver_lock("updating refs/modver/stages/pre", "refs/modver/stages/pre"):
+            record = json.loads(owner.read_text())
+        assert not owner.exists()
+    assert set(record) == {"pid", "host", "command", "action", "ref", "time"}
+    assert record["pid"] == os.getpid() and record["host"] == os.uname().nodename
+    assert record["action"] == "updating refs/modver/stages/pre" and record["ref"] == "refs/modver/stages/pre"
+    assert datetime.fromisoformat(record["time"]).tzinfo is not None
+
+
+DIES_HOLDING_THE_LOCK = """
+import os, signal, sys
+from modver._git import GitRepo
+root, ref = sys.argv[1], sys.argv[2]
+with GitRepo.discover(root) as repo:
+    with repo._modver_lock("updating " + ref, ref):
+        # killed where dulwich holds the git-level lock, a pack half-written beside it
+        os.close(os.open(os.path.join(root, ".git", ref + ".lock"), os.O_WRONLY | os.O_CREAT | os.O_EXCL))
+        pack_dir = os.path.join(root, ".git", "objects", "pack")
+        for name in ("tmp_pack_modver_0123", "tmp_idx_modver_" + "ab" * 20 + "_4567", "pack-" + "ab" * 20 + ".pack"):
+            with open(os.path.join(pack_dir, name), "wb") as f:
+                f.write(b"PACK")
+        os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _die_holding_the_lock(root: Path, ref: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", DIES_HOLDING_THE_LOCK, str(root), ref], env=env, capture_output=True, check=False
+    )
+    assert done.returncode == -9, done.stderr
+
+
+@pytest.mark.parametrize("opened", ["before the death", "after the death"])
+def test_a_dead_holders_leftovers_are_repaired_at_once(history3, opened: str, caplog):
+    root, shas = history3
+    name = "refs/modver/stages/pre"
+    pack_dir = root / ".git" / "objects" / "pack"
+    with GitRepo.discover(root) as repo:
+        assert repo.set_ref_if_equals(name, None, shas[0])
+    early = GitRepo.discover(root) if opened == "before the death" else None
+    _die_holding_the_lock(root, name)
+    assert (root / ".git" / (name + ".lock")).exists() and (root / ".git" / "modver" / "owner").exists()
+    with caplog.at_level("INFO", logger="modver"), (early or GitRepo.discover(root)) as repo:
+        start = time.monotonic()
+        assert repo.set_ref_if_equals(name, shas[0], shas[1])
+        assert time.monotonic() - start < 0.5  # not a wait: the owner is known to be dead
+    assert git(root, "rev-parse", name).strip() == shas[1]
+    assert not (root / ".git" / (name + ".lock")).exists() and not (root / ".git" / "modver" / "owner").exists()
+    assert not [p.name for p in pack_dir.iterdir() if not PACK_NAME.fullmatch(p.name) or "abab" in p.name]
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert message.startswith("modver process ") and f"died while updating {name}" in message
+    fsck = subprocess.run(["git", "fsck", "--full"], cwd=root, capture_output=True, text=True, check=False)
+    assert fsck.returncode == 0 and not fsck.stderr

@@ -529,3 +529,156 @@ def test_batch_replays_on_top_of_a_concurrent_writer(tmp_path: Path):
     assert [v.fingerprint for v in versions] == [fp("b"), fp("shared"), fp("a")]
     assert [v.number for v in versions] == [1, 2, 3]
     git(root, "fsck", "--strict")
+
+
+# -- locks: a dead owner's recovered at once, a live one waited for ------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def modver(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a subprocess (this checkout's modver)."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **env}
+    return subprocess.run(
+        [sys.executable, "-m", "modver", *args], cwd=root, env=full_env, capture_output=True, text=True, check=False
+    )
+
+
+def write_points(root: Path, trace: Path, *args: str) -> list[str]:
+    """The write points (under .git) of one run of ``modver ARGS`` on a copy of ``root``."""
+    import shutil
+
+    copy = trace.parent / "traced"
+    shutil.copytree(root, copy)
+    done = modver(copy, *args, MODVER_FAULT_TRACE=str(trace), MODVER_FAULT_ROOT=str(copy / ".git"))
+    assert done.returncode == 0, done.stderr
+    return [line.replace(str(copy), str(root)) for line in trace.read_text().splitlines()]
+
+
+def test_a_snapshot_killed_holding_a_ref_lock_does_not_block_the_next_one(pipeline_project, tmp_path: Path):
+    from modver.project import Project
+
+    root = pipeline_project.root
+    ref_lock = root / ".git" / "refs" / "modver" / "stages" / "prep.lock"
+    with Project(root) as project:  # a process that is running when the snapshot dies
+        project.snapshot(["train"])
+        points = write_points(root, tmp_path / "trace", "snapshot", "prep")
+        (created,) = [int(line.split()[0]) for line in points if line.split()[1] == "open" and line.endswith(str(ref_lock))]
+        killed = modver(root, "snapshot", "prep", MODVER_FAULT_KILL_AT=str(created + 1), MODVER_FAULT_ROOT=str(root / ".git"))
+        assert killed.returncode == -9
+        assert ref_lock.exists()  # killed between git's lock and its rename
+        start = time.monotonic()
+        (result,) = project.snapshot(["prep"])
+        assert time.monotonic() - start < 0.5  # at once: the lock's owner is known to be dead
+        assert result.new and result.version.version == "v1" and not ref_lock.exists()
+    again = modver(root, "snapshot", "--json")
+    assert again.returncode == 0, again.stderr
+    assert {(v["stage"], v["version"], v["new"]) for v in json.loads(again.stdout)} == {
+        ("prep", "v1", False),
+        ("train", "v1", False),
+    }
+    fsck = subprocess.run(["git", "fsck", "--full"], cwd=root, capture_output=True, text=True, check=False)
+    assert fsck.returncode == 0 and "error" not in fsck.stderr
+
+
+def test_a_ref_lock_no_modver_process_holds_is_waited_for_then_named(pipeline_project):
+    root = pipeline_project.root
+    lock = root / ".git" / "refs" / "modver" / "stages" / "prep.lock"
+    lock.parent.mkdir(parents=True)
+    lock.write_text("")  # git's own lock (a git command running, or one that crashed)
+    start = time.monotonic()
+    done = modver(root, "snapshot", MODVER_REF_LOCK_TIMEOUT="1.5")
+    took = time.monotonic() - start
+    assert done.returncode == 1 and 1.5 <= took < 10, (took, done.stderr)
+    lines = done.stderr.splitlines()
+    assert lines[0] == f"waiting for {lock}, which no modver process holds (a git command?)"
+    assert lines[1] == (
+        f"Error: cannot update refs/modver/stages/prep: {lock} exists, and no running modver process holds it"
+    )
+    assert f"delete {lock}" in " ".join(lines[2:]) and "Traceback" not in done.stderr
+    assert lock.exists()  # nobody else's lock is removed behind its back
+    lock.unlink()
+    assert modver(root, "snapshot").returncode == 0
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from modver._git import GitRepo
+    root, ref, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    with GitRepo.discover(root) as repo:
+        with repo._modver_lock("updating " + ref, ref):
+            print("held", flush=True)
+            time.sleep(seconds)
+    """
+)
+
+
+def hold_lock(root: Path, ref: str, seconds: float) -> subprocess.Popen[str]:
+    """A live modver process that holds the repository's modver lock for ``seconds``."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(root), ref, str(seconds)], env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+    return proc
+
+
+def test_a_live_owner_is_waited_for_with_a_message_naming_it(pipeline_project):
+    root = pipeline_project.root
+    holder = hold_lock(root, "refs/modver/stages/prep", 2.0)
+    done = modver(root, "snapshot")
+    holder.wait()
+    assert done.returncode == 0, done.stderr
+    host = os.uname().nodename
+    assert done.stderr.splitlines() == [
+        f"waiting for modver process {holder.pid} (python -c) on host {host}, which is updating refs/modver/stages/prep"
+    ]
+    assert "prep: new version v1" in done.stdout
+
+
+def test_a_live_owner_that_never_lets_go_gives_a_clear_error(pipeline_project):
+    root = pipeline_project.root
+    holder = hold_lock(root, "refs/modver/stages/prep", 6.0)
+    try:
+        done = modver(root, "snapshot", MODVER_LOCK_TIMEOUT="1.5")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert done.returncode == 1
+    who = f"modver process {holder.pid} (python -c) on host {os.uname().nodename}, which is updating refs/modver/stages/prep"
+    lock = root / ".git" / "modver" / "lock"
+    lines = done.stderr.splitlines()
+    assert lines[0] == f"waiting for {who}"
+    assert lines[1] == f"Error: gave up after 1.5s waiting for {who}: it holds {lock}"
+    assert f"kill {holder.pid}" in " ".join(lines[2:]) and str(lock) in " ".join(lines[2:])
+    after = modver(root, "snapshot")  # the holder was killed holding the lock: its record is repaired
+    assert after.returncode == 0, after.stderr
+    assert after.stderr == (
+        f"modver process {holder.pid} (python -c) on host {os.uname().nodename} died while updating "
+        "refs/modver/stages/prep; repaired what it left\n"
+    )
+
+
+def test_registration_after_git_gc_packed_the_refs(tmp_path: Path):
+    root = tmp_path / "p"
+    make_project(root)
+    tree = DictTree(dict(SRC))
+    with GitRepo.discover(root) as repo:
+        history = History(repo)
+        for n in range(2):
+            history.register("pre", closure(n), tree, origin=None)
+        history.tag("pre", "v1", "first")
+    git(root, "gc", "-q")
+    assert not (root / ".git" / "refs" / "modver" / "stages" / "pre").exists()  # packed
+    assert "refs/modver/stages/pre" in (root / ".git" / "packed-refs").read_text()
+    with GitRepo.discover(root) as repo:
+        history = History(repo)
+        assert [v.number for v in history.versions("pre")] == [1, 2]
+        assert history.register("pre", closure(1), tree, origin=None) == (history.versions("pre")[1], False)
+        assert history.register("pre", closure(2), tree, origin=None)[0].number == 3
+        assert history.register("post", closure(3), tree, origin=None)[0].number == 1
+        assert history.tag("pre", "v3", "first", force=True).number == 3
+    assert git(root, "rev-list", "--count", "refs/modver/stages/pre").strip() == "3"
+    assert git(root, "rev-parse", "refs/modver/tags/pre/first") == git(root, "rev-parse", "refs/modver/stages/pre")
+    git(root, "fsck", "--full", "--strict")

@@ -226,3 +226,173 @@ def test_columns_by_the_short_names_of_the_table_headers() -> None:
         resolve_column("model", columns)
     low, high = record(new_run_id(), metrics={"accuracy": 0.3}), record(new_run_id())
     assert filter_records([low, high], "accuracy > 0.5") == [high]
+
+
+# -- the shape of a record --------------------------------------------------------------------
+
+
+def full_record(run_id: str) -> dict:
+    """A record with every field the product reads, as `modver run` writes them."""
+    key_parts = {
+        "entry": "pipe/prep.py:prep",
+        "fingerprint": "mv1:ab",
+        "version": "v1",
+        "params": {"scale": 2},
+        "inputs": {"raw": {"data": "data/raw.txt", "hash": "blake2b:cd"}},
+    }
+    return record(
+        run_id,
+        host="h",
+        pid=12,
+        manifest={
+            "path": "manifest.yaml",
+            "content": {
+                "data": {"raw": "data/raw.txt"},
+                "stages": {"prep": {"entry": "pipe/prep.py:prep", "version": None, "inputs": {"raw": "data.raw"}, "params": {}, "deps": []}},
+                "fingerprint": {"docstrings": False},
+            },
+        },
+        fingerprints={"prep": "mv1:ab"},
+        data={"raw": {"path": "data/raw.txt", "hash": "blake2b:cd"}},
+        cached={"prep": False},
+        order=["prep"],
+        stages={
+            "prep": {
+                "status": "succeeded", "duration": 0.5, "cache_key": "k", "key_parts": key_parts,
+                "reason": "first run", "notes": [], "error": None, "entry": "pipe/prep.py:prep",
+            }
+        },
+        metric_series={"accuracy": [{"step": None, "value": 0.8, "stage": "prep"}]},
+        git={"commit": None, "dirty": False},
+        python="3.11.9",
+        packages={"dulwich": "0.22"},
+        error=None,
+        reproduces="x",
+        comparison={"accuracy": {"original": 0.8, "reproduced": 0.8, "match": True}},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "needle"),
+    [
+        ((), [], "the record should be an object, found a list"),
+        (("run",), 5, "run should be a string, found an integer 5"),
+        (("stages",), [], "stages should be an object, found a list"),
+        (("versions",), "x", "versions should be an object, found a string 'x'"),
+        (("metrics",), 5, "metrics should be an object, found an integer 5"),
+        (("metrics", "accuracy"), "high", "metrics.accuracy should be a number, found a string 'high'"),
+        (("params",), {"a": 3}, "params.a should be an object, found an integer 3"),
+        (("error",), "boom", "error should be an object or null, found a string 'boom'"),
+        (("stages", "prep"), 5, "stages.prep should be an object"),
+        (("stages", "prep", "duration"), "1s", "stages.prep.duration should be a number or null"),
+        (("stages", "prep", "key_parts", "inputs", "raw"), 3, "stages.prep.key_parts.inputs.raw should be an object"),
+        (("stages", "prep", "notes"), [1], "stages.prep.notes[0] should be a string, found an integer 1"),
+        (("manifest", "content", "stages", "prep", "entry"), None, "manifest.content.stages.prep.entry should be a string"),
+        (("data", "raw", "hash"), None, "data.raw.hash should be a string, found null"),
+        (("metric_series", "accuracy"), [5], "metric_series.accuracy[0] should be an object"),
+        (("cached", "prep"), "yes", "cached.prep should be true or false"),
+        (("git",), "abc", "git should be an object"),
+    ],
+)
+def test_a_record_of_the_wrong_shape_is_a_clear_store_error(store: RunStore, path: tuple, value: object, needle: str) -> None:
+    run_id, other = ids_at(2)
+    data = full_record(run_id)
+    if path:
+        target = data
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = value
+    else:
+        data = value
+    store.create(other, record(other))
+    folder = store.path(run_id)
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps(data))
+    with pytest.raises(StoreError) as info:
+        store.load(run_id)
+    message = str(info.value)
+    assert f"damaged run record {folder / 'run.json'}" in message and needle in message
+    assert str(folder) in info.value.hint and "move" in info.value.hint
+    listed = store.list()  # the listing still works; the damaged run is "corrupt"
+    assert [(r["run"], r["status"]) for r in listed] == [(run_id, "corrupt"), (other, "succeeded")]
+    assert needle in listed[0]["error"]["message"]
+    assert json.loads((folder / "run.json").read_text()) == data  # nothing is rewritten
+
+
+def test_a_record_needs_only_its_run_id_and_may_hold_more() -> None:
+    from modver.records import record_problem
+
+    assert record_problem(full_record(new_run_id())) is None
+    assert record_problem({"run": "x"}) is None  # older records lack newer fields
+    assert record_problem({"run": "x", "sweep": {"id": 1}, "stages": {"a": {"cache_key": "k", "later": [1]}}}) is None
+    assert record_problem({"status": "failed"}) == "run is missing"
+    assert record_problem({"run": "x", "data": {"raw": {"path": "d"}}}) == "data.raw.hash is missing"
+    assert record_problem({"run": "x", "stages": {"a": {"status": "succeeded"}}}) == "stages.a.cache_key is missing"
+
+
+def test_a_record_in_another_runs_folder_is_damaged(store: RunStore) -> None:
+    run_id, other = ids_at(2)
+    store.create(run_id, record(run_id))
+    store.path(other).mkdir()
+    (store.path(other) / "run.json").write_bytes((store.path(run_id) / "run.json").read_bytes())  # a copied folder
+    with pytest.raises(StoreError, match=f"it is the record of run '{run_id}', not of {other}"):
+        store.load(other)
+    assert [r["status"] for r in store.list()] == ["succeeded", "corrupt"]
+
+
+# -- bounds of --where ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "not " * 5000 + "run",  # RecursionError inside ast.parse
+        "-" * 50000 + "1 == run",  # MemoryError inside ast.parse
+        "not " * 600 + "run",  # parses, then nests deeper than the checker may recurse
+        "-" * 2000 + "1 == run",
+        "a" + ".a" * 1500 + " == 1",
+        "a" + '["x"]' * 1000 + " == 1",
+        " and ".join(["run == 1"] * 2000),  # flat but long
+    ],
+)
+def test_where_refuses_overlong_and_deeply_nested_expressions(expression: str) -> None:
+    with pytest.raises(ModverError, match="invalid --where expression") as info:
+        filter_records([record(new_run_id())], expression)
+    assert "characters long" in str(info.value) or "nested more than" in str(info.value)
+    assert len(str(info.value)) < 300 and info.value.hint  # the expression is not echoed whole
+
+
+def test_where_within_its_bounds() -> None:
+    a, b = ids_at(2)
+    records = [record(a), record(b, status="failed")]
+    assert [r["run"] for r in filter_records(records, "not " * 40 + 'status == "failed"')] == [b]  # 40 nots cancel out
+    many = "run in (" + ", ".join(repr(r) for r in [a, b] * 100) + ")"
+    assert [r["run"] for r in filter_records(records, many)] == [a, b]
+
+
+def test_sort_orders_any_mix_of_values() -> None:
+    from modver.records import sort_records
+
+    ids = ids_at(7)
+    values = [2, 0.5, {"b": 1}, None, "v", {"a": 1}, float("nan")]  # found by tests/fuzz
+    records = [record(i, params={"model": {"C": v}}) for i, v in zip(ids, values)]
+    order = [r["params"]["model"]["C"] for r in sort_records(records, "C")]
+    assert order[:5] == [0.5, 2, "v", {"a": 1}, {"b": 1}] and order[5] is None and math.isnan(order[6])
+    assert [r["run"] for r in sort_records(records, "-model.C")][:2] == [ids[2], ids[5]]
+    assert sort_records([], "C") == []
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        ('{"run": "x", "params": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+        ('{"run": "x", "pid": ' + "1" * 5000 + "}", "integer string conversion"),
+    ],
+)
+def test_json_python_cannot_read_is_a_damaged_record(store: RunStore, content: str, needle: str) -> None:
+    run_id = new_run_id()
+    store.path(run_id).mkdir(parents=True)
+    (store.path(run_id) / "run.json").write_text(content)
+    with pytest.raises(StoreError, match=f"damaged run record .*{needle}"):
+        store.load(run_id)
+    assert store.list()[0]["status"] == "corrupt"

@@ -2,8 +2,8 @@
 
 ``fingerprint_source`` fingerprints one module's text (imports are external); ``fingerprint_stage``
 follows project-local imports over a :class:`~modver.models.SourceTree`. Both parse with the
-stdlib ``ast``; libcst is only imported by :func:`definition_source`, lazily. The scheme ("mv1")
-is described in docs/fingerprint.md.
+stdlib ``ast``; libcst is only imported by :func:`definition_source`, lazily. The schemes
+(``mv1``, and ``mv2`` which adds files run by ``exec``) are described in docs/fingerprint.md.
 """
 
 from __future__ import annotations
@@ -12,13 +12,24 @@ import posixpath
 from typing import Sequence
 
 from modver._encoding import SCHEME
+from modver.errors import StoreError
 from modver.fingerprint._cache import SummaryCache
-from modver.fingerprint._closure import ClosureBuilder
+from modver.fingerprint._closure import LATEST_SCHEME, SCHEMES, ClosureBuilder
 from modver.fingerprint._summary import run_deep
 from modver.fingerprint._cst import definition_source
 from modver.models import Closure, SourceTree
 
-__all__ = ["SCHEME", "SummaryCache", "definition_source", "fingerprint_source", "fingerprint_stage", "import_files"]
+__all__ = [
+    "LATEST_SCHEME",
+    "SCHEME",
+    "SCHEMES",
+    "SummaryCache",
+    "definition_source",
+    "fingerprint_source",
+    "fingerprint_stage",
+    "import_files",
+    "scheme_of",
+]
 
 _SOURCE_PATH = "<source>"
 _DEFAULT_CACHE = SummaryCache()
@@ -44,26 +55,29 @@ def fingerprint_stage(
     *,
     docstrings: bool = False,
     cache: SummaryCache | None = None,
+    scheme: str = LATEST_SCHEME,
 ) -> Closure:
     """The closure and fingerprint of the stage ``entry`` (``"path/file.py:func"``,
     ``"file.py:Class"``, ``"file.py:Class.method"`` or ``"file.py"``) over ``tree``.
 
     Project-local imports are followed transitively; ``deps`` are files included whole. With a
     ``cache``, a stage whose files (and missing import candidates) are unchanged is not parsed
-    again. Raises EntryNotFoundError and SourceError.
+    again. ``scheme`` picks the closure rules: the latest by default; ``"mv1"`` does not follow
+    files run by ``exec`` (re-fingerprint a version with ``scheme_of(version.fingerprint)``).
+    Raises EntryNotFoundError and SourceError.
     """
     cache = cache if cache is not None else _DEFAULT_CACHE
     path, _, target = entry.partition(":")
     path = posixpath.normpath(path) if path else path
     target_or_none = target or None
     deps = tuple(deps)
-    key = (entry, deps, docstrings)
+    key = (entry, deps, docstrings, scheme)
     found = cache.lookup_stage(key, tree)
     if found is not None:
         return found
 
     def build() -> tuple[ClosureBuilder, str]:
-        builder = ClosureBuilder(tree, cache, docstrings, path)
+        builder = ClosureBuilder(tree, cache, docstrings, path, scheme=scheme)
         return builder, builder.fingerprint(target_or_none, deps)
 
     # import chains thousands of modules deep must not raise RecursionError either
@@ -76,8 +90,24 @@ def fingerprint_stage(
         unresolved=tuple(builder.unresolved.values()),
         deps=deps,
     )
-    cache.store_stage(key, tuple(builder.recorder.probes.items()), closure)
+    if builder.memoizable:
+        cache.store_stage(key, tuple(builder.recorder.probes.items()), closure)
     return closure
+
+
+def scheme_of(fingerprint: str) -> str:
+    """The closure rules a fingerprint was made with: its prefix (``"mv2:..."`` -> ``"mv2"``).
+
+    A digest carries the oldest scheme that gives it, so fingerprinting the same tree again
+    with ``scheme=scheme_of(fp)`` reproduces ``fp`` whatever rules came later."""
+    prefix = fingerprint.partition(":")[0]
+    if prefix not in SCHEMES:
+        raise StoreError(
+            f"fingerprint {fingerprint[:24]!r} is not of a scheme this modver knows ({', '.join(SCHEMES)})",
+            where=fingerprint[:24],
+            hint="a newer modver made it: upgrade modver",
+        )
+    return prefix
 
 
 def import_files(

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from modver.models import Closure, SourceTree
 
-_MAGIC = b"mvsum1\n\0"  # bump with the summary layout or the scheme
+_MAGIC = b"mvsum2\n\0"  # bump with the summary layout or the scheme (2: "runs" flags)
 _CHECK = 32
 
 

@@ -1,10 +1,15 @@
-"""The project-level closure of a stage and its fingerprint (scheme ``mv1``).
+"""The project-level closure of a stage and its fingerprint (schemes ``mv1`` and ``mv2``).
 
 Units (top-level statements, see ``_summary``) are numbered in depth-first discovery order from
 the entry, references visited in syntactic order. A unit is encoded as its kind, the digest of
 its own normalized syntax, and the DFS numbers its references resolved to; project-local import
 statements are never encoded: a name refers to the definition it resolves to. File paths never
 enter the digest, so reordering definitions or moving them across files changes nothing.
+
+``mv2`` adds one rule to ``mv1``: a project file that the code runs with ``exec(open(P).read())``,
+``exec(compile(open(P).read(), ...))`` or ``runpy.run_path(P)`` (P a string literal) is in the
+closure, every statement of it. A stage that runs no such file has the same digest under both
+and keeps its ``mv1:`` prefix; one that does is ``mv2:`` (docs/fingerprint.md, "Schemes").
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import posixpath
 from typing import Any, Sequence
 
 from modver._encoding import digest, encode
-from modver.errors import EntryNotFoundError, ModverError
+from modver.errors import EntryNotFoundError, ModverError, PathError
 from modver.fingerprint._cache import SummaryCache
 from modver.fingerprint._summary import (
     U_DIGEST,
@@ -32,6 +37,9 @@ from modver.fingerprint._summary import (
 from modver.models import Definition, SourceTree, Unresolved
 
 Key = tuple[str, int]  # (module path, unit index)
+
+SCHEMES = ("mv1", "mv2")  # closure rules, oldest first; a digest's prefix names the oldest that gives it
+LATEST_SCHEME = SCHEMES[-1]
 
 
 class _Recorder:
@@ -61,7 +69,10 @@ class ClosureBuilder:
         *,
         local: bool = True,
         text: str | None = None,
+        scheme: str = LATEST_SCHEME,
     ) -> None:
+        if scheme not in SCHEMES:
+            raise ValueError(f"unknown fingerprint scheme {scheme!r}; known: {', '.join(SCHEMES)}")
         self.tree = tree
         self.recorder = _Recorder(tree)
         self.cache = cache
@@ -69,6 +80,7 @@ class ClosureBuilder:
         self.entry_path = entry_path
         self.local = local
         self.text = text  # fingerprint_source: the entry's text, not read from the tree
+        self.follow_runs = local and scheme != "mv1"  # mv2: files run by exec()/runpy are in
         roots = [posixpath.dirname(entry_path), "", "src"]
         self.roots = list(dict.fromkeys(roots))
         self.summaries: dict[str, dict[str, Any]] = {}
@@ -78,6 +90,9 @@ class ClosureBuilder:
         self.order: list[Key] = []
         self.records: list[list[Any]] = []  # [kind, digest, [(chain, ctx, targets)]]
         self.whole: dict[str, int] = {}
+        self.ran: dict[str, int] = {}  # files run by exec()/runpy.run_path(), numbered
+        self.deps: frozenset[str] = frozenset()  # the stage's deps: files (counted as such)
+        self.memoizable = True  # False when a probe raised (a symlink out of the project)
         self.unresolved: dict[tuple, Unresolved] = {}
         self._resolved: dict[tuple, list] = {}
         self._resolving: set[tuple] = set()
@@ -339,7 +354,13 @@ class ClosureBuilder:
             refs.append([chain, tokens])
             children.extend(keys)
         for kind, flag_line, detail in unit[U_FLAGS]:
-            if kind == "dynamic":
+            if kind == "runs":
+                if self.follow_runs:
+                    ran = self._run_file(path, flag_line, *detail)
+                    if ran is not None:
+                        refs.append([("<runs>",), [("r", ran)]])
+                        children.extend((ran, i) for i in range(len(self.summary(ran)["units"])))
+            elif kind == "dynamic":
                 tokens, keys = self._expand([("whole", path)], path, flag_line, detail + " in {module}")
                 refs.append([("<" + detail + ">",), tokens])
                 children.extend(keys)
@@ -366,6 +387,45 @@ class ClosureBuilder:
                 children.extend(keys)
         self.records.append([unit[U_KIND], unit[U_DIGEST], refs])
         return children
+
+    def _run_file(self, path: str, line: int, literal: str | None, call: str) -> str | None:
+        """The project file a call at ``path:line`` runs (every statement of it goes in the
+        closure), or None, reported: the path is computed, missing, or outside the project.
+
+        ``open(P)`` is relative to the working directory, which is the project root when a stage
+        runs; P is also tried relative to the entry's folder (a script run from its own folder).
+        """
+        if literal is None:
+            self._report(
+                path, line, f"{call} runs a file named at run time",
+                "nothing: list the files it can run in the stage's deps:",
+            )
+            return None
+        entry_dir = posixpath.dirname(self.entry_path)
+        candidates = [] if posixpath.isabs(literal) else [
+            posixpath.normpath(literal), posixpath.normpath(posixpath.join(entry_dir, literal))
+        ]
+        inside = [c for c in dict.fromkeys(candidates) if c != "." and c != ".." and not c.startswith("../")]
+        why = "the path leaves the project: never included"
+        for candidate in inside:
+            try:
+                found = self.exists(candidate)
+            except PathError as exc:  # a symlink out of the project: never read, never stored
+                self.memoizable = False
+                why = f"never included: {exc}"
+                break
+            if not found:
+                why = "no such file in the project"
+                continue
+            if candidate in self.deps:  # listed by the user: counted once, as a deps: file
+                self._report(path, line, f"{call} runs {candidate}", "counted as a deps: file")
+                return None
+            if candidate not in self.ran:
+                self.ran[candidate] = len(self.ran)
+                self._report(path, line, f"{call} runs {candidate}", f"{candidate}, every statement")
+            return candidate
+        self._report(path, line, f"{call} runs {literal}", why)
+        return None
 
     def visit(self, start: Key) -> None:
         """Depth-first, preorder, iterative (closures may be deep)."""
@@ -398,6 +458,7 @@ class ClosureBuilder:
     # -- entry ---------------------------------------------------------------------------------
     def run(self, target: str | None, deps: Sequence[str]) -> tuple[str, list, list]:
         path = self.entry_path
+        self.deps = frozenset(posixpath.normpath(dep) for dep in deps)
         if self.text is None and not self.exists(path):
             raise EntryNotFoundError(
                 f"entry file not found: {path}",
@@ -471,15 +532,21 @@ class ClosureBuilder:
     def fingerprint(self, target: str | None, deps: Sequence[str]) -> str:
         target, dep_parts, records = self.run(target, deps)
         index = self.index
-        whole = self.whole
+        whole, ran = self.whole, self.ran
         encoded_units = []
         for kind, unit_digest, refs in records:
             encoded_refs = [
-                (chain, [("m", whole[t[1]]) if t[0] == "m" else index[t] for t in tokens])
+                (chain, [
+                    ("m", whole[t[1]]) if t[0] == "m" else ("r", ran[t[1]]) if t[0] == "r" else index[t]
+                    for t in tokens
+                ])
                 for chain, tokens in refs
             ]
             encoded_units.append((kind, unit_digest, encoded_refs))
-        return digest(encode(("mv1/stage", target, encoded_units, sorted(dep_parts))))
+        # mv1 and mv2 agree unless the stage runs a file: then the digest is mv2's own
+        scheme = "mv2" if self.ran else "mv1"
+        hexdigest = digest(encode((scheme + "/stage", target, encoded_units, sorted(dep_parts))))
+        return scheme + ":" + hexdigest.partition(":")[2]
 
     def definitions(self) -> tuple[Definition, ...]:
         out = []

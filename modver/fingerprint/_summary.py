@@ -28,6 +28,9 @@ U_KIND, U_NAMES, U_LINE, U_END, U_DIGEST, U_REFS, U_FLAGS, U_MAIN, U_SPEC, U_ATT
 _T = TypeVar("_T")
 _DEEP_LOCK = threading.Lock()
 _DYNAMIC_CALLS = frozenset({"eval", "exec", "globals"})
+_OPEN_CALLS = frozenset({"open", "Path", "PurePath", "PosixPath"})  # open(P), io.open(P), Path(P)
+_READ_METHODS = frozenset({"read", "read_text", "read_bytes"})
+_CALL_TEXT_MAX = 80
 _GETATTR_CALLS = frozenset({"getattr", "hasattr", "setattr", "delattr"})
 _DEF_TYPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
@@ -321,10 +324,44 @@ class _Scanner:
                 if args and type(args[0]) is ast.Constant and type(args[0].value) is str:
                     literal = args[0].value
                 self.flags.append(("import_module", node.lineno, literal))
+            if (name == "exec" and type(func) is ast.Name and args) or name == "run_path":
+                self.flag_file_run(node, name)
         self.visit(func, scope)
         self.visit_all(args, scope)
         for keyword in node.keywords:
             self.visit(keyword.value, scope)
+
+    def flag_file_run(self, node: ast.Call, name: str) -> None:
+        """Flag ``("runs", line, (path, call))`` for a call that runs a file's code: ``exec`` of
+        ``open(P).read()``, ``Path(P).read_text()`` or ``compile(<either>, ...)``, or
+        ``runpy.run_path(P)``. ``path`` is P when it is a string literal, None when the file is
+        named at run time (also ``exec(f.read())`` of any ``f``); ``call`` is the call's text."""
+        if name == "exec":
+            source = node.args[0]
+            if type(source) is ast.Call and _callee(source) == "compile" and source.args:
+                source = source.args[0]
+            if type(source) is not ast.Call or type(source.func) is not ast.Attribute:
+                return
+            if source.func.attr not in _READ_METHODS:
+                return  # exec() of a string: the dynamic flag covers it
+            opened = source.func.value
+            is_open = type(opened) is ast.Call and _callee(opened) in _OPEN_CALLS and opened.args
+            target = opened.args[0] if is_open else None
+        else:
+            target = node.args[0] if node.args else next(
+                (k.value for k in node.keywords if k.arg == "path_name"), None
+            )
+        path = target.value if type(target) is ast.Constant and type(target.value) is str else None
+        call = ast.unparse(node)
+        if len(call) > _CALL_TEXT_MAX:
+            call = call[: _CALL_TEXT_MAX - 3] + "..."
+        self.flags.append(("runs", node.lineno, (path, call)))
+
+
+def _callee(call: ast.Call) -> str | None:
+    """The called name: ``f`` for ``f(...)`` and ``m.f(...)``."""
+    func = call.func
+    return func.id if type(func) is ast.Name else func.attr if type(func) is ast.Attribute else None
 
 
 def _free(scope: _Scope) -> list[tuple[int, tuple[str, ...], str, Any]]:

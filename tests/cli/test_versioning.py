@@ -359,3 +359,52 @@ def test_wrong_usage_exits_2_and_version_prints(pipeline_project):
     mv(p.root, "run", "--no-such-option", code=2)
     mv(p.root, "pin", code=2)
     assert mv(p.root, "--version").stdout.strip() == f"modver {modver.__version__}"
+
+
+def test_show_a_bare_stage_name_shows_its_latest_version(pipeline_project):
+    p = pipeline_project
+    mv(p.root, "index")
+    p.write("pipe/util.py", p.read("pipe/util.py").replace("FACTOR = 3", "FACTOR = 4"))
+    mv(p.root, "snapshot", "prep")
+    shown = mv_json(p.root, "show", "prep")
+    assert (shown["stage"], shown["version"]) == ("prep", "v2")
+    assert "prep@v2" in mv(p.root, "show", "prep").stdout
+    assert "no runs recorded yet" in mv(p.root, "show", "nothing-like-this", code=1).stderr  # not a stage: a run
+
+
+def test_show_a_word_that_is_a_stage_and_a_run_prefix_says_which_it_chose(git_project):
+    p = git_project
+    for path, text in {
+        "manifest.yaml": "stages:\n  '2026':\n    entry: s.py:f\n",
+        "s.py": "def f():\n    return 1\n",
+    }.items():
+        p.write(path, text)
+    p.commit("a stage named like a year")
+    mv(p.root, "run")
+    result = mv(p.root, "show", "2026")
+    assert "2026@v1" in result.stdout
+    assert "'2026' is a stage and also names a run: showing 2026@latest" in result.stderr
+
+
+def test_a_working_tree_version_learns_the_commit_index_finds_it_in(pipeline_project):
+    p = pipeline_project
+    mv(p.root, "index")
+    p.write("pipe/util.py", p.read("pipe/util.py").replace("FACTOR = 3", "FACTOR = 4"))
+    mv(p.root, "snapshot", "prep")  # registered from uncommitted code: no origin
+    [before] = [v for v in mv_json(p.root, "log", "prep") if v["version"] == "v2"]
+    assert before["origin"] is None and before["committed"] is None
+    sha = p.commit("bigger factor")
+    out = mv(p.root, "index").stdout
+    assert f"prep@v2 (registered from the working tree) is committed in {sha[:10]}" in out
+    [after] = [v for v in mv_json(p.root, "log", "prep") if v["version"] == "v2"]
+    assert after["committed"] == sha
+    assert {k: after[k] for k in ("number", "fingerprint", "origin", "commit")} == {
+        k: before[k] for k in ("number", "fingerprint", "origin", "commit")
+    }  # the version itself never changes
+    assert f"committed: {sha}" in mv(p.root, "show", "prep@v2").stdout
+    assert f"working tree, committed {sha[:10]}" in mv(p.root, "log", "prep").stdout
+    note = json.loads(p.git("show", f"refs/modver/notes/committed:{after['commit']}"))
+    assert note == {"commit": sha, "stage": "prep", "version": "v2"}
+    p.write("pipe/train.py", p.read("pipe/train.py") + "\n# a comment\n")
+    p.commit("a comment")
+    assert "is committed in" not in mv(p.root, "index").stdout  # noted once

@@ -32,6 +32,13 @@ PROJECT = DictTree({
     ),
 })
 
+RUNS = DictTree({  # scheme mv2: a whole-module script that execs its configurator (nanoGPT's shape)
+    "train.py": "from pipeline.helpers import norm\n\nlr = 0.5\nexec(open('configurator.py').read())\nprint(norm(lr))\n",
+    "configurator.py": "import sys\n\nfor arg in sys.argv[1:]:\n    exec(open(arg).read())\n",
+    "pipeline/__init__.py": "",
+    "pipeline/helpers.py": PROJECT.read("pipeline/helpers.py"),
+})
+
 
 def compute():
     cache = SummaryCache()
@@ -43,6 +50,8 @@ def compute():
         "stage pipeline/model.py:Model.fit": fingerprint_stage(PROJECT, "pipeline/model.py:Model.fit", cache=cache).fingerprint,
         "stage pipeline/model.py": fingerprint_stage(PROJECT, "pipeline/model.py", cache=cache).fingerprint,
         "stage docstrings=True": fingerprint_stage(PROJECT, "pipeline/model.py:train", docstrings=True, cache=cache).fingerprint,
+        "stage train.py (runs configurator.py)": fingerprint_stage(RUNS, "train.py", cache=cache).fingerprint,
+        "stage train.py (scheme mv1)": fingerprint_stage(RUNS, "train.py", cache=cache, scheme="mv1").fingerprint,
     }
 
 
