@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from modver import _fs, errors
+from modver.names import did_you_mean, validate_name
 from modver._git import GitRepo, GitTree
 from modver.models import Closure, Definition, SourceTree, StageVersion, Unresolved
 
@@ -38,7 +39,6 @@ __all__ = [
     "History",
     "load_index_state",
     "save_index_state",
-    "validate_name",
 ]
 
 STAGES_PREFIX = "refs/modver/stages/"
@@ -48,32 +48,10 @@ _SCHEME_PREFIX = re.compile(r"mv\d+:\Z")  # a fingerprint's scheme ("mv1:", "mv2
 META = "meta.json"
 SRC = "src"
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 _VERSION = re.compile(r"v(\d+)\Z")
 _HEX_PREFIX = re.compile(r"[0-9a-fA-F]{6,64}\Z")
 _RESERVED = ("latest", "working")
 _MAX_WAIT = 30.0  # seconds of retrying a contended compare-and-swap before giving up
-
-
-def validate_name(name: str, what: str = "stage") -> str:
-    """Return ``name`` if it can be a stage/tag name (a git ref component), else raise.
-
-    Allowed: letters, digits, ``_``, ``.`` and ``-``, starting with a letter or digit; no
-    ``..``; not ending in ``.`` or ``.lock``.
-    """
-    if (
-        not isinstance(name, str)
-        or not _NAME.match(name)
-        or ".." in name
-        or name.endswith(".")
-        or name.endswith(".lock")
-    ):
-        raise errors.InvalidNameError(
-            f"invalid {what} name {name!r}: use letters, digits, '_', '.' and '-', starting "
-            "with a letter or digit (no '..', not ending in '.' or '.lock')",
-            hint=f"rename the {what}, e.g. 'preprocess' or 'model_v2'",
-        )
-    return name
 
 
 @dataclass
@@ -317,7 +295,7 @@ class History:
         return errors.UnknownStageError(
             f"unknown stage {stage!r}: no versions registered; stages with a history: {listing}",
             where=stage,
-            hint="run `modver index` or `modver snapshot` to register versions",
+            hint=f"{did_you_mean(stage, known)}run `modver index` or `modver snapshot` to register versions",
         )
 
     def resolve(self, stage: str, ref: str) -> StageVersion:
@@ -369,10 +347,11 @@ class History:
         has = "v1" if len(versions) == 1 else f"v1..v{len(versions)}"
         tags = sorted({t for v in versions for t in v.tags})
         listing = f"{has} (tags: {', '.join(tags)})" if tags else has
+        names = [v.version for v in versions] + tags + ["latest", "working"]
         return errors.UnknownVersionError(
             f"unknown version {stage}@{ref}; {stage} has {listing}",
             where=f"{stage}@{ref}",
-            hint=f"see `modver log {stage}`",
+            hint=f"{did_you_mean(ref, names)}see `modver log {stage}`",
         )
 
     # -- registering ------------------------------------------------------------------------

@@ -8,7 +8,7 @@ Schema (see docs and ``STARTER_MANIFEST``)::
 
     data:        {name: path}                    # optional; paths relative to the project root
     stages:
-      <name>:                                    # a git ref component: [A-Za-z0-9][A-Za-z0-9_.-]*
+      <name>:                                    # a name (modver/names.py)
         entry: path.py | path.py:name | path.py:Class.method     # required
         version: v3                              # optional pin; an int N means "vN"
         inputs: {kwarg: data.<name> | <stage>}   # optional
@@ -39,6 +39,7 @@ from typing import Any
 
 from modver.errors import InvalidNameError, ManifestError, UnknownStageError
 from modver.models import StageSpec
+from modver.names import did_you_mean, validate_name
 
 __all__ = [
     "DEFAULT_OPTIONS",
@@ -52,7 +53,6 @@ __all__ = [
     "load_manifest_text",
     "read_manifest_bytes",
     "set_pin",
-    "validate_name",
 ]
 
 TOP_LEVEL_KEYS = ("data", "stages", "fingerprint")
@@ -79,7 +79,6 @@ _BOUNDS_HINT = (
     f"{MAX_CHARS:,} characters, lists and mappings nested at most {MAX_DEPTH} deep; a YAML alias "
     "(*name) counts again each time it is used. Keep large inputs in a data file (`data:`)"
 )
-_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 _PLAIN_VERSION_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:/@~^+-]*\Z")
 _INIT_HINT = "`modver init` creates a starter manifest"
 
@@ -154,19 +153,6 @@ class Manifest:
 
 
 # --------------------------------------------------------------------------- public functions
-
-
-def validate_name(name: object, what: str = "stage", *, where: str | None = None) -> str:
-    """Return ``name`` if it can be a git ref component, else raise :class:`InvalidNameError`."""
-    if not isinstance(name, str) or not _is_ref_component(name):
-        shown = name if isinstance(name, str) else repr(name)
-        raise InvalidNameError(
-            f"invalid {what} name {shown!r}",
-            where=where,
-            hint=f"a {what} name starts with a letter or digit and uses only letters, digits, "
-            "'_', '.' and '-' (no '..', not ending in '.' or '.lock')",
-        )
-    return name
 
 
 def load_manifest(path: Path | str, root: Path | str | None = None) -> Manifest:
@@ -556,13 +542,6 @@ def _type_name(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
-def _suggest(word: str, choices: Iterable[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}? " if close else ""
-
-
 def _check_keys(node: Any, allowed: tuple[str, ...], what: str, where: str) -> None:
     for key in node:
         if not isinstance(key, str):
@@ -575,7 +554,7 @@ def _check_keys(node: Any, allowed: tuple[str, ...], what: str, where: str) -> N
             raise ManifestError(
                 f"unknown key {key!r} in {what}",
                 where=_pos(where, node, key),
-                hint=f"{_suggest(key, allowed)}allowed keys: {', '.join(allowed)}",
+                hint=f"{did_you_mean(key, allowed)}allowed keys: {', '.join(allowed)}",
             )
 
 
@@ -590,15 +569,6 @@ def _mapping_or_empty(parent: Any, key: str, what: str, where: str, hint: str) -
             hint=hint,
         )
     return value
-
-
-def _is_ref_component(name: str) -> bool:
-    return (
-        bool(_NAME_RE.match(name))
-        and ".." not in name
-        and not name.endswith(".")
-        and not name.endswith(".lock")
-    )
 
 
 def _is_identifier(name: Any) -> bool:
@@ -897,14 +867,14 @@ def _build_stage(
                 raise ManifestError(
                     f"input {kwarg!r} of stage {name!r} refers to undeclared data {dname!r}",
                     where=vloc,
-                    hint=f"{_suggest(dname, data)}declared data: {declared}; add it under `data:`",
+                    hint=f"{did_you_mean(dname, data)}declared data: {declared}; add it under `data:`",
                 )
         elif ref not in stages_node:
             declared = ", ".join(stages_node) or "none"
             raise ManifestError(
                 f"input {kwarg!r} of stage {name!r} refers to unknown stage {ref!r}",
                 where=vloc,
-                hint=f"{_suggest(ref, stages_node)}declared stages: {declared}; "
+                hint=f"{did_you_mean(ref, stages_node)}declared stages: {declared}; "
                 "use data.<name> for a data file",
             )
         inputs[kwarg] = ref
@@ -1021,7 +991,7 @@ def _unknown_stage(name: str, declared: Iterable[str], where: str) -> UnknownSta
     return UnknownStageError(
         f"unknown stage {name!r}; {where} declares {listing}",
         where=where,
-        hint=f"{_suggest(name, declared)}stages are declared under `stages:` in the manifest",
+        hint=f"{did_you_mean(name, declared)}stages are declared under `stages:` in the manifest",
     )
 
 

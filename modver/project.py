@@ -17,6 +17,7 @@ from typing import Any
 
 from modver import errors
 from modver.models import Closure, SourceTree, StageSpec, StageVersion
+from modver.names import did_you_mean
 
 STORE_DIR = ".modver"
 DEFAULT_MANIFEST = "manifest.yaml"
@@ -332,7 +333,7 @@ class Project:
 
     def _spec(self, stage: str, manifest: str | os.PathLike[str] | None = None) -> StageSpec:
         """The stage's declaration in the manifest, or, failing that, in its history."""
-        from modver.history import validate_name
+        from modver.names import validate_name
 
         validate_name(stage)
         try:
@@ -546,7 +547,7 @@ class Project:
         if stage is None:  # in the manifest's order, then the stages only the history has
             have = set(self.history.stages())
             return [v for s in self.stage_names() if s in have for v in self.history.versions(s)]
-        from modver.history import validate_name
+        from modver.names import validate_name
 
         validate_name(stage)
         if stage not in self.history.stages():
@@ -559,7 +560,7 @@ class Project:
             known = sorted(set(self.history.stages()) | set(declared))
             raise errors.UnknownStageError(
                 f"unknown stage {stage!r}; known stages: {', '.join(known) or '(none)'}",
-                hint="declare it in the manifest, then `modver snapshot` or `modver index`",
+                hint=f"{did_you_mean(stage, known)}declare it in the manifest, then `modver snapshot` or `modver index`",
             )
         return self.history.versions(stage)
 

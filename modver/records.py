@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modver import _fs
+from modver.names import suggest, validate_name
 from modver.errors import ModverError, StoreError, UnknownRunError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -68,7 +69,6 @@ STATUSES = ("running", "succeeded", "failed", "interrupted")
 LOG_STREAMS = ("stdout", "stderr")
 _RUN_ID = re.compile(r"^\d{8}-\d{6}-\d{6}-[0-9a-f]{6,}-[0-9a-f]+$")
 _LATEST = re.compile(r"^latest(?:~(\d+))?$")
-_STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 BASE_COLUMNS = ("run", "status", "started", "duration")
 
 
@@ -317,8 +317,7 @@ class RunStore:
         """``<run-id>/<stage>.stdout`` or ``.stderr``."""
         if stream not in LOG_STREAMS:
             raise ValueError(f"stream must be one of {LOG_STREAMS}, not {stream!r}")
-        if not _STAGE_NAME.match(stage) or ".." in stage:
-            raise ModverError(f"invalid stage name {stage!r} for a log file")
+        validate_name(stage)
         return self.path(run_id) / f"{stage}.{stream}"
 
     def write_log(self, run_id: str, stage: str, stream: str, content: str | bytes) -> Path:
@@ -414,10 +413,13 @@ class RunStore:
         if matches:
             shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
             raise UnknownRunError(f"run {ref!r} is ambiguous: {len(matches)} runs match ({shown})", hint="give more characters of the run id")
+        near = suggest(ref, (run_id[: len(ref)] for run_id in ids)) if ref else None
+        close = next((run_id for run_id in reversed(ids) if near and run_id.startswith(near)), None)
         raise UnknownRunError(
             f"no run {ref!r}; the latest is {ids[-1]}",
             where=str(self.root),
-            hint="see `modver runs`; refer to runs by id, unique prefix, latest or latest~N",
+            hint=(f"did you mean {close!r}? " if close else "")
+            + "see `modver runs`; refer to runs by id, unique prefix, latest or latest~N",
         )
 
 
@@ -443,10 +445,15 @@ def flatten_record(record: Mapping[str, Any]) -> dict[str, Any]:
     """One table row: ``run``, ``status``, ``started``, ``duration``, ``version.<stage>``,
     ``param.<stage>.<name>``, ``metric.<name>`` (plain Python values)."""
     row: dict[str, Any] = {name: record.get(name) for name in BASE_COLUMNS}
-    for stage, version in _mapping(record.get("versions")).items():
-        row[f"version.{stage}"] = version
-    for stage, params in _mapping(record.get("params")).items():
-        for name, value in _mapping(params).items():
+    versions, params = _mapping(record.get("versions")), _mapping(record.get("params"))
+    order = record.get("order") if isinstance(record.get("order"), list) else []
+    stages = [s for s in order if s in versions or s in params]  # the manifest's order, as the run ran
+    stages += [s for s in [*versions, *params] if s not in stages]
+    for stage in stages:
+        if stage in versions:
+            row[f"version.{stage}"] = versions[stage]
+    for stage in stages:
+        for name, value in _mapping(params.get(stage)).items():
             row[f"param.{stage}.{name}"] = value
     for name, value in _mapping(record.get("metrics")).items():
         row[f"metric.{name}"] = value
@@ -458,12 +465,19 @@ def _mapping(value: Any) -> Mapping[str, Any]:
 
 
 def table_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
-    """The columns of the runs table: the base columns, then versions, params, metrics, sorted."""
-    seen: set[str] = set()
+    """The columns of the runs table: the base columns, then versions and params (stages in the
+    manifest's order, as the rows have them), then metrics (sorted)."""
+    seen: dict[str, None] = {}
     for row in rows:
-        seen.update(row)
-    rest = sorted(seen - set(BASE_COLUMNS), key=lambda c: ({"version": 0, "param": 1, "metric": 2}.get(c.split(".", 1)[0], 3), c))
-    return [*BASE_COLUMNS, *rest]
+        seen.update(dict.fromkeys(row))
+    first = {c: i for i, c in enumerate(seen)}
+    kind = {"version": 0, "param": 1, "metric": 2}
+
+    def rank(c: str) -> tuple[int, int | str]:
+        k = kind.get(c.split(".", 1)[0], 3)
+        return (k, c) if k >= 2 else (k, first[c])
+
+    return [*BASE_COLUMNS, *sorted((c for c in seen if c not in BASE_COLUMNS), key=rank)]
 
 
 def runs_dataframe(records: Iterable[Mapping[str, Any]]) -> pandas.DataFrame:
@@ -648,11 +662,9 @@ def resolve_column(name: str, columns: Iterable[str], option: str = "--where") -
         return matches[0]
     if matches:
         raise ModverError(f"column {name!r} in {option} is ambiguous: {', '.join(matches)}", hint="write one of them in full")
-    import difflib
-
-    close = difflib.get_close_matches(name, columns + [c.split(".")[-1] for c in columns], n=1, cutoff=0.6)
+    close = suggest(name, columns + [c.split(".")[-1] for c in columns])
     raise ModverError(
-        f"unknown column {name!r} in {option}" + (f" (did you mean {close[0]!r}?)" if close else ""),
+        f"unknown column {name!r} in {option}" + (f" (did you mean {close!r}?)" if close else ""),
         hint="columns of the recorded runs: " + ", ".join(columns),
     )
 

@@ -32,6 +32,7 @@ from typing import Any, TextIO
 from modver import _encoding, errors
 from modver.data import DataHasher
 from modver.models import StageVersion
+from modver.names import did_you_mean
 
 CACHE_KEY_SCHEME = "modver-output-key/1"
 
@@ -71,6 +72,7 @@ def parse_sets(sets: list[str], pipeline: Pipeline) -> Pipeline:
 
     by_name = {s.name: s for s in pipeline.stages}
     params = {s.name: dict(s.params) for s in pipeline.stages}
+    seen: set[str] = set()
     for item in sets:
         target, eq, text = item.partition("=")
         stage, dot, param = target.partition(".")
@@ -82,8 +84,13 @@ def parse_sets(sets: list[str], pipeline: Pipeline) -> Pipeline:
         if stage not in by_name:
             raise errors.UnknownStageError(
                 f"--set {shown!r}: unknown stage {stage!r}; stages: {', '.join(by_name)}",
-                hint="use a stage declared in the manifest",
+                hint=f"{did_you_mean(stage, by_name)}use a stage declared in the manifest",
             )
+        if target in seen:
+            raise errors.RunError(
+                f"--set {target} is given twice", hint="give each param one value (a sweep of values is `modver sweep`)"
+            )
+        seen.add(target)
         source = by_name[stage].inputs.get(param)
         if source is not None:
             what = f"data file {source}" if source.startswith("data.") else f"the output of stage {source}"
@@ -370,13 +377,14 @@ def _call_problem(p: StagePlan, fn: Callable[..., Any], names: Iterable[str]) ->
             inspect.signature(fn).bind(**dict.fromkeys(names))
         except TypeError as exc:
             try:
-                accepted = ", ".join(inspect.signature(fn).parameters)
+                parameters = list(inspect.signature(fn).parameters)
             except (TypeError, ValueError):
-                accepted = "?"
+                parameters = []
+            typo = next((did_you_mean(n, parameters) for n in names if n not in parameters and did_you_mean(n, parameters)), "")
             return errors.RunError(
                 f"stage {p.name}: {p.entry} cannot be called with {', '.join(names) or 'no arguments'}: {exc}",
                 where=p.name,
-                hint=f"its parameters are ({accepted}); fix `inputs:`/`params:` in the manifest or --set",
+                hint=f"{typo}its parameters are ({', '.join(parameters) or '?'}); fix `inputs:`/`params:` in the manifest or --set",
             )
         except ValueError:  # no signature to check (some builtins): the call itself will tell
             return None
@@ -465,7 +473,7 @@ def check_force(pipeline: Pipeline, force: Iterable[str]) -> None:
         if name not in known:
             raise errors.UnknownStageError(
                 f"--force {name!r}: unknown stage; stages: {', '.join(known)}",
-                hint="use a stage declared in the manifest",
+                hint=f"{did_you_mean(name, known)}use a stage declared in the manifest",
             )
 
 

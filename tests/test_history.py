@@ -16,7 +16,7 @@ import pytest
 
 from modver import errors
 from modver._git import GitRepo
-from modver.history import History, load_index_state, save_index_state, validate_name
+from modver.history import History, load_index_state, save_index_state
 from modver.models import Closure, Definition, StageVersion, Unresolved
 
 
@@ -80,20 +80,6 @@ def history() -> History:
 
 
 # -- names --------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", ["pre", "Pre_2", "a.b-c", "0x", "x" * 80])
-def test_validate_name_ok(name):
-    assert validate_name(name) == name
-
-
-@pytest.mark.parametrize(
-    "name", ["", "-x", ".x", "_x", "a..b", "a.", "a.lock", "a/b", "a b", "a~", "a^", "a:b", "é", "a@{"]
-)
-def test_validate_name_rejects(name):
-    with pytest.raises(errors.InvalidNameError) as info:
-        validate_name(name, "tag")
-    assert "tag" in str(info.value) and "letters, digits" in str(info.value)
 
 
 # -- registering and reading -------------------------------------------------------------------

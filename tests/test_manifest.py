@@ -21,7 +21,6 @@ from modver.manifest import (
     load_manifest,
     load_manifest_text,
     set_pin,
-    validate_name,
 )
 from modver.models import StageSpec
 
@@ -373,17 +372,6 @@ def test_not_utf8(tmp_path):
     path.write_bytes(b"stages:\n  a: {entry: \xff.py}\n")
     with pytest.raises(ManifestError, match=r"m\.yaml:2:14: .*UTF-8"):
         load_manifest(path)
-
-
-@pytest.mark.parametrize("name", ["a", "A1", "pre_process", "v1.2-final", "0"])
-def test_valid_names(name):
-    assert validate_name(name) == name
-
-
-@pytest.mark.parametrize("name", ["", "-a", ".a", "_a", "a..b", "a.", "a.lock", "a/b", "a b", "a:b", "é", 3])
-def test_invalid_names(name):
-    with pytest.raises(InvalidNameError):
-        validate_name(name)
 
 
 # --------------------------------------------------------------------------- stage() and order()

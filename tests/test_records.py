@@ -159,9 +159,9 @@ def test_dataframe_columns_and_missing_cells() -> None:
     ]
     frame = runs_dataframe(records)
     assert list(frame.columns) == [
-        "run", "status", "started", "duration", "version.model", "version.prep",
+        "run", "status", "started", "duration", "version.prep", "version.model",
         "param.model.C", "param.model.lr", "metric.accuracy", "metric.f1",
-    ]  # fmt: skip
+    ]  # fmt: skip  (stages in the order the runs ran them, not alphabetically)
     assert math.isnan(frame.loc[0, "param.model.lr"]) and math.isnan(frame.loc[0, "metric.f1"])
     assert frame.loc[1, "metric.f1"] == 0.7 and frame.loc[1, "version.model"] == "v3"
     assert str(frame["started"].dtype).startswith("datetime64") and frame["started"].dt.tz is not None
@@ -169,6 +169,14 @@ def test_dataframe_columns_and_missing_cells() -> None:
     assert list(empty.columns) == ["run", "status", "started", "duration"] and len(empty) == 0
     corrupt = runs_dataframe([{"run": old, "status": "corrupt", "started": None}])
     assert corrupt.loc[0, "status"] == "corrupt"
+
+
+def test_columns_follow_the_order_stages_ran_in_even_from_sorted_json() -> None:
+    [run_id] = ids_at(1)
+    on_disk = record(run_id, versions={"evaluate": "v1", "model": "v2", "prep": "v1"}, order=["prep", "model", "evaluate"],
+                     params={"evaluate": {}, "model": {"C": 1.0}, "prep": {"scale": 2}})
+    columns = [c for c in runs_dataframe([on_disk]).columns if c.startswith(("version.", "param."))]
+    assert columns == ["version.prep", "version.model", "version.evaluate", "param.prep.scale", "param.model.C"]
 
 
 def test_where_filters() -> None:

@@ -408,3 +408,17 @@ def test_a_working_tree_version_learns_the_commit_index_finds_it_in(pipeline_pro
     p.write("pipe/train.py", p.read("pipe/train.py") + "\n# a comment\n")
     p.commit("a comment")
     assert "is committed in" not in mv(p.root, "index").stdout  # noted once
+
+
+def test_diff_hunks_count_the_files_lines_and_show_prints_one_line_ranges(pipeline_project):
+    p = pipeline_project
+    p.write("pipe/prep.py", "\n" * 200 + p.read("pipe/prep.py"))  # the function now starts at line 204
+    p.commit("the function moves down the file")
+    mv(p.root, "index")
+    p.write("pipe/prep.py", p.read("pipe/prep.py").replace("* scale", "* scale * 2"))
+    out = mv(p.root, "diff").stdout
+    hunk = next(line for line in out.splitlines() if line.startswith("@@"))
+    assert hunk.startswith("@@ -4,") and " +204," in hunk  # v1 has it at line 4, the working tree at 204
+    shown = mv(p.root, "show", "prep@latest").stdout
+    assert "  1  " in shown or " 1\n" in shown  # the one-line import reads as "1", not "1-1"
+    assert "1-1" not in shown
