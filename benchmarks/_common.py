@@ -13,8 +13,15 @@ ROOT = Path(__file__).resolve().parent.parent
 MODVER = [sys.executable, "-m", "modver"]
 # Bytecode caches on, as on a normal install (this machine sets PYTHONDONTWRITEBYTECODE).
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-ENV.update({"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "b@example.com", "GIT_COMMITTER_NAME": "bench",
-            "GIT_COMMITTER_EMAIL": "b@example.com", "NO_COLOR": "1"})
+ENV.update(
+    {
+        "GIT_AUTHOR_NAME": "bench",
+        "GIT_AUTHOR_EMAIL": "b@example.com",
+        "GIT_COMMITTER_NAME": "bench",
+        "GIT_COMMITTER_EMAIL": "b@example.com",
+        "NO_COLOR": "1",
+    }
+)
 
 
 def timed(cmd: list[str], cwd: Path, repeat: int = 1) -> float:

@@ -73,9 +73,21 @@ def main(argv: list[str] | None = None) -> int:
     n = args.size_mb * (1 << 20) // 8
     array = np.random.default_rng(0).random(n)
     mb = array.nbytes / (1 << 20)
-    print(f"array: {n:,} float64 = {mb:,.0f} MiB; {args.rounds} rounds; python {sys.version.split()[0]}, numpy {np.__version__}")
+    print(
+        f"array: {n:,} float64 = {mb:,.0f} MiB; {args.rounds} rounds; python {sys.version.split()[0]}, numpy {np.__version__}"
+    )
 
-    names = ("copy", "copy+fsync", "put", "load", "load, cold memory", "load, unverified", "raw write", "np.fromfile", "verify")
+    names = (
+        "copy",
+        "copy+fsync",
+        "put",
+        "load",
+        "load, cold memory",
+        "load, unverified",
+        "raw write",
+        "np.fromfile",
+        "verify",
+    )
     times: dict[str, list[float]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         root = Path(tmp)
@@ -120,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
             times["raw write"].append(_timed(write))
 
         for round_ in range(args.rounds):
-            for step in (put, copy, durable_copy, raw_write) if round_ % 2 == 0 else (copy, durable_copy, raw_write, put):
+            for step in (
+                (put, copy, durable_copy, raw_write) if round_ % 2 == 0 else (copy, durable_copy, raw_write, put)
+            ):
                 step()
             times["load, cold memory"].append(_timed(lambda: cache.load(KEY)))
             _pretouch(array.nbytes)
@@ -138,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
 
     copy_best, copy_median = rates("copy")
     durable_best, durable_median = rates("copy+fsync")
-    print(f"{'':24s} {'best MiB/s':>10s} {'vs copy':>8s}   {'median':>8s} {'vs copy':>8s}   {'best, median vs copy+fsync':>26s}")
+    print(
+        f"{'':24s} {'best MiB/s':>10s} {'vs copy':>8s}   {'median':>8s} {'vs copy':>8s}   {'best, median vs copy+fsync':>26s}"
+    )
     for name, label in [
         ("copy", "shutil.copyfile"),
         ("copy+fsync", "copyfile + fsync"),
@@ -159,10 +175,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:12s} s: " + " ".join(f"{v:.3f}" for v in values))
     for name, label in [("load", "verified load"), ("put", "put (fsync)")]:
         best, median = rates(name)
-        verdict = ", ".join(f"{which} {'met' if ratio >= 0.7 else 'NOT met'} ({ratio:.0%})" for which, ratio in
-                            [("best", best / copy_best), ("median", median / copy_median)])
+        verdict = ", ".join(
+            f"{which} {'met' if ratio >= 0.7 else 'NOT met'} ({ratio:.0%})"
+            for which, ratio in [("best", best / copy_best), ("median", median / copy_median)]
+        )
         print(f"target {label} >= 70% of copy's throughput: {verdict}")
-    print(f"put against a durable copy (copy+fsync): best {rates('put')[0] / durable_best:.0%}, median {rates('put')[1] / durable_median:.0%}")
+    print(
+        f"put against a durable copy (copy+fsync): best {rates('put')[0] / durable_best:.0%}, median {rates('put')[1] / durable_median:.0%}"
+    )
     return 0
 
 

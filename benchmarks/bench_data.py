@@ -59,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, default=10_000, help="number of files (default 10,000)")
     parser.add_argument("--size-mb", type=int, default=1000, help="total size in MB (default 1000)")
     parser.add_argument("--rounds", type=int, default=5, help="rounds (default 5)")
-    parser.add_argument("--dir", type=Path, default=None, help="folder for the temporary project (default: system temp)")
+    parser.add_argument(
+        "--dir", type=Path, default=None, help="folder for the temporary project (default: system temp)"
+    )
     args = parser.parse_args(argv)
 
     total = args.size_mb * 1_000_000

@@ -24,8 +24,11 @@ from _common import ENV, MODVER, ROOT, timed
 
 
 def stage_source(i: int, rev: int, style: int) -> str:
-    body = f"    return [helper_{i}(x) + {rev} for x in data]\n" if style == 0 else \
-        f"    # revision {rev}\n    return [ helper_{i}( x ) + {rev} for x in data ]\n"
+    body = (
+        f"    return [helper_{i}(x) + {rev} for x in data]\n"
+        if style == 0
+        else f"    # revision {rev}\n    return [ helper_{i}( x ) + {rev} for x in data ]\n"
+    )
     return (
         "from pkg.shared import scale\n\n\n"
         f"def helper_{i}(x):\n    return scale(x) * {i + 1}\n\n\n"
@@ -41,8 +44,7 @@ def build_repo(path: Path, commits: int, stages: int) -> None:
     """A repository whose commits each change one stage, the shared helper, or only formatting."""
     subprocess.run(["git", "init", "-q", "-b", "main", str(path)], check=True, env=ENV)
     rng = random.Random(42)
-    manifest = "stages:\n" + "".join(
-        f"  s{i}:\n    entry: pkg/stage_{i}.py:stage_{i}\n" for i in range(stages))
+    manifest = "stages:\n" + "".join(f"  s{i}:\n    entry: pkg/stage_{i}.py:stage_{i}\n" for i in range(stages))
     revs = [0] * stages
     lines: list[str] = []
 
@@ -110,13 +112,23 @@ def main() -> None:
 
     print(f"python -c pass                 {py * 1000:8.1f} ms")
     print(f"git log -p                     {git_log * 1000:8.1f} ms")
-    print(f"modver index (cold)            {cold * 1000:8.1f} ms  = {cold / git_log:6.1f}x git log -p   (target <= 100x)"
-          f"   [{versions} versions registered]")
-    print(f"modver index (after rm .modver){cold_no_disk_cache * 1000:8.1f} ms  = {cold_no_disk_cache / git_log:6.1f}x git log -p"
-          "   [versions already in git: nothing to register]")
-    print(f"modver index (no new commits)  {incremental * 1000:8.1f} ms  = {incremental / py:6.1f}x python -c pass (target <= 15x)")
-    print(f"modver --version               {version * 1000:8.1f} ms  = {version / py:6.1f}x python -c pass (target <= 8x)")
-    print(f"modver status (example)        {status * 1000:8.1f} ms  = {status / py:6.1f}x python -c pass (target <= 20x)")
+    print(
+        f"modver index (cold)            {cold * 1000:8.1f} ms  = {cold / git_log:6.1f}x git log -p   (target <= 100x)"
+        f"   [{versions} versions registered]"
+    )
+    print(
+        f"modver index (after rm .modver){cold_no_disk_cache * 1000:8.1f} ms  = {cold_no_disk_cache / git_log:6.1f}x git log -p"
+        "   [versions already in git: nothing to register]"
+    )
+    print(
+        f"modver index (no new commits)  {incremental * 1000:8.1f} ms  = {incremental / py:6.1f}x python -c pass (target <= 15x)"
+    )
+    print(
+        f"modver --version               {version * 1000:8.1f} ms  = {version / py:6.1f}x python -c pass (target <= 8x)"
+    )
+    print(
+        f"modver status (example)        {status * 1000:8.1f} ms  = {status / py:6.1f}x python -c pass (target <= 20x)"
+    )
 
 
 if __name__ == "__main__":

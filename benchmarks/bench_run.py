@@ -57,20 +57,30 @@ def main() -> None:
         direct = timed([sys.executable, "-c", DIRECT], project, 3)
         print(f"python -c pass                     {py * 1000:8.1f} ms")
         print(f"4 stage functions, plain Python    {direct * 1000:8.1f} ms")
-        print(f"modver run, every stage cached     {cached * 1000:8.1f} ms  = {cached / py:5.1f}x python -c pass"
-              f" (target <= 20x), {cached / direct:4.2f}x the plain pipeline")
+        print(
+            f"modver run, every stage cached     {cached * 1000:8.1f} ms  = {cached / py:5.1f}x python -c pass"
+            f" (target <= 20x), {cached / direct:4.2f}x the plain pipeline"
+        )
 
         concurrent = make_example(Path(tmp) / "concurrent")
         start = time.perf_counter()
         procs = [
-            subprocess.Popen([*MODVER, "run", "--set", f"model.C={1.0 if i % 2 else 2.0}"], cwd=concurrent, env=ENV,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            subprocess.Popen(
+                [*MODVER, "run", "--set", f"model.C={1.0 if i % 2 else 2.0}"],
+                cwd=concurrent,
+                env=ENV,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
             for i in range(args.concurrent)
         ]
         codes = [p.wait() for p in procs]
         wall = time.perf_counter() - start
-        runs = json.loads(subprocess.run([*MODVER, "runs", "--json"], cwd=concurrent, env=ENV, capture_output=True,
-                                         text=True, check=True).stdout)
+        runs = json.loads(
+            subprocess.run(
+                [*MODVER, "runs", "--json"], cwd=concurrent, env=ENV, capture_output=True, text=True, check=True
+            ).stdout
+        )
         sys.path.insert(0, str(ROOT))
         from modver.cache import OutputCache
 
@@ -78,9 +88,11 @@ def main() -> None:
         entries = list(cache.entries())
         valid = sum(1 for e in entries if cache.verify(e.key))
         statuses = sorted({r["status"] for r in runs})
-        print(f"{args.concurrent} concurrent runs: {wall:.1f}s wall, exit codes {sorted(set(codes))}, "
-              f"{len(runs)}/{args.concurrent} records ({', '.join(statuses)}), "
-              f"{valid}/{len(entries)} cache entries valid")
+        print(
+            f"{args.concurrent} concurrent runs: {wall:.1f}s wall, exit codes {sorted(set(codes))}, "
+            f"{len(runs)}/{args.concurrent} records ({', '.join(statuses)}), "
+            f"{valid}/{len(entries)} cache entries valid"
+        )
 
 
 if __name__ == "__main__":

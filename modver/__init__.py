@@ -23,10 +23,12 @@ _EXPORTS = {
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 if TYPE_CHECKING:  # pragma: no cover
-    from modver.errors import ModverError
-    from modver.fingerprint import fingerprint_source
-    from modver.metrics import log_metrics
-    from modver.project import Project, load, runs
+    from modver.errors import ModverError as ModverError
+    from modver.fingerprint import fingerprint_source as fingerprint_source
+    from modver.metrics import log_metrics as log_metrics
+    from modver.project import Project as Project
+    from modver.project import load as load
+    from modver.project import runs as runs
 
 
 def __getattr__(name: str) -> Any:

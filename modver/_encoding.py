@@ -79,9 +79,7 @@ _STATEMENT_LISTS = frozenset({"body", "orelse", "finalbody"})
 def _layout(cls: type) -> tuple[bytes, tuple[tuple[str, bytes], ...]]:
     layout = _NODE_LAYOUT.get(cls)
     if layout is None:
-        fields = tuple(
-            (name, name.encode("ascii") + b"=") for name in cls._fields if name not in _SKIPPED_FIELDS
-        )
+        fields = tuple((name, name.encode("ascii") + b"=") for name in cls._fields if name not in _SKIPPED_FIELDS)
         layout = (b"N" + cls.__name__.encode("ascii") + b"(", fields)
         _NODE_LAYOUT[cls] = layout
     return layout
@@ -92,11 +90,7 @@ def _first(pair: tuple[bytes, Any]) -> bytes:
 
 
 def _is_doc(stmt: Any) -> bool:
-    return (
-        type(stmt) is ast.Expr
-        and type(stmt.value) is ast.Constant
-        and type(stmt.value.value) is str
-    )
+    return type(stmt) is ast.Expr and type(stmt.value) is ast.Constant and type(stmt.value.value) is str
 
 
 def _is_noop(stmt: Any) -> bool:
@@ -124,9 +118,7 @@ def _encode(value: Any, out: list[bytes], docstrings: bool) -> None:
             append(label)
             if type(field) is list:
                 if name in _STATEMENT_LISTS:
-                    field = [
-                        stmt for stmt in field if not _is_noop(stmt) and (docstrings or not _is_doc(stmt))
-                    ]
+                    field = [stmt for stmt in field if not _is_noop(stmt) and (docstrings or not _is_doc(stmt))]
                 append(b"[")
                 for item in field:
                     _encode(item, out, docstrings)

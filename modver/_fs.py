@@ -200,7 +200,9 @@ def publish_dir(tmp: Path, final: Path) -> bool:
             remove_tree(tmp)
             return False
         remove_tree(tmp)
-        raise StoreError(f"cannot move {tmp.name} into place as {final}: {exc.strerror or exc}", where=str(final)) from exc
+        raise StoreError(
+            f"cannot move {tmp.name} into place as {final}: {exc.strerror or exc}", where=str(final)
+        ) from exc
     fsync_dir(final.parent)
     return True
 
@@ -253,7 +255,9 @@ def remove_stale_temps(parent: Path, older_than: float = 3600.0) -> int:
 
 
 @contextlib.contextmanager
-def shared_or_exclusive_lock(path: Path, *, shared: bool, timeout: float = 600.0, what: str | None = None) -> Iterator[None]:
+def shared_or_exclusive_lock(
+    path: Path, *, shared: bool, timeout: float = 600.0, what: str | None = None
+) -> Iterator[None]:
     """Hold ``path`` locked for the block: shared (many holders at once) or exclusive (one, and no
     shared holder). flock-based, so the kernel releases it when its holder dies; waiting longer
     than ``timeout`` seconds raises :class:`ConcurrencyError`. Runs hold the store's gc lock

@@ -408,8 +408,7 @@ class GitRepo:
             raise _store_error(f"cannot read git object {sha}", exc) from exc
         if expected is not None and type_num != expected:
             raise errors.StoreError(
-                f"git object {sha} is a {_TYPE_NAMES.get(type_num, type_num)}, "
-                f"expected a {_TYPE_NAMES[expected]}",
+                f"git object {sha} is a {_TYPE_NAMES.get(type_num, type_num)}, expected a {_TYPE_NAMES[expected]}",
                 hint="the git object database may be corrupt; run `git fsck` to check it",
             )
         return data
@@ -480,9 +479,7 @@ class GitRepo:
                 parsed = parse_tree(data, _SHA_LEN)
             except (ObjectFormatException, ValueError) as exc:
                 raise _store_error(f"malformed git tree {tree_sha}", exc) from exc
-            entries = {
-                _decode(name): (mode, hexsha.decode("ascii")) for name, mode, hexsha in parsed
-            }
+            entries = {_decode(name): (mode, hexsha.decode("ascii")) for name, mode, hexsha in parsed}
             self._trees[tree_sha] = entries
         return entries
 
@@ -602,9 +599,7 @@ class GitRepo:
                 return self._check_ref_value(_decode(candidate), sha)
         if _HEX_ABBREV.match(base):
             try:
-                matches = sorted(
-                    {m.decode("ascii") for m in self._repo.object_store.iter_prefix(raw.lower())}
-                )
+                matches = sorted({m.decode("ascii") for m in self._repo.object_store.iter_prefix(raw.lower())})
             except Exception as exc:
                 raise _store_error("cannot read the object database", exc) from exc
             commits = [m for m in matches if self._type(m) in (_COMMIT, _TAG)]
@@ -791,7 +786,7 @@ class GitRepo:
                 _clean_pack_dir(pack_dir)  # we hold the lock: every modver temporary is ours
                 raise
             _fs.fsync_dir(Path(pack_dir))
-        store._update_pack_cache()  # noqa: SLF001 - make the new pack visible to this process
+        store._update_pack_cache()
 
     def write_blob(self, data: bytes) -> str:
         """Store ``data`` as a blob (no-op if present); its sha."""
@@ -998,8 +993,12 @@ class GitRepo:
 
         try:
             porcelain.add(self._repo, paths=None)
-            sha = porcelain.commit(self._repo, message=message.encode("utf-8"),
-                                   author=author.encode("utf-8"), committer=author.encode("utf-8"))
+            sha = porcelain.commit(
+                self._repo,
+                message=message.encode("utf-8"),
+                author=author.encode("utf-8"),
+                committer=author.encode("utf-8"),
+            )
         except Exception as exc:
             raise _store_error("cannot commit the working tree", exc, str(self.root)) from exc
         self._walks.clear()

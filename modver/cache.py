@@ -241,7 +241,9 @@ class OutputCache:
         files: dict[str, dict[str, Any]] = {}
         for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
             rel = path.relative_to(tmp).as_posix()
-            checksum = object_checksum if rel == serialize.OBJECT_NAME and object_checksum else serialize.checksum_file(path)
+            checksum = (
+                object_checksum if rel == serialize.OBJECT_NAME and object_checksum else serialize.checksum_file(path)
+            )
             files[rel] = {"size": path.stat().st_size, "checksum": checksum}
         metrics = meta.get("metrics") or []
         if not isinstance(metrics, list):

@@ -16,7 +16,7 @@ import sys
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -36,7 +36,7 @@ _state: dict[str, Any] = {"debug": False}  # set by the --debug option (or MODVE
 # Shared options, declared once.
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 ManifestOpt = Annotated[
-    Optional[Path], typer.Option("--manifest", "-m", help="Manifest file (default: manifest.yaml at the project root).")
+    Path | None, typer.Option("--manifest", "-m", help="Manifest file (default: manifest.yaml at the project root).")
 ]
 ProjectOpt = Annotated[Path, typer.Option("--project", "-C", help="Run as if started in this folder.")]
 
@@ -155,7 +155,7 @@ def handle_errors(func: F) -> F:
             # `modver log | head`: the reader left; say nothing more, like git does
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(141) from None
-        except Exception as exc:  # noqa: BLE001 - the one place that turns bugs into a clean exit
+        except Exception as exc:
             if _state["debug"]:
                 traceback.print_exc()
             _fail(f"internal error: {type(exc).__name__}: {exc}", "rerun with --debug for the traceback, and report it")
@@ -225,7 +225,7 @@ def init(path: Annotated[Path, typer.Argument(help="Project folder.")] = Path(".
 @app.command()
 @handle_errors
 def index(
-    rev: Annotated[Optional[str], typer.Option("--rev", help="Walk this revision instead of the current branch.")] = None,
+    rev: Annotated[str | None, typer.Option("--rev", help="Walk this revision instead of the current branch.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Walk every local branch.")] = False,
     manifest: ManifestOpt = None,
     as_json: JsonOpt = False,
@@ -276,9 +276,9 @@ def index(
 @app.command()
 @handle_errors
 def snapshot(
-    stages: Annotated[Optional[list[str]], typer.Argument(help="Stages to snapshot (default: all declared).")] = None,
+    stages: Annotated[list[str] | None, typer.Argument(help="Stages to snapshot (default: all declared).")] = None,
     message: Annotated[str, typer.Option("--message", "-m", help="A note stored with new versions.")] = "",
-    manifest: Annotated[Optional[Path], typer.Option("--manifest", help="Manifest file.")] = None,
+    manifest: Annotated[Path | None, typer.Option("--manifest", help="Manifest file.")] = None,
     as_json: JsonOpt = False,
     project: ProjectOpt = Path("."),
 ) -> None:
@@ -296,7 +296,7 @@ def snapshot(
 @app.command()
 @handle_errors
 def log(
-    stage: Annotated[Optional[str], typer.Argument(help="Stage (default: every stage).")] = None,
+    stage: Annotated[str | None, typer.Argument(help="Stage (default: every stage).")] = None,
     as_json: JsonOpt = False,
     project: ProjectOpt = Path("."),
 ) -> None:
@@ -315,7 +315,9 @@ def log(
             f"{v.stage}@{v.version}",
             _short(v.fingerprint),
             _date(v.created),
-            v.origin[:10] if v.origin else (f"working tree, committed {v.committed[:10]}" if v.committed else "working tree"),
+            v.origin[:10]
+            if v.origin
+            else (f"working tree, committed {v.committed[:10]}" if v.committed else "working tree"),
             ", ".join(v.tags),
             v.message,
             _runs_cell(used[v.stage].get(v.version, [])),
@@ -338,7 +340,7 @@ def _runs_cell(runs: list[dict[str, Any]]) -> str:
 @app.command()
 @handle_errors
 def status(
-    manifest: Annotated[Optional[Path], typer.Argument(help="Manifest (default: manifest.yaml).")] = None,
+    manifest: Annotated[Path | None, typer.Argument(help="Manifest (default: manifest.yaml).")] = None,
     as_json: JsonOpt = False,
     project: ProjectOpt = Path("."),
 ) -> None:
@@ -347,12 +349,7 @@ def status(
     with _project(project, manifest) as p:
         rows = p.status()
     if as_json:
-        _print_json(
-            [
-                {k: v for k, v in r.to_json().items() if k != "error" or v is not None}
-                for r in rows
-            ]
-        )
+        _print_json([{k: v for k, v in r.to_json().items() if k != "error" or v is not None} for r in rows])
     else:
         table = []
         for r in rows:
@@ -365,7 +362,9 @@ def status(
                 state = "changed" if r.changed else "unchanged"
             compared = f"{r.compared_with} ({r.compared_source})" if r.compared_with else "-"
             cached = "-" if r.cached is None else ("yes" if r.cached else "no")
-            table.append([r.stage, r.pinned or "(working tree)", working, _short(r.working_fingerprint), compared, state, cached])
+            table.append(
+                [r.stage, r.pinned or "(working tree)", working, _short(r.working_fingerprint), compared, state, cached]
+            )
         _table(["stage", "pinned", "working", "fingerprint", "compared with", "state", "cached"], table)
     if any(r.error for r in rows):
         raise typer.Exit(1)
@@ -374,7 +373,12 @@ def status(
 @app.command()
 @handle_errors
 def show(
-    ref: Annotated[str, typer.Argument(help="STAGE@REF (e.g. preprocess@v3), STAGE (its latest version), or a run (id, prefix, latest).")],
+    ref: Annotated[
+        str,
+        typer.Argument(
+            help="STAGE@REF (e.g. preprocess@v3), STAGE (its latest version), or a run (id, prefix, latest)."
+        ),
+    ],
     as_json: JsonOpt = False,
     manifest: ManifestOpt = None,
     project: ProjectOpt = Path("."),
@@ -387,8 +391,11 @@ def show(
                 _show_run(ref, as_json, p)
                 return
             if p.names_run(ref):
-                print(f"note: {ref!r} is a stage and also names a run: showing {ref}@latest "
-                      "(give the run's full id to see the run)", file=sys.stderr)
+                print(
+                    f"note: {ref!r} is a stage and also names a run: showing {ref}@latest "
+                    "(give the run's full id to see the run)",
+                    file=sys.stderr,
+                )
             ref = f"{ref}@latest"
         shown = p.show(ref)
     if as_json:
@@ -398,7 +405,9 @@ def show(
     print(f"{v.stage}@{v.version}  {v.fingerprint}")
     print(f"entry:   {v.entry}")
     if shown.declared_entry not in (None, v.entry):
-        print(f"         (stored under this path; the manifest now declares {shown.declared_entry}: the version runs from its stored path)")
+        print(
+            f"         (stored under this path; the manifest now declares {shown.declared_entry}: the version runs from its stored path)"
+        )
     print(f"origin:  {v.origin or 'working tree snapshot'}")
     if v.committed:
         print(f"committed: {v.committed}  (where `modver index` later found this code)")
@@ -422,7 +431,10 @@ def show(
     print()
     _table(
         ["definition", "kind", "file", "lines"],
-        [[d.name, d.kind, d.path, str(d.line) if d.line == d.end_line else f"{d.line}-{d.end_line}"] for d in c.definitions],
+        [
+            [d.name, d.kind, d.path, str(d.line) if d.line == d.end_line else f"{d.line}-{d.end_line}"]
+            for d in c.definitions
+        ],
     )
     for key, source in shown.sources.items():
         print()
@@ -492,7 +504,9 @@ def pin(
     with _project(project, manifest) as p:
         result = p.pin(ref)
     assert result.version is not None
-    print(f"Pinned {result.stage} to {result.version.version} ({_short(result.version.fingerprint)}) in {result.manifest}")
+    print(
+        f"Pinned {result.stage} to {result.version.version} ({_short(result.version.fingerprint)}) in {result.manifest}"
+    )
 
 
 @app.command()
@@ -525,12 +539,21 @@ def tag(
 @app.command()
 @handle_errors
 def gc(
-    keep_last: Annotated[Optional[int], typer.Option("--keep-last", metavar="N", help="Keep the outputs of the newest N runs only.")] = None,
-    older_than: Annotated[
-        Optional[str], typer.Option("--older-than", metavar="DURATION", help="Let go of runs older than this (45s, 90m, 12h, 30d, 2w).")
+    keep_last: Annotated[
+        int | None, typer.Option("--keep-last", metavar="N", help="Keep the outputs of the newest N runs only.")
     ] = None,
-    remove_records: Annotated[bool, typer.Option("--remove-records", help="Also remove the records of the runs not kept.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be removed and the space it frees; remove nothing.")] = False,
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than", metavar="DURATION", help="Let go of runs older than this (45s, 90m, 12h, 30d, 2w)."
+        ),
+    ] = None,
+    remove_records: Annotated[
+        bool, typer.Option("--remove-records", help="Also remove the records of the runs not kept.")
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be removed and the space it frees; remove nothing.")
+    ] = False,
     as_json: JsonOpt = False,
     project: ProjectOpt = Path("."),
 ) -> None:
@@ -541,10 +564,14 @@ def gc(
         _print_json(result.to_json())
         return
     for item in result.removed:
-        print(f"{'would remove' if result.dry_run else 'removed'} {item.kind} {item.detail}  {_bytes(item.size)}  {item.path}")
+        print(
+            f"{'would remove' if result.dry_run else 'removed'} {item.kind} {item.detail}  {_bytes(item.size)}  {item.path}"
+        )
     what = "would free" if result.dry_run else "freed"
-    print(f"{len(result.removed)} item{'s' if len(result.removed) != 1 else ''}, {what} {_bytes(result.freed)}; "
-          f"kept what {result.kept_runs} of {result.runs} runs use.")
+    print(
+        f"{len(result.removed)} item{'s' if len(result.removed) != 1 else ''}, {what} {_bytes(result.freed)}; "
+        f"kept what {result.kept_runs} of {result.runs} runs use."
+    )
 
 
 def _bytes(size: int) -> str:
@@ -559,7 +586,9 @@ def _bytes(size: int) -> str:
 @app.command()
 @handle_errors
 def verify(
-    stages: Annotated[Optional[list[str]], typer.Argument(help="Stages to check (default: every stage with a history).")] = None,
+    stages: Annotated[
+        list[str] | None, typer.Argument(help="Stages to check (default: every stage with a history).")
+    ] = None,
     as_json: JsonOpt = False,
     project: ProjectOpt = Path("."),
 ) -> None:
@@ -581,8 +610,8 @@ def verify(
 @app.command()
 @handle_errors
 def diff(
-    a: Annotated[Optional[str], typer.Argument(help="STAGE@A, a manifest, or nothing (working tree vs pins).")] = None,
-    b: Annotated[Optional[str], typer.Argument(help="STAGE@B (default: working tree), or a second manifest.")] = None,
+    a: Annotated[str | None, typer.Argument(help="STAGE@A, a manifest, or nothing (working tree vs pins).")] = None,
+    b: Annotated[str | None, typer.Argument(help="STAGE@B (default: working tree), or a second manifest.")] = None,
     manifest: ManifestOpt = None,
     as_json: JsonOpt = False,
     project: ProjectOpt = Path("."),
@@ -613,12 +642,18 @@ def diff(
 @app.command("run")
 @handle_errors
 def run_(
-    manifest: Annotated[Optional[Path], typer.Argument(help="Manifest (default: manifest.yaml).")] = None,
+    manifest: Annotated[Path | None, typer.Argument(help="Manifest (default: manifest.yaml).")] = None,
     set_: Annotated[
-        Optional[list[str]], typer.Option("--set", metavar="STAGE.PARAM=VALUE", help="Override a param (value typed as YAML).")
+        list[str] | None,
+        typer.Option("--set", metavar="STAGE.PARAM=VALUE", help="Override a param (value typed as YAML)."),
     ] = None,
-    force: Annotated[Optional[list[str]], typer.Option("--force", metavar="STAGE", help="Run this stage even if cached (repeatable).")] = None,
-    explain: Annotated[bool, typer.Option("--explain", help="Say why each stage ran or came from the cache, and where the time went.")] = False,
+    force: Annotated[
+        list[str] | None,
+        typer.Option("--force", metavar="STAGE", help="Run this stage even if cached (repeatable)."),
+    ] = None,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Say why each stage ran or came from the cache, and where the time went.")
+    ] = False,
     as_json: JsonOpt = False,
     project: ProjectOpt = Path("."),
 ) -> None:
@@ -661,8 +696,12 @@ def reproduce(
 @app.command("runs")
 @handle_errors
 def runs_(
-    where: Annotated[Optional[str], typer.Option("--where", help="Filter, e.g. 'metric.accuracy > 0.9' (or 'accuracy > 0.9').")] = None,
-    sort: Annotated[Optional[str], typer.Option("--sort", help="Sort by a column (e.g. -accuracy); prefix - for descending.")] = None,
+    where: Annotated[
+        str | None, typer.Option("--where", help="Filter, e.g. 'metric.accuracy > 0.9' (or 'accuracy > 0.9').")
+    ] = None,
+    sort: Annotated[
+        str | None, typer.Option("--sort", help="Sort by a column (e.g. -accuracy); prefix - for descending.")
+    ] = None,
     csv: Annotated[bool, typer.Option("--csv", help="Print CSV (every column).")] = False,
     as_json: JsonOpt = False,
     project: ProjectOpt = Path("."),
@@ -752,7 +791,9 @@ def _timings(timings: Any) -> str:
 def _run_timings(timings: dict[str, Any]) -> str:
     """A run's time outside its stages' work: planning (fingerprints, snapshots) and the rest."""
     parts = [("planning", "plan"), ("in stages", "stages"), ("other", "other")]
-    return ", ".join(f"{label} {float(timings[k]):.2f}s" for label, k in parts if isinstance(timings.get(k), (int, float)))
+    return ", ".join(
+        f"{label} {float(timings[k]):.2f}s" for label, k in parts if isinstance(timings.get(k), (int, float))
+    )
 
 
 def _print_run(record: dict[str, Any], as_json: bool) -> None:
@@ -780,7 +821,8 @@ def _fmt(value: Any) -> str:
 @handle_errors
 def demo(
     keep: Annotated[
-        Optional[Path], typer.Option("--keep", help="Build the demo project in this (new or empty) folder instead of a temporary one.")
+        Path | None,
+        typer.Option("--keep", help="Build the demo project in this (new or empty) folder instead of a temporary one."),
     ] = None,
 ) -> None:
     """Build the bundled example in a new folder and walk through the main workflow; the folder stays."""

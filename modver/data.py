@@ -234,7 +234,14 @@ class DataHasher:
                             where=f"{rel}/{child_inner}",
                             hint="remove the link, or point it at a folder outside this one",
                         )
-                    stack.append((os.path.join(self._real_root, child_key), child_key, child_inner + "/", (*ancestors, folder_id)))
+                    stack.append(
+                        (
+                            os.path.join(self._real_root, child_key),
+                            child_key,
+                            child_inner + "/",
+                            (*ancestors, folder_id),
+                        )
+                    )
                 elif not stat.S_ISREG(mode):
                     try:
                         check_kind(f"{rel}/{child_inner}", child_st, what)
@@ -242,7 +249,15 @@ class DataHasher:
                         exc.hint = _FOLDER_HINT
                         raise
                 entries.append(
-                    (child_inner, child_key, mode, child_st.st_size, child_st.st_mtime_ns, child_st.st_ctime_ns, child_st.st_ino)
+                    (
+                        child_inner,
+                        child_key,
+                        mode,
+                        child_st.st_size,
+                        child_st.st_mtime_ns,
+                        child_st.st_ctime_ns,
+                        child_st.st_ino,
+                    )
                 )
         return entries
 
@@ -264,13 +279,16 @@ class DataHasher:
             while not failures and (index := next(counter)) < len(files):
                 try:
                     self._hash_file(name, files[index], buffer)
-                except BaseException as exc:  # noqa: BLE001 - re-raised by the calling thread below
+                except BaseException as exc:
                     failures.append(exc)
 
         if len(files) == 1:
             work()
         else:
-            threads = [threading.Thread(target=work, name="modver-data-hash", daemon=True) for _ in range(min(_THREADS, len(files)))]
+            threads = [
+                threading.Thread(target=work, name="modver-data-hash", daemon=True)
+                for _ in range(min(_THREADS, len(files)))
+            ]
             for thread in threads:
                 thread.start()
             for thread in threads:

@@ -37,7 +37,11 @@ def check_example_requirements() -> None:
     """The example's stages need scikit-learn and NumPy (the ``example`` extra)."""
     import importlib.util
 
-    missing = [name for module, name in (("numpy", "numpy"), ("sklearn", "scikit-learn")) if importlib.util.find_spec(module) is None]
+    missing = [
+        name
+        for module, name in (("numpy", "numpy"), ("sklearn", "scikit-learn"))
+        if importlib.util.find_spec(module) is None
+    ]
     if missing:
         raise errors.ModverError(
             f"the demo's example pipeline needs {' and '.join(missing)}, which are not installed",
@@ -90,7 +94,13 @@ HISTORY: list[tuple[str, list[tuple[str, str, str]], str]] = [
     ),
     (
         "Stronger regularisation in the model",
-        [("pipeline/model.py", "    model = SVC(C=C, gamma=gamma)\n", "    model = SVC(C=C, gamma=gamma, class_weight=\"balanced\")\n")],
+        [
+            (
+                "pipeline/model.py",
+                "    model = SVC(C=C, gamma=gamma)\n",
+                '    model = SVC(C=C, gamma=gamma, class_weight="balanced")\n',
+            )
+        ],
         "only the model stage changes",
     ),
 ]

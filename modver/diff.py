@@ -150,9 +150,10 @@ def _unified(a: str, b: str, label_a: str, label_b: str, start_a: int = 1, start
         new = new + start_b - 1 if new else new
         return f"@@ -{old}{match.group(2) or ''} +{new}{match.group(4) or ''} @@"
 
-    return "".join(_HUNK.sub(shift, line) if line.startswith("@@") else line for line in (
-        line if line.endswith("\n") else line + "\n" for line in lines
-    ))
+    return "".join(
+        _HUNK.sub(shift, line) if line.startswith("@@") else line
+        for line in (line if line.endswith("\n") else line + "\n" for line in lines)
+    )
 
 
 def diff_closures(

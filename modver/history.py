@@ -21,20 +21,20 @@ import os
 import random
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 from modver import _fs, errors
-from modver.names import did_you_mean, validate_name
 from modver._git import GitRepo, GitTree
 from modver.models import Closure, Definition, SourceTree, StageVersion, Unresolved
+from modver.names import did_you_mean, validate_name
 
 __all__ = [
-    "STAGES_PREFIX",
     "COMMITTED_REF",
+    "STAGES_PREFIX",
     "TAGS_PREFIX",
     "History",
     "load_index_state",
@@ -139,9 +139,7 @@ class History:
         for commit in reversed(fresh):
             version = self._version_from_commit(stage, commit)
             if version.number != len(versions) + 1:
-                raise self._corrupt(
-                    stage, commit, f"expected v{len(versions) + 1}, found v{version.number}"
-                )
+                raise self._corrupt(stage, commit, f"expected v{len(versions) + 1}, found v{version.number}")
             versions.append(version)
         chain = _Chain(
             tip,
@@ -156,8 +154,7 @@ class History:
         return errors.StoreError(
             f"corrupt history of stage {stage} at commit {commit[:12]}: {why}",
             where=self.ref(stage),
-            hint="the ref was changed outside modver; inspect it with "
-            f"`git log {self.ref(stage)}`",
+            hint=f"the ref was changed outside modver; inspect it with `git log {self.ref(stage)}`",
         )
 
     def _meta_of(self, commit: str, stage: str | None = None) -> dict[str, Any]:
@@ -250,7 +247,10 @@ class History:
             files: dict[str, str | tuple[int, str]] = dict(entries)
             for version, sha in new:
                 files[version.commit] = self.repo.write_blob(
-                    (json.dumps({"commit": sha, "stage": version.stage, "version": version.version}, sort_keys=True) + "\n").encode()
+                    (
+                        json.dumps({"commit": sha, "stage": version.stage, "version": version.version}, sort_keys=True)
+                        + "\n"
+                    ).encode()
                 )
             lines = "\n".join(f"{v.stage} {v.version}: {sha[:12]}" for v, sha in new)
             commit = self.repo.write_commit(
@@ -260,7 +260,8 @@ class History:
                 return [replace(v, committed=sha) for v, sha in new]
             if time.monotonic() > deadline:
                 raise errors.ConcurrencyError(
-                    f"could not update {COMMITTED_REF}: it kept changing", where=COMMITTED_REF,
+                    f"could not update {COMMITTED_REF}: it kept changing",
+                    where=COMMITTED_REF,
                     hint="another modver process is indexing; run `modver index` again",
                 )
             time.sleep(0.01 * random.random())
@@ -327,7 +328,8 @@ class History:
         scheme = text.partition(":")[0] + ":" if ":" in text else ""
         if _HEX_PREFIX.match(bare) and (not scheme or _SCHEME_PREFIX.match(scheme)):
             hits = [
-                v for v in versions
+                v
+                for v in versions
                 if v.fingerprint.startswith(scheme) and _bare_fingerprint(v.fingerprint).startswith(bare)
             ]
             if len(hits) == 1:
@@ -341,9 +343,7 @@ class History:
                 )
         raise self._unknown_version(stage, ref, versions)
 
-    def _unknown_version(
-        self, stage: str, ref: str, versions: list[StageVersion]
-    ) -> errors.UnknownVersionError:
+    def _unknown_version(self, stage: str, ref: str, versions: list[StageVersion]) -> errors.UnknownVersionError:
         has = "v1" if len(versions) == 1 else f"v1..v{len(versions)}"
         tags = sorted({t for v in versions for t in v.tags})
         listing = f"{has} (tags: {', '.join(tags)})" if tags else has
@@ -407,8 +407,14 @@ class History:
         return self._register_files(stage, closure, files, origin, message, _iso(created))
 
     def _new_commit(
-        self, stage: str, chain: _Chain | None, closure: Closure, files: dict[str, str],
-        origin: str | None, message: str, when: datetime,
+        self,
+        stage: str,
+        chain: _Chain | None,
+        closure: Closure,
+        files: dict[str, str],
+        origin: str | None,
+        message: str,
+        when: datetime,
     ) -> StageVersion:
         """Write the commit of the next version on top of ``chain`` (no ref is changed)."""
         number = 1 if chain is None else len(chain.versions) + 1
@@ -491,7 +497,9 @@ class History:
         chain = pending.chain if pending is not None else self._chain(stage)
         version = self._new_commit(stage, chain, closure, files, origin, message, when)
         versions = [*(chain.versions if chain else []), version]
-        new_chain = _Chain(version.commit, versions, {v.fingerprint: v for v in versions}, {v.commit: v for v in versions})
+        new_chain = _Chain(
+            version.commit, versions, {v.fingerprint: v for v in versions}, {v.commit: v for v in versions}
+        )
         if pending is None:
             pending = self._batch[stage] = _Pending(None if chain is None else chain.tip, new_chain, [])
         pending.chain = new_chain
@@ -527,9 +535,7 @@ class History:
 
     # -- tags -------------------------------------------------------------------------------
 
-    def tag(
-        self, stage: str, ref_or_version: str | StageVersion, name: str, *, force: bool = False
-    ) -> StageVersion:
+    def tag(self, stage: str, ref_or_version: str | StageVersion, name: str, *, force: bool = False) -> StageVersion:
         """Name a version: ``refs/modver/tags/<stage>/<name>``; returns it with its tags.
 
         Moving an existing tag to another version needs ``force=True``.
@@ -583,11 +589,7 @@ class History:
         if chain is None:
             return {}
         versions = {v.commit: v for v in self._with_tags(stage, chain.versions)}
-        return {
-            name: versions[commit]
-            for name, commit in sorted(self._tag_refs(stage).items())
-            if commit in versions
-        }
+        return {name: versions[commit] for name, commit in sorted(self._tag_refs(stage).items()) if commit in versions}
 
     # -- contents ---------------------------------------------------------------------------
 

@@ -144,8 +144,7 @@ class Manifest:
         order, cycle = _topological_order(self.stages)
         if cycle is not None:
             raise ManifestError(
-                f"the inputs of stages {', '.join(sorted(set(cycle)))} form a cycle: "
-                + " -> ".join(cycle),
+                f"the inputs of stages {', '.join(sorted(set(cycle)))} form a cycle: " + " -> ".join(cycle),
                 where=str(self.path),
                 hint="a stage cannot take its own output as input, directly or through others",
             )
@@ -166,9 +165,7 @@ def load_manifest(path: Path | str, root: Path | str | None = None) -> Manifest:
     return load_manifest_text(text, path, root)
 
 
-def load_manifest_text(
-    text: str | bytes, path: Path | str, root: Path | str | None = None
-) -> Manifest:
+def load_manifest_text(text: str | bytes, path: Path | str, root: Path | str | None = None) -> Manifest:
     """Like :func:`load_manifest` for content read elsewhere (a manifest in a git commit)."""
     path = Path(path)
     size = len(text) if isinstance(text, bytes) else len(text.encode("utf-8", "surrogatepass"))
@@ -211,9 +208,7 @@ def dump_manifest_dict(manifest: Manifest) -> dict[str, Any]:
     }
 
 
-def set_pin(
-    path: Path | str, stage: str, version: str | int | None, *, temp_dir: Path | None = None
-) -> None:
+def set_pin(path: Path | str, stage: str, version: str | int | None, *, temp_dir: Path | None = None) -> None:
     """Pin ``stage`` to ``version`` in the manifest at ``path`` (None removes the pin).
 
     Only the stage's ``version`` line changes; a missing key is added right after ``entry``.
@@ -290,9 +285,7 @@ def read_manifest_bytes(path: Path) -> bytes:
             hint="give the YAML file's path",
         ) from None
     except OSError as exc:
-        raise ManifestError(
-            f"cannot read the manifest {path}: {exc.strerror or exc}", where=str(path)
-        ) from exc
+        raise ManifestError(f"cannot read the manifest {path}: {exc.strerror or exc}", where=str(path)) from exc
     _check_size(len(raw), str(path))
     return raw
 
@@ -484,10 +477,8 @@ def _parse(text: str, where: str) -> Any:
             hint="check the YAML syntax",
         ) from exc
     except RecursionError as exc:
-        raise ManifestError(
-            "malformed YAML: nested too deeply", where=where, hint="flatten the manifest"
-        ) from exc
-    except Exception as exc:  # noqa: BLE001 - only ruamel runs here; map whatever it raises
+        raise ManifestError("malformed YAML: nested too deeply", where=where, hint="flatten the manifest") from exc
+    except Exception as exc:
         raise ManifestError(
             f"malformed YAML: {type(exc).__name__}: {exc}",
             where=where,
@@ -584,13 +575,9 @@ def _project_path(value: Any, what: str, loc: str, *, suffix: str | None = None)
             hint="write a path relative to the project root, e.g. `configs/model.yaml`",
         )
     if "\\" in value:
-        raise ManifestError(
-            f"{what} {value!r} uses '\\'", where=loc, hint="write paths with '/' on every platform"
-        )
+        raise ManifestError(f"{what} {value!r} uses '\\'", where=loc, hint="write paths with '/' on every platform")
     if value.startswith("/") or re.match(r"[A-Za-z]:", value):
-        raise ManifestError(
-            f"{what} {value!r} is absolute", where=loc, hint="write it relative to the project root"
-        )
+        raise ManifestError(f"{what} {value!r} is absolute", where=loc, hint="write it relative to the project root")
     norm = posixpath.normpath(value)
     if norm == ".." or norm.startswith("../") or norm == ".":
         raise ManifestError(
@@ -606,9 +593,7 @@ def _project_path(value: Any, what: str, loc: str, *, suffix: str | None = None)
 def _parse_entry(value: Any, loc: str) -> str:
     hint = "write `path/to/file.py`, `path/to/file.py:function` or `path/to/file.py:Class.method`"
     if not isinstance(value, str):
-        raise ManifestError(
-            f"entry must be a string, found {_type_name(value)}", where=loc, hint=hint
-        )
+        raise ManifestError(f"entry must be a string, found {_type_name(value)}", where=loc, hint=hint)
     file_part, sep, target = value.strip().partition(":")
     if not file_part.endswith(".py"):
         raise ManifestError(f"entry {value!r} does not name a .py file", where=loc, hint=hint)
@@ -710,24 +695,18 @@ def _plain(value: Any, where: str, loc: str, budget: _Budget, depth: int = 1) ->
             out[str(key)] = _plain(item, where, item_loc, budget, depth + 1)
         return out
     if isinstance(value, list):
-        return [
-            _plain(item, where, _item_pos(where, value, i), budget, depth + 1)
-            for i, item in enumerate(value)
-        ]
+        return [_plain(item, where, _item_pos(where, value, i), budget, depth + 1) for i, item in enumerate(value)]
     raise ManifestError(
         f"unsupported param value {_shown(value)} ({type(value).__name__})",
         where=loc,
-        hint="params are strings, numbers, booleans, null, lists or mappings; "
-        "quote dates and tagged values",
+        hint="params are strings, numbers, booleans, null, lists or mappings; quote dates and tagged values",
     )
 
 
 def _build(doc: Any, path: Path, root: Path | None) -> Manifest:
     where = str(path)
     if doc is None:
-        raise ManifestError(
-            "the manifest is empty", where=where, hint=f"declare `stages:`; {_INIT_HINT}"
-        )
+        raise ManifestError("the manifest is empty", where=where, hint=f"declare `stages:`; {_INIT_HINT}")
     if not isinstance(doc, Mapping):
         raise ManifestError(
             f"the manifest must be a mapping with `stages:`, found {_type_name(doc)}",
@@ -737,9 +716,7 @@ def _build(doc: Any, path: Path, root: Path | None) -> Manifest:
     _check_keys(doc, TOP_LEVEL_KEYS, "the manifest's top level", where)
 
     # data
-    data_node = _mapping_or_empty(
-        doc, "data", "`data`", where, "write `data: {name: path/to/file}`"
-    )
+    data_node = _mapping_or_empty(doc, "data", "`data`", where, "write `data: {name: path/to/file}`")
     data: dict[str, str] = {}
     for name, value in data_node.items():
         validate_name(name, "data", where=_pos(where, data_node, name))
@@ -760,9 +737,7 @@ def _build(doc: Any, path: Path, root: Path | None) -> Manifest:
 
     # fingerprint options
     options = dict(DEFAULT_OPTIONS)
-    fp_node = _mapping_or_empty(
-        doc, "fingerprint", "`fingerprint`", where, "write `fingerprint: {docstrings: true}`"
-    )
+    fp_node = _mapping_or_empty(doc, "fingerprint", "`fingerprint`", where, "write `fingerprint: {docstrings: true}`")
     _check_keys(fp_node, FINGERPRINT_KEYS, "`fingerprint`", where)
     for key, value in fp_node.items():
         if value is None:
@@ -791,7 +766,7 @@ def _build(doc: Any, path: Path, root: Path | None) -> Manifest:
     for name, body in stages_node.items():
         stages[name] = _build_stage(name, body, stages_node, data, where, budget)
 
-    order, cycle = _topological_order(stages)
+    _order, cycle = _topological_order(stages)
     if cycle is not None:
         first = cycle[-1]  # a consumer inside the cycle: point at its `inputs`
         raise ManifestError(
@@ -856,8 +831,7 @@ def _build_stage(
         vloc = _pos(where, inputs_node, kwarg, value=True)
         if not isinstance(ref, str):
             raise ManifestError(
-                f"input {kwarg!r} of stage {name!r} must name data.<name> or a stage, "
-                f"found {_type_name(ref)}",
+                f"input {kwarg!r} of stage {name!r} must name data.<name> or a stage, found {_type_name(ref)}",
                 where=vloc,
             )
         if ref.startswith(_DATA_PREFIX):
@@ -874,8 +848,7 @@ def _build_stage(
             raise ManifestError(
                 f"input {kwarg!r} of stage {name!r} refers to unknown stage {ref!r}",
                 where=vloc,
-                hint=f"{did_you_mean(ref, stages_node)}declared stages: {declared}; "
-                "use data.<name> for a data file",
+                hint=f"{did_you_mean(ref, stages_node)}declared stages: {declared}; use data.<name> for a data file",
             )
         inputs[kwarg] = ref
 
@@ -894,8 +867,7 @@ def _build_stage(
             kloc = _pos(where, params_node, key)
             if not isinstance(key, str) or not key:
                 raise ManifestError(
-                    f"param names of stage {name!r} must be strings, "
-                    f"found {_type_name(key)} {key!r}",
+                    f"param names of stage {name!r} must be strings, found {_type_name(key)} {key!r}",
                     where=kloc,
                     hint="quote the name",
                 )
@@ -930,17 +902,13 @@ def _build_stage(
             item_loc = _item_pos(where, deps_node, index)
             deps.append(_project_path(item, f"dep of stage {name!r}", item_loc))
 
-    return StageSpec(
-        name=name, entry=entry, version=version, inputs=inputs, params=params, deps=tuple(deps)
-    )
+    return StageSpec(name=name, entry=entry, version=version, inputs=inputs, params=params, deps=tuple(deps))
 
 
 def _topological_order(stages: Mapping[str, StageSpec]) -> tuple[list[str], list[str] | None]:
     """(order, None), or (partial order, cycle) with the cycle as ``[a, b, a]`` in data flow."""
     needs = {
-        name: [
-            ref for ref in spec.inputs.values() if not ref.startswith(_DATA_PREFIX) and ref in stages
-        ]
+        name: [ref for ref in spec.inputs.values() if not ref.startswith(_DATA_PREFIX) and ref in stages]
         for name, spec in stages.items()
     }
     # Kahn's algorithm; of the stages ready to run, the first in the file goes first
@@ -1051,7 +1019,7 @@ def _render_scalar(value: str, like: str) -> str:
 def _plain_is_string(value: str) -> bool:
     try:
         loaded = _rt_yaml().load(f"k: {value}\n")
-    except Exception:  # noqa: BLE001 - a probe: anything odd means "quote it"
+    except Exception:
         return False
     return isinstance(loaded, Mapping) and type(loaded.get("k")) is str and loaded["k"] == value
 
@@ -1134,7 +1102,7 @@ def _edit_round_trip(text: str, stage: str, version: str | None, where: str) -> 
         out = io.StringIO()
         yaml.dump(doc, out)
         return out.getvalue()
-    except Exception as exc:  # noqa: BLE001 - only ruamel runs here; map whatever it raises
+    except Exception as exc:
         raise ManifestError(
             f"could not rewrite the manifest: {type(exc).__name__}: {exc}",
             where=where,
@@ -1152,9 +1120,7 @@ def _write_if_unchanged(path: Path, expected_old: bytes, data: bytes, temp_dir: 
     try:
         return _fs.replace_file(path, data, temp_dir=temp_dir, only_if=lambda: path.read_bytes() == expected_old)
     except OSError as exc:
-        raise ManifestError(
-            f"cannot write the manifest {path}: {exc.strerror or exc}", where=str(path)
-        ) from exc
+        raise ManifestError(f"cannot write the manifest {path}: {exc.strerror or exc}", where=str(path)) from exc
 
 
 def parse_scalar(text: str, where: str = "--set value") -> Any:

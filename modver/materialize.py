@@ -470,7 +470,9 @@ def _build_transformer() -> type:
                 value = literal.evaluated_value
                 stored = self.locator.run_file(value) if isinstance(value, str) else None
                 if stored is not None:
-                    copy = cst.parse_expression(f'__import__("modver.materialize").materialize.version_file(__file__, {stored!r})')
+                    copy = cst.parse_expression(
+                        f'__import__("modver.materialize").materialize.version_file(__file__, {stored!r})'
+                    )
                     return updated.deep_replace(literal, copy)  # type: ignore[return-value]
             if get_full_name_for_node(updated.func) not in _IMPORT_MODULE_CALLS or not updated.args:
                 return updated
@@ -531,6 +533,7 @@ def load_entry(root: Path, fingerprint: str, entry: str) -> Callable[..., Any]:
     ``file.py``) in a materialized version; see the module docstring for methods and modules."""
     path, _, target = entry.partition(":")
     if not target:
+
         def run_module(**params: Any) -> None:
             run_module_as_main(root, fingerprint, path, params_to_argv(params))
 

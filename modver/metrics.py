@@ -124,7 +124,9 @@ def summarize(events: Iterable[Mapping[str, Any]]) -> tuple[dict[str, float], di
     for event in events:
         name = event["name"]
         last[name] = event["value"]
-        series.setdefault(name, []).append({"step": event.get("step"), "value": event["value"], "stage": event.get("stage")})
+        series.setdefault(name, []).append(
+            {"step": event.get("step"), "value": event["value"], "stage": event.get("stage")}
+        )
     return last, series
 
 

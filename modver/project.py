@@ -135,8 +135,7 @@ class ShownVersion:
                 for d in c.definitions
             ],
             "unresolved": [
-                {"path": u.path, "line": u.line, "reason": u.reason, "included": u.included}
-                for u in c.unresolved
+                {"path": u.path, "line": u.line, "reason": u.reason, "included": u.included} for u in c.unresolved
             ],
             "sources": self.sources,
         }
@@ -282,7 +281,9 @@ class Project:
         from modver.manifest import load_manifest_text, read_manifest_bytes
 
         data = read_manifest_bytes(path)  # a FIFO or a huge file is refused, never read
-        key = hashlib.blake2b(b"\0".join([MANIFEST_CACHE_SCHEME, os.fsencode(path), os.fsencode(self.root), data])).hexdigest()
+        key = hashlib.blake2b(
+            b"\0".join([MANIFEST_CACHE_SCHEME, os.fsencode(path), os.fsencode(self.root), data])
+        ).hexdigest()
         cached = self.root / STORE_DIR / "cache" / "manifests" / f"{key[:32]}.pickle"
         found = _read_cached_manifest(cached)
         if found is not None:
@@ -365,7 +366,9 @@ class Project:
         for name in names:
             spec = m.stage(name)
             closure = self.fingerprint(spec, tree, docstrings=self._docstrings(m))
-            version, new = self.register_working(spec, closure, tree, message or "working tree snapshot", self._docstrings(m))
+            version, new = self.register_working(
+                spec, closure, tree, message or "working tree snapshot", self._docstrings(m)
+            )
             results.append(SnapshotResult(version, new))
         return results
 
@@ -508,7 +511,13 @@ class Project:
                 if before is not None and before.fingerprint == closure.fingerprint:
                     continue
                 version, new = self._register(
-                    name, closure, tree, docstrings, origin=sha, message=self._subject(sha), created=self._repo.commit_time(sha)
+                    name,
+                    closure,
+                    tree,
+                    docstrings,
+                    origin=sha,
+                    message=self._subject(sha),
+                    created=self._repo.commit_time(sha),
                 )
                 if new:
                     new_versions.append(version)
@@ -526,7 +535,9 @@ class Project:
         path = current.path.resolve()
         return path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else None
 
-    def _specs_at(self, tree: SourceTree, rel: str | None, cache: dict[str | None, dict[str, StageSpec]]) -> dict[str, StageSpec]:
+    def _specs_at(
+        self, tree: SourceTree, rel: str | None, cache: dict[str | None, dict[str, StageSpec]]
+    ) -> dict[str, StageSpec]:
         """Stage declarations of the manifest at ``rel`` as it was in ``tree`` ({} when it had none).
 
         Parsed once per manifest content (blob id); a manifest that did not load then declares nothing.
@@ -586,7 +597,9 @@ class Project:
             )
         spec = self._spec(stage, manifest)
         if what == "working":
-            return self._register_tree(spec, self.working_tree(), None, "working tree snapshot", manifest, register=register)
+            return self._register_tree(
+                spec, self.working_tree(), None, "working tree snapshot", manifest, register=register
+            )
         if what.startswith("git:"):
             sha = self._repo.resolve_rev(what[4:])
             tree = self._repo.tree_at(sha)
@@ -616,7 +629,9 @@ class Project:
         closure = self.fingerprint(spec, tree, docstrings=docstrings)
         if not register:
             return self.history.find(spec.name, closure.fingerprint) if spec.name in self.history.stages() else None
-        version, _ = self._register(spec.name, closure, tree, docstrings, origin=origin, message=message, created=created)
+        version, _ = self._register(
+            spec.name, closure, tree, docstrings, origin=origin, message=message, created=created
+        )
         return version
 
     def status(self, manifest: str | os.PathLike[str] | None = None) -> list[StageStatus]:
@@ -627,9 +642,8 @@ class Project:
         ``changed`` only when its code is not registered. A pin that does not resolve or code
         that does not fingerprint is reported in the stage's row (``error``).
         """
-        from modver.runner import last_key_parts
-
         from modver.data import DataHasher
+        from modver.runner import last_key_parts
 
         m = self.manifest(manifest)
         tree = self.working_tree()
@@ -748,7 +762,12 @@ class Project:
         with store_lock(self.store, shared=False):
             records = [mark_dead(r) for r in self.runs_store.list()]
             return collect_garbage(
-                self.store, records, keep_last=keep_last, older_than=seconds, remove_records=remove_records, dry_run=dry_run
+                self.store,
+                records,
+                keep_last=keep_last,
+                older_than=seconds,
+                remove_records=remove_records,
+                dry_run=dry_run,
             )
 
     def verify(self, stages: Sequence[str] = ()) -> list[Any]:  # -> list[modver.verify.VersionCheck]
@@ -814,7 +833,6 @@ class Project:
 
     def _diff_working(self, manifest: str | os.PathLike[str] | None):
         from modver import diff as _diff
-
         from modver.runner import last_key_parts
 
         m = self.manifest(manifest)
@@ -849,7 +867,6 @@ class Project:
             )
         return out
 
-
     # -- runs ------------------------------------------------------------------------
 
     @property
@@ -865,8 +882,14 @@ class Project:
 
         m = self.manifest(manifest)
         stages = tuple(
-            PipelineStage(name, m.stages[name].entry, m.stages[name].version, dict(m.stages[name].inputs),
-                          dict(m.stages[name].params), tuple(m.stages[name].deps))
+            PipelineStage(
+                name,
+                m.stages[name].entry,
+                m.stages[name].version,
+                dict(m.stages[name].inputs),
+                dict(m.stages[name].params),
+                tuple(m.stages[name].deps),
+            )
             for name in m.order()
         )
         rel = m.path.relative_to(self.root).as_posix() if m.path.is_relative_to(self.root) else str(m.path)
@@ -991,11 +1014,17 @@ class Project:
         manifest = original.get("manifest") or {}
         pipeline = Pipeline(stages, data, manifest.get("path", ""), manifest.get("content") or {})
         force = () if use_cache else tuple(s.name for s in stages)
-        record = execute(self, pipeline, force=force, on_event=on_event, echo=echo, extra={"reproduces": original["run"]})
+        record = execute(
+            self, pipeline, force=force, on_event=on_event, echo=echo, extra={"reproduces": original["run"]}
+        )
         comparison = {}
         old, new = original.get("metrics") or {}, record.get("metrics") or {}
         for name in list(old) + [n for n in new if n not in old]:
-            comparison[name] = {"original": old.get(name), "reproduced": new.get(name), "match": old.get(name) == new.get(name)}
+            comparison[name] = {
+                "original": old.get(name),
+                "reproduced": new.get(name),
+                "match": old.get(name) == new.get(name),
+            }
         record["comparison"] = comparison
         self.runs_store.update(record["run"], record)
         return record
@@ -1009,14 +1038,18 @@ class Project:
 
         info = record.get("manifest") or {}
         try:
-            m = load_manifest_text(json.dumps(info.get("content") or {}), Path(info.get("path") or DEFAULT_MANIFEST), self.root)
+            m = load_manifest_text(
+                json.dumps(info.get("content") or {}), Path(info.get("path") or DEFAULT_MANIFEST), self.root
+            )
         except errors.ModverError as exc:
             raise self.runs_store.damaged(record["run"], f"its manifest does not load: {exc.message}") from exc
         used = {name for name in fingerprints if name in m.stages}
         inputs = {src for name in used for src in m.stages[name].inputs.values() if src in m.stages}
         missing = sorted((set(fingerprints) - used) | (inputs - set(fingerprints)))
         if missing:
-            raise self.runs_store.damaged(record["run"], f"its manifest and its versions disagree on {', '.join(missing)}")
+            raise self.runs_store.damaged(
+                record["run"], f"its manifest and its versions disagree on {', '.join(missing)}"
+            )
         return m
 
     def load(self, stage: str, run: str = "latest") -> Any:
@@ -1076,7 +1109,17 @@ def _read_cached_manifest(path: Path):  # -> Manifest | None
     try:
         with open(path, "rb") as f:
             found = pickle.load(f)
-    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, IndexError, KeyError, TypeError, ValueError):
+    except (
+        OSError,
+        EOFError,
+        pickle.UnpicklingError,
+        AttributeError,
+        ImportError,
+        IndexError,
+        KeyError,
+        TypeError,
+        ValueError,
+    ):
         return None  # missing or damaged: the caller parses the YAML and rewrites it
     return found if isinstance(found, Manifest) else None
 
@@ -1131,4 +1174,3 @@ def load(stage: str, run: str = "latest", path: str | os.PathLike[str] = ".") ->
     """The output object of ``stage`` in ``run`` (default: the newest run that produced one)."""
     with Project(path) as project:
         return project.load(stage, run)
-

@@ -58,8 +58,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modver import _fs
-from modver.names import suggest, validate_name
 from modver.errors import ModverError, StoreError, UnknownRunError
+from modver.names import suggest, validate_name
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
@@ -167,7 +167,10 @@ RECORD = Fields(
         "finished": Opt(str),
         "duration": Opt(NUMBER),
         "manifest": Fields(
-            {"path": str, "content": Fields({"data": MapOf(str), "stages": MapOf(MANIFEST_STAGE), "fingerprint": MapOf(ANY)})}
+            {
+                "path": str,
+                "content": Fields({"data": MapOf(str), "stages": MapOf(MANIFEST_STAGE), "fingerprint": MapOf(ANY)}),
+            }
         ),
         "versions": MapOf(Opt(str)),
         "fingerprints": MapOf(str),
@@ -343,7 +346,9 @@ class RunStore:
             record = _fs.read_json(path)
         except FileNotFoundError as exc:
             if self.path(run_id).is_dir():
-                raise StoreError(f"run {run_id} has no {RUN_FILE} (its process died while starting)", where=str(path)) from exc
+                raise StoreError(
+                    f"run {run_id} has no {RUN_FILE} (its process died while starting)", where=str(path)
+                ) from exc
             raise UnknownRunError(
                 f"no run {run_id}", where=str(self.root), hint="see `modver runs` for the recorded runs"
             ) from exc
@@ -412,7 +417,10 @@ class RunStore:
             return matches[0]
         if matches:
             shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
-            raise UnknownRunError(f"run {ref!r} is ambiguous: {len(matches)} runs match ({shown})", hint="give more characters of the run id")
+            raise UnknownRunError(
+                f"run {ref!r} is ambiguous: {len(matches)} runs match ({shown})",
+                hint="give more characters of the run id",
+            )
         near = suggest(ref, (run_id[: len(ref)] for run_id in ids)) if ref else None
         close = next((run_id for run_id in reversed(ids) if near and run_id.startswith(near)), None)
         raise UnknownRunError(
@@ -661,7 +669,9 @@ def resolve_column(name: str, columns: Iterable[str], option: str = "--where") -
     if len(matches) == 1:
         return matches[0]
     if matches:
-        raise ModverError(f"column {name!r} in {option} is ambiguous: {', '.join(matches)}", hint="write one of them in full")
+        raise ModverError(
+            f"column {name!r} in {option} is ambiguous: {', '.join(matches)}", hint="write one of them in full"
+        )
     close = suggest(name, columns + [c.split(".")[-1] for c in columns])
     raise ModverError(
         f"unknown column {name!r} in {option}" + (f" (did you mean {close!r}?)" if close else ""),

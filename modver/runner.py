@@ -78,9 +78,7 @@ def parse_sets(sets: list[str], pipeline: Pipeline) -> Pipeline:
         stage, dot, param = target.partition(".")
         shown = item if len(item) <= 80 else item[:77] + "..."
         if not eq or not dot or not stage or not param:
-            raise errors.RunError(
-                f"bad --set {shown!r}: expected stage.param=value", hint="e.g. --set model.C=0.5"
-            )
+            raise errors.RunError(f"bad --set {shown!r}: expected stage.param=value", hint="e.g. --set model.C=0.5")
         if stage not in by_name:
             raise errors.UnknownStageError(
                 f"--set {shown!r}: unknown stage {stage!r}; stages: {', '.join(by_name)}",
@@ -215,7 +213,9 @@ def plan(
         if version is not None and (st.fingerprint is not None or st.ref is not None):
             p.notes = _drifted_deps(project, version, tree)
         if version is not None and version.entry != st.entry:
-            p.notes.append(f"{version.version} was stored as {version.entry}: it runs from there (the manifest says {st.entry})")
+            p.notes.append(
+                f"{version.version} was stored as {version.entry}: it runs from there (the manifest says {st.entry})"
+            )
         plans[st.name] = p
     hasher.save()
     return list(plans.values())
@@ -289,7 +289,10 @@ def explain(p: StagePlan, before: Mapping[str, Any] | None) -> str:
             reasons.append(f"input {kw}: output of {now['stage']} changed")
     if before.get("entry") not in (None, parts["entry"]):
         reasons.append(f"entry {before['entry']} -> {parts['entry']}")
-    return "; ".join(reasons) or "no cached output for this key: the last run with it did not save one (it failed or was interrupted), or the entry was removed"
+    return (
+        "; ".join(reasons)
+        or "no cached output for this key: the last run with it did not save one (it failed or was interrupted), or the entry was removed"
+    )
 
 
 # --------------------------------------------------------------------------- executing
@@ -331,9 +334,12 @@ def _capture_into(out: TextIO, err: TextIO, echo: TextIO | None) -> Iterator[Non
 def _capture(out_path: Path, err_path: Path, echo: TextIO | None) -> Iterator[None]:
     """Tee stdout/stderr into a stage's log files (appended: its import, then its call)."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(out_path, "a", encoding="utf-8") as out, open(err_path, "a", encoding="utf-8") as err:
-        with _capture_into(out, err, echo):
-            yield
+    with (
+        open(out_path, "a", encoding="utf-8") as out,
+        open(err_path, "a", encoding="utf-8") as err,
+        _capture_into(out, err, echo),
+    ):
+        yield
 
 
 def _user_frame(tb: Any, versions_dir: Path) -> str | None:
@@ -380,7 +386,9 @@ def _call_problem(p: StagePlan, fn: Callable[..., Any], names: Iterable[str]) ->
                 parameters = list(inspect.signature(fn).parameters)
             except (TypeError, ValueError):
                 parameters = []
-            typo = next((did_you_mean(n, parameters) for n in names if n not in parameters and did_you_mean(n, parameters)), "")
+            typo = next(
+                (did_you_mean(n, parameters) for n in names if n not in parameters and did_you_mean(n, parameters)), ""
+            )
             return errors.RunError(
                 f"stage {p.name}: {p.entry} cannot be called with {', '.join(names) or 'no arguments'}: {exc}",
                 where=p.name,
@@ -410,7 +418,7 @@ def _check_calls(project: Any, plans: list[StagePlan], echo: TextIO | None) -> d
         try:
             with _capture_into(out, err, echo):
                 fn = _stage_callable(project, p)
-        except Exception:  # noqa: BLE001 - reported, with its traceback, when the stage runs
+        except Exception:
             continue
         finally:
             printed[p.name] = (out.getvalue(), err.getvalue())
@@ -586,7 +594,11 @@ def execute(
         needed = {src for p in plans for src in p.stage.inputs.values() if not src.startswith("data.")}
         to_run = {p.name for p in plans if not p.cached}
         for p in plans:
-            if p.cached and p.name in needed and any(q.name in to_run for q in plans if p.name in q.stage.inputs.values()):
+            if (
+                p.cached
+                and p.name in needed
+                and any(q.name in to_run for q in plans if p.name in q.stage.inputs.values())
+            ):
                 try:  # a stage that runs needs this output: load it now, and recompute it if it is unreadable
                     make_importable(store)
                     with _timed(p, "load"):
@@ -630,7 +642,12 @@ def execute(
             except errors.ModverError as exc:  # a bad param, a whole-module stage that exited 1, ...
                 p.duration = round(time.perf_counter() - t, 6)
                 p.status = "failed"
-                p.error = {"type": type(exc).__name__, "message": str(exc), "where": exc.where, "traceback": traceback.format_exc()}
+                p.error = {
+                    "type": type(exc).__name__,
+                    "message": str(exc),
+                    "where": exc.where,
+                    "traceback": traceback.format_exc(),
+                }
                 record["error"] = {"stage": p.name, **p.error}
                 events.extend(p.metrics)
                 raise
@@ -686,7 +703,12 @@ def execute(
         for p in plans:
             if p.status == "running":
                 p.status = "interrupted"
-        record["error"] = record["error"] or {"stage": None, "type": "KeyboardInterrupt", "message": "interrupted", "traceback": None}
+        record["error"] = record["error"] or {
+            "stage": None,
+            "type": "KeyboardInterrupt",
+            "message": "interrupted",
+            "traceback": None,
+        }
         save("interrupted")
         raise
     except BaseException as exc:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
+from collections.abc import Iterator, Mapping
 from hashlib import sha1
 from pathlib import Path
-from typing import Iterator, Mapping
 
 from modver._paths import resolve_inside
 

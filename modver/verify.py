@@ -42,7 +42,13 @@ class VersionCheck:
     def to_json(self) -> dict[str, Any]:
         """``stage``, ``version``, ``fingerprint``, ``ok`` and ``problems``."""
         v = self.version
-        return {"stage": v.stage, "version": v.version, "fingerprint": v.fingerprint, "ok": self.ok, "problems": list(self.problems)}
+        return {
+            "stage": v.stage,
+            "version": v.version,
+            "fingerprint": v.fingerprint,
+            "ok": self.ok,
+            "problems": list(self.problems),
+        }
 
 
 def verify_version(history: History, version: StageVersion, *, docstrings: bool = False) -> VersionCheck:

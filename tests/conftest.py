@@ -75,7 +75,12 @@ class GitProject:
         }
 
     def has_commits(self) -> bool:
-        return subprocess.run(["git", "rev-parse", "-q", "--verify", "HEAD"], cwd=self.root, capture_output=True).returncode == 0
+        return (
+            subprocess.run(
+                ["git", "rev-parse", "-q", "--verify", "HEAD"], cwd=self.root, capture_output=True
+            ).returncode
+            == 0
+        )
 
 
 @pytest.fixture
@@ -162,3 +167,69 @@ def pipeline_project(git_project: GitProject) -> GitProject:
 @pytest.fixture
 def python() -> str:
     return sys.executable
+
+
+RUN_PIPELINE = {
+    "manifest.yaml": """\
+data:
+  raw: data/raw.txt
+stages:
+  prep:
+    entry: pipe/prep.py:prep
+    inputs: {raw: data.raw}
+    params: {scale: 2}
+  other:
+    entry: pipe/other.py:other
+    params: {x: 1}
+  train:
+    entry: pipe/train.py:train
+    inputs: {data: prep}
+""",
+    "pipe/other.py": """\
+from pipe.util import helper
+
+
+def other(x):
+    print("other says hello")
+    return helper(x)
+""",
+    "pipe/prep.py": """\
+from pipe.util import helper
+
+
+def prep(raw, scale=1):
+    with open(raw) as f:
+        values = [int(v) for v in f.read().split()]
+    return [helper(v) * scale for v in values]
+""",
+    "pipe/train.py": """\
+import modver
+from pipe.model import Model
+
+
+def train(data):
+    model = Model(sum(data) / len(data))
+    modver.log_metrics(mean=model.mean)
+    for step in range(3):
+        modver.log_metrics(step=step, loss=1.0 / (step + 1))
+    return model
+""",
+    "pipe/model.py": """\
+class Model:
+    def __init__(self, mean):
+        self.mean = mean
+
+    def predict(self, x):
+        return x * self.mean
+""",
+}
+
+
+@pytest.fixture
+def run_project(pipeline_project: GitProject) -> GitProject:
+    """The pipeline with three stages (prep, other, train) that run: `modver run` works on it."""
+    p = pipeline_project
+    for path, text in RUN_PIPELINE.items():
+        p.write(path, text)
+    p.commit("pipeline with three stages")
+    return p

@@ -81,7 +81,9 @@ def test_imports_point_one_way(module):
 def _loaded_after(code: str) -> set[str]:
     out = subprocess.run(
         [sys.executable, "-c", code + "\nimport sys; print(' '.join(sorted(sys.modules)))"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return set(out.stdout.split())
 
@@ -94,7 +96,10 @@ def test_import_modver_is_light():
 def test_version_does_not_load_the_cli():
     code = "import sys; sys.argv = ['modver', '--version']\nfrom modver.__main__ import main; main()"
     out = subprocess.run(
-        [sys.executable, "-c", code + "\nprint(' '.join(sorted(sys.modules)))"], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code + "\nprint(' '.join(sorted(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     first, loaded = out.stdout.split("\n", 1)
     assert first == f"modver {modver.__version__}"
@@ -102,10 +107,6 @@ def test_version_does_not_load_the_cli():
 
 
 def test_status_does_not_load_libcst_or_pandas(pipeline_project):
-    code = (
-        "import os; os.chdir(%r)\n"
-        "from modver.project import Project\n"
-        "with Project('.') as p: p.status()\n" % str(pipeline_project.root)
-    )
+    code = f"import os; os.chdir({str(pipeline_project.root)!r})\nfrom modver.project import Project\nwith Project('.') as p: p.status()\n"
     loaded = _loaded_after(code)
     assert "libcst" not in loaded and "pandas" not in loaded

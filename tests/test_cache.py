@@ -32,7 +32,15 @@ def test_put_get_load_roundtrip(cache: OutputCache) -> None:
     entry = cache.put(
         KEY,
         {"w": [1, 2, 3]},
-        {"stage": "model", "version": "v3", "duration": 1.5, "metrics": events, "stdout": "hello\n", "stderr": b"warn", "seed": 7},
+        {
+            "stage": "model",
+            "version": "v3",
+            "duration": 1.5,
+            "metrics": events,
+            "stdout": "hello\n",
+            "stderr": b"warn",
+            "seed": 7,
+        },
     )
     assert KEY in cache
     again = cache.get(KEY)
@@ -103,7 +111,9 @@ def _folder_load(path: Path) -> dict:
 @pytest.fixture
 def folder_serializer():
     """A serializer that writes a folder (what a model checkpoint or a dataset often is)."""
-    serialize.register("folder-test", lambda o: type(o) is dict and o.get("kind") == b"folder", _folder_dump, _folder_load)
+    serialize.register(
+        "folder-test", lambda o: type(o) is dict and o.get("kind") == b"folder", _folder_dump, _folder_load
+    )
     yield
     serialize.unregister("folder-test")
 
@@ -124,7 +134,9 @@ def _flip_one_byte(path: Path, offset: int) -> None:
     ids=["pickle", "npy", "folder"],
 )
 @pytest.mark.usefixtures("folder_serializer")
-def test_load_refuses_an_output_tampered_without_changing_its_size(cache: OutputCache, value, damaged_file, offset) -> None:
+def test_load_refuses_an_output_tampered_without_changing_its_size(
+    cache: OutputCache, value, damaged_file, offset
+) -> None:
     entry = cache.put(KEY, value, {"stage": "prep", "version": "v2"})
     _flip_one_byte(entry.path / damaged_file, offset)
     tampered = cache.load(KEY, verify=False)  # the damage is silent to a size check
@@ -171,12 +183,25 @@ def test_put_syncs_every_file_and_folder_before_publishing(cache: OutputCache, m
     monkeypatch.setattr(os, "fsync", fsync)
     monkeypatch.setattr(os, "rename", rename)
     entry = cache.put(KEY, {"kind": b"folder", "a": b"1", "b": b"2"}, {"stdout": "out\n"})
-    published = [i for i, (kind, path) in enumerate(events) if kind == "rename" and Path(path).name.startswith(_fs.TEMP_PREFIX)]
+    published = [
+        i for i, (kind, path) in enumerate(events) if kind == "rename" and Path(path).name.startswith(_fs.TEMP_PREFIX)
+    ]
     assert len(published) == 1
     tmp = Path(events[published[0]][1])
-    synced_before = {Path(path).relative_to(tmp).as_posix() for kind, path in events[: published[0]] if kind == "fsync" and path.startswith(str(tmp))}
+    synced_before = {
+        Path(path).relative_to(tmp).as_posix()
+        for kind, path in events[: published[0]]
+        if kind == "fsync" and path.startswith(str(tmp))
+    }
     written = {p.relative_to(entry.path).as_posix() for p in entry.path.rglob("*")} | {"."}
-    assert written == {".", "entry.json", "stdout", "object", "object/parts", *(f"object/parts/{n}" for n in ("a", "b", "kind"))}
+    assert written == {
+        ".",
+        "entry.json",
+        "stdout",
+        "object",
+        "object/parts",
+        *(f"object/parts/{n}" for n in ("a", "b", "kind")),
+    }
     assert written <= synced_before
     assert ("fsync", str(cache.root.resolve())) in events[published[0] :]  # the rename itself
 
@@ -293,7 +318,9 @@ def tamper_project(git_project):
 
 
 def _run(root: Path, *args: str) -> dict:
-    done = subprocess.run([sys.executable, "-m", "modver", "run", "--json", *args], cwd=root, capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "modver", "run", "--json", *args], cwd=root, capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -330,7 +357,11 @@ def test_a_run_that_needs_a_tampered_output_recomputes_it(tamper_project) -> Non
     assert modver.load("train", path=root) == 12
     _tamper_prep_output(root, first)
     done = subprocess.run(
-        [sys.executable, "-m", "modver", "run", "--explain", "--set", "train.offset=1"], cwd=root, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "modver", "run", "--explain", "--set", "train.offset=1"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     prep_line = next(line for line in done.stdout.splitlines() if line.startswith("- prep") and "running" in line)

@@ -70,7 +70,13 @@ def opened_while(fn) -> list[str]:
         _opened = None
 
 
-TREE = {"data/img/a/1.bin": b"one", "data/img/a/2.bin": b"", "data/img/b/3.bin": b"three", "data/img/empty": None, "data/img/top.txt": b"top"}
+TREE = {
+    "data/img/a/1.bin": b"one",
+    "data/img/a/2.bin": b"",
+    "data/img/b/3.bin": b"three",
+    "data/img/empty": None,
+    "data/img/top.txt": b"top",
+}
 
 
 def test_a_file_hashes_as_before(project: Path) -> None:
@@ -84,8 +90,10 @@ def test_a_folder_hashes_by_the_documented_encoding(project: Path) -> None:
     make(project, TREE)
     items = sorted(
         [b"d" + name for name in (b"a", b"b", b"empty")]
-        + [b"f" + hashlib.blake2b(content, digest_size=32).digest() + name for name, content in
-           [(b"a/1.bin", b"one"), (b"a/2.bin", b""), (b"b/3.bin", b"three"), (b"top.txt", b"top")]]
+        + [
+            b"f" + hashlib.blake2b(content, digest_size=32).digest() + name
+            for name, content in [(b"a/1.bin", b"one"), (b"a/2.bin", b""), (b"b/3.bin", b"three"), (b"top.txt", b"top")]
+        ]
     )
     expected = "blake2b-tree1:" + hashlib.blake2b(_encoding.encode(items), digest_size=32).hexdigest()
     assert digest(project, "data/img") == expected
@@ -120,7 +128,10 @@ def _edits() -> dict[str, object]:
         (root / "data/img/a/1.bin").write_bytes(b"top")
         (root / "data/img/top.txt").write_bytes(b"one")
 
-    return {f.__name__: f for f in (rename, move, byte, empty_file, empty_folder, drop_empty_folder, file_for_folder, swap_contents)}
+    return {
+        f.__name__: f
+        for f in (rename, move, byte, empty_file, empty_folder, drop_empty_folder, file_for_folder, swap_contents)
+    }
 
 
 @pytest.mark.parametrize("edit", list(_edits()))
@@ -227,7 +238,9 @@ def test_a_symlink_inside_the_project_is_hashed_as_its_target(project: Path, tmp
 
 
 @pytest.mark.parametrize("where", ["data path", "inside the folder"])
-def test_a_symlink_out_of_the_project_is_refused_naming_link_and_target(project: Path, tmp_path: Path, where: str) -> None:
+def test_a_symlink_out_of_the_project_is_refused_naming_link_and_target(
+    project: Path, tmp_path: Path, where: str
+) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("credentials")
     make(project, {"data/img/a.bin": b"a"})
@@ -278,9 +291,13 @@ def _special(path: Path, kind: str) -> object:
     return None
 
 
-@pytest.mark.parametrize(("kind", "said"), [("fifo", "a FIFO (named pipe)"), ("socket", "a socket"), ("device", "a device")])
+@pytest.mark.parametrize(
+    ("kind", "said"), [("fifo", "a FIFO (named pipe)"), ("socket", "a socket"), ("device", "a device")]
+)
 @pytest.mark.parametrize("where", ["data path", "inside the folder"])
-def test_fifos_sockets_and_devices_are_refused_before_anything_opens_them(project: Path, kind: str, said: str, where: str) -> None:
+def test_fifos_sockets_and_devices_are_refused_before_anything_opens_them(
+    project: Path, kind: str, said: str, where: str
+) -> None:
     make(project, {"data/img/a.bin": b"a"})
     special = project / ("data/special" if where == "data path" else "data/img/deep/special")
     special.parent.mkdir(parents=True, exist_ok=True)

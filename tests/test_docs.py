@@ -23,7 +23,9 @@ def test_cli_reference_matches_help():
     expected = gen_cli.render()
     actual = (DOCS / "cli.md").read_text(encoding="utf-8")
     if actual != expected:
-        diff = "".join(difflib.unified_diff(actual.splitlines(True), expected.splitlines(True), "docs/cli.md", "--help"))
+        diff = "".join(
+            difflib.unified_diff(actual.splitlines(True), expected.splitlines(True), "docs/cli.md", "--help")
+        )
         pytest.fail(f"docs/cli.md is out of date; regenerate with `python docs/gen_cli.py`\n{diff}")
 
 
@@ -70,7 +72,9 @@ def test_tutorial_runs(tmp_path):
             ran += 1
     assert ran >= 20
     api = (DOCS / "python-api.md").read_text(encoding="utf-8")
-    for doc, block in [("tutorial.md", b) for b in _blocks(text, "python")] + [("python-api.md", b) for b in _blocks(api, "python")]:
+    for doc, block in [("tutorial.md", b) for b in _blocks(text, "python")] + [
+        ("python-api.md", b) for b in _blocks(api, "python")
+    ]:
         done = subprocess.run([sys.executable, "-c", block], cwd=project, env=env, capture_output=True, text=True)
         assert done.returncode == 0, f"{doc}: Python example failed:\n{block}\n{done.stderr}"
         assert "SVC" in done.stdout

@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-import modver  # noqa: E402
+import modver
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "digits"
 
@@ -47,7 +47,7 @@ def test_digits_pipeline_end_to_end(example):
     data = modules["preprocess"].preprocess(raw=str(EXAMPLE / "data" / "digits.npz"), scale=True)
     timings["preprocess"] = time.perf_counter() - start
     assert data["X_train"].shape[1] == 64
-    assert 0.0 <= data["X_train"].min() and data["X_train"].max() <= 1.0
+    assert data["X_train"].min() >= 0.0 and data["X_train"].max() <= 1.0
     assert len(data["X_train"]) + len(data["X_test"]) == 1797
 
     start = time.perf_counter()

@@ -23,10 +23,14 @@ def test_demo_walks_through_the_workflow(tmp_path):
     assert "version v1 of preprocess (was v2)" in out and "new version v1" not in out
     assert "Pinned preprocess to v1" in out
     assert "function normalize: changed" in out
-    assert out.rstrip().endswith(f"The demo project is in {folder.resolve()}: `cd` there to try more commands; delete it when done.")
+    assert out.rstrip().endswith(
+        f"The demo project is in {folder.resolve()}: `cd` there to try more commands; delete it when done."
+    )
 
     def cli(*args: str):
-        res = subprocess.run([sys.executable, "-m", "modver", *args, "--json"], cwd=folder, capture_output=True, text=True)
+        res = subprocess.run(
+            [sys.executable, "-m", "modver", *args, "--json"], cwd=folder, capture_output=True, text=True
+        )
         assert res.returncode == 0, res.stderr
         return json.loads(res.stdout)
 

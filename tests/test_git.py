@@ -32,9 +32,7 @@ def git(cwd: Path, *args: str, input: bytes | None = None, env: dict[str, str] |
         "GIT_COMMITTER_EMAIL": "ada@example.com",
         **(env or {}),
     }
-    out = subprocess.run(
-        ["git", *args], cwd=cwd, env=full_env, input=input, capture_output=True, check=True
-    )
+    out = subprocess.run(["git", *args], cwd=cwd, env=full_env, input=input, capture_output=True, check=True)
     return out.stdout.decode()
 
 
@@ -139,9 +137,8 @@ def test_resolve_rev_forms(history3):
 )
 def test_resolve_rev_unknown(history3, rev):
     root, _ = history3
-    with GitRepo.discover(root) as repo:
-        with pytest.raises(errors.UnknownVersionError) as info:
-            repo.resolve_rev(rev)
+    with GitRepo.discover(root) as repo, pytest.raises(errors.UnknownVersionError) as info:
+        repo.resolve_rev(rev)
     assert repr(rev) in str(info.value)
 
 
@@ -297,9 +294,7 @@ def test_refs_on_disk_and_a_lock_no_modver_process_holds(history3, monkeypatch, 
         assert repo.set_ref_if_equals(name, shas[0], shas[1])
         assert not repo.set_ref_if_equals(name, shas[0], shas[2])  # a stale old value still fails
         assert repo.list_refs("refs/modver/") == {name: shas[1]}
-    assert git(root, "for-each-ref", "--format=%(refname) %(objectname)", "refs/modver") == (
-        f"{name} {shas[1]}\n"
-    )
+    assert git(root, "for-each-ref", "--format=%(refname) %(objectname)", "refs/modver") == (f"{name} {shas[1]}\n")
     git(root, "pack-refs", "--all")
     with GitRepo.discover(root) as repo:
         assert repo.read_ref(name) == shas[1]
@@ -336,9 +331,8 @@ def test_corrupt_loose_object_is_store_error(history3):
     path = _loose_path(root, blob)
     path.chmod(0o644)
     path.write_bytes(b"this is not zlib")
-    with GitRepo.discover(root) as repo:
-        with pytest.raises(errors.StoreError) as info:
-            repo.tree_at(shas[2]).read("a.py")
+    with GitRepo.discover(root) as repo, pytest.raises(errors.StoreError) as info:
+        repo.tree_at(shas[2]).read("a.py")
     assert blob in str(info.value)
     assert info.value.__cause__ is not None
 
@@ -350,9 +344,8 @@ def test_corrupt_tree_and_commit_are_store_errors(history3):
     path = _loose_path(root, tree)
     path.chmod(0o644)
     path.write_bytes(zlib.compress(bogus))
-    with GitRepo.discover(root) as repo:
-        with pytest.raises(errors.StoreError):
-            repo.tree_at(shas[0]).read("a.py")
+    with GitRepo.discover(root) as repo, pytest.raises(errors.StoreError):
+        repo.tree_at(shas[0]).read("a.py")
     commit_path = _loose_path(root, shas[1])
     commit_path.chmod(0o644)
     commit_path.write_bytes(zlib.compress(b"commit 5\x00nope\n"))
@@ -467,9 +460,8 @@ def test_corrupt_pack_is_store_error(history3):
     for i in range(12, len(data) - 20):  # keep the header, garble every object
         data[i] ^= 0x5A
     pack.write_bytes(bytes(data))
-    with GitRepo.discover(root) as repo:
-        with pytest.raises(errors.StoreError) as info:
-            repo.first_parent_walk("HEAD")
+    with GitRepo.discover(root) as repo, pytest.raises(errors.StoreError) as info:
+        repo.first_parent_walk("HEAD")
     assert not type(info.value.__cause__).__module__.startswith("modver")
 
 
@@ -702,7 +694,7 @@ def test_a_dead_holders_leftovers_are_repaired_at_once(history3, opened: str, ca
     early = GitRepo.discover(root) if opened == "before the death" else None
     _die_holding_the_lock(root, name)
     assert (root / ".git" / (name + ".lock")).exists() and (root / ".git" / "modver" / "owner").exists()
-    with caplog.at_level("INFO", logger="modver"), (early or GitRepo.discover(root)) as repo:
+    with caplog.at_level("INFO", logger="modver"), early or GitRepo.discover(root) as repo:
         start = time.monotonic()
         assert repo.set_ref_if_equals(name, shas[0], shas[1])
         assert time.monotonic() - start < 0.5  # not a wait: the owner is known to be dead

@@ -64,9 +64,7 @@ def closure(n: int | str, files: tuple[str, ...] = ("pipeline/pre.py",), **kw) -
         fingerprint=fp(n),
         entry="pipeline/pre.py:preprocess",
         files=files,
-        definitions=(
-            Definition("pipeline/pre.py", "preprocess", "function", 1, 3, fp(f"d{n}")),
-        ),
+        definitions=(Definition("pipeline/pre.py", "preprocess", "function", 1, 3, fp(f"d{n}")),),
         **kw,
     )
 
@@ -143,9 +141,7 @@ def test_version_commit_layout(history: History):
                 "digest": fp("d7"),
             }
         ],
-        "unresolved": [
-            {"path": "pipeline/pre.py", "line": 2, "reason": "getattr()", "included": "whole module"}
-        ],
+        "unresolved": [{"path": "pipeline/pre.py", "line": 2, "reason": "getattr()", "included": "whole module"}],
         "deps": ["pipeline/util.py"],
         "imports": [],
     }
@@ -193,9 +189,10 @@ def test_register_from_git_tree_shares_blobs(tmp_path: Path):
         history = History(repo)
         count = int(git(root, "count-objects", "-v").split("count: ")[1].split()[0])
         v, _ = history.register("pre", closure(1), repo.tree_at(head), origin=head)
-        assert history.source_tree(v).blob_id("pipeline/pre.py") == git(
-            root, "rev-parse", f"{head}:pipeline/pre.py"
-        ).strip()
+        assert (
+            history.source_tree(v).blob_id("pipeline/pre.py")
+            == git(root, "rev-parse", f"{head}:pipeline/pre.py").strip()
+        )
     # new objects: meta blob, src/pipeline tree, src tree, root tree, commit — no file blob
     after = int(git(root, "count-objects", "-v").split("count: ")[1].split()[0])
     assert after - count == 5
@@ -549,8 +546,12 @@ def test_a_snapshot_killed_holding_a_ref_lock_does_not_block_the_next_one(pipeli
     with Project(root) as project:  # a process that is running when the snapshot dies
         project.snapshot(["train"])
         points = write_points(root, tmp_path / "trace", "snapshot", "prep")
-        (created,) = [int(line.split()[0]) for line in points if line.split()[1] == "open" and line.endswith(str(ref_lock))]
-        killed = modver(root, "snapshot", "prep", MODVER_FAULT_KILL_AT=str(created + 1), MODVER_FAULT_ROOT=str(root / ".git"))
+        (created,) = [
+            int(line.split()[0]) for line in points if line.split()[1] == "open" and line.endswith(str(ref_lock))
+        ]
+        killed = modver(
+            root, "snapshot", "prep", MODVER_FAULT_KILL_AT=str(created + 1), MODVER_FAULT_ROOT=str(root / ".git")
+        )
         assert killed.returncode == -9
         assert ref_lock.exists()  # killed between git's lock and its rename
         start = time.monotonic()

@@ -152,8 +152,16 @@ def test_entry_forms(entry, normalised):
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("v3", "v3"), ("3", "v3"), ("latest", "latest"), ("'3'", "3"), ("git:HEAD~3", "git:HEAD~3"),
-     ("abc123ef", "abc123ef"), ("null", None), ("best-run", "best-run")],
+    [
+        ("v3", "v3"),
+        ("3", "v3"),
+        ("latest", "latest"),
+        ("'3'", "3"),
+        ("git:HEAD~3", "git:HEAD~3"),
+        ("abc123ef", "abc123ef"),
+        ("null", None),
+        ("best-run", "best-run"),
+    ],
 )
 def test_version_values(value, expected):
     m = load_text(f"stages:\n  a:\n    entry: a.py\n    version: {value}\n")
@@ -209,26 +217,55 @@ def test_utf8_bom_is_accepted(tmp_path):
 BAD = [
     # (id, yaml, error type, where "line:col" or None, substring of message, substring of hint)
     ("malformed", "stages:\n  a: [1\n  b: 2\n", ManifestError, "3:4", "malformed YAML", "syntax"),
-    ("duplicate key", "stages:\n  a:\n    entry: a.py\n    entry: b.py\n", ManifestError, "4:5",
-     "duplicate key", "only once"),
-    ("duplicate stage", "stages:\n  a: {entry: a.py}\n  a: {entry: b.py}\n", ManifestError, "3:3",
-     "duplicate key", "only once"),
+    (
+        "duplicate key",
+        "stages:\n  a:\n    entry: a.py\n    entry: b.py\n",
+        ManifestError,
+        "4:5",
+        "duplicate key",
+        "only once",
+    ),
+    (
+        "duplicate stage",
+        "stages:\n  a: {entry: a.py}\n  a: {entry: b.py}\n",
+        ManifestError,
+        "3:3",
+        "duplicate key",
+        "only once",
+    ),
     ("tabs", "stages:\n\ta: 1\n", ManifestError, "2:1", "malformed YAML", "tabs"),
     ("two documents", "stages: {}\n---\nstages: {}\n", ManifestError, "2:1", "document", None),
     ("top level list", "- a\n- b\n", ManifestError, "1:1", "must be a mapping", "modver init"),
     ("top level scalar", "hello\n", ManifestError, None, "must be a mapping", "modver init"),
     ("empty", "", ManifestError, None, "empty", "modver init"),
-    ("unknown top key", "stage:\n  a: {entry: a.py}\n", ManifestError, "1:1", "unknown key 'stage'",
-     "did you mean 'stages'"),
-    ("unknown stage key", "stages:\n  a:\n    entry: a.py\n    parms: {x: 1}\n", ManifestError, "4:5",
-     "unknown key 'parms'", "did you mean 'params'"),
-    ("unknown fingerprint key", "fingerprint: {docstring: true}\n", ManifestError, "1:15",
-     "'docstring'", "did you mean 'docstrings'"),
+    (
+        "unknown top key",
+        "stage:\n  a: {entry: a.py}\n",
+        ManifestError,
+        "1:1",
+        "unknown key 'stage'",
+        "did you mean 'stages'",
+    ),
+    (
+        "unknown stage key",
+        "stages:\n  a:\n    entry: a.py\n    parms: {x: 1}\n",
+        ManifestError,
+        "4:5",
+        "unknown key 'parms'",
+        "did you mean 'params'",
+    ),
+    (
+        "unknown fingerprint key",
+        "fingerprint: {docstring: true}\n",
+        ManifestError,
+        "1:15",
+        "'docstring'",
+        "did you mean 'docstrings'",
+    ),
     ("fingerprint not bool", "fingerprint: {docstrings: yes}\n", ManifestError, "1:27", "true or false", None),
     ("missing entry", "stages:\n  a:\n    params: {x: 1}\n", ManifestError, "2:3", "no `entry`", "entry:"),
     ("empty stage", "stages:\n  a:\n", ManifestError, "2:3", "no `entry`", "entry:"),
-    ("stage is a string", "stages:\n  a: a.py:f\n", ManifestError, "2:6", "must be a mapping",
-     "{entry: a.py:f}"),
+    ("stage is a string", "stages:\n  a: a.py:f\n", ManifestError, "2:6", "must be a mapping", "{entry: a.py:f}"),
     ("stages a list", "stages:\n  - a\n", ManifestError, "2:3", "`stages` must be a mapping", None),
     ("entry not py", "stages:\n  a:\n    entry: a.txt\n", ManifestError, "3:12", ".py", "path/to/file.py"),
     ("entry bare .py", "stages:\n  a:\n    entry: .py:f\n", ManifestError, "3:12", ".py", None),
@@ -246,64 +283,145 @@ BAD = [
     ("name space", "stages:\n  'a b': {entry: a.py}\n", InvalidNameError, "2:3", "'a b'", None),
     ("name number", "stages:\n  1: {entry: a.py}\n", InvalidNameError, "2:3", "'1'", None),
     ("name data.", "data: {x: x}\nstages:\n  data.x: {entry: a.py}\n", ManifestError, "3:3", "data", None),
-    ("undeclared data", "stages:\n  a:\n    entry: a.py\n    inputs: {x: data.nope}\n", ManifestError,
-     "4:17", "undeclared data 'nope'", "add it under `data:`"),
-    ("unknown input stage",
-     "stages:\n  a:\n    entry: a.py\n    inputs: {x: preproces}\n  preprocess: {entry: p.py}\n",
-     ManifestError, "4:17", "unknown stage 'preproces'", "did you mean 'preprocess'"),
-    ("input not identifier", "data: {d: d}\nstages:\n  a:\n    entry: a.py\n    inputs: {a-b: data.d}\n",
-     ManifestError, "5:14", "'a-b'", None),
-    ("input not string", "stages:\n  a:\n    entry: a.py\n    inputs: {x: [1]}\n", ManifestError, "4:17",
-     "found a list", None),
-    ("inputs list", "stages:\n  a:\n    entry: a.py\n    inputs: [x]\n", ManifestError, "4:13",
-     "must be a mapping", None),
-    ("params list", "stages:\n  a:\n    entry: a.py\n    params: [1, 2]\n", ManifestError, "4:13",
-     "params of stage 'a' must be a mapping", None),
-    ("params scalar", "stages:\n  a:\n    entry: a.py\n    params: 3\n", ManifestError, "4:13",
-     "must be a mapping", None),
-    ("param date", "stages:\n  a:\n    entry: a.py\n    params: {d: 2024-01-01}\n", ManifestError, "4:17",
-     "unsupported", "quote"),
-    ("param tagged", "stages:\n  a:\n    entry: a.py\n    params: {d: !foo bar}\n", ManifestError, "4:17",
-     "unsupported", None),
-    ("param nested int key", "stages:\n  a:\n    entry: a.py\n    params: {d: {1: x}}\n", ManifestError,
-     "4:18", "must be strings", None),
-    ("input and param", "data: {d: x}\nstages:\n  a:\n    entry: a.py\n    inputs: {x: data.d}\n"
-     "    params: {x: 1}\n", ManifestError, "6:14", "both an input and a param", None),
-    ("version float", "stages:\n  a:\n    entry: a.py\n    version: 3.5\n", ManifestError, "4:14",
-     "version", "v3"),
-    ("version bool", "stages:\n  a:\n    entry: a.py\n    version: true\n", ManifestError, "4:14",
-     "version", None),
+    (
+        "undeclared data",
+        "stages:\n  a:\n    entry: a.py\n    inputs: {x: data.nope}\n",
+        ManifestError,
+        "4:17",
+        "undeclared data 'nope'",
+        "add it under `data:`",
+    ),
+    (
+        "unknown input stage",
+        "stages:\n  a:\n    entry: a.py\n    inputs: {x: preproces}\n  preprocess: {entry: p.py}\n",
+        ManifestError,
+        "4:17",
+        "unknown stage 'preproces'",
+        "did you mean 'preprocess'",
+    ),
+    (
+        "input not identifier",
+        "data: {d: d}\nstages:\n  a:\n    entry: a.py\n    inputs: {a-b: data.d}\n",
+        ManifestError,
+        "5:14",
+        "'a-b'",
+        None,
+    ),
+    (
+        "input not string",
+        "stages:\n  a:\n    entry: a.py\n    inputs: {x: [1]}\n",
+        ManifestError,
+        "4:17",
+        "found a list",
+        None,
+    ),
+    (
+        "inputs list",
+        "stages:\n  a:\n    entry: a.py\n    inputs: [x]\n",
+        ManifestError,
+        "4:13",
+        "must be a mapping",
+        None,
+    ),
+    (
+        "params list",
+        "stages:\n  a:\n    entry: a.py\n    params: [1, 2]\n",
+        ManifestError,
+        "4:13",
+        "params of stage 'a' must be a mapping",
+        None,
+    ),
+    (
+        "params scalar",
+        "stages:\n  a:\n    entry: a.py\n    params: 3\n",
+        ManifestError,
+        "4:13",
+        "must be a mapping",
+        None,
+    ),
+    (
+        "param date",
+        "stages:\n  a:\n    entry: a.py\n    params: {d: 2024-01-01}\n",
+        ManifestError,
+        "4:17",
+        "unsupported",
+        "quote",
+    ),
+    (
+        "param tagged",
+        "stages:\n  a:\n    entry: a.py\n    params: {d: !foo bar}\n",
+        ManifestError,
+        "4:17",
+        "unsupported",
+        None,
+    ),
+    (
+        "param nested int key",
+        "stages:\n  a:\n    entry: a.py\n    params: {d: {1: x}}\n",
+        ManifestError,
+        "4:18",
+        "must be strings",
+        None,
+    ),
+    (
+        "input and param",
+        "data: {d: x}\nstages:\n  a:\n    entry: a.py\n    inputs: {x: data.d}\n    params: {x: 1}\n",
+        ManifestError,
+        "6:14",
+        "both an input and a param",
+        None,
+    ),
+    ("version float", "stages:\n  a:\n    entry: a.py\n    version: 3.5\n", ManifestError, "4:14", "version", "v3"),
+    ("version bool", "stages:\n  a:\n    entry: a.py\n    version: true\n", ManifestError, "4:14", "version", None),
     ("version zero", "stages:\n  a:\n    entry: a.py\n    version: 0\n", ManifestError, "4:14", "version", None),
-    ("version list", "stages:\n  a:\n    entry: a.py\n    version: [v1]\n", ManifestError, "4:14",
-     "version", None),
-    ("version spaces", "stages:\n  a:\n    entry: a.py\n    version: 'v 1'\n", ManifestError, "4:14",
-     "version", None),
-    ("deps string", "stages:\n  a:\n    entry: a.py\n    deps: x.yaml\n", ManifestError, "4:11",
-     "list of paths", "[x.yaml]"),
-    ("deps mapping", "stages:\n  a:\n    entry: a.py\n    deps: {x: 1}\n", ManifestError, "4:11",
-     "list of paths", None),
-    ("deps item number", "stages:\n  a:\n    entry: a.py\n    deps: [x.yaml, 3]\n", ManifestError, "4:20",
-     "file path", None),
-    ("deps outside", "stages:\n  a:\n    entry: a.py\n    deps: [../x]\n", ManifestError, "4:12",
-     "outside", None),
+    ("version list", "stages:\n  a:\n    entry: a.py\n    version: [v1]\n", ManifestError, "4:14", "version", None),
+    ("version spaces", "stages:\n  a:\n    entry: a.py\n    version: 'v 1'\n", ManifestError, "4:14", "version", None),
+    (
+        "deps string",
+        "stages:\n  a:\n    entry: a.py\n    deps: x.yaml\n",
+        ManifestError,
+        "4:11",
+        "list of paths",
+        "[x.yaml]",
+    ),
+    (
+        "deps mapping",
+        "stages:\n  a:\n    entry: a.py\n    deps: {x: 1}\n",
+        ManifestError,
+        "4:11",
+        "list of paths",
+        None,
+    ),
+    (
+        "deps item number",
+        "stages:\n  a:\n    entry: a.py\n    deps: [x.yaml, 3]\n",
+        ManifestError,
+        "4:20",
+        "file path",
+        None,
+    ),
+    ("deps outside", "stages:\n  a:\n    entry: a.py\n    deps: [../x]\n", ManifestError, "4:12", "outside", None),
     ("data not mapping", "data: [a]\n", ManifestError, "1:7", "`data` must be a mapping", None),
     ("data value number", "data: {a: 3}\n", ManifestError, "1:11", "file path", None),
     ("data bad name", "data: {'a b': x}\n", InvalidNameError, "1:8", "'a b'", None),
-    ("cycle", "stages:\n  a:\n    entry: a.py\n    inputs: {x: b}\n  b:\n    entry: b.py\n"
-     "    inputs: {y: a}\n", ManifestError, None, "a -> b -> a", "cannot take its own output"),
-    ("self cycle", "stages:\n  a:\n    entry: a.py\n    inputs: {x: a}\n", ManifestError, None,
-     "a -> a", None),
+    (
+        "cycle",
+        "stages:\n  a:\n    entry: a.py\n    inputs: {x: b}\n  b:\n    entry: b.py\n    inputs: {y: a}\n",
+        ManifestError,
+        None,
+        "a -> b -> a",
+        "cannot take its own output",
+    ),
+    ("self cycle", "stages:\n  a:\n    entry: a.py\n    inputs: {x: a}\n", ManifestError, None, "a -> a", None),
     ("complex key", "stages:\n  ? [a, b]\n  : {entry: a.py}\n", ManifestError, "2:5", "used as a key", "a name"),
     ("unclosed quote", "stages:\n  a:\n    entry: 'a.py\n", ManifestError, None, "malformed YAML", None),
-    ("bad indentation", "stages:\n  a:\n    entry: a.py\n   inputs: {}\n", ManifestError, "4:", "malformed",
-     None),
+    ("bad indentation", "stages:\n  a:\n    entry: a.py\n   inputs: {}\n", ManifestError, "4:", "malformed", None),
     ("control character", "stages:\n  a:\n    entry: a\x7f.py\n", ManifestError, "3:13", "U+007F", None),
     ("undefined alias", "stages:\n  a: *nope\n", ManifestError, "2:6", "malformed YAML", None),
 ]
 
 
-@pytest.mark.parametrize(("text", "error", "at", "message", "hint"), [b[1:] for b in BAD],
-                         ids=[b[0] for b in BAD])
+@pytest.mark.parametrize(("text", "error", "at", "message", "hint"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])
 def test_bad_manifests_give_precise_errors(tmp_path, text, error, at, message, hint):
     path = write(tmp_path, text)
     with pytest.raises(error) as info:
@@ -404,8 +522,9 @@ def _spec(name, *inputs):
 
 
 def test_order_names_the_cycle():
-    stages = {s.name: s for s in [_spec("load"), _spec("a", "load", "c"), _spec("b", "a"), _spec("c", "b"),
-                                  _spec("z", "c")]}
+    stages = {
+        s.name: s for s in [_spec("load"), _spec("a", "load", "c"), _spec("b", "a"), _spec("c", "b"), _spec("z", "c")]
+    }
     m = Manifest(path=Path("m.yaml"), data={}, stages=stages)
     with pytest.raises(ManifestError) as info:
         m.order()
@@ -642,7 +761,9 @@ def test_dump_does_not_share_params():
 
 _names = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True)
 _values = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**6, 10**6)
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**6), 10**6)
     | st.floats(allow_nan=False, allow_infinity=False)
     # YAML streams cannot hold control characters or surrogates, even through JSON
     | st.text(st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="\ufffe\uffff"), max_size=8),
@@ -658,7 +779,9 @@ def manifests(draw):
     stages = {}
     for i, name in enumerate(names):
         refs = [f"data.{d}" for d in data] + names[:i]  # only earlier stages: no cycles
-        inputs = draw(st.dictionaries(st.sampled_from(["x", "y", "z"]), st.sampled_from(refs), max_size=2)) if refs else {}
+        inputs = (
+            draw(st.dictionaries(st.sampled_from(["x", "y", "z"]), st.sampled_from(refs), max_size=2)) if refs else {}
+        )
         params = draw(st.dictionaries(st.sampled_from(["p", "q", "r"]), _values, max_size=3))
         stages[name] = {
             "entry": draw(st.sampled_from(["a.py", "pipe/b.py:run", "c.py:Model.fit"])),
@@ -712,7 +835,6 @@ def test_example_digits_manifest_loads():
     assert (root / m.data["digits"]).is_file()
 
 
-
 # --------------------------------------------------------------------------- bounds
 
 
@@ -745,7 +867,10 @@ def test_aliases_within_the_bound_are_expanded():
     ("text", "needle"),
     [
         # one 20,000-character string used 100 times: 2 MB of text from 20 KB
-        (_with_params("      s: &s " + "x" * 20_000 + "\n      t: [" + ", ".join(["*s"] * 100) + "]\n"), "more than 1,000,000 characters"),
+        (
+            _with_params("      s: &s " + "x" * 20_000 + "\n      t: [" + ", ".join(["*s"] * 100) + "]\n"),
+            "more than 1,000,000 characters",
+        ),
         (_with_params("      d: " + "[" * 40 + "]" * 40 + "\n"), "nested too deeply: more than 32 levels"),
         # stage bodies are expanded too: 3,000 stages sharing 2,000 inputs
         (
@@ -758,7 +883,9 @@ def test_aliases_within_the_bound_are_expanded():
             "(at the inputs of stage 's9')",
         ),
         (
-            "stages:\n  s0: {entry: a.py:f, deps: &d [" + ", ".join(f"d{i}" for i in range(2000)) + "]}\n"
+            "stages:\n  s0: {entry: a.py:f, deps: &d ["
+            + ", ".join(f"d{i}" for i in range(2000))
+            + "]}\n"
             + "".join(f"  s{i}: {{entry: a.py:f, deps: *d}}\n" for i in range(1, 3000)),
             "(at the deps of stage 's9')",
         ),
@@ -774,7 +901,8 @@ def test_manifests_beyond_the_bounds_are_refused(text, needle):
 def test_real_sized_manifests_are_within_the_bounds():
     numbers = ", ".join(str(i / 7) for i in range(5000))
     stages = "".join(
-        f"  s{i}:\n    entry: pipe/s.py:f\n    inputs: {{x: s{i - 1}}}\n    params: {{a: {i}, b: [1, 2, 3], c: {{d: 'e'}}}}\n" for i in range(1, 200)
+        f"  s{i}:\n    entry: pipe/s.py:f\n    inputs: {{x: s{i - 1}}}\n    params: {{a: {i}, b: [1, 2, 3], c: {{d: 'e'}}}}\n"
+        for i in range(1, 200)
     )
     text = f"stages:\n  s0:\n    entry: pipe/s.py:f\n    params: {{table: [{numbers}]}}\n{stages}"
     m = load_manifest_text(text, "m.yaml")
@@ -784,7 +912,11 @@ def test_real_sized_manifests_are_within_the_bounds():
 def test_stage_order_of_a_long_chain_written_backwards():
     # every stage needs the next one: the order is the file's reversed (linear time, not quadratic)
     n = 3000
-    text = "stages:\n" + "".join(f"  s{i}: {{entry: a.py:f, inputs: {{x: s{i + 1}}}}}\n" for i in range(n)) + f"  s{n}: {{entry: a.py:f}}\n"
+    text = (
+        "stages:\n"
+        + "".join(f"  s{i}: {{entry: a.py:f, inputs: {{x: s{i + 1}}}}}\n" for i in range(n))
+        + f"  s{n}: {{entry: a.py:f}}\n"
+    )
     assert load_manifest_text(text, "m.yaml").order() == [f"s{i}" for i in range(n, -1, -1)]
 
 
@@ -805,7 +937,13 @@ def test_set_values_are_bounded():
     from modver.manifest import parse_scalar
 
     assert parse_scalar("[" + ", ".join(["0.125"] * 5000) + "]") == [0.125] * 5000
-    bomb = "[" + ", ".join([f"&a0 [{', '.join(['x'] * 9)}]"] + [f"&a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 5)]) + "]"
+    bomb = (
+        "["
+        + ", ".join(
+            [f"&a0 [{', '.join(['x'] * 9)}]"] + [f"&a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 5)]
+        )
+        + "]"
+    )
     with pytest.raises(ManifestError, match=r"^--set model.C: too big: the value holds more than 20,000 values"):
         parse_scalar(bomb, "--set model.C")
     with pytest.raises(ManifestError, match="100,001 characters long, more than 100,000") as info:
@@ -837,7 +975,9 @@ def test_deeply_nested_brackets_are_refused_before_parsing():
     with pytest.raises(ManifestError, match=r"^--set value:1:65: nested too deeply: more than 64 levels of \[ and \{"):
         parse_scalar("[" * 3000 + "]" * 3000)
     with pytest.raises(ManifestError, match=r"^m.yaml:4:\d+: nested too deeply: more than 64"):
-        load_manifest_text("stages:\n  s:\n    entry: a.py:f\n    params: {p: " + "{a: " * 70 + "1" + "}" * 71 + "\n", "m.yaml")
+        load_manifest_text(
+            "stages:\n  s:\n    entry: a.py:f\n    params: {p: " + "{a: " * 70 + "1" + "}" * 71 + "\n", "m.yaml"
+        )
     # brackets in quotes and comments are text
     quoted = "'" + "[" * 100 + "'"
     assert parse_scalar(quoted) == "[" * 100
@@ -848,7 +988,7 @@ def test_deeply_nested_brackets_are_refused_before_parsing():
     "text",
     [
         '{"\\ud85a\\ude22": 1}',  # found by tests/fuzz: a key with lone surrogates broke the run record
-        "[a, {b: \"\\udcff\"}]",
+        '[a, {b: "\\udcff"}]',
         '"\\ud800"',
     ],
 )

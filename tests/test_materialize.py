@@ -20,12 +20,10 @@ from modver.cache import OutputCache
 from modver.errors import EntryNotFoundError, ModverError, SourceError, StageFailedError
 
 
-
 def new_fingerprint() -> str:
     # A fingerprint names one content: every test gets fresh ones, since imported version
     # packages stay in sys.modules for the whole test session.
     return "mv1:" + secrets.token_hex(32)
-
 
 
 def version(factor: int) -> dict[str, bytes]:
@@ -149,7 +147,7 @@ def test_file_is_read_as_the_project_files_path(store: Path, tmp_path: Path) -> 
     assert here == str(store.parent / "pipe")  # the project's folder, where its other files are
     assert os_file.endswith("os.py") and param == "given" and kw == {"__file__": 1}
     module = sys.modules[mat.module_name(fp, "pipe/paths.py")]
-    assert module.NAMED == f"at {store.parent / 'pipe' / 'paths.py'}" * 3
+    assert f"at {store.parent / 'pipe' / 'paths.py'}" * 3 == module.NAMED
     assert mat.load_entry(store, fp, "pipe/paths.py:unpack")() == "c"
 
 

@@ -95,9 +95,8 @@ def test_outside_a_run_is_validated_and_buffered() -> None:
     ],
 )
 def test_non_numeric_values_are_errors(kwargs, match) -> None:
-    with collect_metrics("s") as collector:
-        with pytest.raises(ModverError, match=match) as info:
-            log_metrics(**kwargs)
+    with collect_metrics("s") as collector, pytest.raises(ModverError, match=match) as info:
+        log_metrics(**kwargs)
     assert info.value.hint and collector.events == []
 
 

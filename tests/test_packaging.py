@@ -44,8 +44,14 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     venv = base / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=300)
     python = venv / "bin" / "python"
-    purelib = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                                  capture_output=True, text=True, check=True).stdout.strip())
+    purelib = Path(
+        subprocess.run(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     subprocess.run(
         [sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", str(wheel)],
         check=True,
@@ -58,7 +64,11 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_wheel_ships_the_example(installed: Path, tmp_path: Path):
     done = subprocess.run(
-        [str(installed / "python"), "-c", "import modver, modver.demo as d; print(modver.__file__); print(d.example_dir())"],
+        [
+            str(installed / "python"),
+            "-c",
+            "import modver, modver.demo as d; print(modver.__file__); print(d.example_dir())",
+        ],
         cwd=tmp_path,  # not the checkout: `python -c` imports from its working directory first
         capture_output=True,
         text=True,

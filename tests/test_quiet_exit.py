@@ -7,8 +7,6 @@ import sys
 
 import pytest
 
-from tests.cli.test_running import run_project  # noqa: F401 - the fixture
-
 SCRIPTS = {
     "a project at module level, never closed": "import modver\np = modver.Project()\np.log('prep')\np.status()\n",
     "the module-level helpers": "import modver\nmodver.runs()\nmodver.load('train')\n",

@@ -155,12 +155,25 @@ def test_dataframe_columns_and_missing_cells() -> None:
     old, new = ids_at(2)
     records = [
         record(old),
-        record(new, params={"model": {"C": 2.0, "lr": 0.1}}, metrics={"accuracy": 0.9, "f1": 0.7}, versions={"prep": "v1", "model": "v3"}),
+        record(
+            new,
+            params={"model": {"C": 2.0, "lr": 0.1}},
+            metrics={"accuracy": 0.9, "f1": 0.7},
+            versions={"prep": "v1", "model": "v3"},
+        ),
     ]
     frame = runs_dataframe(records)
     assert list(frame.columns) == [
-        "run", "status", "started", "duration", "version.prep", "version.model",
-        "param.model.C", "param.model.lr", "metric.accuracy", "metric.f1",
+        "run",
+        "status",
+        "started",
+        "duration",
+        "version.prep",
+        "version.model",
+        "param.model.C",
+        "param.model.lr",
+        "metric.accuracy",
+        "metric.f1",
     ]  # fmt: skip  (stages in the order the runs ran them, not alphabetically)
     assert math.isnan(frame.loc[0, "param.model.lr"]) and math.isnan(frame.loc[0, "metric.f1"])
     assert frame.loc[1, "metric.f1"] == 0.7 and frame.loc[1, "version.model"] == "v3"
@@ -173,8 +186,12 @@ def test_dataframe_columns_and_missing_cells() -> None:
 
 def test_columns_follow_the_order_stages_ran_in_even_from_sorted_json() -> None:
     [run_id] = ids_at(1)
-    on_disk = record(run_id, versions={"evaluate": "v1", "model": "v2", "prep": "v1"}, order=["prep", "model", "evaluate"],
-                     params={"evaluate": {}, "model": {"C": 1.0}, "prep": {"scale": 2}})
+    on_disk = record(
+        run_id,
+        versions={"evaluate": "v1", "model": "v2", "prep": "v1"},
+        order=["prep", "model", "evaluate"],
+        params={"evaluate": {}, "model": {"C": 1.0}, "prep": {"scale": 2}},
+    )
     columns = [c for c in runs_dataframe([on_disk]).columns if c.startswith(("version.", "param."))]
     assert columns == ["version.prep", "version.model", "version.evaluate", "param.prep.scale", "param.model.C"]
 
@@ -295,14 +312,20 @@ def full_record(run_id: str) -> dict:
         (("stages", "prep", "duration"), "1s", "stages.prep.duration should be a number or null"),
         (("stages", "prep", "key_parts", "inputs", "raw"), 3, "stages.prep.key_parts.inputs.raw should be an object"),
         (("stages", "prep", "notes"), [1], "stages.prep.notes[0] should be a string, found an integer 1"),
-        (("manifest", "content", "stages", "prep", "entry"), None, "manifest.content.stages.prep.entry should be a string"),
+        (
+            ("manifest", "content", "stages", "prep", "entry"),
+            None,
+            "manifest.content.stages.prep.entry should be a string",
+        ),
         (("data", "raw", "hash"), None, "data.raw.hash should be a string, found null"),
         (("metric_series", "accuracy"), [5], "metric_series.accuracy[0] should be an object"),
         (("cached", "prep"), "yes", "cached.prep should be true or false"),
         (("git",), "abc", "git should be an object"),
     ],
 )
-def test_a_record_of_the_wrong_shape_is_a_clear_store_error(store: RunStore, path: tuple, value: object, needle: str) -> None:
+def test_a_record_of_the_wrong_shape_is_a_clear_store_error(
+    store: RunStore, path: tuple, value: object, needle: str
+) -> None:
     run_id, other = ids_at(2)
     data = full_record(run_id)
     if path:

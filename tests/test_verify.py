@@ -23,7 +23,9 @@ HELPER_B = "FACTOR = 4\n\n\ndef helper(x):\n    return x * FACTOR + 1\n"
 
 
 def _modver(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "modver", *args], cwd=root, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "modver", *args], cwd=root, capture_output=True, text=True, timeout=120
+    )
     if check:
         assert done.returncode == 0, done.stderr
     return done

@@ -9,14 +9,14 @@ stdlib ``ast``; libcst is only imported by :func:`definition_source`, lazily. Th
 from __future__ import annotations
 
 import posixpath
-from typing import Sequence
+from collections.abc import Sequence
 
 from modver._encoding import SCHEME
 from modver.errors import StoreError
 from modver.fingerprint._cache import SummaryCache
 from modver.fingerprint._closure import LATEST_SCHEME, SCHEMES, ClosureBuilder
-from modver.fingerprint._summary import run_deep
 from modver.fingerprint._cst import definition_source
+from modver.fingerprint._summary import run_deep
 from modver.models import Closure, SourceTree
 
 __all__ = [
@@ -42,9 +42,7 @@ def fingerprint_source(source: str, entry: str | None = None, *, docstrings: boo
 
     Raises SourceError on a syntax error and EntryNotFoundError for an unknown entry.
     """
-    builder = ClosureBuilder(
-        _NoFiles(), _DEFAULT_CACHE, docstrings, _SOURCE_PATH, local=False, text=source
-    )
+    builder = ClosureBuilder(_NoFiles(), _DEFAULT_CACHE, docstrings, _SOURCE_PATH, local=False, text=source)
     return builder.fingerprint(entry, ())
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import marshal
 import os
 import tempfile
+from collections.abc import Callable
 from hashlib import blake2b
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from modver.models import Closure, SourceTree
 
@@ -40,9 +41,7 @@ class SummaryCache:
         return f"SummaryCache({str(self.directory) if self.directory else None!r})"
 
     # -- summaries -----------------------------------------------------------------------------
-    def summary(
-        self, content_id: str, docstrings: bool, compute: Callable[[], dict[str, Any]]
-    ) -> dict[str, Any]:
+    def summary(self, content_id: str, docstrings: bool, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """The summary for ``content_id``; ``compute()`` it when no cache has it."""
         key = (content_id, docstrings)
         found = self._summaries.get(key)
@@ -123,9 +122,7 @@ class SummaryCache:
                 return closure
         return None
 
-    def store_stage(
-        self, key: tuple, probes: tuple[tuple[str, str | None], ...], closure: Closure
-    ) -> None:
+    def store_stage(self, key: tuple, probes: tuple[tuple[str, str | None], ...], closure: Closure) -> None:
         """Remember ``closure`` for ``key`` given the probes (path, content id or None) it made."""
         candidates = self._stages.setdefault(key, [])
         candidates.insert(0, (probes, closure))

@@ -15,7 +15,8 @@ and keeps its ``mv1:`` prefix; one that does is ``mv2:`` (docs/fingerprint.md, "
 from __future__ import annotations
 
 import posixpath
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from modver._encoding import digest, encode
 from modver.errors import EntryNotFoundError, ModverError, PathError
@@ -275,7 +276,7 @@ class ClosureBuilder:
         indices = summary["bindings"].get(chain[0])
         if indices is None:
             for spec, _ in summary["stars"]:
-                found = self.resolve_import(path, spec[:3] + (chain[0],), chain[1:])
+                found = self.resolve_import(path, (*spec[:3], chain[0]), chain[1:])
                 if found:
                     return found
             return []
@@ -305,11 +306,7 @@ class ClosureBuilder:
             return []
         summary = self.summary(module)
         keep_main = self.whole_entry and module == self.entry_path
-        return [
-            (module, index)
-            for index, unit in enumerate(summary["units"])
-            if keep_main or not unit[U_MAIN]
-        ]
+        return [(module, index) for index, unit in enumerate(summary["units"]) if keep_main or not unit[U_MAIN]]
 
     def _expand(self, targets: list, path: str, line: int, why: str) -> tuple[list, list[Key]]:
         """(encoded targets, unit keys to visit)."""
@@ -347,9 +344,7 @@ class ClosureBuilder:
                 targets = self.resolve_import(path, spec, chain[1:]) or []
             if not targets:
                 continue
-            why = (
-                "getattr() on module {module}" if ctx == "getattr" else "module {module} used as a value"
-            )
+            why = "getattr() on module {module}" if ctx == "getattr" else "module {module} used as a value"
             tokens, keys = self._expand(targets, path, line, why)
             refs.append([chain, tokens])
             children.extend(keys)
@@ -366,13 +361,15 @@ class ClosureBuilder:
                 children.extend(keys)
             elif detail is None:
                 self._report(
-                    path, flag_line, "import of a module named at run time",
+                    path,
+                    flag_line,
+                    "import of a module named at run time",
                     "nothing: the module name is computed at run time",
                 )
             else:
                 found = self.find_absolute(detail)
                 if found is not None:
-                    tokens, keys = self._expand(
+                    _tokens, keys = self._expand(
                         [("whole", found[1])], path, flag_line, f"importlib import of {detail}"
                     )
                     refs.append([("<import " + detail + ">",), tokens])
@@ -397,14 +394,18 @@ class ClosureBuilder:
         """
         if literal is None:
             self._report(
-                path, line, f"{call} runs a file named at run time",
+                path,
+                line,
+                f"{call} runs a file named at run time",
                 "nothing: list the files it can run in the stage's deps:",
             )
             return None
         entry_dir = posixpath.dirname(self.entry_path)
-        candidates = [] if posixpath.isabs(literal) else [
-            posixpath.normpath(literal), posixpath.normpath(posixpath.join(entry_dir, literal))
-        ]
+        candidates = (
+            []
+            if posixpath.isabs(literal)
+            else [posixpath.normpath(literal), posixpath.normpath(posixpath.join(entry_dir, literal))]
+        )
         inside = [c for c in dict.fromkeys(candidates) if c != "." and c != ".." and not c.startswith("../")]
         why = "the path leaves the project: never included"
         for candidate in inside:
@@ -505,7 +506,7 @@ class ClosureBuilder:
                 )
             for key in self.resolve_name(path, (name,)):
                 if key[0] == "whole":
-                    tokens, keys = self._expand([key], path, 1, "module {module} used as a value")
+                    _tokens, keys = self._expand([key], path, 1, "module {module} used as a value")
                     for unit_key in keys:
                         self.visit(unit_key)
                 else:
@@ -536,10 +537,13 @@ class ClosureBuilder:
         encoded_units = []
         for kind, unit_digest, refs in records:
             encoded_refs = [
-                (chain, [
-                    ("m", whole[t[1]]) if t[0] == "m" else ("r", ran[t[1]]) if t[0] == "r" else index[t]
-                    for t in tokens
-                ])
+                (
+                    chain,
+                    [
+                        ("m", whole[t[1]]) if t[0] == "m" else ("r", ran[t[1]]) if t[0] == "r" else index[t]
+                        for t in tokens
+                    ],
+                )
                 for chain, tokens in refs
             ]
             encoded_units.append((kind, unit_digest, encoded_refs))
@@ -557,7 +561,11 @@ class ClosureBuilder:
             name = names[0] if names else "<module>"
             out.append(
                 Definition(
-                    path=path, name=name, kind=kind, line=unit[U_LINE], end_line=unit[U_END],
+                    path=path,
+                    name=name,
+                    kind=kind,
+                    line=unit[U_LINE],
+                    end_line=unit[U_END],
                     digest=unit[U_DIGEST],
                 )
             )

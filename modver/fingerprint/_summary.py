@@ -17,7 +17,8 @@ import itertools
 import sys
 import threading
 import tokenize
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from modver._encoding import digest, encode, encode_node
 from modver.errors import SourceError, format_syntax_error
@@ -114,7 +115,7 @@ def parse_source(text: str, path: str) -> ast.Module:
 
 
 class _Scope:
-    __slots__ = ("kind", "bound", "globals", "loads", "children", "imports")
+    __slots__ = ("bound", "children", "globals", "imports", "kind", "loads")
 
     def __init__(self, kind: str) -> None:
         self.kind = kind  # "module" | "function" | "class"
@@ -157,9 +158,7 @@ class _Scanner:
     def visit(self, node: Any, scope: _Scope) -> None:
         cls = type(node)
         if cls is ast.Name:
-            if type(node.ctx) is ast.Load:
-                scope.loads.append((next(self.counter), (node.id,), "value", None))
-            elif node.id in scope.globals:  # writing a declared global reads its binding too
+            if type(node.ctx) is ast.Load or node.id in scope.globals:
                 scope.loads.append((next(self.counter), (node.id,), "value", None))
             else:
                 scope.bound.add(node.id)
@@ -348,9 +347,7 @@ class _Scanner:
             is_open = type(opened) is ast.Call and _callee(opened) in _OPEN_CALLS and opened.args
             target = opened.args[0] if is_open else None
         else:
-            target = node.args[0] if node.args else next(
-                (k.value for k in node.keywords if k.arg == "path_name"), None
-            )
+            target = node.args[0] if node.args else next((k.value for k in node.keywords if k.arg == "path_name"), None)
         path = target.value if type(target) is ast.Constant and type(target.value) is str else None
         call = ast.unparse(node)
         if len(call) > _CALL_TEXT_MAX:
@@ -474,8 +471,7 @@ def _summarize(module: ast.Module, docstrings: bool) -> dict[str, Any]:
         index = len(units)
         end = getattr(node, "end_lineno", None) or node.lineno
         units.append(
-            (kind, tuple(names), _first_line(node), end, unit_digest, refs, tuple(flags), main, spec,
-             tuple(attach))
+            (kind, tuple(names), _first_line(node), end, unit_digest, refs, tuple(flags), main, spec, tuple(attach))
         )
         for name in (*names, *attach):
             bindings.setdefault(name, []).append(index)
@@ -483,9 +479,7 @@ def _summarize(module: ast.Module, docstrings: bool) -> dict[str, Any]:
 
     for stmt in body:
         cls = type(stmt)
-        if not docstrings and cls is ast.Expr and type(stmt.value) is ast.Constant and type(
-            stmt.value.value
-        ) is str:
+        if not docstrings and cls is ast.Expr and type(stmt.value) is ast.Constant and type(stmt.value.value) is str:
             continue
         if cls is ast.Import or (cls is ast.ImportFrom and stmt.names[0].name != "*"):
             for alias in stmt.names:
@@ -531,8 +525,7 @@ def _summarize(module: ast.Module, docstrings: bool) -> dict[str, Any]:
                 if cls is ast.AugAssign:
                     attach.extend(names)
                     names = []
-                add("assignment", dict.fromkeys(names), stmt, unit_digest, refs, flags,
-                    attach=dict.fromkeys(attach))
+                add("assignment", dict.fromkeys(names), stmt, unit_digest, refs, flags, attach=dict.fromkeys(attach))
             else:
                 import_time.append(add("statement", (), stmt, unit_digest, refs, flags))
         elif cls is ast.ImportFrom:  # star import

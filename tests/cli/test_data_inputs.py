@@ -58,7 +58,9 @@ def data_project(git_project):
 
 def mv(root: Path, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
     """The CLI in a subprocess, with a timeout: a command that hangs (on a FIFO) fails the test."""
-    done = subprocess.run([sys.executable, "-m", "modver", *args], cwd=root, capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "modver", *args], cwd=root, capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == code, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
     assert "Traceback" not in done.stderr and "internal error" not in done.stderr
     return done
@@ -72,7 +74,11 @@ def test_a_data_folder_is_hashed_handed_to_the_stage_and_cached(data_project) ->
     assert first["data"]["images"]["hash"].startswith("blake2b-tree1:")
     labels = (root / "data/labels.txt").read_bytes()
     assert first["data"]["labels"]["hash"] == "blake2b:" + hashlib.blake2b(labels, digest_size=32).hexdigest()
-    assert modver.load("index", path=root)["files"] == {"cat/1.png": "cat one", "cat/2.png": "cat two", "dog/1.png": "dog one"}
+    assert modver.load("index", path=root)["files"] == {
+        "cat/1.png": "cat one",
+        "cat/2.png": "cat two",
+        "dog/1.png": "dog one",
+    }
     again = json.loads(mv(root, "run", "--json").stdout)
     assert again["cached"] == {"index": True, "count": True} and again["data"] == first["data"]
     (root / "data/images/dog/2.png").write_text("dog two")
@@ -101,11 +107,15 @@ def test_a_fifo_as_data_is_refused_and_nothing_hangs(data_project, where: str) -
     assert f"error: data.images: {where} is a FIFO (named pipe)" in status.stdout
     done = mv(root, "run", code=1)
     assert f"data.images: {where} is a FIFO (named pipe)" in done.stderr
-    assert ("point it at a regular file or folder" if where == "data/stream" else "remove it from the data folder") in done.stderr
+    assert (
+        "point it at a regular file or folder" if where == "data/stream" else "remove it from the data folder"
+    ) in done.stderr
 
 
 @pytest.mark.parametrize("where", ["data/images/dog/leak.png", "data/labels.txt"])
-def test_a_symlink_out_of_the_project_is_refused_naming_link_and_target(data_project, tmp_path: Path, where: str) -> None:
+def test_a_symlink_out_of_the_project_is_refused_naming_link_and_target(
+    data_project, tmp_path: Path, where: str
+) -> None:
     root = data_project.root
     secret = tmp_path / "credentials"
     secret.write_text("aws_secret_access_key = do-not-publish")

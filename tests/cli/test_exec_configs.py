@@ -99,9 +99,12 @@ def test_a_pinned_version_runs_the_config_it_was_registered_with(script_project)
 
 def test_a_config_named_at_run_time_gets_a_ready_to_paste_deps_line(script_project):
     p = script_project
-    p.write("train.py", TRAIN.replace("open('config.py')", "open(os.environ.get('CONFIG', 'config.py'))").replace(
-        "import modver\n", "import os\n\nimport modver\n"
-    ))
+    p.write(
+        "train.py",
+        TRAIN.replace("open('config.py')", "open(os.environ.get('CONFIG', 'config.py'))").replace(
+            "import modver\n", "import os\n\nimport modver\n"
+        ),
+    )
     p.commit("config file from the environment")
     mv(p.root, "index")
     shown = mv(p.root, "show", "train@latest").stdout
@@ -206,7 +209,9 @@ def test_the_pin_examples_in_concepts_run_and_say_what_happens(git_project):
         output = ""
         for line in textwrap.dedent(block).strip().splitlines():
             if line.startswith("$ "):
-                done = subprocess.run(["bash", "-c", line[2:]], cwd=p.root, env=env, capture_output=True, text=True, check=False)
+                done = subprocess.run(
+                    ["bash", "-c", line[2:]], cwd=p.root, env=env, capture_output=True, text=True, check=False
+                )
                 assert done.returncode == 0, f"{line}\n{done.stdout}\n{done.stderr}"
                 output, ran = done.stdout, ran + 1
             else:

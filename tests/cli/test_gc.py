@@ -8,11 +8,11 @@ import sys
 import time
 from pathlib import Path
 
-from tests.cli.test_running import run_project  # noqa: F401 - the fixture
-
 
 def modver(root: Path, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "modver", *args], cwd=root, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "modver", *args], cwd=root, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == code, done.stdout + done.stderr
     return done
 
@@ -58,8 +58,13 @@ def test_gc_during_a_run_keeps_what_the_run_uses(run_project):
     p = run_project
     modver(p.root, "run")  # prep, other and train cached
     p.write("pipe/train.py", "import time\n\n\ndef train(data):\n    time.sleep(3)\n    return sum(data)\n")
-    slow = subprocess.Popen([sys.executable, "-m", "modver", "run", "--json"], cwd=p.root, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    slow = subprocess.Popen(
+        [sys.executable, "-m", "modver", "run", "--json"],
+        cwd=p.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # wait until the run is recorded as running train

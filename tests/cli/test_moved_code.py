@@ -7,11 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.cli.test_running import run_project  # noqa: F401 - the fixture
-
 
 def modver(root: Path, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "modver", *args], cwd=root, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "modver", *args], cwd=root, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == code, done.stdout + done.stderr
     return done
 
@@ -33,7 +33,10 @@ def test_a_moved_stage_file_keeps_its_version_and_runs(run_project):
     assert record["versions"]["prep"] == first["versions"]["prep"] == "v1"  # same fingerprint, same number
     assert record["fingerprints"]["prep"] == first["fingerprints"]["prep"]
     assert record["metrics"] == first["metrics"]
-    assert "v1 was stored as pipe/prep.py:prep: it runs from there (the manifest says pipe/preprocessing.py:prep)" in done.stderr
+    assert (
+        "v1 was stored as pipe/prep.py:prep: it runs from there (the manifest says pipe/preprocessing.py:prep)"
+        in done.stderr
+    )
     log = json.loads(modver(p.root, "log", "prep", "--json").stdout)
     assert [v["version"] for v in log] == ["v1"]
 

@@ -15,8 +15,13 @@ def on_a_terminal(root: Path, *args: str, env: dict[str, str]) -> str:
     master, slave = pty.openpty()
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "modver", *args], cwd=root, stdin=slave, stdout=slave, stderr=slave,
-            env={**os.environ, "TERM": "dumb", **env}, timeout=120,
+            [sys.executable, "-m", "modver", *args],
+            cwd=root,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env={**os.environ, "TERM": "dumb", **env},
+            timeout=120,
         )
     finally:
         os.close(slave)

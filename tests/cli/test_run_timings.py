@@ -9,14 +9,19 @@ from pathlib import Path
 
 
 def modver(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "modver", *args], cwd=root, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "modver", *args], cwd=root, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done
 
 
 def test_a_run_records_where_each_stage_spent_its_time(git_project):
     p = git_project
-    p.write("manifest.yaml", "stages:\n  slow_import:\n    entry: a.py:f\n  slow_call:\n    entry: b.py:g\n    inputs: {x: slow_import}\n")
+    p.write(
+        "manifest.yaml",
+        "stages:\n  slow_import:\n    entry: a.py:f\n  slow_call:\n    entry: b.py:g\n    inputs: {x: slow_import}\n",
+    )
     p.write("a.py", "import time\n\ntime.sleep(0.3)  # a heavy import, like sklearn's\n\n\ndef f():\n    return 1\n")
     p.write("b.py", "import time\n\n\ndef g(x):\n    time.sleep(0.3)\n    return x + 1\n")
     p.commit("two slow stages")

@@ -11,70 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.test_versioning import mv, mv_json
-
-RUN_PIPELINE = {
-    "manifest.yaml": """\
-data:
-  raw: data/raw.txt
-stages:
-  prep:
-    entry: pipe/prep.py:prep
-    inputs: {raw: data.raw}
-    params: {scale: 2}
-  other:
-    entry: pipe/other.py:other
-    params: {x: 1}
-  train:
-    entry: pipe/train.py:train
-    inputs: {data: prep}
-""",
-    "pipe/other.py": """\
-from pipe.util import helper
-
-
-def other(x):
-    print("other says hello")
-    return helper(x)
-""",
-    "pipe/prep.py": """\
-from pipe.util import helper
-
-
-def prep(raw, scale=1):
-    with open(raw) as f:
-        values = [int(v) for v in f.read().split()]
-    return [helper(v) * scale for v in values]
-""",
-    "pipe/train.py": """\
-import modver
-from pipe.model import Model
-
-
-def train(data):
-    model = Model(sum(data) / len(data))
-    modver.log_metrics(mean=model.mean)
-    for step in range(3):
-        modver.log_metrics(step=step, loss=1.0 / (step + 1))
-    return model
-""",
-    "pipe/model.py": """\
-class Model:
-    def __init__(self, mean):
-        self.mean = mean
-
-    def predict(self, x):
-        return x * self.mean
-""",
-}
-
-
-@pytest.fixture
-def run_project(pipeline_project):
-    p = pipeline_project
-    for path, text in RUN_PIPELINE.items():
-        p.write(path, text)
-    p.commit("pipeline with three stages")
-    return p
+from tests.conftest import RUN_PIPELINE
 
 
 def run(root: Path, *args: str, code: int = 0) -> dict:
@@ -98,7 +35,9 @@ def test_run_then_everything_cached(run_project):
     assert second["metrics"] == first["metrics"]  # replayed from the cache
     stdout = (p.root / ".modver" / "runs" / first["run"] / "other.stdout").read_text()
     assert "other says hello" in stdout
-    assert sorted(first["order"]) == ["other", "prep", "train"] and first["order"].index("prep") < first["order"].index("train")
+    assert sorted(first["order"]) == ["other", "prep", "train"] and first["order"].index("prep") < first["order"].index(
+        "train"
+    )
     shown = mv(p.root, "show", first["run"]).stdout.splitlines()
     rows = [line.split()[0] for line in shown[1:] if line.split()[2:3] == ["succeeded"]]
     assert rows == first["order"]  # `show RUN` lists stages in the order they ran
@@ -154,7 +93,9 @@ def test_a_stage_can_use_worker_processes(run_project, method):
         f"def train(data):\n    with multiprocessing.get_context({method!r}).Pool(2) as pool:\n"
         "        return sum(m.mean for m in pool.map(square, data))\n",
     )
-    done = subprocess.run([sys.executable, "-m", "modver", "run", "--json"], cwd=p.root, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [sys.executable, "-m", "modver", "run", "--json"], cwd=p.root, capture_output=True, text=True, timeout=180
+    )
     assert done.returncode == 0, done.stderr
     code = "import modver; print(modver.load('train'))"
     out = subprocess.run([sys.executable, "-c", code], cwd=p.root, capture_output=True, text=True, check=True)
@@ -165,7 +106,11 @@ def test_modules_a_stage_imports_without_using_them_are_stored_with_its_version(
     p = run_project
     p.write("pipe/paths.py", "ROOT = '/data'\n")
     p.write("pipe/settings.py", "from pipe.paths import ROOT\n\nDEBUG = ROOT + '/debug'\n")
-    p.write("pipe/other.py", "from pipe import settings  # imported, never used by other()\n" + RUN_PIPELINE["pipe/other.py"].replace("helper(x)", "helper(x) + 1"))
+    p.write(
+        "pipe/other.py",
+        "from pipe import settings  # imported, never used by other()\n"
+        + RUN_PIPELINE["pipe/other.py"].replace("helper(x)", "helper(x) + 1"),
+    )
     p.commit("other imports the settings")
     mv(p.root, "index")
     shown = mv_json(p.root, "show", "other@latest")
@@ -179,9 +124,12 @@ def test_modules_a_stage_imports_without_using_them_are_stored_with_its_version(
 def test_a_stage_finds_files_next_to_its_code(run_project):
     p = run_project
     p.write("pipe/weights.txt", "7\n")
-    p.write("pipe/train.py", "from pathlib import Path\n\nWEIGHTS = Path(__file__).parent / 'weights.txt'\n"
-            "print('weights in', WEIGHTS.name)\n\n\ndef train(data):\n    print('training')\n"
-            "    return int(WEIGHTS.read_text()) * len(data)\n")
+    p.write(
+        "pipe/train.py",
+        "from pathlib import Path\n\nWEIGHTS = Path(__file__).parent / 'weights.txt'\n"
+        "print('weights in', WEIGHTS.name)\n\n\ndef train(data):\n    print('training')\n"
+        "    return int(WEIGHTS.read_text()) * len(data)\n",
+    )
     record = run(p.root)
     assert record["status"] == "succeeded"
     log = (p.root / ".modver" / "runs" / record["run"] / "train.stdout").read_text()
@@ -194,7 +142,10 @@ def test_a_stage_finds_files_next_to_its_code(run_project):
 def test_a_pinned_version_whose_deps_file_changed_says_so(run_project):
     p = run_project
     p.write("pipe/table.txt", "1\n")
-    p.write("manifest.yaml", p.read("manifest.yaml").replace("    params: {x: 1}", "    params: {x: 1}\n    deps: [pipe/table.txt]"))
+    p.write(
+        "manifest.yaml",
+        p.read("manifest.yaml").replace("    params: {x: 1}", "    params: {x: 1}\n    deps: [pipe/table.txt]"),
+    )
     p.commit("other depends on a table")
     mv(p.root, "index")
     mv(p.root, "pin", "other@latest")
@@ -379,7 +330,9 @@ def test_a_killed_run_reads_as_died_and_the_store_stays_usable(run_project):
 
     p = run_project
     p.write("pipe/train.py", "import time\n\n\ndef train(data):\n    time.sleep(60)\n")
-    proc = subprocess.Popen([sys.executable, "-m", "modver", "run"], cwd=p.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modver", "run"], cwd=p.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         records = mv_json(p.root, "runs")
@@ -455,8 +408,12 @@ def test_output_to_a_closed_pipe_exits_quietly(run_project, tmp_path):
     p.write("pipe/train.py", f"{helpers}def train(data):\n{calls}    return 1\n")
     p.commit("a long stage")
     mv(p.root, "index")
-    proc = subprocess.Popen([sys.executable, "-m", "modver", "show", "train@latest"], cwd=p.root,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modver", "show", "train@latest"],
+        cwd=p.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     proc.stdout.read(100)
     proc.stdout.close()  # the reader goes away, like `| head`
     err = proc.stderr.read().decode()
@@ -470,7 +427,9 @@ def test_output_to_a_closed_pipe_exits_quietly(run_project, tmp_path):
 def test_set_naming_an_input_is_an_error(run_project):
     p = run_project
     result = mv(p.root, "run", "--set", "train.data=5", code=1)
-    assert "--set train.data: 'data' is an input of stage train (the output of stage prep), not a param" in result.stderr
+    assert (
+        "--set train.data: 'data' is an input of stage train (the output of stage prep), not a param" in result.stderr
+    )
     result = mv(p.root, "run", "--set", "prep.raw=other.txt", code=1)
     assert "'raw' is an input of stage prep (data file data.raw)" in result.stderr
     assert "inputs:" in result.stderr and "Traceback" not in result.stderr
@@ -580,8 +539,14 @@ def test_runs_sort_by_a_column_of_mixed_values(run_project):
     ("damage", "needle"),
     [
         # found by tests/fuzz: an input naming a stage the record lacks was an internal KeyError
-        (lambda r: r["manifest"]["content"]["stages"]["train"]["inputs"].update(data="0.0.7"), "its manifest does not load: input 'data' of stage 'train' refers to unknown stage '0.0.7'"),
-        (lambda r: r["manifest"]["content"]["stages"]["prep"]["inputs"].update(raw="train"), "its manifest does not load: the inputs of stages form a cycle"),
+        (
+            lambda r: r["manifest"]["content"]["stages"]["train"]["inputs"].update(data="0.0.7"),
+            "its manifest does not load: input 'data' of stage 'train' refers to unknown stage '0.0.7'",
+        ),
+        (
+            lambda r: r["manifest"]["content"]["stages"]["prep"]["inputs"].update(raw="train"),
+            "its manifest does not load: the inputs of stages form a cycle",
+        ),
         (lambda r: r["fingerprints"].pop("prep"), "its manifest and its versions disagree on prep"),
         (lambda r: r["manifest"]["content"]["stages"].pop("other"), "its manifest and its versions disagree on other"),
     ],

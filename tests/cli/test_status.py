@@ -7,11 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.cli.test_running import run_project  # noqa: F401 - the fixture
-
 
 def modver(root: Path, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "modver", *args], cwd=root, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "modver", *args], cwd=root, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == code, done.stdout + done.stderr
     return done
 
@@ -34,14 +34,21 @@ def test_an_unpinned_stage_is_compared_with_its_last_runs_version(run_project):
     assert status(p.root)["prep"]["changed"] is False
     p.write("pipe/util.py", old.replace("FACTOR = 3", "FACTOR = 4"))  # v3's code: not what the last run used
     row = status(p.root)["prep"]
-    assert (row["working"], row["changed"], row["compared_with"], row["compared_source"]) == ("v3", True, "v2", "last run")
+    assert (row["working"], row["changed"], row["compared_with"], row["compared_source"]) == (
+        "v3",
+        True,
+        "v2",
+        "last run",
+    )
     line = next(line for line in modver(p.root, "status").stdout.splitlines() if line.startswith("prep"))
     assert "v2 (last run)" in line and "changed" in line
 
 
 def test_a_pin_that_cannot_resolve_is_reported_in_its_row_and_run_registers_nothing(git_project):
     p = git_project
-    p.write("manifest.yaml", "stages:\n  prep:\n    entry: s.py:prep\n  model:\n    entry: s.py:model\n    version: v1\n")
+    p.write(
+        "manifest.yaml", "stages:\n  prep:\n    entry: s.py:prep\n  model:\n    entry: s.py:model\n    version: v1\n"
+    )
     p.write("s.py", "def prep():\n    return 1\n\n\ndef model():\n    return 2\n")
     p.commit("a hand-written manifest pins model before anything is registered")
     rows = status(p.root, code=1)

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_running import run_project  # noqa: F401 - the fixture
-
 
 def modver(root: Path, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "modver", *args], cwd=root, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "modver", *args], cwd=root, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == code, done.stdout + done.stderr
     return done
 

@@ -15,7 +15,9 @@ SECRET_PY = f"KEY = {SECRET!r}\n"
 
 
 def modver(root: Path, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([sys.executable, "-m", "modver", *args], cwd=root, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "modver", *args], cwd=root, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == code, done.stdout + done.stderr
     return done
 
@@ -62,7 +64,10 @@ def test_a_stage_file_linking_outside_is_an_error_naming_link_and_target(pipelin
 def test_a_helper_module_linking_outside_is_refused(pipeline_project, outside):
     p = pipeline_project
     link(p, "pipe/settings.py", outside)
-    p.write("pipe/util.py", p.read("pipe/util.py").replace("FACTOR = 3", "from pipe.settings import KEY\n\nFACTOR = len(KEY)"))
+    p.write(
+        "pipe/util.py",
+        p.read("pipe/util.py").replace("FACTOR = 3", "from pipe.settings import KEY\n\nFACTOR = len(KEY)"),
+    )
     p.commit("util reads the key")
     done = modver(p.root, "snapshot", "prep", code=1)
     assert "pipe/settings.py is a symlink to" in done.stderr and str(outside) in done.stderr
@@ -72,7 +77,12 @@ def test_a_helper_module_linking_outside_is_refused(pipeline_project, outside):
 def test_a_deps_file_linking_outside_is_refused(pipeline_project, outside):
     p = pipeline_project
     link(p, "configs/model.yaml", outside)
-    p.write("manifest.yaml", p.read("manifest.yaml").replace("    inputs: {data: prep}", "    inputs: {data: prep}\n    deps: [configs/model.yaml]"))
+    p.write(
+        "manifest.yaml",
+        p.read("manifest.yaml").replace(
+            "    inputs: {data: prep}", "    inputs: {data: prep}\n    deps: [configs/model.yaml]"
+        ),
+    )
     p.commit("train depends on a config")
     done = modver(p.root, "snapshot", "train", code=1)
     assert "configs/model.yaml is a symlink to" in done.stderr
@@ -86,7 +96,10 @@ def test_a_folder_linking_outside_is_refused(pipeline_project, tmp_path):
     (elsewhere / "util.py").write_text(SECRET_PY, encoding="utf-8")
     (p.root / "pipe" / "util.py").unlink()
     link(p, "pipe/lib", elsewhere)
-    p.write("pipe/prep.py", p.read("pipe/prep.py").replace("from pipe.util import helper", "from pipe.lib.util import KEY as helper"))
+    p.write(
+        "pipe/prep.py",
+        p.read("pipe/prep.py").replace("from pipe.util import helper", "from pipe.lib.util import KEY as helper"),
+    )
     done = modver(p.root, "snapshot", "prep", code=1)
     assert "pipe/lib (in pipe/lib/util.py) is a symlink to" in done.stderr
     assert SECRET not in every_object(p.root)
@@ -95,7 +108,10 @@ def test_a_folder_linking_outside_is_refused(pipeline_project, tmp_path):
 def test_a_link_inside_the_project_is_followed(pipeline_project):
     p = pipeline_project
     link(p, "pipe/helpers.py", "util.py")  # relative: pipe/helpers.py -> pipe/util.py
-    p.write("pipe/prep.py", p.read("pipe/prep.py").replace("from pipe.util import helper", "from pipe.helpers import helper"))
+    p.write(
+        "pipe/prep.py",
+        p.read("pipe/prep.py").replace("from pipe.util import helper", "from pipe.helpers import helper"),
+    )
     p.commit("prep imports through a link")
     modver(p.root, "snapshot", "prep")
     shown = json.loads(modver(p.root, "show", "prep@latest", "--json").stdout)

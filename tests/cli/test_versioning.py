@@ -291,7 +291,9 @@ def test_concurrent_snapshots_lose_nothing(pipeline_project, python):
     p = pipeline_project
     p.write("pipe/train.py", "def train(data):\n    return 42\n")
     procs = [
-        subprocess.Popen([python, "-m", "modver", "snapshot", "--json"], cwd=p.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        subprocess.Popen(
+            [python, "-m", "modver", "snapshot", "--json"], cwd=p.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         for _ in range(4)
     ]
     outputs = []
@@ -336,7 +338,12 @@ def test_golden_status_and_diff_output(pipeline_project):
 def test_diff_two_manifests_and_index_rev(pipeline_project):
     p = pipeline_project
     first = p.git("rev-parse", "HEAD")
-    p.write("b.yaml", p.read("manifest.yaml").replace("scale: 2", "scale: 5").replace("    inputs: {data: prep}\n", "    inputs: {data: prep}\n    version: v1\n"))
+    p.write(
+        "b.yaml",
+        p.read("manifest.yaml")
+        .replace("scale: 2", "scale: 5")
+        .replace("    inputs: {data: prep}\n", "    inputs: {data: prep}\n    version: v1\n"),
+    )
     out = mv_json(p.root, "diff", "manifest.yaml", "b.yaml")
     rows = {(d["section"], d["key"]): (d["a"], d["b"]) for d in out["differences"]}
     assert rows[("prep", "params.scale")] == (2, 5)

@@ -19,7 +19,9 @@ import pytest
 def traced(root: Path, *args: str, tmp_path: Path) -> list[tuple[str, list[str]]]:
     trace = tmp_path / f"trace-{len(list(tmp_path.glob('trace-*')))}.txt"
     env = {**os.environ, "MODVER_FAULT_TRACE": str(trace), "MODVER_FAULT_ROOT": str(root)}
-    done = subprocess.run([sys.executable, "-m", "modver", *args], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "modver", *args], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     lines = trace.read_text(encoding="utf-8").splitlines() if trace.exists() else []
     return [(line.split(" ")[1], line.split(" ")[2:]) for line in lines]
@@ -49,7 +51,11 @@ def test_init_writes_its_files_through_the_store(git_project, tmp_path):
     p = git_project
     p.write("README.md", "hello\n")
     events = traced(p.root, "init", tmp_path=tmp_path)
-    targets = sorted(Path(paths[-1]).name for e, paths in events if e == "os.rename" and not paths[-1].startswith(str(p.root / ".modver")))
+    targets = sorted(
+        Path(paths[-1]).name
+        for e, paths in events
+        if e == "os.rename" and not paths[-1].startswith(str(p.root / ".modver"))
+    )
     assert targets == [".gitignore", "manifest.yaml"]
     stray = [
         paths

@@ -66,8 +66,10 @@ MAX_POINTS = int(os.environ.get("MODVER_FAULT_MAX_POINTS", "60"))
 REPORT = "MODVER_FAULT_REPORT"
 TIMEOUT = 120  # seconds any one command may take
 _IDENTITY = {
-    "GIT_AUTHOR_NAME": "Fault Suite", "GIT_AUTHOR_EMAIL": "faults@example.com",
-    "GIT_COMMITTER_NAME": "Fault Suite", "GIT_COMMITTER_EMAIL": "faults@example.com",
+    "GIT_AUTHOR_NAME": "Fault Suite",
+    "GIT_AUTHOR_EMAIL": "faults@example.com",
+    "GIT_COMMITTER_NAME": "Fault Suite",
+    "GIT_COMMITTER_EMAIL": "faults@example.com",
 }
 _VARIES = re.compile(r"[0-9]")  # a path component with a digit: an object id, a temp name, s0...
 _COMPLAINT = re.compile(r"\b(error|fatal|traceback)\b", re.IGNORECASE)
@@ -92,19 +94,30 @@ class Project:
         """Run ``modver ARGS`` here; the completed process (not checked)."""
         return subprocess.run(
             [sys.executable, "-m", "modver", *args],
-            cwd=self.root, env=_env(env), capture_output=True, text=True, timeout=TIMEOUT, check=False,
+            cwd=self.root,
+            env=_env(env),
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
         )
 
     def popen(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
         """Start ``modver ARGS`` here without waiting."""
         return subprocess.Popen(
             [sys.executable, "-m", "modver", *args],
-            cwd=self.root, env=_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=self.root,
+            env=_env(env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
 
     def git(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run ``git ARGS`` here; the completed process (not checked)."""
-        return subprocess.run(["git", *args], cwd=self.root, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+        return subprocess.run(
+            ["git", *args], cwd=self.root, capture_output=True, text=True, timeout=TIMEOUT, check=False
+        )
 
     def copy(self, dest: Path) -> Project:
         """A copy of the whole project (its ``.git`` and ``.modver`` included) at ``dest``."""

@@ -64,11 +64,17 @@ def survive_write_points(base: Project, args: list[str], tmp_path: Path) -> None
     for n in chosen:
         project = base.copy(tmp_path / f"kill-{n}")
         killed += kill_at(project, args, n) == -signal.SIGKILL
-        left.update(kind for kind, files in check_survived(project, args, expected)["left by the kill"].items() if files)
+        left.update(
+            kind for kind, files in check_survived(project, args, expected)["left by the kill"].items() if files
+        )
     assert killed == len(chosen)  # every chosen point was reached: the kill switch works
     record(
-        f"modver {' '.join(args)}", "write points", survived=len(chosen), tried=len(chosen),
-        points=len(points), kills_that_left=dict(left),
+        f"modver {' '.join(args)}",
+        "write points",
+        survived=len(chosen),
+        tried=len(chosen),
+        points=len(points),
+        kills_that_left=dict(left),
     )
 
 
@@ -82,10 +88,17 @@ def survive_random_kills(base: Project, args: list[str], tmp_path: Path) -> None
         project = base.copy(tmp_path / f"random-{k}")
         # the first part of a run is start-up (imports: nothing written); aim at the rest
         killed += kill_after(project, args, rng.uniform(0.3, 1.05) * duration) == -signal.SIGKILL
-        left.update(kind for kind, files in check_survived(project, args, expected)["left by the kill"].items() if files)
+        left.update(
+            kind for kind, files in check_survived(project, args, expected)["left by the kill"].items() if files
+        )
     record(
-        f"modver {' '.join(args)}", "random moments", survived=RANDOM_KILLS, tried=RANDOM_KILLS,
-        killed_before_the_end=killed, kills_that_left=dict(left), seed=SEED,
+        f"modver {' '.join(args)}",
+        "random moments",
+        survived=RANDOM_KILLS,
+        tried=RANDOM_KILLS,
+        killed_before_the_end=killed,
+        kills_that_left=dict(left),
+        seed=SEED,
     )
 
 

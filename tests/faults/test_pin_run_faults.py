@@ -30,7 +30,6 @@ from tests.faults.harness import (
     ok,
     record,
     timed,
-    undisturbed,
     write_points,
 )
 
@@ -85,7 +84,9 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Project:
 
 def succeeded(done: subprocess.CompletedProcess[str], what: str) -> dict:
     """A `--json` command's record: it exited 0 and said nothing of errors on stderr."""
-    assert done.returncode == 0 and "Error" not in done.stderr and "Traceback" not in done.stderr, f"{what}: {done.stderr}"
+    assert done.returncode == 0 and "Error" not in done.stderr and "Traceback" not in done.stderr, (
+        f"{what}: {done.stderr}"
+    )
     return json.loads(done.stdout)
 
 
@@ -137,7 +138,14 @@ def test_pin_killed_at_random_moments(indexed: Project, tmp_path: Path):
         killed += kill_after(project, args, rng.uniform(0.0, duration)) == -signal.SIGKILL
         check_pin(project, before, after)
         check_survived(project, args, expected)
-    record("modver pin", "random moments", survived=RANDOM_KILLS, tried=RANDOM_KILLS, killed_before_the_end=killed, seed=SEED)
+    record(
+        "modver pin",
+        "random moments",
+        survived=RANDOM_KILLS,
+        tried=RANDOM_KILLS,
+        killed_before_the_end=killed,
+        seed=SEED,
+    )
 
 
 def check_run(project: Project, expected_metrics: dict) -> None:
@@ -148,7 +156,7 @@ def check_run(project: Project, expected_metrics: dict) -> None:
     record_ = succeeded(project.modver("run", "--json"), "the next modver run")
     assert record_["status"] == "succeeded" and record_["metrics"] == expected_metrics
     ok(project.modver("verify"), "modver verify")
-    from modver.cache import OutputCache  # noqa: PLC0415 - only in the check, after the subprocesses
+    from modver.cache import OutputCache
 
     cache = OutputCache(project.root / ".modver" / "cache" / "outputs")
     damaged = {e.key: cache.problems(e.key) for e in cache.entries() if cache.problems(e.key)}
@@ -184,4 +192,11 @@ def test_run_killed_at_random_moments(pipeline: Project, tmp_path: Path):
         killed += kill_after(project, ["run"], rng.uniform(0.05, duration)) == -signal.SIGKILL
         check_survived(project, ["log"], None)
         check_run(project, metrics)
-    record("modver run", "random moments", survived=RANDOM_KILLS, tried=RANDOM_KILLS, killed_before_the_end=killed, seed=SEED)
+    record(
+        "modver run",
+        "random moments",
+        survived=RANDOM_KILLS,
+        tried=RANDOM_KILLS,
+        killed_before_the_end=killed,
+        seed=SEED,
+    )

@@ -75,7 +75,10 @@ def test_closure_contents():
     assert closure.fingerprint.startswith("mv1:")
     assert closure.entry == "pipeline/model.py:train"
     assert closure.files == (
-        "pipeline/__init__.py", "pipeline/base.py", "pipeline/helpers.py", "pipeline/model.py",
+        "pipeline/__init__.py",
+        "pipeline/base.py",
+        "pipeline/helpers.py",
+        "pipeline/model.py",
     )
     names = [(d.path, d.name, d.kind) for d in closure.definitions]
     assert names[0] == ("pipeline/model.py", "train", "function")
@@ -183,8 +186,12 @@ def test_import_module_attribute_chains_and_submodules():
     }
     closure = assert_reproducible(files, "main.py:run")
     assert [d.name for d in closure.definitions] == ["run", "f"]
-    assert stage(edit(files, "pkg/sub/mod.py", "return 2", "return 3"), "main.py:run").fingerprint == closure.fingerprint
-    assert stage(edit(files, "pkg/sub/mod.py", "return 1", "return 3"), "main.py:run").fingerprint != closure.fingerprint
+    assert (
+        stage(edit(files, "pkg/sub/mod.py", "return 2", "return 3"), "main.py:run").fingerprint == closure.fingerprint
+    )
+    assert (
+        stage(edit(files, "pkg/sub/mod.py", "return 1", "return 3"), "main.py:run").fingerprint != closure.fingerprint
+    )
 
 
 def test_relative_imports_levels():
@@ -298,9 +305,24 @@ def test_deps_are_included_whole():
     assert closure.deps == ("config.yaml", "extra.py")
     assert "config.yaml" in closure.files and "extra.py" in closure.files
     base = closure.fingerprint
-    assert stage(edit(files, "config.yaml", "0.1", "0.2"), "pipeline/model.py:train", ("config.yaml", "extra.py")).fingerprint != base
-    assert stage(edit(files, "extra.py", "A = 1", "A = 2"), "pipeline/model.py:train", ("config.yaml", "extra.py")).fingerprint != base
-    assert stage(edit(files, "extra.py", "A = 1", "A = 1  # c"), "pipeline/model.py:train", ("config.yaml", "extra.py")).fingerprint == base
+    assert (
+        stage(
+            edit(files, "config.yaml", "0.1", "0.2"), "pipeline/model.py:train", ("config.yaml", "extra.py")
+        ).fingerprint
+        != base
+    )
+    assert (
+        stage(
+            edit(files, "extra.py", "A = 1", "A = 2"), "pipeline/model.py:train", ("config.yaml", "extra.py")
+        ).fingerprint
+        != base
+    )
+    assert (
+        stage(
+            edit(files, "extra.py", "A = 1", "A = 1  # c"), "pipeline/model.py:train", ("config.yaml", "extra.py")
+        ).fingerprint
+        == base
+    )
     with pytest.raises(EntryNotFoundError):
         stage(files, "pipeline/model.py:train", ("missing.txt",))
 
@@ -368,8 +390,14 @@ def test_stage_deterministic_across_processes():
         "print(fingerprint_stage(DictTree(files), 'pipeline/model.py:train').fingerprint)"
     )
     outs = {
-        subprocess.run([sys.executable, "-c", code], input=json.dumps(PROJECT), capture_output=True,
-                       text=True, check=True, env={"PYTHONHASHSEED": seed}).stdout.strip()
+        subprocess.run(
+            [sys.executable, "-c", code],
+            input=json.dumps(PROJECT),
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": seed},
+        ).stdout.strip()
         for seed in ("3", "31337")
     }
     assert outs == {stage(PROJECT, "pipeline/model.py:train").fingerprint}

@@ -10,8 +10,35 @@ from modver._encoding import digest, digest_value, encode, encode_node
 
 
 def test_no_collisions_between_types():
-    values = [1, "1", True, 1.0, b"1", [1], (1,), {"1": 1}, {1: 1}, None, "None", 0, False, 0.0,
-              -0.0, "", b"", [], (), {}, ..., 1 + 0j, {1}, frozenset(), "True", [[]], [(), ()]]
+    values = [
+        1,
+        "1",
+        True,
+        1.0,
+        b"1",
+        [1],
+        (1,),
+        {"1": 1},
+        {1: 1},
+        None,
+        "None",
+        0,
+        False,
+        0.0,
+        -0.0,
+        "",
+        b"",
+        [],
+        (),
+        {},
+        ...,
+        1 + 0j,
+        {1},
+        frozenset(),
+        "True",
+        [[]],
+        [(), ()],
+    ]
     encodings = [encode(v) for v in values]
     assert len(set(encodings)) == len(values)
     assert len({digest_value(v) for v in values}) == len(values)
@@ -77,8 +104,11 @@ def test_stable_across_processes():
     )
     outs = {
         subprocess.run(
-            [sys.executable, "-c", code], env={"PYTHONHASHSEED": seed}, capture_output=True,
-            text=True, check=True,
+            [sys.executable, "-c", code],
+            env={"PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         for seed in ("0", "1", "12345")
     }

@@ -19,8 +19,18 @@ from modver.fingerprint._summary import summarize
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 MODULES = [
-    "textwrap.py", "colorsys.py", "bisect.py", "heapq.py", "fnmatch.py", "shlex.py", "glob.py",
-    "calendar.py", "json/decoder.py", "statistics.py", "string.py", "difflib.py",
+    "textwrap.py",
+    "colorsys.py",
+    "bisect.py",
+    "heapq.py",
+    "fnmatch.py",
+    "shlex.py",
+    "glob.py",
+    "calendar.py",
+    "json/decoder.py",
+    "statistics.py",
+    "string.py",
+    "difflib.py",
 ]
 SOURCES = {name: (STDLIB / name).read_text(encoding="utf-8") for name in MODULES}
 
@@ -53,8 +63,13 @@ def test_invariant_under_comments_and_blank_lines(name, data):
     source = SOURCES[name]
     positions = safe_line_starts(source)
     chosen = data.draw(st.lists(st.sampled_from(positions), min_size=1, max_size=12, unique=True))
-    texts = data.draw(st.lists(st.sampled_from(["", "# note", "    # indented # comment", "#", "   "]),
-                               min_size=len(chosen), max_size=len(chosen)))
+    texts = data.draw(
+        st.lists(
+            st.sampled_from(["", "# note", "    # indented # comment", "#", "   "]),
+            min_size=len(chosen),
+            max_size=len(chosen),
+        )
+    )
     lines = source.split("\n")
     for position, text in sorted(zip(chosen, texts), reverse=True):
         lines.insert(position - 1, text)
@@ -69,9 +84,12 @@ def test_invariant_under_comments_and_blank_lines(name, data):
 def test_invariant_under_docstring_insertion(name, data):
     source = SOURCES[name]
     tree = ast.parse(source)
-    bodies = [node for node in ast.walk(tree)
-              if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-              and node.body[0].lineno > node.lineno + len(node.decorator_list)]
+    bodies = [
+        node
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        and node.body[0].lineno > node.lineno + len(node.decorator_list)
+    ]
     chosen = data.draw(st.lists(st.sampled_from(bodies), min_size=1, max_size=8, unique=True))
     doc = data.draw(st.sampled_from(['"""Generated."""', "'single'", 'r"""raw\n\\d"""']))
     lines = source.split("\n")
@@ -118,8 +136,11 @@ def test_changed_by_constant_mutation(name, data):
     entry = data.draw(st.sampled_from(top_functions(source)))
     node = next(n for n in tree.body if getattr(n, "name", None) == entry)
     docstrings = {id(n.value) for n in ast.walk(node) if isinstance(n, ast.Expr)}
-    constants = [c for c in ast.walk(node) if isinstance(c, ast.Constant)
-                 and type(c.value) in (int, float, str) and id(c) not in docstrings]
+    constants = [
+        c
+        for c in ast.walk(node)
+        if isinstance(c, ast.Constant) and type(c.value) in (int, float, str) and id(c) not in docstrings
+    ]
     if not constants:
         return
     target = data.draw(st.sampled_from(constants))
@@ -136,8 +157,9 @@ def test_deterministic_across_processes_on_stdlib():
         f"print(*(fingerprint_source(open(p, encoding='utf-8').read()) for p in {[str(STDLIB / m) for m in MODULES]!r}))"
     )
     outputs = {
-        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                       env={"PYTHONHASHSEED": seed}).stdout
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env={"PYTHONHASHSEED": seed}
+        ).stdout
         for seed in ("1", "99")
     }
     assert outputs == {" ".join(fingerprint_source(SOURCES[m]) for m in MODULES) + "\n"}

@@ -57,11 +57,16 @@ def test_a_file_run_by_exec_is_in_the_closure_and_normalized():
     assert "configurator.py" in {d.path for d in closure.definitions}
     assert any(u.reason == "exec(open('configurator.py').read()) runs configurator.py" for u in closure.unresolved)
     # formatting, comments and docstrings of the configurator change nothing
-    reformatted = edit(NANOGPT, "configurator.py", "import sys\n", '"""Poor man\'s configurator."""\nimport sys  # argv\n\n')
+    reformatted = edit(
+        NANOGPT, "configurator.py", "import sys\n", '"""Poor man\'s configurator."""\nimport sys  # argv\n\n'
+    )
     reformatted = edit(reformatted, "configurator.py", "partition('=')", 'partition( "=" )')
     assert stage(reformatted, "train.py").fingerprint == closure.fingerprint
     # a semantic edit changes the stage
-    assert stage(edit(NANOGPT, "configurator.py", "float(value)", "int(value)"), "train.py").fingerprint != closure.fingerprint
+    assert (
+        stage(edit(NANOGPT, "configurator.py", "float(value)", "int(value)"), "train.py").fingerprint
+        != closure.fingerprint
+    )
     # a tree holding only the closure's files gives the same fingerprint (what a version stores)
     kept = {path: NANOGPT[path] for path in closure.files}
     assert stage(kept, "train.py").fingerprint == closure.fingerprint
@@ -103,13 +108,19 @@ def test_each_form_of_running_a_literal_file(call):
     closure = stage(files, "train.py:main")
     assert "conf/base.py" in closure.files and closure.fingerprint.startswith("mv2:")
     assert stage(edit(files, "conf/base.py", "0.1", "0.2"), "train.py:main").fingerprint != closure.fingerprint
-    assert stage(edit(files, "conf/base.py", "0.1\n", "0.1  # tuned\n"), "train.py:main").fingerprint == closure.fingerprint
+    assert (
+        stage(edit(files, "conf/base.py", "0.1\n", "0.1  # tuned\n"), "train.py:main").fingerprint
+        == closure.fingerprint
+    )
 
 
 def test_every_statement_of_the_run_file_counts_in_order():
     """exec'd code runs top to bottom in the caller's namespace: its main block and the order
     of its statements count (for an imported module they would not)."""
-    files = {"train.py": "exec(open('c.py').read())\n", "c.py": "lr = 1\nlr = 2\nif __name__ == '__main__':\n    lr = 3\n"}
+    files = {
+        "train.py": "exec(open('c.py').read())\n",
+        "c.py": "lr = 1\nlr = 2\nif __name__ == '__main__':\n    lr = 3\n",
+    }
     closure = stage(files, "train.py")
     assert stage(edit(files, "c.py", "lr = 3", "lr = 4"), "train.py").fingerprint != closure.fingerprint
     assert stage(edit(files, "c.py", "lr = 1\nlr = 2", "lr = 2\nlr = 1"), "train.py").fingerprint != closure.fingerprint

@@ -55,19 +55,14 @@ BASE_FP = fp(BASE)
 SAME = {
     "comments and blank lines": BASE.replace("SCALE = 2.0\n", "# a comment\n\n\nSCALE = 2.0  # two\n"),
     "whitespace": BASE.replace("(x - x.mean())", "( x-x.mean() )"),
-    "black rewrap": BASE.replace(
-        "def normalize(x, eps=1e-8):", "def normalize(\n    x,\n    eps=1e-8,\n):"
-    ),
+    "black rewrap": BASE.replace("def normalize(x, eps=1e-8):", "def normalize(\n    x,\n    eps=1e-8,\n):"),
     "quotes": BASE.replace('data["x"]', "data['x']"),
-    "redundant parens": BASE.replace("return model.fit", "return (model.fit"
-                                     ).replace('data["y"])\n', 'data["y"]))\n'),
+    "redundant parens": BASE.replace("return model.fit", "return (model.fit").replace('data["y"])\n', 'data["y"]))\n'),
     "trailing comma": BASE.replace("model = Model(C=C)", "model = Model(C=C,)"),
-    "docstrings": BASE.replace('"""Train a model."""', '"""Another text."""').replace(
-        '    """Scale x."""\n', ""
+    "docstrings": BASE.replace('"""Train a model."""', '"""Another text."""').replace('    """Scale x."""\n', ""),
+    "order of definitions": BASE.replace("def unrelated():\n    return 42\n", "").replace(
+        "SCALE = 2.0\n", "SCALE = 2.0\n\n\ndef unrelated():\n    return 42\n"
     ),
-    "order of definitions": BASE.replace(
-        "def unrelated():\n    return 42\n", ""
-    ).replace("SCALE = 2.0\n", "SCALE = 2.0\n\n\ndef unrelated():\n    return 42\n"),
     "unreached edit": BASE.replace("return 42", "return 43"),
     "main block of the module": BASE.replace("    train({})", "    train({'a': 1})"),
     "line continuation": BASE.replace("return (x - x.mean())", "return (x - \\\n x.mean())"),
@@ -212,8 +207,14 @@ def test_conditional_definitions_are_included():
 def test_deterministic_across_processes():
     code = "from modver.fingerprint import fingerprint_source; import sys; print(fingerprint_source(sys.stdin.read(), 'train'))"
     outs = {
-        subprocess.run([sys.executable, "-c", code], input=BASE, capture_output=True, text=True,
-                       env={"PYTHONHASHSEED": seed}, check=True).stdout.strip()
+        subprocess.run(
+            [sys.executable, "-c", code],
+            input=BASE,
+            capture_output=True,
+            text=True,
+            env={"PYTHONHASHSEED": seed},
+            check=True,
+        ).stdout.strip()
         for seed in ("0", "7", "4242")
     }
     assert outs == {BASE_FP}

@@ -58,7 +58,12 @@ def scaled() -> settings:
     return settings(max_examples=int(n)) if n else settings()
 
 
-_HIDDEN_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning)  # not shown by default
+_HIDDEN_WARNINGS = (
+    DeprecationWarning,
+    PendingDeprecationWarning,
+    ImportWarning,
+    ResourceWarning,
+)  # not shown by default
 
 
 class Hang(BaseException):
@@ -170,7 +175,9 @@ class Sandbox:
             raise AssertionError(f"modver {_shown(args)} raised\n{trace}")
         assert result.exit_code in (0, 1, 2), f"modver {_shown(args)} exited {result.exit_code}\n{output}"
         # stdout may show a failed run's recorded traceback (`show RUN`, `--json`); stderr is modver's own
-        assert "internal error" not in result.stderr and "Traceback" not in result.stderr, f"modver {_shown(args)}\n{output}"
+        assert "internal error" not in result.stderr and "Traceback" not in result.stderr, (
+            f"modver {_shown(args)}\n{output}"
+        )
         after = self.state(inputs)
         for part in before:
             if before[part] != after[part]:
@@ -188,4 +195,3 @@ def _difference(before: Any, after: Any) -> str:
         changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
         return ", ".join(changed[:10])
     return f"{before!r} -> {after!r}"
-

@@ -36,12 +36,16 @@ def yaml_values(text: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
         text.map(json.dumps),
         text.map(lambda t: "'" + t.replace("'", "''") + "'"),
     )
-    keys = st.one_of(st.sampled_from(["a", "b", "1", "null", "true", "[1]", "{a: 1}", "''", "&k x"]), text.map(json.dumps))
+    keys = st.one_of(
+        st.sampled_from(["a", "b", "1", "null", "true", "[1]", "{a: 1}", "''", "&k x"]), text.map(json.dumps)
+    )
     flow = st.recursive(
         scalars,
         lambda inner: st.one_of(
             st.lists(inner, max_size=5).map(lambda xs: "[" + ", ".join(xs) + "]"),
-            st.lists(st.tuples(keys, inner), max_size=4).map(lambda kv: "{" + ", ".join(f"{k}: {v}" for k, v in kv) + "}"),
+            st.lists(st.tuples(keys, inner), max_size=4).map(
+                lambda kv: "{" + ", ".join(f"{k}: {v}" for k, v in kv) + "}"
+            ),
             st.tuples(inner, st.integers(1, 30)).map(lambda t: "[&a " + t[0] + ", " + ", ".join(["*a"] * t[1]) + "]"),
         ),
         max_leaves=20,
@@ -49,7 +53,9 @@ def yaml_values(text: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     return st.one_of(
         flow,
         st.tuples(st.integers(2, 12), st.integers(1, 9)).map(lambda t: bomb(*t)),
-        st.tuples(st.integers(1, 3000), st.sampled_from(["[]", "{a: }"])).map(lambda t: t[1][0] * t[0] + t[1][1:-1] + t[1][-1] * t[0]),
+        st.tuples(st.integers(1, 3000), st.sampled_from(["[]", "{a: }"])).map(
+            lambda t: t[1][0] * t[0] + t[1][1:-1] + t[1][-1] * t[0]
+        ),
         st.tuples(st.integers(1, 150_000), st.sampled_from(["x", "1,", "é", "'"])).map(lambda t: t[1] * t[0]),
         st.integers(1, 6000).map(lambda n: "[" + ", ".join(str(i / 3) for i in range(n)) + "]"),
         text,

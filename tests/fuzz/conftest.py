@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.test_running import RUN_PIPELINE
-from tests.conftest import PIPELINE, GitProject
+from tests.conftest import PIPELINE, RUN_PIPELINE, GitProject
 from tests.fuzz._harness import COMMANDS, COUNTS, SLOWEST, Sandbox, git
 
 
@@ -59,7 +58,9 @@ def _build(root: Path) -> Sandbox:
     mv("run", code=1)
     p.write("pipe/train.py", good)
     runs = [r["run"] for r in json.loads(mv("runs", "--json"))]
-    fingerprints = {s: [v["fingerprint"] for v in json.loads(mv("log", s, "--json"))] for s in ("prep", "other", "train")}
+    fingerprints = {
+        s: [v["fingerprint"] for v in json.loads(mv("log", s, "--json"))] for s in ("prep", "other", "train")
+    }
     assert git(root, "status", "--porcelain").strip() == ""
     return Sandbox(root, runs, fingerprints)
 

@@ -36,12 +36,17 @@ def document(near: bool) -> st.SearchStrategy[dict]:
     def with_unknown_keys(known: st.SearchStrategy[dict], unknown: list[str]) -> st.SearchStrategy[dict]:
         if not near:
             return known
-        extra = st.one_of(st.just({}), st.just({}), st.dictionaries(st.sampled_from(unknown), VALUE, min_size=1, max_size=1))
+        extra = st.one_of(
+            st.just({}), st.just({}), st.dictionaries(st.sampled_from(unknown), VALUE, min_size=1, max_size=1)
+        )
         return st.tuples(known, extra).map(lambda t: {**t[0], **t[1]})
 
     stage_names = pick(
         st.sampled_from(["prep", "train", "other", "extra"]),
-        st.one_of(st.sampled_from(["", "a..b", "x.lock", "-x", "data.x", "ü", "a/b", "HEAD", "p" * 300, "1", "null", "@"]), TEXT),
+        st.one_of(
+            st.sampled_from(["", "a..b", "x.lock", "-x", "data.x", "ü", "a/b", "HEAD", "p" * 300, "1", "null", "@"]),
+            TEXT,
+        ),
     )
     entries = pick(
         st.sampled_from(["pipe/prep.py:prep", "pipe/train.py:train", "pipe/other.py:other", "pipe/model.py:Model",
@@ -71,14 +76,19 @@ def document(near: bool) -> st.SearchStrategy[dict]:
         st.sampled_from(["v1", "v2", "latest", "working", "first", "git:HEAD"]),
         st.sampled_from(["v9", "git:HEAD~5", "3", "0", "-1", "true", "null", "[v1]", "''", "v1 v2", "git:", "mv1:00"]),
     )
-    kwargs = pick(st.sampled_from(["raw", "data", "x", "scale", "model"]), st.one_of(st.sampled_from(["for", "1x", "a-b", ""]), TEXT))
+    kwargs = pick(
+        st.sampled_from(["raw", "data", "x", "scale", "model"]),
+        st.one_of(st.sampled_from(["for", "1x", "a-b", ""]), TEXT),
+    )
     stage = with_unknown_keys(
         st.fixed_dictionaries(
             {"entry": entries},
             optional={
                 "version": maybe_wrong(versions),
                 "inputs": maybe_wrong(st.dictionaries(kwargs, input_refs, max_size=3)),
-                "params": maybe_wrong(st.dictionaries(pick(st.sampled_from(["scale", "x", "C"]), TEXT), pick(SANE, VALUE), max_size=3)),
+                "params": maybe_wrong(
+                    st.dictionaries(pick(st.sampled_from(["scale", "x", "C"]), TEXT), pick(SANE, VALUE), max_size=3)
+                ),
                 "deps": maybe_wrong(st.lists(paths, max_size=3)),
             },
         ),
@@ -88,7 +98,9 @@ def document(near: bool) -> st.SearchStrategy[dict]:
         st.fixed_dictionaries(
             {"stages": maybe_wrong(st.dictionaries(stage_names, maybe_wrong(stage), min_size=1, max_size=4))},
             optional={
-                "data": maybe_wrong(st.dictionaries(pick(st.sampled_from(["raw", "d1"]), stage_names), paths, max_size=3)),
+                "data": maybe_wrong(
+                    st.dictionaries(pick(st.sampled_from(["raw", "d1"]), stage_names), paths, max_size=3)
+                ),
                 "fingerprint": maybe_wrong(
                     st.fixed_dictionaries({}, optional={"docstrings": pick(st.sampled_from(["true", "false"]), VALUE)})
                 ),
@@ -141,7 +153,9 @@ def mutate(text: str, edits: list[tuple[int, int, str]]) -> str:
     return text
 
 
-EDITS = st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 5), st.one_of(st.text(max_size=4), SPECIAL)), min_size=1, max_size=4)
+EDITS = st.lists(
+    st.tuples(st.integers(0, 10**6), st.integers(0, 5), st.one_of(st.text(max_size=4), SPECIAL)), min_size=1, max_size=4
+)
 RAW = st.one_of(
     st.binary(max_size=2000),
     st.text(max_size=2000).map(lambda t: t.encode("utf-8")),

@@ -19,7 +19,10 @@ TARGETS = st.one_of(
 
 
 @scaled()
-@given(sets=st.lists(st.tuples(TARGETS, VALUES), min_size=1, max_size=3), options=st.sampled_from([(), ("--explain",), ("--json",)]))
+@given(
+    sets=st.lists(st.tuples(TARGETS, VALUES), min_size=1, max_size=3),
+    options=st.sampled_from([(), ("--explain",), ("--json",)]),
+)
 def test_set_values(sandbox: Sandbox, sets: list[tuple[str, str]], options: tuple[str, ...]) -> None:
     COUNTS["--set values"] += len(sets)
     args = [arg for target, value in sets for arg in ("--set", f"{target}={value}")]

@@ -16,7 +16,9 @@ CONSTANTS = st.one_of(
     st.integers(-(10**30), 10**30).map(str),
     st.floats().map(repr),  # nan and inf read as names: unknown columns
     st.text(max_size=12).map(repr),
-    st.sampled_from(["None", "True", "False", "...", "b'x'", "1e999", "-0.0", "0x1F", "1_000", "1j", "-True", "--1", '"v1"']),
+    st.sampled_from(
+        ["None", "True", "False", "...", "b'x'", "1e999", "-0.0", "0x1F", "1_000", "1j", "-True", "--1", '"v1"']
+    ),
 )
 OPERATORS = ["==", "!=", "<", "<=", ">", ">=", "in", "not in", "is", "is not"]
 
@@ -34,15 +36,17 @@ COMPARISON = st.lists(st.tuples(st.sampled_from(OPERATORS), OPERAND), min_size=1
 GRAMMAR = st.recursive(
     st.one_of(COMPARISON, st.sampled_from(COLUMNS), CONSTANTS),
     lambda inner: st.one_of(
-        st.lists(inner, min_size=2, max_size=4).flatmap(lambda xs: st.sampled_from([" and ", " or "]).map(lambda j: j.join(xs))),
+        st.lists(inner, min_size=2, max_size=4).flatmap(
+            lambda xs: st.sampled_from([" and ", " or "]).map(lambda j: j.join(xs))
+        ),
         inner.map(lambda x: f"not {x}"),
         inner.map(lambda x: f"({x})"),
     ),
     max_leaves=12,
 )
-DEEP = st.tuples(st.sampled_from(["not ", "(", "-", "~", "+", "[", "version.", "not (", "a["]), st.integers(50, 3000), COMPARISON).map(
-    lambda t: t[0] * t[1] + t[2] + {"(": ")", "[": "]", "not (": ")", "a[": "]"}.get(t[0], "") * t[1]
-)
+DEEP = st.tuples(
+    st.sampled_from(["not ", "(", "-", "~", "+", "[", "version.", "not (", "a["]), st.integers(50, 3000), COMPARISON
+).map(lambda t: t[0] * t[1] + t[2] + {"(": ")", "[": "]", "not (": ")", "a[": "]"}.get(t[0], "") * t[1])
 GARBAGE = st.one_of(
     argv_text(200),
     st.sampled_from([
