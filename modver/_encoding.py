@@ -42,7 +42,7 @@ _PREFIX = SCHEME + ":"
 _SKIPPED_FIELDS = frozenset({"ctx", "type_comment", "kind"})
 
 # class -> (b"N<name>(", ((field, b"<field>="), ...)), filled on first use
-_NODE_LAYOUT: dict[type, tuple[bytes, tuple[tuple[str, bytes], ...]]] = {}
+_NODE_LAYOUT: dict[type[ast.AST], tuple[bytes, tuple[tuple[str, bytes], ...]]] = {}
 
 
 def digest(data: bytes) -> str:
@@ -74,9 +74,11 @@ def encode_node(node: ast.AST, *, docstrings: bool = True) -> bytes:
 
 
 _STATEMENT_LISTS = frozenset({"body", "orelse", "finalbody"})
+# subclasses of these (IntEnum, str enums, OrderedDict ...) encode as the first base they are
+_BASES: tuple[type[Any], ...] = (bool, int, float, str, bytes, list, tuple, dict)
 
 
-def _layout(cls: type) -> tuple[bytes, tuple[tuple[str, bytes], ...]]:
+def _layout(cls: type[ast.AST]) -> tuple[bytes, tuple[tuple[str, bytes], ...]]:
     layout = _NODE_LAYOUT.get(cls)
     if layout is None:
         fields = tuple((name, name.encode("ascii") + b"=") for name in cls._fields if name not in _SKIPPED_FIELDS)
@@ -166,11 +168,9 @@ def _encode(value: Any, out: list[bytes], docstrings: bool) -> None:
         append(b"<")
         out.extend(sorted(encode(item) for item in value))
         append(b">")
-    elif isinstance(value, (bool, int, float, str, bytes, list, tuple, dict)):
-        # subclasses (IntEnum, str enums, OrderedDict ...) encode as their base type
-        for base in (bool, int, float, str, bytes, list, tuple, dict):
+    else:
+        for base in _BASES:
             if isinstance(value, base):
                 _encode(base(value), out, docstrings)
                 return
-    else:
         raise TypeError(f"modver cannot encode a value of type {cls.__name__}: {value!r:.80}")

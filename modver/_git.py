@@ -8,9 +8,11 @@ Hot paths (walking thousands of commits, looking up a file in each) parse raw co
 objects and cache them per :class:`GitRepo`: commits by sha, trees by sha (a tree shared by many
 commits is parsed once).
 
-Every dulwich or OS failure reading the object database is raised as
-:class:`~modver.errors.StoreError` (``raise ... from exc``); unknown revisions as
-:class:`~modver.errors.UnknownVersionError`; no dulwich exception escapes this module.
+Every failure that dulwich or the OS reports for a damaged or unreadable repository is raised as
+:class:`~modver.errors.StoreError` (``raise ... from exc``, see :class:`_StoreFaults`); unknown
+revisions as :class:`~modver.errors.UnknownVersionError`; no dulwich exception escapes this
+module. Programming errors (TypeError, AttributeError, ... after a dulwich upgrade) are not a
+corrupt store: they propagate as they are. Tested with dulwich 1.2.13 to 1.2.21.
 
 Crash safety (a process may die between any two system calls; git's own object writing is
 the model):
@@ -45,25 +47,43 @@ import os
 import re
 import secrets
 import stat
+import struct
 import sys
 import time
 import traceback
 import weakref
+import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, cast
 
-from dulwich.errors import NotGitRepository, ObjectFormatException
+import dulwich
+from dulwich.errors import (
+    ApplyDeltaError,
+    ChecksumMismatch,
+    CommitError,
+    FileFormatException,
+    NotGitRepository,
+    RefFormatError,
+    WrongObjectException,
+)
 from dulwich.file import FileLocked, adjust_shared_perm
-from dulwich.index import get_unstaged_changes
+from dulwich.index import UnsupportedIndexFormat, get_unstaged_changes
 from dulwich.object_store import DiskObjectStore
-from dulwich.objects import Blob, Commit, Tree, parse_tree
-from dulwich.pack import full_unpacked_object, write_pack_data, write_pack_index
-from dulwich.repo import BaseRepo, MemoryRepo, Repo
+from dulwich.objects import Blob, Commit, ShaFile, Tree, parse_tree
+from dulwich.pack import PackFileDisappeared, UnresolvedDeltas, full_unpacked_object, write_pack_data, write_pack_index
+from dulwich.refs import DiskRefsContainer, SymrefLoop
+from dulwich.repo import InvalidWorktreeConfiguration, MemoryRepo, Repo, UnsupportedExtension, UnsupportedVersion
 
 from modver import _fs, errors
+
+if TYPE_CHECKING:
+    from dulwich.file import SharedPerm
+    from dulwich.objects import ObjectID
+    from dulwich.refs import Ref
 
 __all__ = ["AUTHOR", "GitRepo", "GitTree"]
 
@@ -85,8 +105,43 @@ _OBJECT_MODE = 0o444  # git's mode for objects and packs, before the umask
 _MODVER_REF = re.compile(r"refs/modver/[A-Za-z0-9_./-]+\Z")  # what an owner record may name
 _PACK_TEMP = "tmp_pack_modver_"
 _IDX_TEMP = "tmp_idx_modver_"
-# Programming errors are never "a corrupt store": they propagate as they are.
-_BUGS = (TypeError, AttributeError, NameError, AssertionError)
+_FSCK_HINT = "the git object database may be corrupt; run `git fsck` to check it"
+# What dulwich 1.2 and the OS raise on a damaged or unreadable repository (read from dulwich's
+# source, and seen on damaged repositories: tests/test_git.py). Anything else is a bug.
+_STORE_FAULTS: tuple[type[Exception], ...] = (
+    OSError,  # a missing, unreadable or vanished file; dulwich's PackInputTooLarge
+    ValueError,  # malformed numbers, hex, headers or config; UnicodeDecodeError
+    OverflowError,  # a damaged pack index's offsets
+    zlib.error,  # a damaged compressed object
+    struct.error,  # a truncated pack index
+    FileFormatException,  # ObjectFormatException, EmptyFileException, PackedRefsException
+    ChecksumMismatch,
+    WrongObjectException,
+    ApplyDeltaError,
+    UnresolvedDeltas,
+    PackFileDisappeared,
+    SymrefLoop,
+    RefFormatError,
+    UnsupportedIndexFormat,
+)
+# Raised by dulwich itself, these are store faults too; raised by modver, they are bugs:
+# dulwich's own words for "damaged" (``raise AssertionError(...)`` on a bad pack, pack index or
+# index header) and "missing" (``KeyError(sha)``) ...
+_DULWICH_CONVENTIONS = (AssertionError, KeyError)
+# ... and what these functions of dulwich 1.2 raise on damaged bytes (found by damaging repositories)
+_DAMAGE_SITES = frozenset(
+    {
+        "ShaFile._is_legacy_object",  # TypeError: a loose object of one byte
+        "ShaFile._parse_object",  # TypeError: a loose object cut inside its size header
+        "FilePackIndex._object_offset",  # TypeError: a pack index whose object names are cut short
+        "DiskRefsContainer.get_packed_refs",  # StopIteration: an empty packed-refs file
+        "DiskRefsContainer._read_loose_ref_file",  # StopIteration: a ref file holding only "ref: "
+        "DiskRefsContainer.read_loose_ref",  # the same, before dulwich 1.2.17
+    }
+)
+_DULWICH_DIR = os.path.dirname(os.path.abspath(dulwich.__file__)) + os.sep
+# opening a repository can also meet a repository format dulwich does not support
+_OPEN_FAULTS = (UnsupportedVersion, UnsupportedExtension, InvalidWorktreeConfiguration)
 
 # Tree entries, parsed: name -> (mode, hex sha), names decoded as utf-8 (surrogateescape).
 _Entries = dict[str, tuple[int, str]]
@@ -113,15 +168,60 @@ def _split_path(path: str) -> list[str]:
     return [part for part in path.replace("\\", "/").split("/") if part not in ("", ".")]
 
 
+def _oid(sha: str) -> ObjectID:
+    """A hex sha as dulwich's object id (ASCII bytes)."""
+    return cast("ObjectID", sha.encode("ascii"))
+
+
+def _ref(name: str) -> Ref:
+    """A ref name as dulwich's ref (bytes)."""
+    return cast("Ref", _encode(name))
+
+
 def _store_error(what: str, exc: BaseException, where: str | None = None) -> errors.StoreError:
     # The failed dulwich frames may hold memoryviews of a pack's mmap; clearing their locals
     # lets the repository close while this error (with its __cause__) is still alive.
     traceback.clear_frames(exc.__traceback__)
-    return errors.StoreError(
-        f"{what}: {type(exc).__name__}: {exc}",
-        where=where,
-        hint="the git object database may be corrupt; run `git fsck` to check it",
-    )
+    return errors.StoreError(f"{what}: {type(exc).__name__}: {exc}", where=where, hint=_FSCK_HINT)
+
+
+def _dulwich_fault(exc: BaseException, tb: TracebackType | None) -> bool:
+    """Whether dulwich itself raised ``exc`` (traceback ``tb``) to say that the store is damaged."""
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    if not code.co_filename.startswith(_DULWICH_DIR):
+        return False
+    if isinstance(exc, _DULWICH_CONVENTIONS):
+        return True
+    return isinstance(exc, (TypeError, StopIteration)) and code.co_qualname in _DAMAGE_SITES
+
+
+class _StoreFaults:
+    """``with _StoreFaults(what, where):`` raises a store fault of its block as StoreError.
+
+    A store fault is one of :data:`_STORE_FAULTS` (or of ``also``), or what dulwich raises
+    itself to say that the store is damaged (:func:`_dulwich_fault`). The message is ``what:
+    <exception type>: <exception>``. Everything else (a ModverError, a bug) propagates as it is.
+    """
+
+    __slots__ = ("also", "what", "where")
+
+    def __init__(self, what: str, where: str | None = None, also: tuple[type[Exception], ...] = ()) -> None:
+        self.what = what
+        self.where = where
+        self.also = also
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc is None:
+            return
+        if isinstance(exc, _STORE_FAULTS + self.also) or _dulwich_fault(exc, tb):
+            raise _store_error(self.what, exc, self.where) from exc
 
 
 def _seconds(variable: str, default: float) -> float:
@@ -134,7 +234,7 @@ def _seconds(variable: str, default: float) -> float:
     except ValueError:
         value = -1.0
     if not value >= 0:  # also refuses nan
-        raise errors.ModverError(
+        raise errors.UsageError(
             f"{variable}={text!r} is not a number of seconds",
             hint=f"set {variable} to a number such as 30, or unset it",
         )
@@ -157,7 +257,7 @@ def _create_temp(folder: str, prefix: str) -> tuple[int, str]:
             continue
 
 
-def _make_dir(path: str, shared_perm: Any) -> None:
+def _make_dir(path: str, shared_perm: SharedPerm | None) -> None:
     """Create the folder ``path`` if missing, widened per ``core.sharedRepository`` like git."""
     try:
         os.mkdir(path)
@@ -166,7 +266,7 @@ def _make_dir(path: str, shared_perm: Any) -> None:
     adjust_shared_perm(path, shared_perm)
 
 
-def _write_loose_object(store: DiskObjectStore, obj: Any) -> None:
+def _write_loose_object(store: DiskObjectStore, obj: ShaFile) -> None:
     """Store ``obj`` as a loose object the way git does (see the module docstring)."""
     if store.contains_packed(obj.id):
         return
@@ -265,7 +365,7 @@ def _write_owner(path: str, action: str, ref: str | None) -> None:
         os.close(fd)
 
 
-def _make_lock_file(lock: str, shared_perm: Any) -> None:
+def _make_lock_file(lock: str, shared_perm: SharedPerm | None) -> None:
     """Create the modver lock's folder (and, in a shared repository, the lock file) like git."""
     folder = os.path.dirname(lock)
     if not os.path.isdir(folder):
@@ -311,7 +411,7 @@ def _describe(record: dict[str, Any] | None) -> str:
     return f"{_who(record)}, which is {record.get('action', 'working')}"
 
 
-def _close_repo(repo: BaseRepo) -> None:
+def _close_repo(repo: Repo | MemoryRepo) -> None:
     try:
         repo.close()
     except BufferError:
@@ -330,7 +430,7 @@ class GitRepo:
     files open and complains at exit.
     """
 
-    def __init__(self, repo: BaseRepo, root: Path):
+    def __init__(self, repo: Repo | MemoryRepo, root: Path):
         self._repo = repo
         self.root = root
         # closed by close(), or at interpreter exit while modules still work: an unclosed
@@ -339,22 +439,21 @@ class GitRepo:
         self._commits: dict[str, _CommitInfo] = {}
         self._trees: dict[str, _Entries] = {}
         self._walks: dict[str, tuple[str, ...]] = {}
-        self._pending: dict[str, Any] | None = None  # objects held back by buffered_objects()
+        self._pending: dict[str, ShaFile] | None = None  # objects held back by buffered_objects()
 
     # -- opening ----------------------------------------------------------------------------
 
     @classmethod
     def discover(cls, path: str | os.PathLike[str] = ".") -> GitRepo:
         """Open the repository containing ``path`` (walking up to its root)."""
-        try:
-            repo = Repo.discover(os.fspath(path))
-        except NotGitRepository as exc:
-            raise errors.NotARepositoryError(
-                f"not a git repository (or any parent folder): {os.fspath(path)}",
-                hint="run 'modver init'",
-            ) from exc
-        except OSError as exc:
-            raise _store_error("cannot open the git repository", exc, os.fspath(path)) from exc
+        with _StoreFaults("cannot open the git repository", os.fspath(path), also=_OPEN_FAULTS):
+            try:
+                repo = Repo.discover(os.fspath(path))
+            except NotGitRepository as exc:
+                raise errors.NotARepositoryError(
+                    f"not a git repository (or any parent folder): {os.fspath(path)}",
+                    hint="run 'modver init'",
+                ) from exc
         opened = cls(repo, Path(repo.path).resolve())
         opened._recover_if_left()
         return opened
@@ -363,11 +462,9 @@ class GitRepo:
     def init(cls, path: str | os.PathLike[str]) -> GitRepo:
         """Create a repository at ``path`` (made if missing), with dulwich, on branch main."""
         target = Path(path)
-        try:
+        with _StoreFaults("cannot create a git repository", str(target)):
             target.mkdir(parents=True, exist_ok=True)
             repo = Repo.init(os.fspath(target), default_branch=b"main")
-        except OSError as exc:
-            raise _store_error("cannot create a git repository", exc, str(target)) from exc
         return cls(repo, target.resolve())
 
     @classmethod
@@ -390,36 +487,32 @@ class GitRepo:
 
     # -- raw objects ------------------------------------------------------------------------
 
+    def _get_raw(self, sha: str) -> tuple[int, bytes]:
+        """(type number, raw bytes) of object ``sha``, held back or stored."""
+        held = self._pending.get(sha) if self._pending else None
+        if held is not None:
+            return held.type_num, held.as_raw_string()
+        with _StoreFaults(f"cannot read git object {sha}"):
+            try:
+                return self._repo.object_store.get_raw(_oid(sha))
+            except KeyError as exc:
+                if not _dulwich_fault(exc, exc.__traceback__):
+                    raise
+                raise errors.StoreError(f"missing git object {sha}", hint=_FSCK_HINT) from exc
+
     def _raw(self, sha: str, expected: int | None = None) -> bytes:
-        try:
-            held = self._pending.get(sha) if self._pending else None
-            if held is not None:
-                type_num, data = held.type_num, held.as_raw_string()
-            else:
-                type_num, data = self._repo.object_store.get_raw(sha.encode("ascii"))
-        except KeyError as exc:
-            raise errors.StoreError(
-                f"missing git object {sha}",
-                hint="the git object database may be corrupt; run `git fsck` to check it",
-            ) from exc
-        except _BUGS:
-            raise
-        except Exception as exc:  # zlib, pack, checksum, OS errors: all mean an unreadable store
-            raise _store_error(f"cannot read git object {sha}", exc) from exc
+        type_num, data = self._get_raw(sha)
         if expected is not None and type_num != expected:
             raise errors.StoreError(
                 f"git object {sha} is a {_TYPE_NAMES.get(type_num, type_num)}, expected a {_TYPE_NAMES[expected]}",
-                hint="the git object database may be corrupt; run `git fsck` to check it",
+                hint=_FSCK_HINT,
             )
         return data
 
     def _type(self, sha: str) -> int:
         if self._pending and sha in self._pending:
             return self._pending[sha].type_num
-        try:
-            return self._repo.object_store.get_raw(sha.encode("ascii"))[0]
-        except Exception as exc:
-            raise _store_error(f"cannot read git object {sha}", exc) from exc
+        return self._get_raw(sha)[0]
 
     def has_object(self, sha: str) -> bool:
         """Whether the object database holds ``sha`` (a 40-digit hex id)."""
@@ -427,10 +520,8 @@ class GitRepo:
             return False
         if self._pending and sha in self._pending:
             return True
-        try:
-            return sha.encode("ascii") in self._repo.object_store
-        except Exception as exc:
-            raise _store_error("cannot read the object database", exc) from exc
+        with _StoreFaults("cannot read the object database"):
+            return _oid(sha) in self._repo.object_store
 
     def read_blob(self, sha: str) -> bytes:
         """The bytes of blob ``sha``."""
@@ -464,10 +555,7 @@ class GitRepo:
         except ValueError as exc:
             raise _store_error(f"malformed git commit {sha}", exc) from exc
         if tree is None:
-            raise errors.StoreError(
-                f"malformed git commit {sha}: no tree",
-                hint="the git object database may be corrupt; run `git fsck` to check it",
-            )
+            raise errors.StoreError(f"malformed git commit {sha}: no tree", hint=_FSCK_HINT)
         return _CommitInfo(tree, tuple(parents), when, offset, message)
 
     def tree_entries(self, tree_sha: str) -> _Entries:
@@ -475,10 +563,8 @@ class GitRepo:
         entries = self._trees.get(tree_sha)
         if entries is None:
             data = self._raw(tree_sha, _TREE)
-            try:
+            with _StoreFaults(f"malformed git tree {tree_sha}"):
                 parsed = parse_tree(data, _SHA_LEN)
-            except (ObjectFormatException, ValueError) as exc:
-                raise _store_error(f"malformed git tree {tree_sha}", exc) from exc
             entries = {_decode(name): (mode, hexsha.decode("ascii")) for name, mode, hexsha in parsed}
             self._trees[tree_sha] = entries
         return entries
@@ -515,22 +601,20 @@ class GitRepo:
 
     def head_commit(self) -> str | None:
         """The commit HEAD points at, or None before the first commit."""
-        try:
-            _, sha = self._repo.refs.follow(b"HEAD")
-        except KeyError:
-            return None
-        except Exception as exc:
-            raise _store_error("cannot read HEAD", exc, "HEAD") from exc
-        return self._check_ref_value("HEAD", sha)
+        with _StoreFaults("cannot read HEAD", "HEAD"):
+            try:
+                _, sha = self._repo.refs.follow(_ref("HEAD"))
+            except KeyError:
+                return None
+        return None if sha is None else self._check_ref_value("HEAD", sha)
 
     def current_branch(self) -> str | None:
         """The branch HEAD is on (also before its first commit), or None when detached."""
-        try:
-            names, _ = self._repo.refs.follow(b"HEAD")
-        except KeyError:
-            return None
-        except Exception as exc:
-            raise _store_error("cannot read HEAD", exc, "HEAD") from exc
+        with _StoreFaults("cannot read HEAD", "HEAD"):
+            try:
+                names, _ = self._repo.refs.follow(_ref("HEAD"))
+            except KeyError:
+                return None
         last = names[-1] if names else b"HEAD"
         if last.startswith(b"refs/heads/"):
             return _decode(last[len(b"refs/heads/") :])
@@ -582,26 +666,23 @@ class GitRepo:
         if _HEX40.match(raw.lower()) and self.has_object(base.lower()):
             return base.lower()
         for candidate in (
-            raw,
-            b"refs/" + raw,
-            b"refs/tags/" + raw,
-            b"refs/heads/" + raw,
-            b"refs/remotes/" + raw,
-            b"refs/remotes/" + raw + b"/HEAD",
+            base,
+            f"refs/{base}",
+            f"refs/tags/{base}",
+            f"refs/heads/{base}",
+            f"refs/remotes/{base}",
+            f"refs/remotes/{base}/HEAD",
         ):
-            try:
-                _, sha = self._repo.refs.follow(candidate)
-            except (KeyError, ValueError):
-                continue
-            except Exception as exc:
-                raise _store_error("cannot read refs", exc, base) from exc
+            with _StoreFaults("cannot read refs", base):
+                try:
+                    _, sha = self._repo.refs.follow(_ref(candidate))
+                except (KeyError, ValueError):
+                    continue
             if sha is not None:
-                return self._check_ref_value(_decode(candidate), sha)
+                return self._check_ref_value(candidate, sha)
         if _HEX_ABBREV.match(base):
-            try:
+            with _StoreFaults("cannot read the object database"):
                 matches = sorted({m.decode("ascii") for m in self._repo.object_store.iter_prefix(raw.lower())})
-            except Exception as exc:
-                raise _store_error("cannot read the object database", exc) from exc
             commits = [m for m in matches if self._type(m) in (_COMMIT, _TAG)]
             if len(commits) == 1:
                 return commits[0]
@@ -619,8 +700,8 @@ class GitRepo:
                 raise self._unknown_rev(rev, f"it names a {kind_name}, not a commit")
             data = self._raw(sha, _TAG)
             first = data.split(b"\n", 1)[0]
-            if not first.startswith(b"object "):
-                raise errors.StoreError(f"malformed git tag {sha}")
+            if not (first.startswith(b"object ") and _HEX40.match(first[7:])):
+                raise errors.StoreError(f"malformed git tag {sha}", hint=_FSCK_HINT)
             sha = first[7:].decode("ascii")
         raise self._unknown_rev(rev, "tag chain too long")
 
@@ -680,39 +761,32 @@ class GitRepo:
         Untracked files do not count. Before the first commit, any indexed file counts.
         A repository without a working tree is never dirty.
         """
-        if isinstance(self._repo, MemoryRepo) or not self._repo.has_index():
+        repo = self._repo
+        if isinstance(repo, MemoryRepo) or not repo.has_index():
             return False
-        try:
-            index = self._repo.open_index()
-            head = self.head_commit()
-            tree = self._commit(head).tree.encode("ascii") if head else None
-            for _ in index.changes_from_tree(self._repo.object_store, tree):
+        head = self.head_commit()
+        tree = _oid(self._commit(head).tree) if head else None
+        with _StoreFaults("cannot compare the working tree with HEAD"):
+            index = repo.open_index()
+            for _ in index.changes_from_tree(repo.object_store, tree):
                 return True
             for _ in get_unstaged_changes(index, os.fspath(self.root)):
                 return True
-        except errors.ModverError:
-            raise
-        except Exception as exc:
-            raise _store_error("cannot compare the working tree with HEAD", exc) from exc
         return False
 
     # -- writing objects --------------------------------------------------------------------
 
-    def _add(self, obj: Any) -> str:
+    def _add(self, obj: ShaFile) -> str:
         sha = obj.id.decode("ascii")
         if self._pending is not None:
             self._pending.setdefault(sha, obj)  # one already stored is harmless in the new pack
             return sha
         store = self._repo.object_store
-        try:
+        with _StoreFaults("cannot write to the git object database"):
             if isinstance(store, DiskObjectStore):
                 _write_loose_object(store, obj)
             elif obj.id not in store:
                 store.add_object(obj)
-        except _BUGS:
-            raise
-        except Exception as exc:
-            raise _store_error("cannot write to the git object database", exc) from exc
         return sha
 
     @contextlib.contextmanager
@@ -739,19 +813,15 @@ class GitRepo:
             return 0
         objects = list(self._pending.values())
         store = self._repo.object_store
-        try:
+        with _StoreFaults("cannot write a pack to the git object database"):
             if isinstance(store, DiskObjectStore):
                 self._write_pack(store, objects)
             else:
                 store.add_objects([(obj, None) for obj in objects])
-        except (errors.ModverError, *_BUGS):
-            raise
-        except Exception as exc:
-            raise _store_error("cannot write a pack to the git object database", exc) from exc
         self._pending.clear()
         return len(objects)
 
-    def _write_pack(self, store: DiskObjectStore, objects: list[Any]) -> None:
+    def _write_pack(self, store: DiskObjectStore, objects: list[ShaFile]) -> None:
         """Write ``objects`` as ``pack-<checksum>.pack`` + ``.idx``: temporaries, fsynced, index last.
 
         dulwich's own ``add_objects`` reads the new pack back to index it; the offsets and
@@ -817,10 +887,10 @@ class GitRepo:
         tree = Tree()
         for name, value in node.items():
             if isinstance(value, dict):
-                tree.add(_encode(name), stat.S_IFDIR, self._write_node(value).encode("ascii"))
+                tree.add(_encode(name), stat.S_IFDIR, _oid(self._write_node(value)))
             else:
                 mode, sha = value
-                tree.add(_encode(name), mode, sha.encode("ascii"))
+                tree.add(_encode(name), mode, _oid(sha))
         sha = self._add(tree)
         return sha
 
@@ -838,8 +908,8 @@ class GitRepo:
         delta = when.utcoffset() if when is not None else None
         offset = int(delta.total_seconds()) if delta is not None else 0
         commit = Commit()
-        commit.tree = tree.encode("ascii")
-        commit.parents = [p.encode("ascii") for p in parents]
+        commit.tree = _oid(tree)
+        commit.parents = [_oid(p) for p in parents]
         commit.author = commit.committer = author.encode("utf-8")
         commit.author_time = commit.commit_time = stamp
         commit.author_timezone = commit.commit_timezone = offset
@@ -849,9 +919,7 @@ class GitRepo:
 
     # -- refs -------------------------------------------------------------------------------
 
-    def _check_ref_value(self, name: str, sha: bytes | None) -> str | None:
-        if sha is None:
-            return None
+    def _check_ref_value(self, name: str, sha: bytes) -> str:
         if not _HEX40.match(sha):
             raise errors.StoreError(
                 f"corrupt git ref {name}: {sha[:60]!r} is not an object id",
@@ -862,13 +930,12 @@ class GitRepo:
 
     def read_ref(self, name: str) -> str | None:
         """The sha ``name`` (a full ref name, symbolic refs followed) points at, or None."""
-        try:
-            _, sha = self._repo.refs.follow(_encode(name))
-        except KeyError:
-            return None
-        except Exception as exc:
-            raise _store_error(f"cannot read ref {name}", exc, name) from exc
-        return self._check_ref_value(name, sha)
+        with _StoreFaults(f"cannot read ref {name}", name):
+            try:
+                _, sha = self._repo.refs.follow(_ref(name))
+            except KeyError:
+                return None
+        return None if sha is None else self._check_ref_value(name, sha)
 
     def set_ref_if_equals(self, name: str, old: str | None, new: str) -> bool:
         """Compare-and-swap: point ``name`` at ``new`` only if it is ``old`` (None: absent).
@@ -909,20 +976,22 @@ class GitRepo:
 
     def _swap_ref(self, name: str, old: str | None, new: str) -> bool:
         refs = self._repo.refs
-        try:
+        with _StoreFaults(f"cannot update ref {name}", name):  # FileLocked passes: the caller waits
             if old is None:
-                return bool(refs.add_if_new(_encode(name), new.encode("ascii")))
-            return bool(refs.set_if_equals(_encode(name), old.encode("ascii"), new.encode("ascii")))
-        except FileLocked:
-            raise
-        except Exception as exc:
-            raise _store_error(f"cannot update ref {name}", exc, name) from exc
+                return bool(refs.add_if_new(_ref(name), _oid(new)))
+            return bool(refs.set_if_equals(_ref(name), _oid(old), _oid(new)))
 
     # -- the modver lock (see the module docstring) -----------------------------------------
 
+    def _disk(self) -> Repo:
+        """The repository on disk: the modver lock and the working tree exist only there."""
+        if not isinstance(self._repo, Repo):
+            raise TypeError(f"{self!r} is an in-memory repository: it has no files")
+        return self._repo
+
     def _lock_paths(self) -> tuple[str, str]:
         """The modver lock and its owner record: ``<git common dir>/modver/{lock,owner}``."""
-        folder = os.path.join(self._repo.commondir(), "modver")
+        folder = os.path.join(self._disk().commondir(), "modver")
         return os.path.join(folder, "lock"), os.path.join(folder, "owner")
 
     @contextlib.contextmanager
@@ -931,7 +1000,7 @@ class GitRepo:
         lock, owner = self._lock_paths()
         with contextlib.ExitStack() as held:
             try:
-                _make_lock_file(lock, self._repo.object_store.shared_perm)
+                _make_lock_file(lock, self._disk().object_store.shared_perm)
                 _acquire(held, lock, owner)
                 self._recover(owner)
                 _write_owner(owner, action, ref)
@@ -952,14 +1021,20 @@ class GitRepo:
         record = _read_owner(owner)
         if record is None:
             return
+        repo = self._disk()
         ref = record.get("ref")
         removed = []
-        if isinstance(ref, str) and _MODVER_REF.match(ref) and ".." not in ref:
-            stale = os.fsdecode(self._repo.refs.refpath(_encode(ref))) + ".lock"
+        if (
+            isinstance(ref, str)
+            and _MODVER_REF.match(ref)
+            and ".." not in ref
+            and isinstance(repo.refs, DiskRefsContainer)
+        ):
+            stale = os.fsdecode(repo.refs.refpath(_encode(ref))) + ".lock"
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(stale)
                 removed.append(stale)
-        _clean_pack_dir(os.path.join(self._repo.object_store.path, "pack"))
+        _clean_pack_dir(os.path.join(repo.object_store.path, "pack"))
         os.unlink(owner)
         _logger().info(
             "%s died while %s; repaired what it left%s",
@@ -991,16 +1066,15 @@ class GitRepo:
         """
         from dulwich import porcelain
 
-        try:
-            porcelain.add(self._repo, paths=None)
+        repo = self._disk()
+        with _StoreFaults("cannot commit the working tree", str(self.root), also=(porcelain.Error, CommitError)):
+            porcelain.add(repo, paths=None)
             sha = porcelain.commit(
-                self._repo,
+                repo,
                 message=message.encode("utf-8"),
                 author=author.encode("utf-8"),
                 committer=author.encode("utf-8"),
             )
-        except Exception as exc:
-            raise _store_error("cannot commit the working tree", exc, str(self.root)) from exc
         self._walks.clear()
         return sha.decode("ascii") if isinstance(sha, bytes) else str(sha)
 
@@ -1010,17 +1084,10 @@ class GitRepo:
         Keys are full ref names.
         """
         base = prefix.rstrip("/")
-        try:
-            found = self._repo.refs.as_dict(_encode(base))
-        except Exception as exc:
-            raise _store_error(f"cannot list refs under {prefix}", exc, prefix) from exc
-        result: dict[str, str] = {}
-        for key, sha in found.items():
-            name = f"{base}/{_decode(key)}"
-            checked = self._check_ref_value(name, sha)
-            if checked is not None:
-                result[name] = checked
-        return dict(sorted(result.items()))
+        with _StoreFaults(f"cannot list refs under {prefix}", prefix):
+            found = self._repo.refs.as_dict(_ref(base))
+        result = {f"{base}/{_decode(key)}": sha for key, sha in found.items()}
+        return {name: self._check_ref_value(name, sha) for name, sha in sorted(result.items())}
 
 
 class GitTree:

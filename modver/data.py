@@ -279,7 +279,7 @@ class DataHasher:
             while not failures and (index := next(counter)) < len(files):
                 try:
                     self._hash_file(name, files[index], buffer)
-                except BaseException as exc:
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
                     failures.append(exc)
 
         if len(files) == 1:

@@ -26,7 +26,7 @@ def example_dir() -> Path:
     for candidate in (here / "_examples" / "digits", here.parent / "examples" / "digits"):
         if (candidate / "manifest.yaml").exists():
             return candidate
-    raise errors.ModverError(
+    raise errors.DemoError(
         "the bundled example project is missing from this installation of modver",
         where=str(here),
         hint="reinstall modver: pip install --force-reinstall 'modver[example]'",
@@ -43,7 +43,7 @@ def check_example_requirements() -> None:
         if importlib.util.find_spec(module) is None
     ]
     if missing:
-        raise errors.ModverError(
+        raise errors.DemoError(
             f"the demo's example pipeline needs {' and '.join(missing)}, which are not installed",
             hint="install them with the example extra: pip install 'modver[example]'",
         )
@@ -63,7 +63,7 @@ def _edit(root: Path, path: str, old: str, new: str) -> None:
     file = root / path
     text = file.read_text(encoding="utf-8")
     if old not in text:
-        raise errors.ModverError(f"demo: cannot edit {path}: the example changed", where=path)
+        raise errors.DemoError(f"demo: cannot edit {path}: the example changed", where=path)
     file.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
@@ -131,7 +131,7 @@ def run_demo(keep: Path | None, echo: Echo, show: Show) -> Path:
     base = keep if keep is not None else Path(tempfile.mkdtemp(prefix="modver-demo-")) / "digits"
     root = base.resolve()
     if root.exists() and any(root.iterdir()):
-        raise errors.ModverError(f"{root} is not empty", hint="give --keep a new or empty folder")
+        raise errors.UsageError(f"{root} is not empty", hint="give --keep a new or empty folder")
     shutil.copytree(source, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".modver", "__pycache__", ".git"))
 
     def step(title: str, *args: str) -> None:
@@ -140,7 +140,7 @@ def run_demo(keep: Path | None, echo: Echo, show: Show) -> Path:
         echo(f"$ modver {' '.join(args)}")
         code = show(list(args))
         if code != 0:
-            raise errors.ModverError(f"demo step `modver {' '.join(args)}` failed (exit {code})")
+            raise errors.DemoError(f"demo step `modver {' '.join(args)}` failed (exit {code})")
 
     try:
         with _chdir(root):

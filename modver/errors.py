@@ -78,6 +78,23 @@ class CacheError(ModverError):
     """A cached output cannot be written or read."""
 
 
+class UsageError(ModverError):
+    """A bad option or setting: a duration, a count, a timeout, a folder that must be empty."""
+
+
+class MaterializeError(ModverError):
+    """A version that cannot be written as its private package, or whose materialized folder is damaged."""
+
+
+class MetricError(ModverError):
+    """A metric that is not a real number, or a step that is not an integer (``log_metrics``)."""
+
+
+class DemoError(ModverError):
+    """``modver demo`` cannot run: its example is missing or changed, its requirements are not
+    installed, or one of its steps failed."""
+
+
 def format_syntax_error(path: str, line: int, col: int, source_line: str, detail: str) -> str:
     """Render a syntax error as ``path:line:col: detail`` plus the line and a caret."""
     caret = " " * max(col - 1, 0) + "^"

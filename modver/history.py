@@ -418,6 +418,7 @@ class History:
     ) -> StageVersion:
         """Write the commit of the next version on top of ``chain`` (no ref is changed)."""
         number = 1 if chain is None else len(chain.versions) + 1
+        created = when.isoformat()
         meta = {
             "scheme": closure.fingerprint.partition(":")[0],
             "stage": stage,
@@ -425,7 +426,7 @@ class History:
             "fingerprint": closure.fingerprint,
             "entry": closure.entry,
             "origin": origin,
-            "created": when.isoformat(),
+            "created": created,
             "message": message,
             "files": list(closure.files),
             "definitions": [asdict(d) for d in closure.definitions],
@@ -447,7 +448,7 @@ class History:
             fingerprint=closure.fingerprint,
             entry=closure.entry,
             origin=origin,
-            created=meta["created"],
+            created=created,
             message=message,
             commit=commit,
             files=tuple(closure.files),
@@ -619,7 +620,11 @@ class History:
 
     def files(self, version: StageVersion) -> dict[str, bytes]:
         """The version's files: project path -> bytes."""
-        tree = self.source_tree(version)
+        return self.files_at(version.commit)
+
+    def files_at(self, commit: str) -> dict[str, bytes]:
+        """The files stored by the version commit ``commit``: project path -> bytes."""
+        tree = self.repo.tree_at(commit).subtree(SRC)
         result: dict[str, bytes] = {}
         for path in tree.iter_files():
             data = tree.read(path)

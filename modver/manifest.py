@@ -50,7 +50,9 @@ __all__ = [
     "Manifest",
     "dump_manifest_dict",
     "load_manifest",
+    "load_manifest_cached",
     "load_manifest_text",
+    "manifest_schema",
     "read_manifest_bytes",
     "set_pin",
 ]
@@ -368,7 +370,7 @@ def _checked_constructor() -> type:
             elif isinstance(node, SequenceNode):
                 todo.extend(node.value)
 
-    class CheckedConstructor(RoundTripConstructor):  # type: ignore[misc]
+    class CheckedConstructor(RoundTripConstructor):
         def construct_document(self, node: Any) -> Any:
             check(node)
             return super().construct_document(node)
@@ -1019,7 +1021,7 @@ def _render_scalar(value: str, like: str) -> str:
 def _plain_is_string(value: str) -> bool:
     try:
         loaded = _rt_yaml().load(f"k: {value}\n")
-    except Exception:
+    except Exception:  # noqa: BLE001 - a probe: anything odd means "quote it"
         return False
     return isinstance(loaded, Mapping) and type(loaded.get("k")) is str and loaded["k"] == value
 
@@ -1142,3 +1144,50 @@ def parse_scalar(text: str, where: str = "--set value") -> Any:
     budget = _Budget("the value holds")
     budget.start("", where)
     return _plain(doc, where, where, budget)
+
+
+# --------------------------------------------------------------------------- the parsed-manifest cache
+
+
+def manifest_schema() -> str:
+    """A digest of the shape of :class:`Manifest` and :class:`StageSpec` (their fields and
+    types) and of this module's validation bounds: a cached manifest parsed by a modver whose
+    models differ is never used."""
+    import hashlib
+    from dataclasses import fields
+
+    shape = [[cls.__name__, [[f.name, str(f.type)] for f in fields(cls)]] for cls in (Manifest, StageSpec)]
+    text = repr([shape, MAX_MANIFEST_BYTES, TOP_LEVEL_KEYS, STAGE_KEYS, FINGERPRINT_KEYS])
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def load_manifest_cached(path: Path, root: Path, cache_dir: Path | None) -> Manifest:
+    """:func:`load_manifest`, remembering valid manifests in ``cache_dir`` by the digest of their
+    bytes, path, root and :func:`manifest_schema`, so later commands skip parsing YAML (and
+    importing the YAML library). A missing, damaged or stale entry is parsed again; with
+    ``cache_dir`` None nothing is remembered."""
+    import hashlib
+    import pickle
+
+    from modver import _fs
+
+    data = read_manifest_bytes(path)  # a FIFO or a huge file is refused, never read
+    if cache_dir is None:
+        return load_manifest_text(data, path, root)
+    schema = manifest_schema()
+    key = hashlib.blake2b(b"\0".join([schema.encode(), os.fsencode(path), os.fsencode(root), data])).hexdigest()
+    cached = cache_dir / f"{key[:32]}.pickle"
+    try:
+        with open(cached, "rb") as handle:
+            found = pickle.load(handle)
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, IndexError, KeyError,
+            TypeError, ValueError):  # fmt: skip
+        found = None  # missing or damaged: parsed again and rewritten
+    if isinstance(found, tuple) and len(found) == 2 and found[0] == schema and isinstance(found[1], Manifest):
+        return found[1]
+    loaded = load_manifest_text(data, path, root)
+    try:  # a read-only store works too, parsing every time
+        _fs.write_bytes_atomic(cached, pickle.dumps((schema, loaded), protocol=pickle.HIGHEST_PROTOCOL), durable=False)
+    except OSError:
+        pass
+    return loaded

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import importlib.util
 import inspect
 import json
 import posixpath
@@ -69,7 +70,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from modver import _fs
-from modver.errors import EntryNotFoundError, ModverError, SourceError, StageFailedError, format_syntax_error
+from modver.errors import EntryNotFoundError, MaterializeError, SourceError, StageFailedError, format_syntax_error
 
 PACKAGE_PREFIX = "_modver_"
 VERSIONS_DIR = "versions"
@@ -82,7 +83,7 @@ def fingerprint_hex(fingerprint: str) -> str:
     """The hex digits of ``"mv1:<hex>"`` (a bare hex string is accepted)."""
     match = _FINGERPRINT.match(fingerprint) if isinstance(fingerprint, str) else None
     if match is None:
-        raise ModverError(f"invalid fingerprint {fingerprint!r}: expected 'mv1:<hex>'")
+        raise MaterializeError(f"invalid fingerprint {fingerprint!r}: expected 'mv1:<hex>'")
     return match.group(1)
 
 
@@ -165,13 +166,13 @@ def _check_same_version(folder: Path, fingerprint: str) -> None:
     try:
         stored = json.loads((folder / INFO_FILE).read_text(encoding="utf-8")).get("fingerprint")
     except (OSError, ValueError) as exc:
-        raise ModverError(
+        raise MaterializeError(
             f"materialized version {folder} is unreadable: {exc}",
             where=str(folder),
             hint="delete that folder: it is rebuilt from the version's history on the next run",
         ) from exc
     if fingerprint_hex(str(stored)) != fingerprint_hex(fingerprint):
-        raise ModverError(
+        raise MaterializeError(
             f"versions {stored} and {fingerprint} share the package name {folder.name}",
             where=str(folder),
             hint="report this: it is a 64-bit prefix collision",
@@ -181,7 +182,7 @@ def _check_same_version(folder: Path, fingerprint: str) -> None:
 def _check_path(path: str) -> str:
     pure = PurePosixPath(path)
     if pure.is_absolute() or ".." in pure.parts or not pure.parts or "\\" in path or path == INFO_FILE:
-        raise ModverError(f"invalid file path {path!r} in a version: paths must be project-relative")
+        raise MaterializeError(f"invalid file path {path!r} in a version: paths must be project-relative")
     return pure.as_posix()
 
 
@@ -237,7 +238,7 @@ class _Locator:
                 prefix = ".".join([self.package, *PurePosixPath(base).parts]) if base else self.package
                 bad = [part for part in PurePosixPath(base).parts if not part.isidentifier()]
                 if bad:
-                    raise ModverError(
+                    raise MaterializeError(
                         f"{importer}: cannot import {dotted!r} from folder {base!r} in a materialized version: "
                         f"{bad[0]!r} is not a valid Python name",
                         where=importer,
@@ -311,7 +312,7 @@ def _dotted(node: Any) -> str:
 
     name = get_full_name_for_node(node)
     if name is None:  # pragma: no cover - import targets are always names/attributes
-        raise ModverError("unsupported import target")
+        raise MaterializeError("unsupported import target")
     return name
 
 
@@ -425,7 +426,8 @@ def _build_transformer() -> type:
                 statements.append(updated.with_changes(names=kept, semicolon=cst.MaybeSentinel.DEFAULT))
             for piece in pieces:
                 line = cst.parse_statement(piece + "\n")
-                statements.append(line.body[0])  # type: ignore[attr-defined]
+                assert isinstance(line, cst.SimpleStatementLine)  # an import is a simple statement
+                statements.append(line.body[0])
             # keep the line count: a backslash-continued import keeps its continuations
             breaks = cst.Module(body=[]).code_for_node(original).count("\n")
             if breaks:
@@ -462,7 +464,7 @@ def _build_transformer() -> type:
                 return None
             return path if isinstance(path, cst.SimpleString) else None
 
-        def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.Call:
+        def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
             from libcst.helpers import get_full_name_for_node
 
             literal = self._run_literal(updated)
@@ -473,7 +475,7 @@ def _build_transformer() -> type:
                     copy = cst.parse_expression(
                         f'__import__("modver.materialize").materialize.version_file(__file__, {stored!r})'
                     )
-                    return updated.deep_replace(literal, copy)  # type: ignore[return-value]
+                    return updated.deep_replace(literal, copy)
             if get_full_name_for_node(updated.func) not in _IMPORT_MODULE_CALLS or not updated.args:
                 return updated
             first = updated.args[0]
@@ -575,8 +577,9 @@ def _method_caller(cls: type, function: Callable[..., Any]) -> Callable[..., Any
         return getattr(cls(), name)(*args, **kwargs)
 
     signature = inspect.signature(function)
+    # inspect.signature() honours __signature__, which typeshed does not declare on functions
     call.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])  # type: ignore[attr-defined]
-    del call.__wrapped__  # type: ignore[attr-defined]
+    del call.__wrapped__
     return call
 
 

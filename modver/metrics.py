@@ -19,7 +19,7 @@ warn: it validates the values exactly as in a run, so a mistake shows up before 
 run, and keeps the events in a bounded module-level buffer (the last
 :data:`UNATTACHED_LIMIT`) that :func:`unattached_metrics` returns. Values must be real numbers
 (``int``, ``float``, ``bool`` → 0/1, numpy scalars, 0-d arrays or one-element tensors via
-``.item()``); anything else raises :class:`~modver.errors.ModverError`.
+``.item()``); anything else raises :class:`~modver.errors.MetricError`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any
 
-from modver.errors import ModverError
+from modver.errors import MetricError
 
 UNATTACHED_LIMIT = 10_000
 
@@ -135,7 +135,7 @@ def _check_step(step: Any) -> int | None:
         return None
     if isinstance(step, numbers.Integral) and not isinstance(step, bool):
         return int(step)
-    raise ModverError(
+    raise MetricError(
         f"log_metrics(step=...) must be an integer, not {type(step).__name__} {step!r}",
         hint="pass the epoch or iteration number, e.g. log_metrics(step=epoch, loss=loss)",
     )
@@ -157,10 +157,10 @@ def _check_value(name: str, value: Any) -> int | float:
     raise _not_numeric(name, original, "metrics must be real numbers")
 
 
-def _not_numeric(name: str, value: Any, reason: str) -> ModverError:
+def _not_numeric(name: str, value: Any, reason: str) -> MetricError:
     shown = repr(value)
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
-    return ModverError(
+    return MetricError(
         f"metric {name!r} is not a number: {type(value).__name__} {shown} ({reason})",
         hint="log numbers, e.g. log_metrics(accuracy=float(acc)); store other results as the stage's output",
     )

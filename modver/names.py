@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import TypeGuard
 
 from modver.errors import InvalidNameError
 
@@ -19,7 +20,7 @@ __all__ = ["did_you_mean", "is_name", "suggest", "validate_name"]
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 
 
-def is_name(name: object) -> bool:
+def is_name(name: object) -> TypeGuard[str]:
     """Whether ``name`` may be a stage or tag name (see the module docstring)."""
     return (
         isinstance(name, str)

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from modver import _fs, errors
+from modver.record import RunRecord, RunStatus
 
 __all__ = ["GC_LOCK", "GcResult", "Removal", "collect_garbage", "parse_duration", "store_lock"]
 
@@ -80,10 +81,10 @@ class GcResult:
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in ``30d``, ``12h``, ``90m``, ``2w``, ``45s``; :class:`~modver.errors.ModverError` otherwise."""
+    """Seconds in ``30d``, ``12h``, ``90m``, ``2w``, ``45s``; :class:`~modver.errors.UsageError` otherwise."""
     match = _DURATION.match(text)
     if match is None:
-        raise errors.ModverError(
+        raise errors.UsageError(
             f"invalid duration {text!r}", hint="write a number and a unit: 45s, 90m, 12h, 30d or 2w"
         )
     return float(match.group(1)) * _UNITS[match.group(2)]
@@ -108,16 +109,16 @@ def _size(path: Path) -> int:
     return total
 
 
-def _started(record: dict[str, Any]) -> float | None:
+def _started(record: RunRecord) -> float | None:
     try:
-        return datetime.fromisoformat(str(record.get("started"))).timestamp()
+        return datetime.fromisoformat(str(record.started)).timestamp()
     except ValueError:
         return None
 
 
 def kept_runs(
-    records: list[dict[str, Any]], *, keep_last: int | None, older_than: float | None, now: float
-) -> list[dict[str, Any]]:
+    records: list[RunRecord], *, keep_last: int | None, older_than: float | None, now: float
+) -> list[RunRecord]:
     """The records whose runs are kept (see the module docstring); ``records`` oldest first."""
     if keep_last is None and older_than is None:
         return list(records)
@@ -126,14 +127,14 @@ def kept_runs(
     for r in records:
         started = _started(r)
         recent = older_than is not None and started is not None and now - started < older_than
-        if id(r) in newest or recent or r.get("status") == "running":
+        if id(r) in newest or recent or r.status is RunStatus.RUNNING:
             kept.append(r)
     return kept
 
 
 def collect_garbage(
     store: Path,
-    records: Iterable[dict[str, Any]],
+    records: Iterable[RunRecord],
     *,
     keep_last: int | None = None,
     older_than: float | None = None,
@@ -146,21 +147,19 @@ def collect_garbage(
     "running" record whose process is gone must already read as "died")."""
     from modver.cache import OutputCache
     from modver.materialize import VERSIONS_DIR, package_name
-    from modver.records import RunStore
+    from modver.runstore import RunStore
 
     if keep_last is not None and keep_last < 0:
-        raise errors.ModverError(f"--keep-last must be 0 or more, not {keep_last}", hint="e.g. --keep-last 10")
+        raise errors.UsageError(f"--keep-last must be 0 or more, not {keep_last}", hint="e.g. --keep-last 10")
     records = list(records)
     kept = kept_runs(records, keep_last=keep_last, older_than=older_than, now=time.time() if now is None else now)
     keys, packages = set(), set()
     for r in kept:
-        for info in (r.get("stages") or {}).values():
-            if isinstance(info, dict) and isinstance(info.get("cache_key"), str):
-                keys.add(info["cache_key"])
-        for fingerprint in (r.get("fingerprints") or {}).values():
-            if isinstance(fingerprint, str):
+        for stage in r.stages.values():
+            keys.add(stage.cache_key)
+            if stage.fingerprint is not None:
                 try:
-                    packages.add(package_name(fingerprint))
+                    packages.add(package_name(stage.fingerprint))
                 except errors.ModverError:
                     continue  # a fingerprint no version is materialized under
     removed: list[Removal] = []
@@ -178,11 +177,11 @@ def collect_garbage(
             removed.append(Removal("leftover", leftover, _size(leftover), "left by a crashed writer"))
     if remove_records:
         runs = RunStore(store / "runs")
-        kept_ids = {r.get("run") for r in kept}
+        kept_ids = {r.run for r in kept}
         for r in records:
-            if r.get("run") not in kept_ids and r.get("status") != "running":
-                folder = runs.path(str(r["run"]))
-                removed.append(Removal("record", folder, _size(folder), f"run {r['run']} ({r.get('status')})"))
+            if r.run not in kept_ids and r.status is not RunStatus.RUNNING:
+                folder = runs.path(r.run)
+                removed.append(Removal("record", folder, _size(folder), f"run {r.run} ({r.status})"))
     if not dry_run:
         for item in removed:
             if item.path.is_dir() and not item.path.is_symlink():

@@ -41,7 +41,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from modver.errors import CacheError
 
@@ -287,7 +287,7 @@ class Fletcher64:
 class _ChecksumWriter(io.RawIOBase):
     """A write-only file that checksums what passes through (for pickle)."""
 
-    def __init__(self, handle: io.BufferedWriter):
+    def __init__(self, handle: BinaryIO):
         super().__init__()
         self._handle = handle
         self.checksum = new_checksum()
@@ -295,7 +295,7 @@ class _ChecksumWriter(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data: Any) -> int:  # type: ignore[override]
+    def write(self, data: Any) -> int:
         self.checksum.update(data)
         return self._handle.write(data)
 

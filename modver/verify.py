@@ -87,7 +87,7 @@ def verify_version(history: History, version: StageVersion, *, docstrings: bool 
 def verify_history(history: History, stages: Iterable[str] = (), *, docstrings: bool = False) -> list[VersionCheck]:
     """:func:`verify_version` for every version of ``stages`` (default: every stage), oldest first."""
     names = list(stages) or history.stages()
-    checks = []
+    checks: list[VersionCheck] = []
     for stage in names:
         versions = history.versions(stage)
         if not versions:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from tests.helpers import PIPELINE, RUN_PIPELINE, GitProject
 
 settings.register_profile(
     "ci", derandomize=True, deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow]
@@ -36,51 +37,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPath
     monkeypatch.setenv("GIT_COMMITTER_EMAIL", "author@example.com")
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "200")
-
-
-class GitProject:
-    """A real git repository in a temporary folder, driven with the git binary (tests only)."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.git("init", "-q", "-b", "main")
-
-    def git(self, *args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=self.root, capture_output=True, text=True, check=True)
-        return done.stdout.strip()
-
-    def write(self, path: str, text: str) -> Path:
-        target = self.root / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text, encoding="utf-8")
-        return target
-
-    def read(self, path: str) -> str:
-        return (self.root / path).read_text(encoding="utf-8")
-
-    def commit(self, message: str, *paths: str) -> str:
-        self.git("add", *(paths or ("-A",)))
-        self.git("commit", "-q", "--allow-empty", "-m", message)
-        return self.git("rev-parse", "HEAD")
-
-    def state(self) -> dict[str, object]:
-        """Everything modver must never change: HEAD, branches, index bytes, tracked files."""
-        index = self.root / ".git" / "index"
-        return {
-            "head": self.git("rev-parse", "--verify", "-q", "HEAD") if self.has_commits() else None,
-            "symbolic": self.git("symbolic-ref", "-q", "HEAD"),
-            "branches": self.git("for-each-ref", "refs/heads", "refs/tags"),
-            "index": index.read_bytes() if index.exists() else None,
-            "status": self.git("status", "--porcelain", "--untracked-files=no"),
-        }
-
-    def has_commits(self) -> bool:
-        return (
-            subprocess.run(
-                ["git", "rev-parse", "-q", "--verify", "HEAD"], cwd=self.root, capture_output=True
-            ).returncode
-            == 0
-        )
 
 
 @pytest.fixture
@@ -112,48 +68,6 @@ def assert_versions_verify(root: Path) -> None:
     assert not damaged, f"versions whose stored code is not their fingerprint's: {damaged}"
 
 
-PIPELINE = {
-    "manifest.yaml": """\
-# demo manifest
-data:
-  raw: data/raw.txt
-stages:
-  prep:
-    entry: pipe/prep.py:prep   # the first stage
-    inputs: {raw: data.raw}
-    params: {scale: 2}
-  train:
-    entry: pipe/train.py:train
-    inputs: {data: prep}
-""",
-    "data/raw.txt": "1 2 3\n",
-    "pipe/__init__.py": "",
-    "pipe/util.py": """\
-FACTOR = 3
-
-
-def helper(x):
-    return x * FACTOR
-
-
-def unused():
-    return 'never reached'
-""",
-    "pipe/prep.py": """\
-from pipe.util import helper
-
-
-def prep(raw, scale=1):
-    '''Prepare the data.'''
-    return [helper(v) * scale for v in raw]
-""",
-    "pipe/train.py": """\
-def train(data):
-    return sum(data) / len(data)
-""",
-}
-
-
 @pytest.fixture
 def pipeline_project(git_project: GitProject) -> GitProject:
     """A two-stage pipeline, committed once."""
@@ -167,62 +81,6 @@ def pipeline_project(git_project: GitProject) -> GitProject:
 @pytest.fixture
 def python() -> str:
     return sys.executable
-
-
-RUN_PIPELINE = {
-    "manifest.yaml": """\
-data:
-  raw: data/raw.txt
-stages:
-  prep:
-    entry: pipe/prep.py:prep
-    inputs: {raw: data.raw}
-    params: {scale: 2}
-  other:
-    entry: pipe/other.py:other
-    params: {x: 1}
-  train:
-    entry: pipe/train.py:train
-    inputs: {data: prep}
-""",
-    "pipe/other.py": """\
-from pipe.util import helper
-
-
-def other(x):
-    print("other says hello")
-    return helper(x)
-""",
-    "pipe/prep.py": """\
-from pipe.util import helper
-
-
-def prep(raw, scale=1):
-    with open(raw) as f:
-        values = [int(v) for v in f.read().split()]
-    return [helper(v) * scale for v in values]
-""",
-    "pipe/train.py": """\
-import modver
-from pipe.model import Model
-
-
-def train(data):
-    model = Model(sum(data) / len(data))
-    modver.log_metrics(mean=model.mean)
-    for step in range(3):
-        modver.log_metrics(step=step, loss=1.0 / (step + 1))
-    return model
-""",
-    "pipe/model.py": """\
-class Model:
-    def __init__(self, mean):
-        self.mean = mean
-
-    def predict(self, x):
-        return x * self.mean
-""",
-}
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -381,6 +382,158 @@ def test_wrong_object_type_is_store_error():
     blob = repo.write_blob(b"x")
     with pytest.raises(errors.StoreError, match="expected a commit"):
         repo.tree_at(blob)
+
+
+# -- every dulwich failure mapped, every bug let through ---------------------------------------
+
+
+def _every_public_call(repo: GitRepo, shas: list[str]) -> list[tuple[str, Callable[[], object]]]:
+    """Every public method of GitRepo and GitTree, on the history ``shas`` (oldest first)."""
+
+    def read_trees() -> None:
+        for sha in shas:
+            tree = repo.tree_at(sha)
+            for path in [*tree.iter_files(), "pkg", "pkg/b.py", "nope.py"]:
+                tree.blob_id(path), tree.content_id(path), tree.read(path), tree.is_dir(path)
+            list(tree.subtree("pkg").iter_files())
+        list(repo.tree(repo.commit_tree(shas[-1])).iter_files("pkg"))
+
+    def write() -> None:
+        blob = repo.write_blob(b"new\n")
+        commit = repo.write_commit(repo.write_tree({"a/b.txt": blob}), [shas[-1]], "new")
+        repo.set_ref_if_equals("refs/modver/stages/new", None, commit)
+        with repo.buffered_objects():
+            repo.write_blob(b"packed\n")
+
+    return [
+        ("head_commit", repo.head_commit),
+        ("current_branch", repo.current_branch),
+        ("resolve_rev", lambda: repo.resolve_rev("HEAD~1")),
+        ("resolve_rev abbreviated", lambda: repo.resolve_rev(shas[0][:7])),
+        ("first_parent_walk", lambda: repo.first_parent_walk("main")),
+        ("commit_*", lambda: [(repo.commit_parents(s), repo.commit_time(s), repo.commit_message(s)) for s in shas]),
+        ("GitTree", read_trees),
+        ("diff_trees", lambda: repo.diff_trees(shas[0], shas[-1])),
+        ("has_object", lambda: [repo.has_object(s) for s in shas]),
+        ("is_dirty", repo.is_dirty),
+        ("branches", repo.branches),
+        ("list_refs", lambda: repo.list_refs("refs/")),
+        ("read_ref", lambda: repo.read_ref("refs/heads/main")),
+        ("write", write),
+        ("commit_all", lambda: repo.commit_all("all")),
+    ]
+
+
+def _overwrite(path: Path, data: bytes) -> None:
+    path.chmod(0o644)  # git writes objects read-only
+    path.write_bytes(data)
+
+
+def _truncate(path: Path, size: int | None = None) -> None:
+    data = path.read_bytes()
+    _overwrite(path, data[: len(data) // 2 if size is None else size])
+
+
+def _object(root: Path, rev: str) -> Path:
+    return _loose_path(root, git(root, "rev-parse", rev).strip())
+
+
+def _pack_index(root: Path) -> Path:
+    git(root, "gc", "-q")
+    return next((root / ".git" / "objects" / "pack").glob("*.idx"))
+
+
+DAMAGES = {
+    "truncated loose commit": lambda root: _truncate(_object(root, "HEAD")),
+    "loose commit cut to one byte": lambda root: _truncate(_object(root, "HEAD"), 1),
+    "loose commit cut inside its header": lambda root: _overwrite(_object(root, "HEAD"), b"\x90\x80"),
+    "truncated loose tree": lambda root: _truncate(_object(root, "HEAD^{tree}")),
+    "truncated loose blob": lambda root: _truncate(_object(root, "HEAD:a.py"), 5),
+    "garbage loose object": lambda root: _overwrite(_object(root, "HEAD~1"), b"this is not zlib"),
+    "garbage pack index": lambda root: _overwrite(idx := _pack_index(root), os.urandom(idx.stat().st_size)),
+    "truncated pack index": lambda root: _truncate(_pack_index(root)),
+    "empty pack index": lambda root: _truncate(_pack_index(root), 0),
+    "garbage pack": lambda root: _overwrite(_pack_index(root).with_suffix(".pack"), b"PACK garbage" * 9),
+    "a ref holding garbage": lambda root: (root / ".git/refs/heads/main").write_bytes(b"garbage\n"),
+    "a ref holding binary": lambda root: (root / ".git/refs/heads/main").write_bytes(b"\xff\xfe\0\n"),
+    "HEAD holding 'ref: ' only": lambda root: (root / ".git/HEAD").write_bytes(b"ref: "),
+    "HEAD pointing at itself": lambda root: (root / ".git/HEAD").write_bytes(b"ref: HEAD\n"),
+    "garbage packed-refs": lambda root: (root / ".git/packed-refs").write_bytes(b"garbage line\n"),
+    "empty packed-refs": lambda root: (root / ".git/packed-refs").write_bytes(b""),
+    "garbage index": lambda root: (root / ".git/index").write_bytes(b"DIRC garbage"),
+    "garbage config": lambda root: (root / ".git/config").write_bytes(b"[core\n"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES, ids=list(DAMAGES))
+def test_no_dulwich_exception_escapes_a_damaged_repository(history3, damage: str):
+    """Every public method either works or raises a ModverError: any other exception fails here."""
+    root, shas = history3
+    DAMAGES[damage](root)
+    try:
+        repo = GitRepo.discover(root)
+    except errors.StoreError as exc:
+        failures = [("discover", exc)]
+    else:
+        failures = []
+        with repo:
+            for name, call in _every_public_call(repo, shas):
+                try:
+                    call()
+                except errors.ModverError as exc:
+                    failures.append((name, exc))
+    assert failures, f"{damage}: no method noticed the damage"
+    for name, exc in failures:
+        assert isinstance(exc, errors.StoreError | errors.UnknownVersionError), (name, exc)
+        if exc.__cause__ is not None:  # the dulwich or OS exception is kept, never shown as our own
+            assert not type(exc.__cause__).__module__.startswith("modver"), (name, exc.__cause__)
+
+
+BUG_SITES = {
+    "discover": ("dulwich.repo.Repo.discover", lambda repo, shas: GitRepo.discover(repo.root)),
+    "get_raw": ("dulwich.object_store.DiskObjectStore.get_raw", lambda repo, shas: repo.commit_tree(shas[0])),
+    "__contains__": ("dulwich.object_store.DiskObjectStore.__contains__", lambda repo, shas: repo.has_object(shas[0])),
+    "iter_prefix": (
+        "dulwich.object_store.DiskObjectStore.iter_prefix",
+        lambda repo, shas: repo.resolve_rev(shas[0][:7]),
+    ),
+    "follow": ("dulwich.refs.DiskRefsContainer.follow", lambda repo, shas: repo.read_ref("refs/heads/main")),
+    "as_dict": ("dulwich.refs.DiskRefsContainer.as_dict", lambda repo, shas: repo.list_refs("refs/heads/")),
+    "set_if_equals": (
+        "dulwich.refs.DiskRefsContainer.set_if_equals",
+        lambda repo, shas: repo.set_ref_if_equals("refs/heads/main", shas[-1], shas[0]),
+    ),
+    "parse_tree": ("modver._git.parse_tree", lambda repo, shas: repo.tree_entries(repo.commit_tree(shas[0]))),
+    "changes_from_tree": ("dulwich.index.Index.changes_from_tree", lambda repo, shas: repo.is_dirty()),
+    "add_object": ("modver._git._write_loose_object", lambda repo, shas: repo.write_blob(b"new")),
+}
+
+
+@pytest.mark.parametrize("bug", [AttributeError, TypeError, NameError, AssertionError])
+@pytest.mark.parametrize("site", BUG_SITES, ids=list(BUG_SITES))
+def test_a_programming_error_propagates_as_it_is(history3, monkeypatch, site: str, bug: type[Exception]):
+    """A dulwich API that changed under modver is a bug to see, not "run git fsck"."""
+    root, shas = history3
+    target, call = BUG_SITES[site]
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise bug("simulated: the API changed")
+
+    with GitRepo.discover(root) as repo:
+        monkeypatch.setattr(target, broken)
+        with pytest.raises(bug, match="simulated"):
+            call(repo, shas)
+
+
+def test_a_repository_format_dulwich_does_not_support_is_a_store_error(history3, monkeypatch):
+    from dulwich.repo import UnsupportedVersion
+
+    def unsupported(path: str) -> None:
+        raise UnsupportedVersion(9)
+
+    monkeypatch.setattr("dulwich.repo.Repo.discover", unsupported)
+    with pytest.raises(errors.StoreError, match="cannot open the git repository: UnsupportedVersion"):
+        GitRepo.discover(history3[0])
 
 
 def test_git_module_is_not_imported_by_version(tmp_path: Path):

@@ -17,7 +17,7 @@ import pytest
 
 from modver import materialize as mat
 from modver.cache import OutputCache
-from modver.errors import EntryNotFoundError, ModverError, SourceError, StageFailedError
+from modver.errors import EntryNotFoundError, MaterializeError, SourceError, StageFailedError
 
 
 def new_fingerprint() -> str:
@@ -311,10 +311,10 @@ def test_src_layout_and_root_modules(store: Path) -> None:
 
 
 def test_bad_input(store: Path) -> None:
-    with pytest.raises(ModverError, match="invalid fingerprint"):
+    with pytest.raises(MaterializeError, match="invalid fingerprint"):
         mat.materialize({}, "nope", store)
     for bad in ["../evil.py", "/abs.py", mat.INFO_FILE]:
-        with pytest.raises(ModverError, match="project-relative"):
+        with pytest.raises(MaterializeError, match="project-relative"):
             mat.materialize({bad: b""}, FP_A, store)
     with pytest.raises(SourceError, match=r"bad\.py:2:"):
         mat.materialize({"bad.py": b"import os\ndef f(:\n"}, FP_B, store)
@@ -322,7 +322,7 @@ def test_bad_input(store: Path) -> None:
     assert not [p for p in (store / "versions").iterdir() if p.name.startswith(".")]
     folder = mat.materialize(version(2), FP_A, store)
     (folder / mat.INFO_FILE).unlink()  # damaged by hand
-    with pytest.raises(ModverError, match="unreadable") as info:
+    with pytest.raises(MaterializeError, match="unreadable") as info:
         mat.materialize(version(2), FP_A, store)
     assert "delete that folder" in info.value.hint
 
@@ -331,7 +331,7 @@ def test_two_fingerprints_sharing_a_package_name_are_refused(store: Path) -> Non
     folder = mat.materialize(version(2), FP_A, store)
     twin = FP_A[:-4] + ("0000" if not FP_A.endswith("0000") else "1111")  # same first 64 bits
     assert mat.package_name(twin) == folder.name
-    with pytest.raises(ModverError, match="share the package name") as info:
+    with pytest.raises(MaterializeError, match="share the package name") as info:
         mat.materialize(version(3), twin, store)
     assert "collision" in info.value.hint
     assert json.loads((folder / mat.INFO_FILE).read_text())["fingerprint"] == FP_A  # the first is untouched

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import modver
-from modver.errors import ModverError
+from modver.errors import MetricError
 from modver.metrics import (
     clear_unattached,
     collect_metrics,
@@ -75,7 +75,7 @@ def test_outside_a_run_is_validated_and_buffered() -> None:
     clear_unattached()
     log_metrics(acc=0.5)
     assert [(e["name"], e["value"], e["stage"]) for e in unattached_metrics()] == [("acc", 0.5, None)]
-    with pytest.raises(ModverError, match="not a number"):
+    with pytest.raises(MetricError, match="not a number"):
         log_metrics(acc="high")
     clear_unattached()
     assert unattached_metrics() == []
@@ -95,7 +95,7 @@ def test_outside_a_run_is_validated_and_buffered() -> None:
     ],
 )
 def test_non_numeric_values_are_errors(kwargs, match) -> None:
-    with collect_metrics("s") as collector, pytest.raises(ModverError, match=match) as info:
+    with collect_metrics("s") as collector, pytest.raises(MetricError, match=match) as info:
         log_metrics(**kwargs)
     assert info.value.hint and collector.events == []
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -17,18 +16,14 @@ from modver.history import History
 from modver.project import Project
 from modver.sourcetree import DictTree
 from modver.verify import verify_history
+from tests.helpers import cli
 
 HELPER_A = "FACTOR = 3\n\n\ndef helper(x):\n    return x * FACTOR\n"
 HELPER_B = "FACTOR = 4\n\n\ndef helper(x):\n    return x * FACTOR + 1\n"
 
 
 def _modver(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "modver", *args], cwd=root, capture_output=True, text=True, timeout=120
-    )
-    if check:
-        assert done.returncode == 0, done.stderr
-    return done
+    return cli(root, *args, code=0 if check else None)
 
 
 def _stored_fingerprints(root: Path) -> list[tuple[str, str, str]]:

@@ -107,11 +107,13 @@ class ClosureBuilder:
         found = self.summaries.get(path)
         if found is not None:
             return found
-        if self.text is not None and path == self.entry_path:
+        text = self.text
+        blob: str | None
+        if text is not None and path == self.entry_path:
             from modver.sourcetree import git_blob_id
 
-            blob = git_blob_id(self.text.encode("utf-8", "surrogatepass"))
-            compute = lambda: summarize(parse_source(self.text, path), self.docstrings)  # noqa: E731
+            blob = git_blob_id(text.encode("utf-8", "surrogatepass"))
+            compute = lambda: summarize(parse_source(text, path), self.docstrings)  # noqa: E731
         else:
             blob = self.recorder.content_id(path)
             if blob is None:
@@ -376,10 +378,10 @@ class ClosureBuilder:
                     children.extend(keys)
         spec = unit[U_SPEC]
         if spec is not None and spec[-1] == "*":
-            found = self.resolve_import(path, spec, ())
-            if found:
+            starred = self.resolve_import(path, spec, ())
+            if starred:
                 line = unit[U_LINE]
-                tokens, keys = self._expand(found, path, line, "from {module} import *")
+                tokens, keys = self._expand(starred, path, line, "from {module} import *")
                 refs.append([("*",), tokens])
                 children.extend(keys)
         self.records.append([unit[U_KIND], unit[U_DIGEST], refs])
@@ -432,18 +434,17 @@ class ClosureBuilder:
         """Depth-first, preorder, iterative (closures may be deep)."""
         if start in self.index:
             return
-        stack = [[self._open(start), 0]]
+        stack: list[tuple[list[Key], int]] = [(self._open(start), 0)]
         index = self.index
         while stack:
-            frame = stack[-1]
-            children, position = frame
+            children, position = stack[-1]
             if position >= len(children):
                 stack.pop()
                 continue
-            frame[1] = position + 1
+            stack[-1] = (children, position + 1)
             child = children[position]
             if child not in index:
-                stack.append([self._open(child), 0])
+                stack.append((self._open(child), 0))
 
     def visit_import_time(self) -> None:
         position = 0
@@ -457,7 +458,7 @@ class ClosureBuilder:
                     self.visit((module, index))
 
     # -- entry ---------------------------------------------------------------------------------
-    def run(self, target: str | None, deps: Sequence[str]) -> tuple[str, list, list]:
+    def run(self, target: str | None, deps: Sequence[str]) -> tuple[str | None, list[str], list[list[Any]]]:
         path = self.entry_path
         self.deps = frozenset(posixpath.normpath(dep) for dep in deps)
         if self.text is None and not self.exists(path):

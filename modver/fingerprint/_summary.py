@@ -55,7 +55,7 @@ def _run_with_deep_stack(fn: Callable[..., _T], *args: Any) -> _T:
     def target() -> None:
         try:
             result.append(fn(*args))
-        except BaseException as exc:  # re-raised in the calling thread below
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread below
             error.append(exc)
 
     with _DEEP_LOCK:
@@ -344,8 +344,9 @@ class _Scanner:
             if source.func.attr not in _READ_METHODS:
                 return  # exec() of a string: the dynamic flag covers it
             opened = source.func.value
-            is_open = type(opened) is ast.Call and _callee(opened) in _OPEN_CALLS and opened.args
-            target = opened.args[0] if is_open else None
+            target = None
+            if type(opened) is ast.Call and _callee(opened) in _OPEN_CALLS and opened.args:
+                target = opened.args[0]
         else:
             target = node.args[0] if node.args else next((k.value for k in node.keywords if k.arg == "path_name"), None)
         path = target.value if type(target) is ast.Constant and type(target.value) is str else None
@@ -405,13 +406,12 @@ def _is_main_block(node: ast.stmt) -> bool:
     test = node.test
     if len(test.ops) != 1 or type(test.ops[0]) is not ast.Eq:
         return False
-    sides = {type(test.left), type(test.comparators[0])}
-    if sides != {ast.Name, ast.Constant}:
-        return False
-    name, const = (test.left, test.comparators[0])
-    if type(name) is not ast.Name:
+    name, const = test.left, test.comparators[0]
+    if type(name) is ast.Constant:
         name, const = const, name
-    return name.id == "__name__" and const.value == "__main__"
+    return (
+        type(name) is ast.Name and type(const) is ast.Constant and name.id == "__name__" and const.value == "__main__"
+    )
 
 
 def _target_names(target: Any, out: list[str]) -> bool:
@@ -450,14 +450,14 @@ def _summarize(module: ast.Module, docstrings: bool) -> dict[str, Any]:
     # names bound by definitions and plain assignments: attribute stores on them attach to them
     defined: set[str] = set()
     for stmt in body:
-        cls = type(stmt)
-        if cls in _DEF_TYPES:
+        if isinstance(stmt, _DEF_TYPES):
             defined.add(stmt.name)
-        elif cls is ast.Assign:
+        elif isinstance(stmt, ast.Assign):
             for target in stmt.targets:
-                _target_names(target, names := [])
-                defined.update(names)
-        elif cls in (ast.AnnAssign, ast.AugAssign) and type(stmt.target) is ast.Name:
+                bound: list[str] = []
+                _target_names(target, bound)
+                defined.update(bound)
+        elif isinstance(stmt, (ast.AnnAssign, ast.AugAssign)) and type(stmt.target) is ast.Name:
             defined.add(stmt.target.id)
 
     units: list[tuple] = []
@@ -478,21 +478,26 @@ def _summarize(module: ast.Module, docstrings: bool) -> dict[str, Any]:
         return index
 
     for stmt in body:
-        cls = type(stmt)
-        if not docstrings and cls is ast.Expr and type(stmt.value) is ast.Constant and type(stmt.value.value) is str:
+        if (
+            not docstrings
+            and type(stmt) is ast.Expr
+            and type(stmt.value) is ast.Constant
+            and type(stmt.value.value) is str
+        ):
             continue
-        if cls is ast.Import or (cls is ast.ImportFrom and stmt.names[0].name != "*"):
+        if isinstance(stmt, ast.Import) or (isinstance(stmt, ast.ImportFrom) and stmt.names[0].name != "*"):
             for alias in stmt.names:
-                if cls is ast.Import:
+                spec: tuple[Any, ...]
+                literal: tuple[Any, ...]
+                if isinstance(stmt, ast.Import):
                     local = alias.asname or alias.name.partition(".")[0]
-                    spec = ("import", alias.name, alias.asname)
-                    literal = ("import", alias.name, alias.asname)
+                    spec = literal = ("import", alias.name, alias.asname)
                 else:
                     local = alias.asname or alias.name
                     spec = ("from", stmt.level or 0, stmt.module or "", alias.name)
-                    literal = ("from", stmt.level or 0, stmt.module or "", alias.name, alias.asname)
+                    literal = (*spec, alias.asname)
                 index = add("import", (local,), stmt, digest(encode(literal)), spec=spec)
-                if cls is ast.ImportFrom and stmt.module == "__future__" and not stmt.level:
+                if isinstance(stmt, ast.ImportFrom) and stmt.module == "__future__" and not stmt.level:
                     import_time.append(index)  # changes how the whole module compiles
             continue
         scanner = _Scanner()
@@ -501,17 +506,17 @@ def _summarize(module: ast.Module, docstrings: bool) -> dict[str, Any]:
         unit_digest = digest(encode_node(stmt, docstrings=docstrings))
         refs = _refs(scanner, top)
         flags = scanner.flags
-        if cls in (ast.FunctionDef, ast.AsyncFunctionDef):
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
             add("function", (stmt.name,), stmt, unit_digest, refs, flags)
             callables.append(stmt.name)
-        elif cls is ast.ClassDef:
+        elif isinstance(stmt, ast.ClassDef):
             add("class", (stmt.name,), stmt, unit_digest, refs, flags)
             callables.append(stmt.name)
             methods[stmt.name] = [
-                item.name for item in stmt.body if type(item) in (ast.FunctionDef, ast.AsyncFunctionDef)
+                item.name for item in stmt.body if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))
             ]
-        elif cls in (ast.Assign, ast.AnnAssign, ast.AugAssign):
-            targets = stmt.targets if cls is ast.Assign else [stmt.target]
+        elif isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
             names: list[str] = []
             attach: list[str] = []
             plain = True
@@ -522,13 +527,13 @@ def _summarize(module: ast.Module, docstrings: bool) -> dict[str, Any]:
                     if base is not None and base in defined:
                         attach.append(base)
             if plain or attach:
-                if cls is ast.AugAssign:
+                if isinstance(stmt, ast.AugAssign):
                     attach.extend(names)
                     names = []
                 add("assignment", dict.fromkeys(names), stmt, unit_digest, refs, flags, attach=dict.fromkeys(attach))
             else:
                 import_time.append(add("statement", (), stmt, unit_digest, refs, flags))
-        elif cls is ast.ImportFrom:  # star import
+        elif isinstance(stmt, ast.ImportFrom):  # star import
             spec = ("from", stmt.level or 0, stmt.module or "", "*")
             index = add("import", (), stmt, unit_digest, spec=spec)
             import_time.append(index)

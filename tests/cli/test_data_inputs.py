@@ -6,12 +6,12 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import modver
+from tests.helpers import cli
 
 PROJECT = {
     "manifest.yaml": """\
@@ -58,12 +58,7 @@ def data_project(git_project):
 
 def mv(root: Path, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
     """The CLI in a subprocess, with a timeout: a command that hangs (on a FIFO) fails the test."""
-    done = subprocess.run(
-        [sys.executable, "-m", "modver", *args], cwd=root, capture_output=True, text=True, timeout=60, check=False
-    )
-    assert done.returncode == code, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
-    assert "Traceback" not in done.stderr and "internal error" not in done.stderr
-    return done
+    return cli(root, *args, code=code, timeout=60)
 
 
 def test_a_data_folder_is_hashed_handed_to_the_stage_and_cached(data_project) -> None:

@@ -19,8 +19,7 @@ import pytest
 
 from modver.fingerprint import fingerprint_stage
 from modver.project import Project
-from tests.cli.test_versioning import mv, mv_json
-from tests.conftest import GitProject
+from tests.helpers import GitProject, mv, mv_json
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 TRAIN = """\
@@ -67,7 +66,7 @@ def test_editing_the_execd_config_changes_the_stage_and_a_comment_does_not(scrip
     p.write("config.py", CONFIG.replace("0.5", "0.05"))
     row = _train_status(p.root)
     assert row["changed"] is True and row["working"] is None  # a version no one registered yet
-    out = mv(p.root, "snapshot", "-m", "smaller lr").stdout
+    out = mv(p.root, "snapshot", "--message", "smaller lr").stdout
     assert "train: new version v2" in out
     assert [v["version"] for v in mv_json(p.root, "log", "train")] == ["v1", "v2"]
     assert "config.py" in mv_json(p.root, "show", "train@v2")["files"]

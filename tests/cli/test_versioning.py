@@ -7,27 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from modver.cli import app
-
-runner = CliRunner()
-
-
-def mv(root: Path, *args: str, code: int = 0):
-    """Invoke the CLI in ``root``; assert the exit code; return the result."""
-    old = Path.cwd()
-    os.chdir(root)
-    try:
-        result = runner.invoke(app, list(args))
-    finally:
-        os.chdir(old)
-    assert result.exit_code == code, f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    return result
-
-
-def mv_json(root: Path, *args: str):
-    return json.loads(mv(root, *args, "--json").stdout)
+from tests.helpers import mv, mv_json
 
 
 def test_index_numbers_versions_in_commit_order(pipeline_project):
@@ -98,7 +79,7 @@ def test_snapshot_then_status_and_pin(pipeline_project):
     assert status["prep"]["changed"] is True and status["prep"]["working"] is None
     assert status["train"]["changed"] is False and status["train"]["working"] == "v1"
 
-    snap = mv_json(p.root, "snapshot", "prep", "-m", "try +1")
+    snap = mv_json(p.root, "snapshot", "prep", "--message", "try +1")
     assert snap[0]["version"] == "v2" and snap[0]["origin"] is None and snap[0]["new"] is True
     again = mv_json(p.root, "snapshot", "prep")
     assert again[0]["version"] == "v2" and again[0]["new"] is False

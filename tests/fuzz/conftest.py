@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PIPELINE, RUN_PIPELINE, GitProject
 from tests.fuzz._harness import COMMANDS, COUNTS, SLOWEST, Sandbox, git
+from tests.helpers import PIPELINE, RUN_PIPELINE, GitProject
 
 
 def _build(root: Path) -> Sandbox:

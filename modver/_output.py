@@ -1,0 +1,266 @@
+"""How the command line shows things: rich tables and highlighted code on a terminal, plain
+aligned text elsewhere, JSON, the pager, and the renderings of versions, runs and diffs.
+
+Part of the command line (:mod:`modver.cli` is the other part): the only modules that import rich.
+Everything here takes the façade's models and prints them; nothing computes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from modver.diff import ManifestDiff, StageDiff
+    from modver.record import RunRecord
+    from modver.results import RunDiff, ShownRun, ShownVersion
+
+_state: dict[str, Any] = {"paged": None, "no_pager": False}
+
+
+def console(stderr: bool = False) -> Any:  # rich.console.Console
+    """The console to print to (inside :func:`paged`, the pager's)."""
+    if not stderr and _state["paged"] is not None:
+        return _state["paged"]
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=not sys.stdout.isatty())
+
+
+def is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def fail(message: str, hint: str | None) -> None:
+    """The one error line (and a dim hint) on stderr."""
+    from rich.markup import escape
+
+    err = console(stderr=True)
+    err.print(f"[bold red]Error:[/] {escape(message)}")
+    if hint:
+        err.print(f"[dim]{escape(hint)}[/]")
+
+
+@contextlib.contextmanager
+def paged(no_pager: bool = False) -> Iterator[None]:
+    """On a terminal, send what the block prints through the pager, as git does: ``$PAGER`` (less
+    by default, with ``LESS=FRX``: it quits at once when the text fits one screen); never with
+    ``--no-pager``, an empty ``PAGER``, or when stdout is not a terminal."""
+    if not is_terminal() or not sys.stdin.isatty() or no_pager or os.environ.get("PAGER") == "":
+        yield
+        return
+    os.environ.setdefault("LESS", "FRX")
+    pager_console = console()
+    _state["paged"] = pager_console
+    try:
+        with pager_console.pager(styles=True):
+            yield
+    finally:
+        _state["paged"] = None
+
+
+def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
+    """A rich table on a terminal; plain aligned columns otherwise."""
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
+    if not is_terminal():
+        widths = [len(c) for c in columns]
+        for row in cells:
+            widths = [max(w, len(v)) for w, v in zip(widths, row)]
+        if title:
+            print(title)
+        print("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip())
+        for row in cells:
+            print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+        return
+    from rich.table import Table
+
+    out = Table(title=title, header_style="bold")
+    for c in columns:
+        out.add_column(c)
+    for row in cells:
+        out.add_row(*row)
+    console().print(out)
+
+
+def show_code(code: str, lexer: str) -> None:
+    if not is_terminal():
+        sys.stdout.write(code if code.endswith("\n") or not code else code + "\n")
+        return
+    from rich.syntax import Syntax
+
+    console().print(Syntax(code, lexer, theme="ansi_dark", background_color="default", word_wrap=True))
+
+
+def short(fingerprint: str | None, n: int = 12) -> str:
+    return fingerprint.split(":", 1)[-1][:n] if fingerprint else "-"
+
+
+def date(iso: str | None) -> str:
+    return (iso or "")[:19].replace("T", " ")
+
+
+def num(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+def fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def cell(column: str, value: Any) -> str:
+    """A value of the runs table as shown."""
+    if value is None or value != value:  # None or NaN
+        return "-"
+    if column == "started":
+        return date(str(value))
+    if column == "duration":
+        return f"{float(value):.2f}s"
+    return num(value)
+
+
+def size(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} TB"  # pragma: no cover
+
+
+def timings(phases: Mapping[str, float] | None) -> str:
+    """``materialize 0.01s, import 0.30s, call 0.33s, save 0.02s`` (phases that took time)."""
+    order = ("materialize", "import", "load", "call", "save")
+    return ", ".join(f"{k} {phases[k]:.2f}s" for k in order if phases and k in phases)
+
+
+def run_timings(parts: Mapping[str, float]) -> str:
+    """A run's time outside its stages' work: planning (fingerprints, snapshots) and the rest."""
+    names = [("planning", "plan"), ("in stages", "stages"), ("other", "other")]
+    return ", ".join(f"{label} {parts[k]:.2f}s" for label, k in names if k in parts)
+
+
+# -- renderings -------------------------------------------------------------------------------
+
+
+def shown_version(shown: ShownVersion) -> None:
+    """``modver show STAGE@REF``."""
+    v, c = shown.version, shown.closure
+    print(f"{v.stage}@{v.version}  {v.fingerprint}")
+    print(f"entry:   {v.entry}")
+    if shown.declared_entry not in (None, v.entry):
+        print(f"         (stored under this path; the manifest now declares {shown.declared_entry}: "
+              "the version runs from its stored path)")  # fmt: skip
+    print(f"origin:  {v.origin or 'working tree snapshot'}")
+    if v.committed:
+        print(f"committed: {v.committed}  (where `modver index` later found this code)")
+    print(f"created: {date(v.created)}")
+    if v.message:
+        print(f"message: {v.message}")
+    if v.tags:
+        print(f"tags:    {', '.join(v.tags)}")
+    print(f"files:   {', '.join(c.files)}")
+    if c.deps:
+        print(f"deps:    {', '.join(c.deps)}")
+    if c.imports:
+        print(f"imports: {', '.join(c.imports)}  (imported on load, not in the fingerprint)")
+    if c.unresolved:
+        print("not resolved statically (included conservatively):")
+        for u in c.unresolved:
+            print(f"  {u.path}:{u.line}: {u.reason} -> {u.included}")
+        if any(u.included.startswith("nothing") for u in c.unresolved):  # a file or module named at run time
+            print(f"to count the files these calls run or import, list them under `{v.stage}:` in the manifest:")
+            print(f"    deps: [{', '.join([*c.deps, 'path/to/file.py'])}]")
+    print()
+    lines = [str(d.line) if d.line == d.end_line else f"{d.line}-{d.end_line}" for d in c.definitions]
+    table(["definition", "kind", "file", "lines"], [[d.name, d.kind, d.path, n] for d, n in zip(c.definitions, lines)])
+    for key, source in shown.sources.items():
+        print()
+        print(f"# {key}")
+        show_code(source, "python")
+
+
+def shown_run(shown: ShownRun) -> None:
+    """``modver show RUN``."""
+    record = shown.record
+    print(f"run {record.run}  {record.status}")
+    print(f"started:  {date(record.started)}   duration: {record.duration or 0:.2f}s")
+    print(f"git:      {(record.git_commit or '(no commit)')[:12]}{' (dirty)' if record.git_dirty else ''}")
+    print(f"manifest: {record.manifest_path}")
+    if record.reproduces:
+        print(f"reproduces: {record.reproduces}")
+    table(
+        ["stage", "version", "status", "duration", "where the time went", "params", "reason"],
+        [
+            [
+                name,
+                stage.version,
+                str(stage.status),
+                f"{stage.duration:.2f}s" if stage.duration is not None else "-",
+                timings(stage.timings) or "-",
+                fmt(dict(record.params.get(name, {}))),
+                stage.reason,
+            ]
+            for name, stage in record.stages.items()
+        ],
+    )
+    if record.timings is not None:
+        print(f"time:     {run_timings(record.timings)}")
+    for name, value in record.metrics.items():
+        print(f"  {name} = {num(value)}")
+    if record.error is not None:
+        e = record.error
+        print(f"error in stage {e.stage}: {e.type}: {e.message}")
+        if e.traceback:
+            print(e.traceback.rstrip())
+    for stage_name, streams in shown.logs.items():
+        for stream, text in streams.items():
+            if text:
+                print(f"--- {stage_name} {stream} ---")
+                print(text.rstrip())
+
+
+def run_summary(record: RunRecord) -> None:
+    """The line a run or a reproduction ends with, and its metrics."""
+    cached = record.cached
+    served = f" ({sum(cached.values())} of {len(cached)} stages from cache)" if cached else ""
+    print(f"run {record.run}: {record.status} in {record.duration or 0:.2f}s{served}")
+    for name, value in record.metrics.items():
+        print(f"  {name} = {num(value)}")
+
+
+def stage_diffs(diffs: Sequence[StageDiff]) -> None:
+    """``modver diff`` of stages: per stage its status, per changed definition the diff."""
+    for d in diffs:
+        print(f"{d.stage}: {d.status}  ({d.a} -> {d.b})")
+        for c in d.changes:
+            print(f"  {c.kind} {c.name}: {c.status}")
+            if c.diff and d.status != "unchanged":
+                show_code(c.diff, "diff")
+
+
+def manifest_diff(result: ManifestDiff) -> None:
+    if not result.rows:
+        print(f"{result.a} and {result.b} declare the same pipeline")
+        return
+    table(["section", "key", result.a, result.b], [[s, k, fmt(va), fmt(vb)] for s, k, va, vb in result.rows])
+
+
+def run_diff(result: RunDiff) -> None:
+    if not result.rows:
+        print(f"runs {result.a} and {result.b} differ in nothing but their ids and times")
+        return
+    table(["key", result.a, result.b], [[k, fmt(va), fmt(vb)] for k, va, vb in result.rows])

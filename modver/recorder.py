@@ -1,0 +1,143 @@
+"""The life of a run's record: started, each stage's progress, the end — and a run that died.
+
+A :class:`Recorder` holds the run's :class:`~modver.record.RunRecord` (frozen: every change is
+a new record) and writes it through :class:`~modver.runstore.RunStore` at each step: when the
+run starts (after planning, with every stage pending and its key known), when a stage starts
+(so a record shows which stage was running should the process die in it), when it ends, and at
+the end of the run, whatever the end is — success, a stage that failed, or Ctrl-C. Progress
+writes are not fsynced; the first and the last are. A ``running`` record whose process is gone
+reads as ``died`` (:func:`mark_dead`).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from modver.metrics import summarize
+from modver.record import ErrorInfo, RunRecord, RunStatus, StageRecord, StageStatus
+from modver.runstore import RunStore, now_iso
+
+__all__ = ["Recorder", "mark_dead", "python_info"]
+
+
+class Recorder:
+    """One run's record, written at every step (see the module docstring)."""
+
+    def __init__(self, runs: RunStore, record: RunRecord, started: float):
+        self.runs = runs
+        self.record = record
+        self._started = started  # time.perf_counter() when the run began
+        self._events: list[dict[str, Any]] = []
+
+    @classmethod
+    def start(
+        cls,
+        runs: RunStore,
+        record: RunRecord,
+        *,
+        started: float,
+        logs: Mapping[str, tuple[str, str]] | None = None,
+    ) -> Recorder:
+        """Create the record (its folder appears with it) and the stages' first log lines."""
+        runs.create(record)
+        for stage, streams in (logs or {}).items():
+            for stream, text in zip(("stdout", "stderr"), streams):
+                runs.write_log(record.run, stage, stream, text)
+        return cls(runs, record, started)
+
+    def stage(self, name: str, *, events: tuple[dict[str, Any], ...] = (), **changes: Any) -> StageRecord:
+        """Change stage ``name``'s record (``status=...``, ``duration=...``, ...), add the metric
+        events it logged, and write the record; returns the stage's new record."""
+        stage = replace(self.record.stages[name], **changes)
+        self._events.extend(events)
+        metrics, series = summarize(self._events)
+        self.record = replace(self.record.with_stage(name, stage), metrics=metrics, metric_series=series)
+        self.runs.update(self.record, durable=False)
+        return stage
+
+    def finish(self, status: RunStatus, *, planned: float, error: ErrorInfo | None = None) -> RunRecord:
+        """End the run: stages still running are interrupted, those never started skipped (or
+        left pending when the run succeeded), the time is split, the record fsynced."""
+        stages = dict(self.record.stages)
+        for name, stage in stages.items():
+            if stage.status is StageStatus.RUNNING:
+                stages[name] = replace(stage, status=StageStatus.INTERRUPTED)
+            elif stage.status is StageStatus.PENDING and status is not RunStatus.SUCCEEDED:
+                stages[name] = replace(stage, status=StageStatus.SKIPPED)
+        duration = round(time.perf_counter() - self._started, 6)
+        in_stages = round(sum(sum(s.timings.values()) for s in stages.values()), 6)
+        self.record = replace(
+            self.record,
+            status=status,
+            stages=stages,
+            finished=now_iso(),
+            duration=duration,
+            error=error if error is not None else self.record.error,
+            timings={"plan": planned, "stages": in_stages, "other": round(max(duration - planned - in_stages, 0.0), 6)},
+        )
+        self.runs.update(self.record, durable=True)
+        return self.record
+
+    def amend(self, **changes: Any) -> RunRecord:
+        """Change fields of a finished record (a reproduction's comparison) and write it."""
+        self.record = replace(self.record, **changes)
+        self.runs.update(self.record, durable=True)
+        return self.record
+
+
+def python_info() -> tuple[str, dict[str, str]]:
+    """Python's version and the installed packages' versions, for the run record.
+
+    Versions are read from the names of ``*.dist-info`` folders on ``sys.path`` (one directory
+    listing per entry); only other installs (eggs) have their metadata parsed, which is slow.
+    """
+    packages: dict[str, str] = {}
+    slow: list[Path] = []
+    for entry in sys.path:
+        try:
+            names = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for name in names:
+            if name.endswith(".dist-info"):
+                dist, _, version = name[: -len(".dist-info")].partition("-")
+                if version:
+                    packages.setdefault(dist.replace("_", "-").lower(), version)
+            elif name.endswith(".egg-info"):
+                slow.append(Path(entry or ".") / name)
+    if slow:
+        from importlib import metadata
+
+        for path in slow:
+            try:
+                dist = metadata.PathDistribution(path)
+                name, version = dist.metadata["Name"], dist.version
+            except (OSError, ValueError, KeyError):
+                continue  # an egg without readable metadata has no version to record
+            if name and version:
+                packages.setdefault(str(name).replace("_", "-").lower(), str(version))
+    return platform.python_version(), dict(sorted(packages.items()))
+
+
+def mark_dead(record: RunRecord) -> RunRecord:
+    """A "running" record whose process is gone (killed, machine crash) reads as "died".
+
+    Only checked for runs started on this host; the record on disk is left as it is.
+    """
+    if record.status is not RunStatus.RUNNING or record.host != socket.gethostname() or record.pid is None:
+        return record
+    try:
+        os.kill(record.pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return replace(record, status=RunStatus.DIED)
+    except PermissionError:
+        return record  # it exists, owned by another user
+    return record
