@@ -32,6 +32,7 @@ digests: that is a new scheme with a new prefix, never a silent edit.
 from __future__ import annotations
 
 import ast
+import re
 from hashlib import blake2b
 from typing import Any
 
@@ -174,3 +175,13 @@ def _encode(value: Any, out: list[bytes], docstrings: bool) -> None:
                 _encode(base(value), out, docstrings)
                 return
         raise TypeError(f"modver cannot encode a value of type {cls.__name__}: {value!r:.80}")
+
+
+_DIGEST_TEXT = re.compile(r"^(?:[a-z][a-z0-9]*:)?([0-9a-f]{16,128})$")
+
+
+def digest_hex(text: object) -> str | None:
+    """The hex part of a digest written ``"<scheme>:<hex>"`` (or bare ``<hex>``, 16-128 digits),
+    or None when ``text`` is no such digest: the one rule for fingerprints and cache keys."""
+    match = _DIGEST_TEXT.match(text) if isinstance(text, str) else None
+    return None if match is None else match.group(1)

@@ -140,6 +140,8 @@ _DAMAGE_SITES = frozenset(
     }
 )
 _DULWICH_DIR = os.path.dirname(os.path.abspath(dulwich.__file__)) + os.sep
+# what may be a store fault (for an ``except`` clause; :func:`_is_store_fault` decides)
+_CANDIDATES: tuple[type[Exception], ...] = (*_STORE_FAULTS, *_DULWICH_CONVENTIONS, TypeError, StopIteration)
 # opening a repository can also meet a repository format dulwich does not support
 _OPEN_FAULTS = (UnsupportedVersion, UnsupportedExtension, InvalidWorktreeConfiguration)
 
@@ -185,8 +187,9 @@ def _store_error(what: str, exc: BaseException, where: str | None = None) -> err
     return errors.StoreError(f"{what}: {type(exc).__name__}: {exc}", where=where, hint=_FSCK_HINT)
 
 
-def _dulwich_fault(exc: BaseException, tb: TracebackType | None) -> bool:
-    """Whether dulwich itself raised ``exc`` (traceback ``tb``) to say that the store is damaged."""
+def _dulwich_fault(exc: BaseException) -> bool:
+    """Whether dulwich itself raised ``exc`` to say that the store is damaged (see above)."""
+    tb = exc.__traceback__
     if tb is None:
         return False
     while tb.tb_next is not None:
@@ -199,12 +202,18 @@ def _dulwich_fault(exc: BaseException, tb: TracebackType | None) -> bool:
     return isinstance(exc, (TypeError, StopIteration)) and code.co_qualname in _DAMAGE_SITES
 
 
+def _is_store_fault(exc: BaseException, also: tuple[type[Exception], ...] = ()) -> bool:
+    """Whether ``exc`` says that the repository is damaged or unreadable (not a bug)."""
+    return isinstance(exc, _STORE_FAULTS + also) or _dulwich_fault(exc)
+
+
 class _StoreFaults:
     """``with _StoreFaults(what, where):`` raises a store fault of its block as StoreError.
 
     A store fault is one of :data:`_STORE_FAULTS` (or of ``also``), or what dulwich raises
     itself to say that the store is damaged (:func:`_dulwich_fault`). The message is ``what:
     <exception type>: <exception>``. Everything else (a ModverError, a bug) propagates as it is.
+    (Hot paths use ``except _CANDIDATES`` with :func:`_is_store_fault` instead: no object per call.)
     """
 
     __slots__ = ("also", "what", "where")
@@ -220,7 +229,7 @@ class _StoreFaults:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         if exc is None:
             return
-        if isinstance(exc, _STORE_FAULTS + self.also) or _dulwich_fault(exc, tb):
+        if _is_store_fault(exc, self.also):
             raise _store_error(self.what, exc, self.where) from exc
 
 
@@ -492,13 +501,14 @@ class GitRepo:
         held = self._pending.get(sha) if self._pending else None
         if held is not None:
             return held.type_num, held.as_raw_string()
-        with _StoreFaults(f"cannot read git object {sha}"):
-            try:
-                return self._repo.object_store.get_raw(_oid(sha))
-            except KeyError as exc:
-                if not _dulwich_fault(exc, exc.__traceback__):
-                    raise
+        try:
+            return self._repo.object_store.get_raw(_oid(sha))
+        except _CANDIDATES as exc:
+            if not _is_store_fault(exc):
+                raise
+            if isinstance(exc, KeyError):
                 raise errors.StoreError(f"missing git object {sha}", hint=_FSCK_HINT) from exc
+            raise _store_error(f"cannot read git object {sha}", exc) from exc
 
     def _raw(self, sha: str, expected: int | None = None) -> bytes:
         type_num, data = self._get_raw(sha)
@@ -563,8 +573,10 @@ class GitRepo:
         entries = self._trees.get(tree_sha)
         if entries is None:
             data = self._raw(tree_sha, _TREE)
-            with _StoreFaults(f"malformed git tree {tree_sha}"):
+            try:
                 parsed = parse_tree(data, _SHA_LEN)
+            except _STORE_FAULTS as exc:  # parse_tree reads only these bytes: what it raises is about them
+                raise _store_error(f"malformed git tree {tree_sha}", exc) from exc
             entries = {_decode(name): (mode, hexsha.decode("ascii")) for name, mode, hexsha in parsed}
             self._trees[tree_sha] = entries
         return entries
@@ -804,8 +816,10 @@ class GitRepo:
         try:
             yield
         finally:
-            self.flush_objects()
-            self._pending = None
+            try:
+                self.flush_objects()
+            finally:
+                self._pending = None  # also when the flush failed: later writes are not held forever
 
     def flush_objects(self) -> int:
         """Write the objects held by :meth:`buffered_objects` as one pack; how many."""

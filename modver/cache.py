@@ -31,7 +31,6 @@ name (``_modver_<hex>...``); call ``modver.materialize.make_importable(store)`` 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -40,11 +39,11 @@ from pathlib import Path
 from typing import Any
 
 from modver import _fs, serialize
+from modver._encoding import digest_hex
 from modver.errors import CacheError, StoreError
 
 ENTRY_FILE = "entry.json"
 FORMAT = 1
-_KEY = re.compile(r"^(?:[a-z][a-z0-9]*:)?([0-9a-f]{16,128})$")
 _RESERVED_META = frozenset({"stage", "version", "duration", "metrics", "stdout", "stderr"})
 
 
@@ -86,10 +85,10 @@ class Entry:
 
 def key_hex(key: str) -> str:
     """The folder name of ``key``: its hex part. Malformed keys raise :class:`CacheError`."""
-    match = _KEY.match(key) if isinstance(key, str) else None
-    if match is None:
+    found = digest_hex(key)
+    if found is None:
         raise CacheError(f"invalid cache key {key!r}: expected '<scheme>:<hex>' or '<hex>' (16-128 hex digits)")
-    return match.group(1)
+    return found
 
 
 class OutputCache:

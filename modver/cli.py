@@ -407,7 +407,6 @@ def diff(
     """What changed in meaning, chosen by the arguments: nothing — the working tree against the pins
     (`diff_working`); STAGE@A [STAGE@B] — two versions (`diff_versions`); A.yaml B.yaml — two
     manifests (`diff_manifests`); RUN_A RUN_B — two runs (`diff_runs`)."""
-    is_manifest = lambda text: text is not None and text.endswith((".yaml", ".yml"))  # noqa: E731
     with _project(project, manifest) as p:
         if a is None:
             diffs = p.diff_working()
@@ -415,11 +414,10 @@ def diff(
         elif "@" in a:
             one = p.diff_versions(a, b)
             _output.print_json([one.to_json()]) if as_json else _output.stage_diffs([one])
-        elif is_manifest(a) and is_manifest(b):
-            assert b is not None
+        elif _is_manifest(a) and b is not None and _is_manifest(b):
             manifests = p.diff_manifests(a, b)
             _output.print_json(manifests.to_json()) if as_json else _output.manifest_diff(manifests)
-        elif b is not None and not is_manifest(a) and not is_manifest(b) and "@" not in b:
+        elif b is not None and not _is_manifest(a) and not _is_manifest(b) and "@" not in b:
             runs = p.diff_runs(a, b)
             _output.print_json(runs.to_json()) if as_json else _output.run_diff(runs)
         else:
@@ -428,6 +426,10 @@ def diff(
                 hint="give STAGE@A [STAGE@B], two manifests (A.yaml B.yaml), two runs (RUN_A RUN_B), "
                 "or nothing (working tree vs pins)",
             )
+
+
+def _is_manifest(text: str) -> bool:
+    return text.endswith((".yaml", ".yml"))
 
 
 # --------------------------------------------------------------------------- runs

@@ -130,9 +130,16 @@ def run_demo(keep: Path | None, echo: Echo, show: Show) -> Path:
     check_example_requirements()
     base = keep if keep is not None else Path(tempfile.mkdtemp(prefix="modver-demo-")) / "digits"
     root = base.resolve()
-    if root.exists() and any(root.iterdir()):
-        raise errors.UsageError(f"{root} is not empty", hint="give --keep a new or empty folder")
-    shutil.copytree(source, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".modver", "__pycache__", ".git"))
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        what = "is not empty" if root.is_dir() else "is a file, not a folder"
+        raise errors.UsageError(f"{root} {what}", hint="give --keep a new or empty folder")
+    try:
+        shutil.copytree(
+            source, root, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".modver", "__pycache__", ".git")
+        )
+    except OSError as exc:
+        raise errors.UsageError(f"cannot make the demo project in {root}: {exc.strerror or exc}", where=str(root),
+                                hint="give --keep a folder you can write in") from exc  # fmt: skip
 
     def step(title: str, *args: str) -> None:
         echo("")

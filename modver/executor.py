@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import inspect
 import io
-import os
 import sys
 import time
 import traceback
@@ -219,13 +218,14 @@ def prepare(task: StageTask, echo: TextIO | None = None) -> Prepared | None:
     return Prepared(fn, timings, (out.getvalue(), err.getvalue()))
 
 
-def _user_frame(tb: Any, versions_dir: Path) -> str | None:
-    """``file:line`` of the innermost frame that is the user's (materialized) code."""
+def _user_frame(tb: Any) -> str | None:
+    """``file:line`` (the project path) of the innermost frame that is the user's materialized code."""
+    from modver.materialize import version_relative_path
+
     where = None
     for frame in traceback.extract_tb(tb):
-        if str(versions_dir) in frame.filename:
-            rel = frame.filename.split(str(versions_dir), 1)[1].lstrip(os.sep)
-            rel = rel.split(os.sep, 1)[1] if os.sep in rel else rel
+        rel = version_relative_path(frame.filename)
+        if rel is not None:
             where = f"{rel}:{frame.lineno}"
     return where
 
@@ -279,7 +279,7 @@ def run_task(
     except errors.ModverError as exc:  # a bad param, a whole-module stage that exited 1, an unreadable input
         return _failed(task, exc, started, timings, metrics, str(exc), exc.hint, exc.where)
     except Exception as exc:  # noqa: BLE001 - the stage's own error: recorded with its traceback
-        where = _user_frame(exc.__traceback__, store / "versions")
+        where = _user_frame(exc.__traceback__)
         message = f"stage {task.stage} failed: {type(exc).__name__}: {exc}" + (f" (at {where})" if where else "")
         hint = f"full traceback: `modver show {task.run}` or rerun with --debug" if task.run else None
         return _failed(task, exc, started, timings, metrics, message, hint, where)

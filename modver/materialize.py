@@ -61,7 +61,6 @@ import inspect
 import json
 import posixpath
 import py_compile
-import re
 import runpy
 import sys
 import threading
@@ -70,21 +69,21 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from modver import _fs
+from modver._encoding import digest_hex
 from modver.errors import EntryNotFoundError, MaterializeError, SourceError, StageFailedError, format_syntax_error
 
 PACKAGE_PREFIX = "_modver_"
 VERSIONS_DIR = "versions"
 INFO_FILE = ".modver-version.json"
-_FINGERPRINT = re.compile(r"^(?:[a-z][a-z0-9]*:)?([0-9a-f]{16,128})$")
 _IMPORT_MODULE_CALLS = frozenset({"importlib.import_module", "import_module"})
 
 
 def fingerprint_hex(fingerprint: str) -> str:
     """The hex digits of ``"mv1:<hex>"`` (a bare hex string is accepted)."""
-    match = _FINGERPRINT.match(fingerprint) if isinstance(fingerprint, str) else None
-    if match is None:
+    found = digest_hex(fingerprint)
+    if found is None:
         raise MaterializeError(f"invalid fingerprint {fingerprint!r}: expected 'mv1:<hex>'")
-    return match.group(1)
+    return found
 
 
 def package_name(fingerprint: str) -> str:
@@ -258,6 +257,12 @@ def _in_version(path: str) -> tuple[Path, tuple[str, ...]] | None:
         if parts[i].startswith(PACKAGE_PREFIX) and parts[i - 1] == VERSIONS_DIR:
             return Path(*parts[: i + 1]), parts[i + 1 :]
     return None
+
+
+def version_relative_path(path: str) -> str | None:
+    """The project path (``pipe/train.py``) of a file of a materialized version, else None."""
+    found = _in_version(path)
+    return None if found is None else "/".join(found[1])
 
 
 def project_file(path: str) -> str:

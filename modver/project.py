@@ -63,7 +63,13 @@ def init(path: str | os.PathLike[str] = ".") -> InitResult:
     from modver import _fs, _git, manifest
 
     folder = Path(path).resolve()
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise errors.UsageError(
+            f"cannot make the project folder {folder}: {exc.strerror or exc}", where=str(folder),
+            hint="give `modver init` a folder, or a path where one can be made",
+        ) from exc  # fmt: skip
     created_repo = False
     try:
         repo = _git.GitRepo.discover(folder)

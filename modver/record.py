@@ -38,7 +38,7 @@ error deep inside a command. A record of a newer ``format`` is refused with a cl
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -482,6 +482,7 @@ def _mismatch(value: Any, spec: Any) -> tuple[list[str | int], Any, Any] | None:
     if value is None and isinstance(spec, Opt):
         return None
     inner = spec.spec if isinstance(spec, Opt) else spec
+    items: Iterator[tuple[str | int, Any, Any]]
     if isinstance(inner, OneOf):
         return None if isinstance(value, str) and value in inner.values else ([], spec, value)
     if isinstance(inner, (Fields, MapOf)):

@@ -118,8 +118,8 @@ def python_info() -> tuple[str, dict[str, str]]:
 
         for path in slow:
             try:
-                dist = metadata.PathDistribution(path)
-                name, version = dist.metadata["Name"], dist.version
+                egg = metadata.PathDistribution(path)
+                name, version = egg.metadata["Name"], egg.version
             except (OSError, ValueError, KeyError):
                 continue  # an egg without readable metadata has no version to record
             if name and version:

@@ -26,6 +26,7 @@ import os
 import re
 import time
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -90,7 +91,7 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def store_lock(store: Path, *, shared: bool):  # -> a context manager
+def store_lock(store: Path, *, shared: bool) -> AbstractContextManager[None]:
     """The store's gc lock: shared for a run that plans, exclusive for ``gc`` (see module doc)."""
     what = "the store: a run is planning" if not shared else "the store: `modver gc` is removing outputs"
     return _fs.shared_or_exclusive_lock(store / GC_LOCK, shared=shared, what=what)

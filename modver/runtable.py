@@ -17,7 +17,7 @@ import operator
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from modver.errors import ModverError
+from modver.errors import UsageError
 from modver.names import suggest
 from modver.record import RunRecord
 
@@ -114,7 +114,7 @@ class Where:
     """A compiled ``--where`` expression; call it with a row (see :func:`flatten_record`).
 
     Expressions longer than :data:`WHERE_MAX_CHARS` or nested deeper than
-    :data:`WHERE_MAX_DEPTH` are refused with a :class:`ModverError`.
+    :data:`WHERE_MAX_DEPTH` are refused with a :class:`~modver.errors.UsageError`.
     """
 
     def __init__(self, expression: str):
@@ -162,9 +162,9 @@ class Where:
                 raise self._error(f"{ast.unparse(node)!r} is not a column, a constant or a comparison")
             self.columns.add(column)
 
-    def _error(self, detail: str) -> ModverError:
+    def _error(self, detail: str) -> UsageError:
         shown = self.expression if len(self.expression) <= 80 else self.expression[:77] + "..."
-        return ModverError(f"invalid --where expression {shown!r}: {detail}", hint=_WHERE_HINT)
+        return UsageError(f"invalid --where expression {shown!r}: {detail}", hint=_WHERE_HINT)
 
     def _eval(self, node: ast.AST, row: Mapping[str, Any]) -> Any:
         if isinstance(node, ast.BoolOp):
@@ -243,7 +243,7 @@ def _compare(op: ast.cmpop, left: Any, right: Any) -> bool:
 def resolve_column(name: str, columns: Iterable[str], option: str = "--where") -> str:
     """The column ``name`` stands for: itself, or the one column it ends (``accuracy`` for
     ``metric.accuracy``, ``model`` for ``version.model``, ``model.C`` for ``param.model.C``),
-    as the runs table's headers show them. Unknown and ambiguous names raise :class:`ModverError`.
+    as the runs table's headers show them. Unknown and ambiguous names raise :class:`~modver.errors.UsageError`.
     """
     columns = list(columns)
     if name in columns:
@@ -252,11 +252,11 @@ def resolve_column(name: str, columns: Iterable[str], option: str = "--where") -
     if len(matches) == 1:
         return matches[0]
     if matches:
-        raise ModverError(
+        raise UsageError(
             f"column {name!r} in {option} is ambiguous: {', '.join(matches)}", hint="write one of them in full"
         )
     close = suggest(name, columns + [c.split(".")[-1] for c in columns])
-    raise ModverError(
+    raise UsageError(
         f"unknown column {name!r} in {option}" + (f" (did you mean {close!r}?)" if close else ""),
         hint="columns of the recorded runs: " + ", ".join(columns),
     )

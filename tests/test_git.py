@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import re
 import stat
 import subprocess
@@ -450,7 +451,9 @@ DAMAGES = {
     "truncated loose tree": lambda root: _truncate(_object(root, "HEAD^{tree}")),
     "truncated loose blob": lambda root: _truncate(_object(root, "HEAD:a.py"), 5),
     "garbage loose object": lambda root: _overwrite(_object(root, "HEAD~1"), b"this is not zlib"),
-    "garbage pack index": lambda root: _overwrite(idx := _pack_index(root), os.urandom(idx.stat().st_size)),
+    "garbage pack index": lambda root: _overwrite(
+        idx := _pack_index(root), random.Random(8).randbytes(idx.stat().st_size)
+    ),
     "truncated pack index": lambda root: _truncate(_pack_index(root)),
     "empty pack index": lambda root: _truncate(_pack_index(root), 0),
     "garbage pack": lambda root: _overwrite(_pack_index(root).with_suffix(".pack"), b"PACK garbage" * 9),
@@ -473,20 +476,25 @@ def test_no_dulwich_exception_escapes_a_damaged_repository(history3, damage: str
     try:
         repo = GitRepo.discover(root)
     except errors.StoreError as exc:
-        failures = [("discover", exc)]
+        noticed = [("discover", exc)]
     else:
-        failures = []
+        noticed = []
         with repo:
             for name, call in _every_public_call(repo, shas):
                 try:
                     call()
                 except errors.ModverError as exc:
-                    failures.append((name, exc))
-    assert failures, f"{damage}: no method noticed the damage"
-    for name, exc in failures:
+                    noticed.append((name, exc))
+    assert noticed, f"{damage}: no method noticed the damage"
+    for name, exc in noticed:
         assert isinstance(exc, errors.StoreError | errors.UnknownVersionError), (name, exc)
         if exc.__cause__ is not None:  # the dulwich or OS exception is kept, never shown as our own
             assert not type(exc.__cause__).__module__.startswith("modver"), (name, exc.__cause__)
+
+
+def _write_buffered(repo: GitRepo) -> None:
+    with repo.buffered_objects():
+        repo.write_blob(b"packed\n")
 
 
 BUG_SITES = {
@@ -505,7 +513,11 @@ BUG_SITES = {
     ),
     "parse_tree": ("modver._git.parse_tree", lambda repo, shas: repo.tree_entries(repo.commit_tree(shas[0]))),
     "changes_from_tree": ("dulwich.index.Index.changes_from_tree", lambda repo, shas: repo.is_dirty()),
-    "add_object": ("modver._git._write_loose_object", lambda repo, shas: repo.write_blob(b"new")),
+    "contains_packed": (
+        "dulwich.object_store.DiskObjectStore.contains_packed",
+        lambda repo, shas: repo.write_blob(b"new"),
+    ),
+    "write_pack_data": ("modver._git.write_pack_data", lambda repo, shas: _write_buffered(repo)),
 }
 
 
@@ -523,6 +535,21 @@ def test_a_programming_error_propagates_as_it_is(history3, monkeypatch, site: st
         monkeypatch.setattr(target, broken)
         with pytest.raises(bug, match="simulated"):
             call(repo, shas)
+
+
+def test_a_failed_pack_write_holds_nothing_back(history3, monkeypatch):
+    root, _ = history3
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    with GitRepo.discover(root) as repo:
+        monkeypatch.setattr("modver._git.write_pack_data", disk_full)
+        with pytest.raises(errors.StoreError, match="cannot write a pack.*No space left"):
+            _write_buffered(repo)
+        monkeypatch.undo()
+        sha = repo.write_blob(b"loose\n")
+        assert _loose_path(root, sha).exists()  # written now, not held for a pack that never comes
 
 
 def test_a_repository_format_dulwich_does_not_support_is_a_store_error(history3, monkeypatch):

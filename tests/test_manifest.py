@@ -1009,3 +1009,35 @@ def test_an_anchor_defined_twice_is_no_warning(recwarn):
 
     assert parse_scalar("[&a 1, *a, &a 2, *a]") == [1, 1, 2, 2]  # YAML allows it: the later one wins
     assert not recwarn.list
+
+
+def test_the_parsed_manifest_cache_rejects_stale_entries(tmp_path, monkeypatch):
+    """A manifest cached by a modver whose models differ (another schema) is parsed again."""
+    from modver import manifest as manifest_module
+
+    path = tmp_path / "manifest.yaml"
+    path.write_text("stages:\n  a: {entry: a.py:f, params: {C: 1}}\n")
+    cache = tmp_path / "cache"
+    first = manifest_module.load_manifest_cached(path, tmp_path, cache)
+    assert len(list(cache.iterdir())) == 1
+    parsed = []
+    real = manifest_module.load_manifest_text
+    monkeypatch.setattr(manifest_module, "load_manifest_text", lambda *a, **k: parsed.append(1) or real(*a, **k))
+    assert manifest_module.load_manifest_cached(path, tmp_path, cache) == first and parsed == []  # from the cache
+    monkeypatch.setattr(manifest_module, "manifest_schema", lambda: "another modver's models")
+    assert manifest_module.load_manifest_cached(path, tmp_path, cache) == first and parsed == [1]  # parsed again
+    for entry in cache.iterdir():  # a damaged entry is parsed again too
+        entry.write_bytes(b"not a pickle")
+    monkeypatch.undo()
+    assert manifest_module.load_manifest_cached(path, tmp_path, cache) == first
+
+
+def test_the_manifest_schema_follows_the_models():
+    from dataclasses import fields
+
+    from modver.manifest import Manifest, manifest_schema
+    from modver.models import StageSpec
+
+    assert {f.name for f in fields(StageSpec)} >= {"name", "entry", "version", "inputs", "params", "deps"}
+    assert manifest_schema() == manifest_schema() and len(manifest_schema()) == 32
+    assert Manifest.__dataclass_fields__  # a dataclass: its fields make the schema

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import marshal
-import os
-import tempfile
 from collections.abc import Callable
 from hashlib import blake2b
 from pathlib import Path
 from typing import Any
 
+from modver import _fs
 from modver.models import Closure, SourceTree
 
 _MAGIC = b"mvsum2\n\0"  # bump with the summary layout or the scheme (2: "runs" flags)
@@ -97,15 +96,7 @@ class SummaryCache:
         payload = marshal.dumps((content_id, docstrings, summary))
         data = _MAGIC + blake2b(payload).digest()[:_CHECK] + payload
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                os.replace(tmp, path)
-            except BaseException:
-                os.unlink(tmp)
-                raise
+            _fs.write_bytes_atomic(path, data, durable=False)
         except OSError:
             return  # the disk cache is an optimisation: a read-only store only costs time
 
