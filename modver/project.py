@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -379,70 +378,11 @@ class Project:
     # -- status and diffs --------------------------------------------------------------
 
     def status(self, manifest: PathArg = None) -> list[StageState]:
-        """Per declared stage: the working tree's version against what it is compared with.
+        """Per declared stage: the working tree's version against its pin or the version its last
+        run used, and whether a run now would be cached (see :mod:`modver.status`)."""
+        from modver.status import stage_states
 
-        A pinned stage's working tree is compared with its pin; an unpinned stage's with the
-        version its last run used (the code a run would replace); with neither, it is
-        ``changed`` only when its code is not registered. A pin that does not resolve, code
-        that does not fingerprint or a data input that cannot be read is reported in the
-        stage's row (``error``).
-        """
-        from modver.data import DataHasher
-        from modver.planner import last_key_parts
-
-        m = self.manifest(manifest)
-        tree = self.working_tree()
-        previous = last_key_parts(self.runs_store, list(m.stages))
-        hasher = DataHasher(self.root, self.store)
-        rows = []
-        for name, spec in m.stages.items():
-            row = self._stage_state(spec, tree, previous.get(name), manifest)
-            for source in spec.inputs.values():  # a data input that cannot be read is that stage's problem
-                if source.startswith("data.") and row.error is None:
-                    try:
-                        hasher.hash(source[5:], m.data[source[5:]])
-                    except errors.ModverError as exc:
-                        row = replace(row, error=str(exc), changed=True)
-            rows.append(row)
-        hasher.save()
-        try:
-            cached = {p.name: p.cached for p in self.plan(manifest, previous=previous)}
-        except errors.ModverError:
-            cached = {}  # a missing data file or an unresolvable pin: not knowable now
-        return [replace(r, cached=cached.get(r.stage)) for r in rows]
-
-    def _stage_state(self, spec: StageSpec, tree: SourceTree, last: KeyParts | None, manifest: PathArg) -> StageState:
-        pinned, problem = None, None
-        if spec.version:
-            try:
-                pinned = self.resolve(f"{spec.name}@{spec.version}", manifest)
-            except errors.ModverError as exc:
-                problem = f"pin {spec.version} does not resolve: {exc}"
-        try:
-            fingerprint: str | None = self.fingerprint(spec, tree, docstrings=self._docstrings(manifest)).fingerprint
-        except errors.ModverError as exc:
-            fingerprint, problem = None, problem or str(exc)
-        known = self.registry.find(spec.name, fingerprint) if fingerprint else None
-        compared: tuple[str | None, str | None, str | None]
-        if spec.version:
-            compared = (pinned.version, pinned.fingerprint, "pin") if pinned else (spec.version, None, "pin")
-        elif last is not None:
-            compared = (last.version or last.fingerprint.split(":", 1)[-1][:12], last.fingerprint, "last run")
-        else:
-            compared = (None, None, None)
-        changed = problem is not None or (known is None if compared[1] is None else compared[1] != fingerprint)
-        return StageState(
-            spec.name,
-            spec.entry,
-            pinned.version if pinned else None,
-            pinned.fingerprint if pinned else None,
-            known.version if known else None,
-            fingerprint,
-            changed,
-            problem,
-            compared_with=compared[0],
-            compared_source=compared[2],
-        )
+        return stage_states(self.registry, self.manifest(manifest), self.store)
 
     def diff_working(self, manifest: PathArg = None) -> list[StageDiff]:
         """Each declared stage's working tree against its pin (or the version its last run used,
