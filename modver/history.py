@@ -7,6 +7,8 @@ Layout (see docs/storage.md):
   version's closure (the same git blob as in the user's tree: nothing is stored twice).
   Author and committer ``modver <modver@localhost>``, message ``<stage> v<N>: <message>``.
 - ``refs/modver/tags/<stage>/<name>``: a named version (points at its commit).
+- ``refs/modver/notes/committed``: where a working-tree version was later found committed
+  (:mod:`modver.notes`).
 
 Registration is compare-and-swap on the stage ref, retried: concurrent processes never lose a
 version nor give two fingerprints one number. Branches, HEAD, the index and the working tree
@@ -31,6 +33,7 @@ from modver import _fs, errors
 from modver._git import GitRepo, GitTree
 from modver.models import Closure, Definition, SourceTree, StageVersion, Unresolved
 from modver.names import did_you_mean, validate_name
+from modver.notes import COMMITTED_REF, CommittedNotes
 
 __all__ = [
     "COMMITTED_REF",
@@ -43,7 +46,6 @@ __all__ = [
 
 STAGES_PREFIX = "refs/modver/stages/"
 TAGS_PREFIX = "refs/modver/tags/"
-COMMITTED_REF = "refs/modver/notes/committed"
 _SCHEME_PREFIX = re.compile(r"mv\d+:\Z")  # a fingerprint's scheme ("mv1:", "mv2:", docs/fingerprint.md)
 META = "meta.json"
 SRC = "src"
@@ -100,7 +102,7 @@ class History:
         self._metas: dict[str, dict[str, Any]] = {}
         self._batch: dict[str, _Pending] | None = None
         self.rebased: set[str] = set()  # stages whose batch was re-registered on a moved ref
-        self._committed_cache: tuple[str, dict[str, str]] | None = None
+        self._notes = CommittedNotes(repo)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -194,7 +196,7 @@ class History:
         names: dict[str, list[str]] = {}
         for name, commit in self._tag_refs(stage).items():
             names.setdefault(commit, []).append(name)
-        committed = self._committed()
+        committed = self._notes.read()
         if not names and not committed:
             return list(versions)
         return [
@@ -204,67 +206,11 @@ class History:
             for v in versions
         ]
 
-    # -- commits found later for working-tree versions (git notes on the version commits) ----
-
-    def _committed(self) -> dict[str, str]:
-        """Version commit -> the user's commit where its code was first found by ``index``.
-
-        Kept in the layout of git notes under :data:`COMMITTED_REF` (a tree of blobs named by the
-        version commit they annotate; ``git show refs/modver/notes/committed:<version commit>``),
-        which travels with ``refs/modver/*``: a version's own commit never changes.
-        """
-        tip = self.repo.read_ref(COMMITTED_REF)
-        if tip is None:
-            return {}
-        if self._committed_cache is not None and self._committed_cache[0] == tip:
-            return self._committed_cache[1]
-        found: dict[str, str] = {}
-        for name, (_mode, blob) in self.repo.tree_entries(self.repo.commit_tree(tip)).items():
-            try:
-                note = json.loads(self.repo.read_blob(blob).decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise self._corrupt("?", tip, f"unreadable note on {name} in {COMMITTED_REF}: {exc}") from exc
-            if isinstance(note, dict) and isinstance(note.get("commit"), str):
-                found[name] = note["commit"]
-        self._committed_cache = (tip, found)
-        return found
-
     def record_committed(self, found: list[tuple[StageVersion, str]]) -> list[StageVersion]:
         """Note, for each (working-tree version, git commit), that the version's code was found
-        committed there (the first commit found wins); returns the versions newly noted."""
-        first: dict[str, tuple[StageVersion, str]] = {}
-        for version, sha in found:
-            if version.origin is None:
-                first.setdefault(version.commit, (version, sha))
-        deadline = time.monotonic() + _MAX_WAIT
-        while True:
-            tip = self.repo.read_ref(COMMITTED_REF)
-            known = self._committed()
-            new = [pair for commit, pair in first.items() if commit not in known]
-            if not new:
-                return []
-            entries = self.repo.tree_entries(self.repo.commit_tree(tip)) if tip is not None else {}
-            files: dict[str, str | tuple[int, str]] = dict(entries)
-            for version, sha in new:
-                files[version.commit] = self.repo.write_blob(
-                    (
-                        json.dumps({"commit": sha, "stage": version.stage, "version": version.version}, sort_keys=True)
-                        + "\n"
-                    ).encode()
-                )
-            lines = "\n".join(f"{v.stage} {v.version}: {sha[:12]}" for v, sha in new)
-            commit = self.repo.write_commit(
-                self.repo.write_tree(files), [tip] if tip else [], f"modver: versions found committed\n\n{lines}\n"
-            )
-            if self.repo.set_ref_if_equals(COMMITTED_REF, tip, commit):
-                return [replace(v, committed=sha) for v, sha in new]
-            if time.monotonic() > deadline:
-                raise errors.ConcurrencyError(
-                    f"could not update {COMMITTED_REF}: it kept changing",
-                    where=COMMITTED_REF,
-                    hint="another modver process is indexing; run `modver index` again",
-                )
-            time.sleep(0.01 * random.random())
+        committed there (the first commit found wins); returns the versions newly noted
+        (:mod:`modver.notes`)."""
+        return self._notes.record(found, deadline=time.monotonic() + _MAX_WAIT)
 
     def _tag_refs(self, stage: str) -> dict[str, str]:
         prefix = f"{TAGS_PREFIX}{stage}/"

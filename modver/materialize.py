@@ -8,9 +8,9 @@ package ``_modver_<hex16>``: the file ``pipeline/features.py`` becomes module
 ``_modver_<hex16>.pipeline.features``. Two versions of one helper are two different modules, so
 two stages of one run never share it.
 
-Project-local imports are rewritten (with libcst, imported lazily) to point into the private
-package; nothing else changes, and no line moves, so tracebacks, ``inspect.getsource`` and
-debuggers point at the right line of the materialized file:
+Project-local imports are rewritten (by :mod:`modver._rewrite`, with libcst, imported lazily)
+to point into the private package; nothing else changes, and no line moves, so tracebacks,
+``inspect.getsource`` and debuggers point at the right line of the materialized file:
 
 - ``from pipeline.features import f``  → ``from _modver_X.pipeline.features import f``
 - ``import pipeline.features as feats`` → ``import _modver_X.pipeline.features as feats``
@@ -75,7 +75,6 @@ from modver.errors import EntryNotFoundError, MaterializeError, SourceError, Sta
 PACKAGE_PREFIX = "_modver_"
 VERSIONS_DIR = "versions"
 INFO_FILE = ".modver-version.json"
-_IMPORT_MODULE_CALLS = frozenset({"importlib.import_module", "import_module"})
 
 
 def fingerprint_hex(fingerprint: str) -> str:
@@ -247,9 +246,6 @@ class _Locator:
         return None
 
 
-_PROJECT_FILE_CALL = '__import__("modver.materialize").materialize.project_file(__file__)'
-
-
 def _in_version(path: str) -> tuple[Path, tuple[str, ...]] | None:
     """(the version's folder, the parts of ``path`` inside it) for a materialized file, else None."""
     parts = Path(path).parts
@@ -285,218 +281,12 @@ def version_file(path: str, rel: str) -> str:
 
 def rewrite_imports(source: bytes, path: str, locator: _Locator) -> bytes:
     """The module's bytes with project-local imports pointing into the private package, and
-    ``__file__`` read as the project file's path (:func:`project_file`)."""
+    ``__file__`` read as the project file's path (:func:`project_file`); see :mod:`modver._rewrite`."""
     if b"import" not in source and b"__file__" not in source and b"exec" not in source and b"run_path" not in source:
         return source
-    import libcst as cst
+    from modver._rewrite import rewrite_source  # libcst: loaded only when a file needs it
 
-    from modver.fingerprint._summary import run_deep  # deeply nested code must not crash libcst
-
-    try:
-        module = run_deep(cst.parse_module, source)
-    except cst.ParserSyntaxError as exc:
-        lines = source.decode("utf-8", "replace").splitlines()
-        text = lines[exc.raw_line - 1] if 0 < exc.raw_line <= len(lines) else ""
-        raise SourceError(
-            format_syntax_error(path, exc.raw_line, exc.raw_column + 1, text, exc.message),
-            where=f"{path}:{exc.raw_line}:{exc.raw_column + 1}",
-        ) from exc
-    return run_deep(lambda: module.visit(_ImportTransformer(locator, path)).bytes)
-
-
-def _callee(call: Any) -> str | None:
-    """The called name of a libcst Call: ``f`` for ``f(...)`` and ``m.f(...)``."""
-    import libcst as cst
-
-    func = call.func
-    return func.value if isinstance(func, cst.Name) else func.attr.value if isinstance(func, cst.Attribute) else None
-
-
-def _dotted(node: Any) -> str:
-    from libcst.helpers import get_full_name_for_node
-
-    name = get_full_name_for_node(node)
-    if name is None:  # pragma: no cover - import targets are always names/attributes
-        raise MaterializeError("unsupported import target")
-    return name
-
-
-class _ImportTransformer:
-    """libcst transformer (created lazily, see ``__new__``) rewriting project-local imports."""
-
-    _cls: type | None = None
-    _lock = threading.Lock()
-
-    def __new__(cls, locator: _Locator, path: str) -> Any:
-        with cls._lock:
-            if cls._cls is None:
-                cls._cls = _build_transformer()
-        return cls._cls(locator, path)
-
-
-def _build_transformer() -> type:
-    import libcst as cst
-
-    class ImportTransformer(cst.CSTTransformer):
-        def __init__(self, locator: _Locator, path: str):
-            super().__init__()
-            self.locator = locator
-            self.path = path
-            self.bound: set[int] = set()  # ids of `__file__` names that are not a read of it
-            self.quotes: list[str] = []  # quotes of the f-strings around the current node
-
-        # `__file__` is read as the project file's path (see project_file); these spots name
-        # something else or bind it, and stay as written
-        def visit_Attribute(self, node: cst.Attribute) -> None:
-            self.bound.add(id(node.attr))
-
-        def visit_Arg(self, node: cst.Arg) -> None:
-            if node.keyword is not None:
-                self.bound.add(id(node.keyword))
-
-        def _bind_name(self, node: Any) -> None:
-            self.bound.add(id(node.name))
-
-        visit_Param = visit_NameItem = visit_ImportAlias = _bind_name  # parameters, global x, imports
-
-        def _bind(self, target: cst.BaseExpression) -> None:
-            if isinstance(target, cst.Name):
-                self.bound.add(id(target))
-            elif isinstance(target, (cst.Tuple, cst.List)):
-                for element in target.elements:
-                    self._bind(element.value)
-            elif isinstance(target, cst.StarredElement):
-                self._bind(target.value)
-
-        def _bind_target(self, node: Any) -> None:
-            self._bind(node.target)
-
-        # assignments, loops, comprehensions and `del` bind their targets
-        visit_AssignTarget = visit_AnnAssign = visit_AugAssign = _bind_target
-        visit_For = visit_CompFor = visit_Del = _bind_target
-
-        def visit_AsName(self, node: cst.AsName) -> None:
-            self._bind(node.name)
-
-        # inside an f-string the call's string literal must use the other quote
-        def visit_FormattedString(self, node: cst.FormattedString) -> None:
-            self.quotes.append(node.start.lstrip("rfbuRFBU"))
-
-        def leave_FormattedString(self, original: cst.FormattedString, updated: cst.FormattedString) -> Any:
-            self.quotes.pop()
-            return updated
-
-        def leave_Name(self, original: cst.Name, updated: cst.Name) -> Any:
-            if updated.value != "__file__" or id(original) in self.bound:
-                return updated
-            used = "".join(self.quotes)
-            quote = '"' if '"' not in used else "'" if "'" not in used else None
-            if quote is None:  # nested f-strings using both quotes: leave it as written
-                return updated
-            return cst.parse_expression(_PROJECT_FILE_CALL.replace('"', quote))
-
-        def leave_ImportFrom(self, original: cst.ImportFrom, updated: cst.ImportFrom) -> cst.ImportFrom:
-            if updated.relative or updated.module is None:
-                return updated
-            target = self.locator.target(_dotted(updated.module), self.path)
-            if target is None:
-                return updated
-            return updated.with_changes(module=cst.parse_expression(target))
-
-        def leave_Import(self, original: cst.Import, updated: cst.Import) -> Any:
-            pieces: list[str] = []
-            kept: list[cst.ImportAlias] = []
-            changed = False
-            for alias in updated.names:
-                dotted = _dotted(alias.name)
-                target = self.locator.target(dotted, self.path)
-                if target is None:
-                    kept.append(alias)
-                    continue
-                changed = True
-                if alias.asname is not None:
-                    asname = _dotted(alias.asname.name)
-                    pieces.append(f"import {target} as {asname}")
-                else:  # `import a.b` binds `a`: load the submodule, then bind the package's `a`
-                    top = dotted.split(".", 1)[0]
-                    holder = target[: len(target) - len(dotted) - 1]
-                    if "." in dotted:
-                        pieces.append(f"import {target}")
-                    pieces.append(f"from {holder} import {top}")
-            if not changed:
-                return updated
-            statements: list[cst.BaseSmallStatement] = []
-            if kept:
-                kept[-1] = kept[-1].with_changes(comma=cst.MaybeSentinel.DEFAULT)
-                statements.append(updated.with_changes(names=kept, semicolon=cst.MaybeSentinel.DEFAULT))
-            for piece in pieces:
-                line = cst.parse_statement(piece + "\n")
-                assert isinstance(line, cst.SimpleStatementLine)  # an import is a simple statement
-                statements.append(line.body[0])
-            # keep the line count: a backslash-continued import keeps its continuations
-            breaks = cst.Module(body=[]).code_for_node(original).count("\n")
-            if breaks:
-                first = statements[0]
-                gap = cst.SimpleWhitespace(" " + "\\\n" * breaks + "    ")
-                if isinstance(first, cst.Import):
-                    statements[0] = first.with_changes(whitespace_after_import=gap)
-                elif isinstance(first, cst.ImportFrom):
-                    statements[0] = first.with_changes(whitespace_after_from=gap)
-            statements[-1] = statements[-1].with_changes(semicolon=updated.semicolon)
-            return cst.FlattenSentinel(statements)
-
-        def _run_literal(self, call: cst.Call) -> cst.SimpleString | None:
-            """The literal path of a file ``call`` runs (the patterns the fingerprint follows)."""
-            from modver.fingerprint._summary import _OPEN_CALLS, _READ_METHODS
-
-            name = _callee(call)
-            if name == "run_path" and call.args:
-                first = call.args[0]
-                path = first.value if first.keyword is None or first.keyword.value == "path_name" else None
-            elif name == "exec" and isinstance(call.func, cst.Name) and call.args:
-                source = call.args[0].value
-                if isinstance(source, cst.Call) and _callee(source) == "compile" and source.args:
-                    source = source.args[0].value
-                if not (isinstance(source, cst.Call) and isinstance(source.func, cst.Attribute)):
-                    return None
-                if source.func.attr.value not in _READ_METHODS:
-                    return None
-                opened = source.func.value
-                if not (isinstance(opened, cst.Call) and _callee(opened) in _OPEN_CALLS and opened.args):
-                    return None
-                path = opened.args[0].value
-            else:
-                return None
-            return path if isinstance(path, cst.SimpleString) else None
-
-        def leave_Call(self, original: cst.Call, updated: cst.Call) -> cst.BaseExpression:
-            from libcst.helpers import get_full_name_for_node
-
-            literal = self._run_literal(updated)
-            if literal is not None and not self.quotes:
-                value = literal.evaluated_value
-                stored = self.locator.run_file(value) if isinstance(value, str) else None
-                if stored is not None:
-                    copy = cst.parse_expression(
-                        f'__import__("modver.materialize").materialize.version_file(__file__, {stored!r})'
-                    )
-                    return updated.deep_replace(literal, copy)
-            if get_full_name_for_node(updated.func) not in _IMPORT_MODULE_CALLS or not updated.args:
-                return updated
-            first = updated.args[0]
-            if first.keyword is not None or not isinstance(first.value, cst.SimpleString):
-                return updated
-            name = first.value.evaluated_value
-            if not isinstance(name, str) or name.startswith(".") or not name:
-                return updated
-            target = self.locator.target(name, self.path)
-            if target is None:
-                return updated
-            quote = first.value.quote
-            new_arg = first.with_changes(value=cst.SimpleString(f"{first.value.prefix}{quote}{target}{quote}"))
-            return updated.with_changes(args=[new_arg, *updated.args[1:]])
-
-    return ImportTransformer
+    return rewrite_source(source, path, locator)
 
 
 # -- importing a version ----------------------------------------------------------------------

@@ -14,12 +14,13 @@ import modver
 PACKAGE = Path(modver.__file__).resolve().parent
 
 # library -> the only modules allowed to import it
+GIT = ("_git/__init__.py", "_git/faults.py", "_git/lock.py", "_git/objects.py", "_git/raw.py", "_git/tree.py")
 OWNERS = {
-    "dulwich": {"_git.py"},
-    "ruamel": {"manifest.py"},
+    "dulwich": set(GIT) - {"_git/tree.py"},  # the git package (its GitTree reads through GitRepo)
+    "ruamel": {"manifest/_yaml.py"},
     "typer": {"cli.py"},
     "rich": {"cli.py", "_output.py"},  # the command line: its commands, and how it shows things
-    "libcst": {"fingerprint/_cst.py", "materialize.py"},
+    "libcst": {"fingerprint/_cst.py", "_rewrite.py"},  # normalization; rewriting a version's imports
     "pandas": {"runtable.py", "serialize.py"},  # the runs DataFrame; the DataFrame serializer
     "numpy": {"serialize.py"},
     "torch": {"serialize.py"},
@@ -44,7 +45,8 @@ LAYERS = {
     "runstore.py": FACADE | ENGINE,
     "runtable.py": FACADE | ENGINE,
     "history.py": FACADE | ENGINE,
-    "_git.py": FACADE | ENGINE | {"modver.history"},
+    "notes.py": FACADE | ENGINE,
+    **{module: FACADE | ENGINE | {"modver.history"} for module in GIT},
 }
 
 

@@ -511,13 +511,13 @@ BUG_SITES = {
         "dulwich.refs.DiskRefsContainer.set_if_equals",
         lambda repo, shas: repo.set_ref_if_equals("refs/heads/main", shas[-1], shas[0]),
     ),
-    "parse_tree": ("modver._git.parse_tree", lambda repo, shas: repo.tree_entries(repo.commit_tree(shas[0]))),
+    "parse_tree": ("modver._git.raw.parse_tree", lambda repo, shas: repo.tree_entries(repo.commit_tree(shas[0]))),
     "changes_from_tree": ("dulwich.index.Index.changes_from_tree", lambda repo, shas: repo.is_dirty()),
     "contains_packed": (
         "dulwich.object_store.DiskObjectStore.contains_packed",
         lambda repo, shas: repo.write_blob(b"new"),
     ),
-    "write_pack_data": ("modver._git.write_pack_data", lambda repo, shas: _write_buffered(repo)),
+    "write_pack_data": ("modver._git.objects.write_pack_data", lambda repo, shas: _write_buffered(repo)),
 }
 
 
@@ -544,7 +544,7 @@ def test_a_failed_pack_write_holds_nothing_back(history3, monkeypatch):
         raise OSError(28, "No space left on device")
 
     with GitRepo.discover(root) as repo:
-        monkeypatch.setattr("modver._git.write_pack_data", disk_full)
+        monkeypatch.setattr("modver._git.objects.write_pack_data", disk_full)
         with pytest.raises(errors.StoreError, match="cannot write a pack.*No space left"):
             _write_buffered(repo)
         monkeypatch.undo()
@@ -735,11 +735,11 @@ def test_a_pack_is_never_visible_before_it_is_complete_and_synced(project: Path,
 
 
 def test_a_reader_meanwhile_never_loads_a_half_written_pack_index(history3, monkeypatch):
-    from modver import _git
+    from modver._git import objects as git_objects
 
     root, shas = history3
     git(root, "gc", "-q")  # the history in a pack: readers look packs up
-    real = _git.write_pack_index
+    real = git_objects.write_pack_index
     seen: list[str] = []
 
     def written_in_two_halves(f, *args, **kwargs):
@@ -753,7 +753,7 @@ def test_a_reader_meanwhile_never_loads_a_half_written_pack_index(history3, monk
             assert not reader.has_object("0" * 40)  # looks through every pack it can see
         f.write(data[len(data) // 2 :])
 
-    monkeypatch.setattr(_git, "write_pack_index", written_in_two_halves)
+    monkeypatch.setattr(git_objects, "write_pack_index", written_in_two_halves)
     with GitRepo.discover(root) as repo:
         with repo.buffered_objects():
             blob = repo.write_blob(b"new\n" * 1000)

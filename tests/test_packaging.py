@@ -91,3 +91,12 @@ def test_demo_runs_from_the_installed_package(installed: Path, tmp_path: Path):
     where = done.stdout.rsplit("The demo project is in ", 1)[1].split(":", 1)[0]
     assert (Path(where) / "manifest.yaml").is_file() and (Path(where) / ".modver" / "runs").is_dir()
     shutil.rmtree(Path(where).parent)
+
+
+def test_every_package_is_in_the_wheel() -> None:
+    """A new subpackage of modver/ is listed in pyproject.toml, or the wheel would lack it."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "modver").rglob("__init__.py")}
+    assert found - listed == set(), "add these packages to [tool.setuptools] packages in pyproject.toml"
