@@ -95,6 +95,14 @@ class DemoError(ModverError):
     installed, or one of its steps failed."""
 
 
+# -- sweeps (issue 9, sweep-core) --
+
+
+class SweepError(ModverError):
+    """A sweep that cannot be made: a bad axis, sweep file or number of points, or an unknown
+    sweep id; also a sweep whose points failed (the message lists them)."""
+
+
 # -- executors (issue 9, sweep-exec) --
 
 

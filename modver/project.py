@@ -26,9 +26,12 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas
 
     from modver._git import GitRepo
+    from modver.cluster import ExecutorSpec
     from modver.diff import ManifestDiff, StageDiff
+    from modver.driver import OnProgress
     from modver.engine import Event
     from modver.fingerprint import SummaryCache
+    from modver.graph import Graph
     from modver.history import History
     from modver.indexer import IndexResult, Progress
     from modver.manifest import Manifest
@@ -37,6 +40,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from modver.registry import Registry
     from modver.retention import GcResult
     from modver.runstore import RunStore
+    from modver.sweep import SweepSpec
+    from modver.sweepstore import Best, SweepPoint, SweepRecord
     from modver.verify import VersionCheck
 
 STORE_DIR = ".modver"
@@ -477,11 +482,20 @@ class Project:
         force: Sequence[str] = (),
         on_event: Event | None = None,
         echo: TextIO | None = None,
+        jobs: int | None = None,
     ) -> RunRecord:
-        """Run the manifest at its pinned versions, with caching; the run's record."""
+        """Run the manifest at its pinned versions, with caching; the run's record. ``jobs`` > 1
+        runs independent stages at once on a local Dask cluster of that many workers."""
         from modver.engine import execute
 
         pipeline = self.pipeline(manifest, sets)
+        if jobs is not None and jobs > 1:
+            from modver.cluster import ExecutorSpec
+            from modver.driver import run_parallel
+
+            return run_parallel(
+                self.registry, self.store, pipeline, ExecutorSpec(jobs=jobs), force=force, on_event=on_event
+            )
         return execute(self.registry, self.store, pipeline, force=force, on_event=on_event, echo=echo)
 
     def reproduce(
@@ -494,12 +508,16 @@ class Project:
         original = self.run_record(ref)
         return reproduce(self.registry, self.store, original, use_cache=use_cache, on_event=on_event, echo=echo)
 
-    def runs(self, where: str | None = None, sort: str | None = None) -> list[RunRecord]:
-        """Every run record, oldest first (or sorted by a column, ``-column`` descending)."""
+    def runs(self, where: str | None = None, sort: str | None = None, sweep: str | None = None) -> list[RunRecord]:
+        """Every run record, oldest first (or sorted by a column, ``-column`` descending); with
+        ``sweep``, the runs of that sweep's points only."""
         from modver.recorder import mark_dead
         from modver.runtable import filter_records, sort_records
 
         records = [mark_dead(r) for r in self.runs_store.list()]
+        if sweep is not None:
+            sweep_id = self.sweep_record(sweep).sweep
+            records = [r for r in records if r.sweep == sweep_id]
         if where:
             records = filter_records(records, where)
         return sort_records(records, sort) if sort else records
@@ -565,6 +583,107 @@ class Project:
                 out.setdefault(label, []).append(record)
         return out
 
+    # -- sweeps (issue 9) ------------------------------------------------------------------
+
+    def executor(
+        self, manifest: PathArg = None, *, jobs: int | None = None, scheduler: str | None = None,
+        cluster: str | None = None, debug: bool = False,
+    ) -> ExecutorSpec:  # fmt: skip
+        """Where a sweep's tasks run: ``--jobs``/``--scheduler``/``--cluster`` over the manifest's
+        ``cluster:`` section (:func:`modver.driver.executor_spec`)."""
+        from modver.driver import executor_spec
+
+        m = self.manifest(manifest)
+        return executor_spec(m.cluster, f"{m.path}: cluster", jobs=jobs, scheduler=scheduler, kind=cluster, debug=debug)
+
+    def sweep_spec(self, sets: Sequence[str], *, zip_axes: bool = False, file: PathArg = None) -> SweepSpec:
+        """The axes of ``--set`` options (:func:`modver.sweep.parse_axes`), or of a sweep file with them."""
+        from modver.sweep import load_sweep_file, parse_axes
+
+        path = None if file is None else Path(file) if Path(file).is_absolute() else self._base / Path(file)
+        spec = (
+            load_sweep_file(path, sets, zip_axes=zip_axes) if path is not None else parse_axes(sets, zip_axes=zip_axes)
+        )
+        if not spec.axes:
+            raise errors.SweepError(
+                "nothing to sweep: no --set has several values",
+                hint="give an axis: --set model.C=0.1,1,10 or --set model.seed=range(0,5), or --file SWEEP.yaml "
+                "(one point is `modver run`)",
+            )
+        return spec
+
+    def plan_sweep(self, spec: SweepSpec, manifest: PathArg = None) -> Graph:
+        """What a sweep would do, point by point and stage by stage (nothing executed or recorded)."""
+        from modver.graph import plan_graph
+        from modver.planner import last_key_parts
+
+        base = self.pipeline(manifest, spec.sets)
+        previous = last_key_parts(self.runs_store, [s.name for s in base.stages])
+        return plan_graph(self.registry, self.store, base, enumerate(spec.points()), register=False, previous=previous)
+
+    def sweep(
+        self, spec: SweepSpec, manifest: PathArg = None, *, executor: ExecutorSpec | None = None,
+        fail_fast: bool = False, best: Best | None = None, on_progress: OnProgress | None = None,
+    ) -> SweepRecord:  # fmt: skip
+        """Run every point of the sweep (shared stage tasks once, on Dask); the sweep's record."""
+        from modver.driver import sweep
+
+        base = self.pipeline(manifest, spec.sets)
+        executor = executor if executor is not None else self.executor(manifest)
+        return sweep(self.registry, self.store, base, spec, executor, fail_fast=fail_fast, best=best,
+                     on_progress=on_progress)  # fmt: skip
+
+    def resume_sweep(
+        self, ref: str, *, executor: ExecutorSpec | None = None, fail_fast: bool = False, best: Best | None = None,
+        on_progress: OnProgress | None = None,
+    ) -> SweepRecord:  # fmt: skip
+        """Run the points of a recorded sweep that did not succeed, with its manifest and axes."""
+        from modver.driver import sweep
+
+        record = self.sweep_record(ref)
+        manifest = self.root / record.manifest
+        base = self.pipeline(manifest, record.spec.sets)
+        executor = executor if executor is not None else self.executor(manifest)
+        return sweep(self.registry, self.store, base, record.spec, executor, resume=record, fail_fast=fail_fast,
+                     best=best, on_progress=on_progress)  # fmt: skip
+
+    def queue_sweep(self, spec: SweepSpec, manifest: PathArg = None, *, executor: ExecutorSpec) -> SweepRecord:
+        """Record a sweep whose driver runs later (``--detach``), its points planned once to check them."""
+        from modver.driver import describe_executor
+        from modver.sweepstore import SweepRecord, SweepStore
+
+        base = self.plan_sweep(spec, manifest).points[0].pipeline
+        record = SweepRecord.new(base.manifest_path, spec, spec.points(), describe_executor(executor), status="queued")
+        SweepStore(self.store / "sweeps").save(record)
+        return record
+
+    def detach_sweep(self, record: SweepRecord, executor: ExecutorSpec, *, fail_fast: bool = False) -> str:
+        """Submit ``modver sweep --resume ID`` as a batch job (:func:`modver.cluster.detach`); its job id."""
+        from modver.cluster import detach
+        from modver.driver import executor_args
+
+        argv = ["sweep", "--resume", record.sweep, *executor_args(executor), *(["--fail-fast"] if fail_fast else [])]
+        return detach(argv, executor, self.root)
+
+    def sweeps(self) -> list[SweepRecord]:
+        """Every sweep's record, oldest first."""
+        from modver.sweepstore import SweepStore
+
+        return SweepStore(self.store / "sweeps").list()
+
+    def sweep_record(self, ref: str = "latest") -> SweepRecord:
+        """One sweep's record (an id, a unique prefix or ``latest``)."""
+        from modver.sweepstore import SweepStore
+
+        store = SweepStore(self.store / "sweeps")
+        return store.load(store.resolve(ref))
+
+    def best_point(self, record: SweepRecord, best: Best) -> tuple[SweepPoint, float] | None:
+        """The sweep's succeeded point with the best value of ``best.metric``, or None."""
+        from modver.sweepstore import best_point
+
+        return best_point(record, self.runs_store, best)
+
     def gc(
         self, *, keep_last: int | None = None, older_than: str | None = None, remove_records: bool = False,
         dry_run: bool = False,
@@ -596,12 +715,12 @@ def _run_columns(record: RunRecord) -> dict[str, Any]:
     return row
 
 
-def runs(path: str | os.PathLike[str] = ".") -> pandas.DataFrame:
-    """All runs of the project at ``path`` as a pandas DataFrame, one row per run."""
+def runs(path: str | os.PathLike[str] = ".", sweep: str | None = None) -> pandas.DataFrame:
+    """All runs of the project at ``path`` (or of one ``sweep``) as a pandas DataFrame, one row per run."""
     from modver.runtable import runs_dataframe
 
     with Project(path) as project:
-        return runs_dataframe(project.runs())
+        return runs_dataframe(project.runs(sweep=sweep))
 
 
 def load(stage: str, run: str = "latest", path: str | os.PathLike[str] = ".") -> Any:

@@ -50,6 +50,11 @@ LAYERS = {
     "runtable.py": FACADE | ENGINE,
     "history.py": FACADE | ENGINE,
     "notes.py": FACADE | ENGINE,
+    # sweeps (issue 9, sweep-core): axes are models; records are storage; the graph and its driver are engine
+    "sweep.py": FACADE | ENGINE | {"modver.runstore", "modver.cluster"},
+    "sweepstore.py": FACADE | ENGINE | {"modver.cluster"},
+    "graph.py": FACADE | {"modver.recorder", "modver.cluster"},
+    "driver.py": FACADE,
     **{module: FACADE | ENGINE | {"modver.history"} for module in GIT},
 }
 
