@@ -689,19 +689,17 @@ def sweep_(
             cluster=cluster, debug=_state["debug"],
         )  # fmt: skip
         if detach:
-            queued = p.sweep_record(resume) if resume else p.queue_sweep(spec, executor=executor)
-            job = p.detach_sweep(queued, executor, fail_fast=fail_fast)
+            queued, job = p.detach_sweep(
+                None if resume else spec, resume=resume, executor=executor, fail_fast=fail_fast
+            )
             _output.print_json({**queued.to_json(), "job": job}) if as_json else print(
                 f"sweep {queued.sweep}: {len(queued.points)} points, driver submitted as batch job {job}\n"
                 f"  follow it with `modver sweeps`; continue it with `modver sweep --resume {queued.sweep}`"
             )
             return
         with _output.sweep_progress(following, quiet=as_json) as on_progress:
-            if resume is not None:
-                record = p.resume_sweep(resume, executor=executor, fail_fast=fail_fast, best=following,
-                                        on_progress=on_progress)  # fmt: skip
-            else:
-                record = p.sweep(spec, executor=executor, fail_fast=fail_fast, best=following, on_progress=on_progress)
+            record = p.sweep(None if resume else spec, resume=resume, executor=executor, fail_fast=fail_fast,
+                             best=following, on_progress=on_progress)  # fmt: skip
         leader = p.best_point(record, following) if following else None
     _output.print_json(record.to_json()) if as_json else _output.sweep_summary(record, following, leader)
     failed = [pt for pt in record.points if pt.status == "failed"]

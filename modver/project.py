@@ -600,7 +600,7 @@ class Project:
         """The axes of ``--set`` options (:func:`modver.sweep.parse_axes`), or of a sweep file with them."""
         from modver.sweep import load_sweep_file, parse_axes
 
-        path = None if file is None else Path(file) if Path(file).is_absolute() else self._base / Path(file)
+        path = None if file is None else self._base / Path(file)  # an absolute file stays itself
         spec = (
             load_sweep_file(path, sets, zip_axes=zip_axes) if path is not None else parse_axes(sets, zip_axes=zip_axes)
         )
@@ -622,48 +622,49 @@ class Project:
         return plan_graph(self.registry, self.store, base, enumerate(spec.points()), register=False, previous=previous)
 
     def sweep(
-        self, spec: SweepSpec, manifest: PathArg = None, *, executor: ExecutorSpec | None = None,
-        fail_fast: bool = False, best: Best | None = None, on_progress: OnProgress | None = None,
-    ) -> SweepRecord:  # fmt: skip
-        """Run every point of the sweep (shared stage tasks once, on Dask); the sweep's record."""
-        from modver.driver import sweep
-
-        base = self.pipeline(manifest, spec.sets)
-        executor = executor if executor is not None else self.executor(manifest)
-        return sweep(self.registry, self.store, base, spec, executor, fail_fast=fail_fast, best=best,
-                     on_progress=on_progress)  # fmt: skip
-
-    def resume_sweep(
-        self, ref: str, *, executor: ExecutorSpec | None = None, fail_fast: bool = False, best: Best | None = None,
+        self, spec: SweepSpec | None = None, manifest: PathArg = None, *, resume: str | None = None,
+        executor: ExecutorSpec | None = None, fail_fast: bool = False, best: Best | None = None,
         on_progress: OnProgress | None = None,
     ) -> SweepRecord:  # fmt: skip
-        """Run the points of a recorded sweep that did not succeed, with its manifest and axes."""
+        """Run every point of ``spec`` — or, with ``resume``, the points of that recorded sweep that
+        did not succeed, with its manifest and axes — shared stage tasks once, on Dask; the record."""
         from modver.driver import sweep
 
-        record = self.sweep_record(ref)
-        manifest = self.root / record.manifest
-        base = self.pipeline(manifest, record.spec.sets)
+        record = self.sweep_record(resume) if resume is not None else None
+        if record is not None:
+            spec, manifest = record.spec, self.root / record.manifest
+        assert spec is not None, "give a sweep spec or a sweep to resume"
+        base = self.pipeline(manifest, spec.sets)
         executor = executor if executor is not None else self.executor(manifest)
-        return sweep(self.registry, self.store, base, record.spec, executor, resume=record, fail_fast=fail_fast,
-                     best=best, on_progress=on_progress)  # fmt: skip
+        return sweep(self.registry, self.store, base, spec, executor, resume=record, fail_fast=fail_fast, best=best,
+                     on_progress=on_progress)  # fmt: skip
 
-    def queue_sweep(self, spec: SweepSpec, manifest: PathArg = None, *, executor: ExecutorSpec) -> SweepRecord:
-        """Record a sweep whose driver runs later (``--detach``), its points planned once to check them."""
-        from modver.driver import describe_executor
+    def detach_sweep(
+        self, spec: SweepSpec | None = None, manifest: PathArg = None, *, resume: str | None = None,
+        executor: ExecutorSpec, fail_fast: bool = False,
+    ) -> tuple[SweepRecord, str]:  # fmt: skip
+        """Record the sweep as ``queued`` (its points planned once, to check them) — or take the
+        recorded sweep ``resume`` — and submit ``modver sweep --resume ID`` as a batch job
+        (:func:`modver.cluster.detach`); the record and the job's id."""
+        from modver.cluster import detach
+        from modver.driver import describe_executor, executor_args
         from modver.sweepstore import SweepRecord, SweepStore
 
-        base = self.plan_sweep(spec, manifest).points[0].pipeline
-        record = SweepRecord.new(base.manifest_path, spec, spec.points(), describe_executor(executor), status="queued")
-        SweepStore(self.store / "sweeps").save(record)
-        return record
-
-    def detach_sweep(self, record: SweepRecord, executor: ExecutorSpec, *, fail_fast: bool = False) -> str:
-        """Submit ``modver sweep --resume ID`` as a batch job (:func:`modver.cluster.detach`); its job id."""
-        from modver.cluster import detach
-        from modver.driver import executor_args
-
+        store = SweepStore(self.store / "sweeps")
+        if resume is not None:
+            record = self.sweep_record(resume)
+        else:
+            assert spec is not None, "give a sweep spec or a sweep to resume"
+            base = self.plan_sweep(spec, manifest).points[0].pipeline
+            record = SweepRecord.new(base.manifest_path, spec, spec.points(), describe_executor(executor), "queued")
+            store.save(record)
         argv = ["sweep", "--resume", record.sweep, *executor_args(executor), *(["--fail-fast"] if fail_fast else [])]
-        return detach(argv, executor, self.root)
+        try:
+            return record, detach(argv, executor, self.root)
+        except BaseException:
+            if resume is None:
+                store.path(record.sweep).unlink(missing_ok=True)  # never submitted: not a sweep
+            raise
 
     def sweeps(self) -> list[SweepRecord]:
         """Every sweep's record, oldest first."""

@@ -165,3 +165,46 @@ def test_cli_subprocess_sweep_prints_plain_progress(sweep_project):
     done = cli(root, "sweep", "--set", "model.C=1,2", "--jobs", "2", "--best", "accuracy")
     assert "point 0 (model.C=1): succeeded" in done.stdout
     assert "best accuracy: 1 at point 0 (model.C=1)" in done.stdout
+
+
+def test_ctrl_c_records_unfinished_points_interrupted_and_a_rerun_executes_only_what_is_missing(sweep_project):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = sweep_project.root
+    args = ["sweep", "--set", "model.C=1,2,3", "--set", "model.sleep=2", "--jobs", "2"]
+    driver = subprocess.Popen([sys.executable, "-m", "modver", *args], cwd=root, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while executions(root)["model"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert executions(root)["model"] == 2, "the model stages did not start"
+    os.kill(driver.pid, signal.SIGINT)
+    _, stderr = driver.communicate(timeout=120)
+    assert driver.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    record = Project(root).sweep_record("latest")
+    assert record.status == "interrupted"
+    assert [p.status for p in record.points] == ["interrupted"] * 3
+    for point in record.points:
+        run = Project(root).run_record(point.run)
+        assert run.status == "interrupted" and run.sweep == record.sweep
+        assert run.stages["preprocess"].status in ("succeeded", "cached")
+        assert run.stages["model"].status in ("interrupted", "skipped")
+    assert executions(root) == {"preprocess": 1, "augment": 1, "model": 2, "total": 4}
+    # the same sweep again: preprocess and augment come from the cache, only the rest runs
+    again = json.loads(cli(root, *args, "--json").stdout)
+    assert again["status"] == "succeeded" and again["sweep"] != record.sweep
+    counts = executions(root)
+    # (a model task running at Ctrl-C may still have finished and saved its output while the
+    # cluster shut down: then it is a cache hit now; its point's record said interrupted, rightly)
+    assert counts["preprocess"] == 1 and counts["augment"] == 1 and counts["evaluate"] == 3
+    assert 3 <= counts["model"] <= 5
+    # --resume continues the interrupted sweep under its own id, with new runs: all from the cache now
+    resumed = json.loads(cli(root, "sweep", "--resume", record.sweep[:21], "--jobs", "2", "--json").stdout)
+    assert resumed["sweep"] == record.sweep and resumed["status"] == "succeeded"
+    assert all(p["run"] != old.run for p, old in zip(resumed["points"], record.points, strict=True))
+    assert executions(root) == counts
