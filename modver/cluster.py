@@ -34,6 +34,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -55,6 +56,9 @@ KINDS = (*JOBQUEUE, "local")
 # what a batch worker gets unless the manifest's options say otherwise: one core, one process
 JOB_DEFAULTS: dict[str, Any] = {"cores": 1, "processes": 1, "memory": "1GB"}
 LOGGERS = ("distributed", "dask_jobqueue", "dask")
+# no dashboard; its HTTP server (health, metrics) on any free port, not 8787: one user's sweep must
+# not warn that another's holds it
+QUIET_SCHEDULER = {"dashboard_address": ":0"}
 
 
 @dataclass(frozen=True)
@@ -143,10 +147,10 @@ def run_graph(
     finished, shuts the executor down and propagates."""
     if not tasks:
         return {}
-    with _quiet(spec.debug), _client(spec, store) as client:
+    with _quiet(spec.debug), _client(spec, store) as (client, watch):
         check = _check_store(client, store)
         try:
-            return _Graph(client, tasks, on_event, fail_fast, str(check)).run()
+            return _Graph(client, tasks, on_event, fail_fast, str(check), watch).run()
         finally:
             check.unlink(missing_ok=True)
 
@@ -171,8 +175,9 @@ def _quiet(debug: bool) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _client(spec: ExecutorSpec, store: Path) -> Iterator[Client]:
-    """A client of the executor of ``spec``; the cluster it started is shut down at the end."""
+def _client(spec: ExecutorSpec, store: Path) -> Iterator[tuple[Client, Callable[[], None]]]:
+    """A client of the executor of ``spec``, and what to call now and then to keep its workers up
+    (:class:`_JobWatch` for batch jobs); the cluster it started is shut down at the end."""
     from distributed import Client
 
     address = spec.address
@@ -195,7 +200,8 @@ def _client(spec: ExecutorSpec, store: Path) -> Iterator[Client]:
         raise
     try:
         _wait_for_a_worker(client, spec)
-        yield client
+        kind = spec.cluster.kind if spec.cluster is not None else "local"
+        yield client, (_JobWatch(cluster, client, spec.workers) if kind in JOBQUEUE else lambda: None)
     finally:
         client.close()
         if cluster is not None:
@@ -213,12 +219,14 @@ def _start_cluster(spec: ExecutorSpec, store: Path) -> Any:
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
+            scheduler_kwargs=QUIET_SCHEDULER,
             silence_logs=level,
         )
     import dask_jobqueue
 
     assert spec.cluster is not None
     options = {"log_directory": str(store / "logs" / "cluster"), **JOB_DEFAULTS, **spec.cluster.options}
+    options["scheduler_options"] = {**QUIET_SCHEDULER, **options.get("scheduler_options", {})}
     try:
         cluster = getattr(dask_jobqueue, JOBQUEUE[kind])(silence_logs=level, dashboard_address=None, **options)
     except (TypeError, ValueError) as exc:
@@ -229,6 +237,37 @@ def _start_cluster(spec: ExecutorSpec, store: Path) -> Any:
         ) from exc
     cluster.scale(jobs=spec.workers)
     return cluster
+
+
+class _JobWatch:
+    """Replaces the batch jobs of a dask-jobqueue cluster that ended under it (``scancel``, the
+    walltime, a node lost): dask-jobqueue keeps such a job in its plan, so nothing else would."""
+
+    def __init__(self, cluster: Any, client: Client, jobs: int, every: float = 2.0):
+        self.cluster, self.client, self.jobs, self.every = cluster, client, jobs, every
+        self.seen: set[str] = set()  # jobs whose worker has connected
+        self.last = 0.0
+
+    def __call__(self) -> None:
+        if time.monotonic() - self.last < self.every:
+            return
+        self.last = time.monotonic()
+        names = {str(w.get("name")) for w in self.client.scheduler_info(n_workers=-1)["workers"].values()}
+        lost = []
+        for job in list(self.cluster.worker_spec):
+            if any(n == job or n.startswith(f"{job}-") for n in names):
+                self.seen.add(job)
+            elif job in self.seen:
+                lost.append(job)
+        if lost:
+            self.seen.difference_update(lost)
+            self.cluster.loop.add_callback(self._replace, lost)
+
+    def _replace(self, lost: list[str]) -> None:  # on the cluster's event loop
+        for job in lost:  # forgotten (its job is gone already), so that a new job takes its place
+            self.cluster.worker_spec.pop(job, None)
+            self.cluster.workers.pop(job, None)
+        self.cluster.scale(jobs=self.jobs)
 
 
 def _wait_for_a_worker(client: Client, spec: ExecutorSpec) -> None:
@@ -300,8 +339,10 @@ class _Graph:
         on_event: Callable[[TaskEvent], None],
         fail_fast: bool,
         check: str,
+        watch: Callable[[], None],
     ):
         self.client, self.tasks, self.on_event, self.fail_fast, self.check = client, tasks, on_event, fail_fast, check
+        self.watch = watch
         self.topic = f"modver-{secrets.token_hex(8)}"
         # from the client's threads: ("started", key) from a worker, ("settled", future)
         self.news: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
@@ -318,6 +359,7 @@ class _Graph:
             for key in self.tasks:
                 self._submit(key)
             while len(self.results) < len(self.tasks):
+                self.watch()
                 try:
                     what, item = self.news.get(timeout=0.5)
                 except queue.Empty:

@@ -64,10 +64,10 @@ def after(data):
 
 
 def victim(marker):
-    # the first attempt writes its pid to the marker and waits to be killed; the next one runs
+    # the first attempt writes its pid (and Slurm job) to the marker and waits to be killed; the next one runs
     if marker and not os.path.exists(marker):
         with open(marker + ".tmp", "w") as f:
-            f.write(str(os.getpid()))
+            f.write(f"{os.getpid()} {os.environ.get('SLURM_JOB_ID', '')}")
         os.replace(marker + ".tmp", marker)
         time.sleep(60)
     return where()

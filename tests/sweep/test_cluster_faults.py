@@ -117,7 +117,7 @@ def _kill_when_written(marker: Path, killed: list[int]) -> None:
     deadline = time.monotonic() + 60
     while not marker.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-    pid = int(marker.read_text())
+    pid = int(marker.read_text().split()[0])
     os.kill(pid, signal.SIGKILL)
     killed.append(pid)
 
