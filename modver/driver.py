@@ -19,6 +19,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -312,7 +314,7 @@ class _Book:
 
     def started(self, graph: Graph, run_ids: dict[int, str]) -> None:
         for index, run in run_ids.items():
-            self.record = self.record.with_point(index, run=run, status="running", error=None)
+            self.record = self.record.with_point(index, run=run, status="pending", error=None)
         self.record = replace(self.record, tasks=graph.counts())
         self.sweeps.save(self.record)
         self.begun = True
@@ -331,6 +333,12 @@ class _Book:
         self.sweeps.save(self.record, durable=False)
 
     def tick(self, state: _Points) -> None:
+        """Points whose first stage started read "running"; then the progress is reported."""
+        started = [i for i in state.running if self.record.points[i].status == "pending"]
+        for index in started:
+            self.record = self.record.with_point(index, status="running")
+        if started:
+            self.sweeps.save(self.record, durable=False)
         if self.on_progress is not None:
             r = self.record
             self.on_progress(Progress(
@@ -366,7 +374,8 @@ def sweep(
     """Run every point of ``spec`` over ``base`` (or the unfinished points of ``resume``); the
     sweep's final record. Failed points do not raise: the record lists them."""
     if resume is not None:
-        record = replace(resume, status="running", finished=None, executor=describe_executor(executor))
+        record = replace(resume, status="running", finished=None, executor=describe_executor(executor),
+                         host=socket.gethostname(), pid=os.getpid())  # fmt: skip
     else:
         record = SweepRecord.new(base.manifest_path, spec, spec.points(), describe_executor(executor))
     todo = [(p.index, p.params) for p in record.points if p.status != "succeeded"]

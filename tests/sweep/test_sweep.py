@@ -110,12 +110,12 @@ def test_a_failing_point_fails_alone_and_the_sweep_exits_1_listing_it(sweep_proj
 
 def test_fail_fast_stops_the_sweep_at_the_first_failure(sweep_project):
     root = sweep_project.root
-    done = cli(root, "sweep", "--set", "model.C=-1,1,2,3", "--set", "model.sleep=0.5", "--jobs", "1", "--fail-fast",
+    done = cli(root, "sweep", "--set", "model.C=-1,1,2,3,4,5", "--set", "model.sleep=0.5", "--jobs", "1", "--fail-fast",
                code=1)  # fmt: skip
     record = Project(root).sweep_record("latest")
     statuses = [p.status for p in record.points]
     assert statuses[0] == "failed" and "interrupted" in statuses, statuses
-    assert executions(root)["model"] < 4
+    assert executions(root)["model"] < 6  # one worker, C=-1 submitted first: the rest is cancelled
     assert "point 0" in done.stderr
 
 
@@ -208,3 +208,65 @@ def test_ctrl_c_records_unfinished_points_interrupted_and_a_rerun_executes_only_
     assert resumed["sweep"] == record.sweep and resumed["status"] == "succeeded"
     assert all(p["run"] != old.run for p, old in zip(resumed["points"], record.points, strict=True))
     assert executions(root) == counts
+
+
+def test_sweeps_shows_a_running_sweep_from_the_records(sweep_project):
+    import subprocess
+    import sys
+    import time
+
+    root = sweep_project.root
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "modver", "sweep", "--set", "model.C=1,2,3", "--set", "model.sleep=1", "--jobs", "1"],
+        cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        seen: list[dict] = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and driver.poll() is None:
+            listed = json.loads(cli(root, "sweeps", "--json").stdout) if (root / ".modver" / "sweeps").exists() else []
+            if listed and listed[0]["status"] == "running":
+                seen.append(listed[0])
+                if any(p["status"] == "succeeded" for p in listed[0]["points"]):
+                    break
+            time.sleep(0.2)
+        assert seen, "the running sweep was never listed"
+        statuses = {p["status"] for s in seen for p in s["points"]}
+        assert {"running", "pending"} <= statuses, statuses  # one worker: one point at a time
+        table = cli(root, "sweeps").stdout
+        assert "running" in table or "succeeded" in table
+    finally:
+        driver.wait(timeout=120)
+    assert driver.returncode == 0, driver.stderr.read() if driver.stderr else ""
+    assert json.loads(cli(root, "sweeps", "--json").stdout)[0]["status"] == "succeeded"
+
+
+def test_the_live_view_on_a_terminal(sweep_project):
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    root = sweep_project.root
+    leader, follower = pty.openpty()
+    env = {**os.environ, "COLUMNS": "160", "TERM": "xterm"}
+    env.pop("NO_COLOR", None)
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "modver", "sweep", "--set", "model.C=1,2", "--jobs", "2", "--best", "accuracy"],
+        cwd=root, stdin=follower, stdout=follower, stderr=follower, env=env,
+    )  # fmt: skip
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # the terminal closed: the driver exited
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    assert driver.wait(timeout=120) == 0
+    shown = b"".join(chunks).decode("utf-8", "replace")
+    assert "points 2/2 done, 0 running, 0 failed | tasks 6/6 | cache hits 2 | best accuracy 1 (point 0)" in shown, shown
+    assert "best accuracy: 1 at point 0 (model.C=1)" in shown
