@@ -116,12 +116,16 @@ class ExecutorSpec:
         return jobs
 
     @property
+    def kind(self) -> str:
+        """The cluster's kind: local, slurm, pbs, sge, lsf or a ``tcp://`` address."""
+        return self.cluster.kind if self.cluster is not None else "local"
+
+    @property
     def address(self) -> str | None:
         """The running scheduler to connect to, if any."""
         if self.scheduler is not None:
             return self.scheduler
-        kind = self.cluster.kind if self.cluster is not None else "local"
-        return kind if kind.startswith("tcp://") else None
+        return self.kind if self.kind.startswith("tcp://") else None
 
 
 @dataclass(frozen=True)
@@ -200,8 +204,7 @@ def _client(spec: ExecutorSpec, store: Path) -> Iterator[tuple[Client, Callable[
         raise
     try:
         _wait_for_a_worker(client, spec)
-        kind = spec.cluster.kind if spec.cluster is not None else "local"
-        yield client, (_JobWatch(cluster, client, spec.workers) if kind in JOBQUEUE else lambda: None)
+        yield client, (_JobWatch(cluster, client, spec.workers) if spec.kind in JOBQUEUE else lambda: None)
     finally:
         client.close()
         if cluster is not None:
@@ -209,7 +212,7 @@ def _client(spec: ExecutorSpec, store: Path) -> Iterator[tuple[Client, Callable[
 
 
 def _start_cluster(spec: ExecutorSpec, store: Path) -> Any:
-    kind = spec.cluster.kind if spec.cluster is not None else "local"
+    kind = spec.kind
     level = logging.WARNING if spec.debug else logging.ERROR
     if kind not in JOBQUEUE:
         from distributed import LocalCluster
@@ -348,6 +351,7 @@ class _Graph:
         self.news: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self.running: set[str] = set()
         self.results: dict[str, TaskResult] = {}
+        self.failed = False  # whether a task has failed
         self.futures: dict[str, Future[Any]] = {}
 
     def upstream(self, key: str) -> list[str]:
@@ -368,7 +372,7 @@ class _Graph:
                     self._started(item)
                 else:
                     self._settle(item.key[1], item)
-                if self.fail_fast and any(r.status is StageStatus.FAILED for r in self.results.values()):
+                if self.fail_fast and self.failed:
                     self._cancel_the_rest()
         except BaseException:  # Ctrl-C: nothing more runs
             self.client.cancel(list(self.futures.values()), force=True)
@@ -426,6 +430,7 @@ class _Graph:
         if key in self.results:
             return
         self.results[key] = result
+        self.failed = self.failed or result.status is StageStatus.FAILED
         self.running.discard(key)
         kinds = {StageStatus.SUCCEEDED: "done", StageStatus.SKIPPED: "skipped"}
         self.on_event(TaskEvent(key, kinds.get(result.status, "failed"), result))
@@ -459,10 +464,9 @@ def detach(argv: list[str], spec: ExecutorSpec, root: Path) -> str:
     The job runs the sweep's driver, which submits its workers as jobs of their own; its output
     goes to ``.modver/logs/cluster/driver-<job>.out``.
     """
-    kind = spec.cluster.kind if spec.cluster is not None else "local"
-    if kind != "slurm":
+    if spec.kind != "slurm":
         raise errors.ClusterError(
-            f"--detach submits the driver to Slurm; the cluster here is {kind}",
+            f"--detach submits the driver to Slurm; the cluster here is {spec.kind}",
             hint="use --cluster slurm (or cluster: {kind: slurm} in the manifest)",
         )
     logs = root / ".modver" / "logs" / "cluster"
@@ -474,7 +478,7 @@ def detach(argv: list[str], spec: ExecutorSpec, root: Path) -> str:
         f"#SBATCH --output={logs}/driver-%j.out",
         "#SBATCH --ntasks=1",
     ]
-    for option, flag in (("queue", "partition"), ("account", "account"), ("walltime", "time")):
+    for option, flag in (("queue", "partition"), ("account", "account")):  # not walltime: it is the workers'
         if options.get(option):
             lines.append(f"#SBATCH --{flag}={options[option]}")
     lines.append(f"cd {shlex.quote(str(root))} && exec {shlex.join([sys.executable, '-m', 'modver', *argv])}")

@@ -13,7 +13,8 @@ from modver.planner import Pipeline, plan
 from modver.project import Project
 from tests.helpers import GitProject
 
-# first -> second; boom -> after_boom; victim (dies once when told to); every stage says where it ran
+# first -> second; boom -> after_boom; victim (dies once when told to); crash (always dies); every
+# stage says where it ran
 GRAPH_PIPELINE = {
     "manifest.yaml": """\
 stages:
@@ -32,6 +33,8 @@ stages:
   victim:
     entry: pipe/stages.py:victim
     params: {marker: ""}
+  crash:
+    entry: pipe/stages.py:crash
 """,
     "pipe/__init__.py": "",
     "pipe/stages.py": """\
@@ -61,6 +64,10 @@ def boom(fail):
 
 def after(data):
     return {"after": data, **where()}
+
+
+def crash():
+    os.kill(os.getpid(), 9)  # its worker dies, every time
 
 
 def victim(marker):

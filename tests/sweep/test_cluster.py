@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from modver.cache import OutputCache
-from modver.cluster import ClusterConfig, ExecutorSpec, TaskEvent, run_graph
-from modver.errors import ManifestError, UsageError
+from modver.cluster import ClusterConfig, ExecutorSpec, TaskEvent, detach, run_graph
+from modver.errors import ClusterError, ManifestError, UsageError
 from modver.record import StageStatus
 from tests.sweep._cluster import by_stage, graph_project, graph_tasks
 
@@ -110,3 +110,13 @@ def test_the_command_line_starts_without_dask():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = set(done.stdout.split())
     assert "modver.cli" in loaded and not loaded & {"dask", "distributed", "dask_jobqueue"}
+
+
+def test_bad_batch_options_and_detach_off_slurm_are_clear_errors(graph):
+    tasks = graph_tasks(graph.root, stages=("first",))
+    bad = ExecutorSpec(cluster=ClusterConfig("slurm", 1, {"bogus": 1}))
+    with pytest.raises(ClusterError, match="cannot start a slurm cluster with options {'bogus': 1}") as caught:
+        run_graph(tasks, bad, on_event=lambda e: None, store=graph.root / ".modver")
+    assert "jobqueue.dask.org" in (caught.value.hint or "")
+    with pytest.raises(ClusterError, match="--detach submits the driver to Slurm; the cluster here is local"):
+        detach(["sweep"], TWO, graph.root)

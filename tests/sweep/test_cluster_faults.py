@@ -141,6 +141,18 @@ def test_a_worker_killed_mid_task_is_replaced_and_the_task_runs_again_once(graph
     assert [p for p in (graph.root / ".modver" / "cache" / "outputs").rglob("*") if ".tmp-" in p.name] == []
 
 
+def test_a_task_that_kills_every_worker_running_it_fails_alone_with_a_clear_message(graph):
+    tasks = graph_tasks(graph.root, stages=("crash", "first"))
+    key = by_stage(tasks)
+    results = run_graph(tasks, ExecutorSpec(jobs=2), on_event=lambda e: None, store=graph.root / ".modver")
+    crashed = results[key["crash"]]
+    assert crashed.status is StageStatus.FAILED and crashed.error is not None
+    assert crashed.error.type == "KilledWorker"
+    assert (crashed.message or "").startswith("stage crash: the Dask workers running it died, again and again")
+    assert "memory" in (crashed.hint or "")
+    assert results[key["first"]].status is StageStatus.SUCCEEDED
+
+
 DRIVER = """\
 import json, os, sys
 from pathlib import Path
