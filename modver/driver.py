@@ -112,12 +112,11 @@ class _Points:
         self,
         graph: Graph,
         recorders: dict[int, Recorder],
-        tasks: Mapping[str, StageTask],
         planned: float,
         on_point: Callable[[int, RunRecord], None],
         on_stage: Event | None,
     ):
-        self.graph, self.recorders, self.tasks, self.planned = graph, recorders, tasks, planned
+        self.graph, self.recorders, self.planned = graph, recorders, planned
         self.on_point, self.on_stage = on_point, on_stage
         self.finished: dict[int, RunRecord] = {}
         self.running: set[int] = set()
@@ -257,7 +256,7 @@ def _execute(
             recorders[point.index] = Recorder.start(runs, record, started=time.perf_counter())
     if on_started is not None:
         on_started(graph, run_ids)
-    state = _Points(graph, recorders, tasks, planned, on_point, on_stage)
+    state = _Points(graph, recorders, planned, on_point, on_stage)
 
     def on_event(event: TaskEvent) -> None:
         state.on_event(event)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -67,11 +68,24 @@ class Graph:
         return len(self.owners)
 
     def point(self, index: int) -> PlannedPoint:
-        return next(p for p in self.points if p.index == index)
+        return self._by_index[index]
 
     def users(self, key: str) -> list[tuple[int, str]]:
         """Every (point, stage) whose output is the task ``key``'s, its owner first."""
-        return [(pt.index, p.name) for pt in self.points for p in pt.plans if p.key == key and not p.cached]
+        return self._users.get(key, [])
+
+    @cached_property
+    def _by_index(self) -> dict[int, PlannedPoint]:
+        return {p.index: p for p in self.points}
+
+    @cached_property
+    def _users(self) -> dict[str, list[tuple[int, str]]]:
+        users: dict[str, list[tuple[int, str]]] = {}
+        for pt in self.points:
+            for p in pt.plans:
+                if not p.cached:
+                    users.setdefault(p.key, []).append((pt.index, p.name))
+        return users
 
     def counts(self) -> dict[str, int]:
         """Stages of all points: ``total``, ``cached``, ``shared``, and ``executions`` (tasks)."""

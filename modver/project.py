@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from modver import errors
+from modver._sweep_facade import SweepMethods
 from modver.models import Closure, SourceTree, StageSpec, StageVersion
 from modver.names import did_you_mean
 from modver.results import InitResult, PinResult, RunDiff, ShownRun, ShownVersion, SnapshotResult, StageState
@@ -26,12 +27,9 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas
 
     from modver._git import GitRepo
-    from modver.cluster import ExecutorSpec
     from modver.diff import ManifestDiff, StageDiff
-    from modver.driver import OnProgress
     from modver.engine import Event
     from modver.fingerprint import SummaryCache
-    from modver.graph import Graph
     from modver.history import History
     from modver.indexer import IndexResult, Progress
     from modver.manifest import Manifest
@@ -40,8 +38,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from modver.registry import Registry
     from modver.retention import GcResult
     from modver.runstore import RunStore
-    from modver.sweep import SweepSpec
-    from modver.sweepstore import Best, SweepPoint, SweepRecord
     from modver.verify import VersionCheck
 
 STORE_DIR = ".modver"
@@ -99,8 +95,9 @@ def init(path: str | os.PathLike[str] = ".") -> InitResult:
     return InitResult(root, created_repo, created_manifest, updated)
 
 
-class Project:
-    """A git repository using modver: manifests, stage histories, runs and the store.
+class Project(SweepMethods):
+    """A git repository using modver: manifests, stage histories, runs and the store (sweeps:
+    :class:`~modver._sweep_facade.SweepMethods`).
 
     Use it as a context manager (or call :meth:`close`) so the git repository is closed.
     """
@@ -489,6 +486,8 @@ class Project:
         from modver.engine import execute
 
         pipeline = self.pipeline(manifest, sets)
+        if jobs is not None and jobs < 1:
+            raise errors.UsageError(f"--jobs must be at least 1, not {jobs}", hint="give --jobs N with N >= 1")
         if jobs is not None and jobs > 1:
             from modver.cluster import ExecutorSpec
             from modver.driver import run_parallel
@@ -582,108 +581,6 @@ class Project:
             if label:
                 out.setdefault(label, []).append(record)
         return out
-
-    # -- sweeps (issue 9) ------------------------------------------------------------------
-
-    def executor(
-        self, manifest: PathArg = None, *, jobs: int | None = None, scheduler: str | None = None,
-        cluster: str | None = None, debug: bool = False,
-    ) -> ExecutorSpec:  # fmt: skip
-        """Where a sweep's tasks run: ``--jobs``/``--scheduler``/``--cluster`` over the manifest's
-        ``cluster:`` section (:func:`modver.driver.executor_spec`)."""
-        from modver.driver import executor_spec
-
-        m = self.manifest(manifest)
-        return executor_spec(m.cluster, f"{m.path}: cluster", jobs=jobs, scheduler=scheduler, kind=cluster, debug=debug)
-
-    def sweep_spec(self, sets: Sequence[str], *, zip_axes: bool = False, file: PathArg = None) -> SweepSpec:
-        """The axes of ``--set`` options (:func:`modver.sweep.parse_axes`), or of a sweep file with them."""
-        from modver.sweep import load_sweep_file, parse_axes
-
-        path = None if file is None else self._base / Path(file)  # an absolute file stays itself
-        spec = (
-            load_sweep_file(path, sets, zip_axes=zip_axes) if path is not None else parse_axes(sets, zip_axes=zip_axes)
-        )
-        if not spec.axes:
-            raise errors.SweepError(
-                "nothing to sweep: no --set has several values",
-                hint="give an axis: --set model.C=0.1,1,10 or --set model.seed=range(0,5), or --file SWEEP.yaml "
-                "(one point is `modver run`)",
-            )
-        return spec
-
-    def plan_sweep(self, spec: SweepSpec, manifest: PathArg = None) -> Graph:
-        """What a sweep would do, point by point and stage by stage (nothing executed or recorded)."""
-        from modver.graph import plan_graph
-        from modver.planner import last_key_parts
-
-        base = self.pipeline(manifest, spec.sets)
-        previous = last_key_parts(self.runs_store, [s.name for s in base.stages])
-        return plan_graph(self.registry, self.store, base, enumerate(spec.points()), register=False, previous=previous)
-
-    def sweep(
-        self, spec: SweepSpec | None = None, manifest: PathArg = None, *, resume: str | None = None,
-        executor: ExecutorSpec | None = None, fail_fast: bool = False, best: Best | None = None,
-        on_progress: OnProgress | None = None,
-    ) -> SweepRecord:  # fmt: skip
-        """Run every point of ``spec`` — or, with ``resume``, the points of that recorded sweep that
-        did not succeed, with its manifest and axes — shared stage tasks once, on Dask; the record."""
-        from modver.driver import sweep
-
-        record = self.sweep_record(resume) if resume is not None else None
-        if record is not None:
-            spec, manifest = record.spec, self.root / record.manifest
-        assert spec is not None, "give a sweep spec or a sweep to resume"
-        base = self.pipeline(manifest, spec.sets)
-        executor = executor if executor is not None else self.executor(manifest)
-        return sweep(self.registry, self.store, base, spec, executor, resume=record, fail_fast=fail_fast, best=best,
-                     on_progress=on_progress)  # fmt: skip
-
-    def detach_sweep(
-        self, spec: SweepSpec | None = None, manifest: PathArg = None, *, resume: str | None = None,
-        executor: ExecutorSpec, fail_fast: bool = False,
-    ) -> tuple[SweepRecord, str]:  # fmt: skip
-        """Record the sweep as ``queued`` (its points planned once, to check them) — or take the
-        recorded sweep ``resume`` — and submit ``modver sweep --resume ID`` as a batch job
-        (:func:`modver.cluster.detach`); the record and the job's id."""
-        from modver.cluster import detach
-        from modver.driver import describe_executor, executor_args
-        from modver.sweepstore import SweepRecord, SweepStore
-
-        store = SweepStore(self.store / "sweeps")
-        if resume is not None:
-            record = self.sweep_record(resume)
-        else:
-            assert spec is not None, "give a sweep spec or a sweep to resume"
-            base = self.plan_sweep(spec, manifest).points[0].pipeline
-            record = SweepRecord.new(base.manifest_path, spec, spec.points(), describe_executor(executor), "queued")
-            store.save(record)
-        argv = ["sweep", "--resume", record.sweep, *executor_args(executor), *(["--fail-fast"] if fail_fast else [])]
-        try:
-            return record, detach(argv, executor, self.root)
-        except BaseException:
-            if resume is None:
-                store.path(record.sweep).unlink(missing_ok=True)  # never submitted: not a sweep
-            raise
-
-    def sweeps(self) -> list[SweepRecord]:
-        """Every sweep's record, oldest first."""
-        from modver.sweepstore import SweepStore
-
-        return SweepStore(self.store / "sweeps").list()
-
-    def sweep_record(self, ref: str = "latest") -> SweepRecord:
-        """One sweep's record (an id, a unique prefix or ``latest``)."""
-        from modver.sweepstore import SweepStore
-
-        store = SweepStore(self.store / "sweeps")
-        return store.load(store.resolve(ref))
-
-    def best_point(self, record: SweepRecord, best: Best) -> tuple[SweepPoint, float] | None:
-        """The sweep's succeeded point with the best value of ``best.metric``, or None."""
-        from modver.sweepstore import best_point
-
-        return best_point(record, self.runs_store, best)
 
     def gc(
         self, *, keep_last: int | None = None, older_than: str | None = None, remove_records: bool = False,

@@ -55,6 +55,7 @@ LAYERS = {
     "sweepstore.py": FACADE | ENGINE | {"modver.cluster"},
     "graph.py": FACADE | {"modver.recorder", "modver.cluster"},
     "driver.py": FACADE,
+    "_sweep_facade.py": {"modver.cli", "modver._output"},  # the façade's sweep methods
     **{module: FACADE | ENGINE | {"modver.history"} for module in GIT},
 }
 

@@ -146,6 +146,8 @@ def test_sweep_errors_are_one_clear_message(sweep_project):
         done = mv(root, "sweep", *args, "--jobs", "1", code=1)
         assert message in done.stderr, (args, done.stderr)
         assert "internal error" not in done.stderr
+    for command in (["run", "--jobs", "0"], ["sweep", "--set", "model.C=1,2", "--jobs", "0"]):
+        assert "--jobs must be at least 1, not 0" in mv(root, *command, code=1).stderr
     assert not (root / "calls.log").exists()
     assert not (root / ".modver" / "sweeps").exists()
 
