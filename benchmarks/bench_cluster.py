@@ -1,6 +1,6 @@
 """Benchmark: sweeps on executors (issue 9) — the local cluster against serial runs, and Slurm.
 
-    python benchmarks/bench_cluster.py [--parts b,d]
+    python benchmarks/bench_cluster.py [--parts b,d] [--repeat 3]
 
 Prints figures and ratios against baselines measured in the same run (asserts nothing), on a
 12-point grid (model.C x 6, augment.noise x 2) over preprocess -> augment -> model -> evaluate
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from _common import ENV, MODVER, ROOT
+from bench_sweep import _git_project as git_project  # the same git project as parts a and c
 
 sys.path.insert(0, str(ROOT))
 from tests.sweep.pipeline import SWEEP_PIPELINE  # the pipeline the sweep tests run
@@ -37,14 +39,7 @@ GRID = ["--set", "model.C=" + ",".join(map(str, C_VALUES)), "--set", "augment.no
 
 
 def _project(folder: Path) -> Path:
-    folder.mkdir(parents=True)
-    for path, text in SWEEP_PIPELINE.items():
-        (folder / path).parent.mkdir(parents=True, exist_ok=True)
-        (folder / path).write_text(text, encoding="utf-8")
-    (folder / ".gitignore").write_text(".modver/\ncalls.log\n")
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "bench"]):
-        subprocess.run(cmd, cwd=folder, check=True, env=ENV)
-    return folder
+    return git_project(folder, SWEEP_PIPELINE)
 
 
 def _timed_modver(folder: Path, *args: str, env: Mapping[str, str] = ENV) -> tuple[float, str]:
@@ -61,23 +56,32 @@ def _sweep(folder: Path, *executor: str, env: Mapping[str, str] = ENV) -> float:
     return wall
 
 
-def local_against_serial(tmp: Path) -> float:
-    """(b); the local sweep's wall time, for (d)."""
-    print("(b) a 12-point sweep whose model stage sleeps 0.5 s: local cluster --jobs 2 against 12 serial runs")
-    serial_project = _project(tmp / "serial")
-    serial = 0.0
+def _serial(folder: Path) -> float:
+    """Wall time of the 12 points as 12 `modver run` one after another, in a fresh project."""
+    project, wall = _project(folder), 0.0
     for c in C_VALUES:
         for noise in NOISE:
-            wall, _ = _timed_modver(
-                serial_project, "run", "--set", f"model.C={c}", "--set", f"augment.noise={noise}",
-                "--set", "model.sleep=0.5",
-            )  # fmt: skip
-            serial += wall
-    local = _sweep(tmp / "local", "--jobs", "2")
-    print(f"    12 x modver run, one after another (one project): {serial:.2f} s")
-    print(f"    modver sweep --jobs 2:                             {local:.2f} s")
-    print(f"    ratio sweep / serial runs: {local / serial:.3f}x (target <= 0.55x; sleeping alone: 6.0 s / 2 = 3.0 s)")
-    return local
+            took, _ = _timed_modver(
+                project, "run", "--set", f"model.C={c}", "--set", f"augment.noise={noise}", "--set", "model.sleep=0.5"
+            )
+            wall += took
+    return wall
+
+
+def local_against_serial(tmp: Path, repeat: int) -> float:
+    """(b), ``repeat`` times each, interleaved (the machine's load hits both alike); the local
+    sweep's median wall time, for (d)."""
+    print("(b) a 12-point sweep whose model stage sleeps 0.5 s: local cluster --jobs 2 against 12 serial runs")
+    serial, local = [], []
+    for i in range(repeat):
+        serial.append(_serial(tmp / f"serial-{i}"))
+        local.append(_sweep(tmp / f"local-{i}", "--jobs", "2"))
+    s, w = statistics.median(serial), statistics.median(local)
+    print(f"    12 x modver run, one after another (one project): {s:.2f} s (median of {repeat})")
+    print(f"    modver sweep --jobs 2:                             {w:.2f} s (median of {repeat})")
+    print(f"    ratio sweep / serial runs: {w / s:.3f}x (target <= 0.55x; sleeping alone: 6.0 s / 2 = 3.0 s)")
+    print(f"    each run's ratio: {', '.join(f'{a / b:.3f}' for a, b in zip(local, serial))}")
+    return w
 
 
 def slurm_against_local(tmp: Path, local: float | None) -> None:
@@ -104,11 +108,12 @@ def slurm_against_local(tmp: Path, local: float | None) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--parts", default="b,d", help="which parts to run, e.g. b or b,d")
+    parser.add_argument("--repeat", type=int, default=3, help="times (b) is measured (the median is shown)")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     with tempfile.TemporaryDirectory(prefix="modver-bench-cluster-") as folder:
         tmp = Path(folder)
-        local = local_against_serial(tmp) if "b" in parts else None
+        local = local_against_serial(tmp, args.repeat) if "b" in parts else None
         if "d" in parts:
             slurm_against_local(tmp, local)
 
