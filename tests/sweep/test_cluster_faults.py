@@ -191,3 +191,16 @@ def test_ctrl_c_in_the_driver_cancels_and_leaves_no_worker_process(graph):
     assert [cmd for _, cmd in left if "resource_tracker" not in cmd] == []  # no worker outlives run_graph
     assert in_session(driver.pid) == []  # and nothing at all outlives the driver
     assert OutputCache(graph.root / ".modver" / "cache" / "outputs").get(first) is None
+
+
+def test_a_worker_that_joins_after_the_check_and_does_not_see_the_store_fails_the_task(graph):
+    from distributed import Client, LocalCluster
+
+    from modver.cluster import _run_on_worker
+
+    task = next(iter(graph_tasks(graph.root, stages=("first",)).values()))
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
+        result = client.submit(_run_on_worker, task, str(graph.root / "no-such-token"), "topic").result()
+    assert result.status is StageStatus.FAILED and result.error is not None and result.error.type == "ClusterError"
+    assert re.fullmatch(r"Dask worker \S+ \(on .+\) does not see the store .+/\.modver", result.message or "")
+    assert OutputCache(graph.root / ".modver" / "cache" / "outputs").get(task.key) is None  # it did not run
