@@ -13,14 +13,15 @@ are its inputs) and runs each on a Dask worker as soon as its inputs are ready:
   saves its output there: only the small :class:`~modver.executor.TaskResult` goes back through
   the scheduler. The driver (this process) is the only one that reports, through ``on_event``;
 - a task whose upstream failed is skipped; ``fail_fast`` cancels everything left at the first
-  failure; a worker that dies mid-task is replaced (the cluster does it) and the task runs again
-  (the scheduler's allowed failures); Ctrl-C cancels the futures and shuts the cluster down, so no
+  failure; a worker that dies mid-task is replaced (a local worker by its nanny, a batch job that
+  ended — ``scancel``, walltime — by a new job submitted here) and the task runs again (the
+  scheduler's allowed failures); Ctrl-C cancels the futures and shuts the cluster down, so no
   worker process outlives the driver.
 
 :func:`detach` submits the sweep's driver itself as a batch job.
 
 This is the only module that imports dask, distributed and dask_jobqueue, and only inside
-functions: importing it costs nothing.
+functions: importing it loads no Dask.
 """
 
 from __future__ import annotations
