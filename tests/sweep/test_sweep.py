@@ -272,3 +272,35 @@ def test_the_live_view_on_a_terminal(sweep_project):
     shown = b"".join(chunks).decode("utf-8", "replace")
     assert "points 2/2 done, 0 running, 0 failed | tasks 6/6 | cache hits 2 | best accuracy 1 (point 0)" in shown, shown
     assert "best accuracy: 1 at point 0 (model.C=1)" in shown
+
+
+def test_two_overlapping_sweeps_at_once_compute_a_shared_task_at_most_twice(sweep_project):
+    import subprocess
+    import sys
+
+    from modver.cache import OutputCache
+
+    root = sweep_project.root
+    sweeps = [
+        ["--set", "model.C=1,2,3", "--set", "augment.noise=0,0.1"],
+        ["--set", "model.C=2,3,4", "--set", "augment.noise=0"],
+    ]
+    command = [sys.executable, "-m", "modver", "sweep", "--jobs", "1", "--json"]
+    drivers = [
+        subprocess.Popen([*command, *axes], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for axes in sweeps
+    ]
+    outputs = [d.communicate(timeout=300) for d in drivers]
+    for driver, (stdout, stderr) in zip(drivers, outputs, strict=True):
+        assert driver.returncode == 0, stderr
+        assert json.loads(stdout)["status"] == "succeeded"
+    counts = executions(root)
+    # distinct tasks: preprocess 1, augment 2, model 7 and evaluate 7 (C=2 and 3 at noise 0 in both)
+    assert counts["preprocess"] <= 2 and counts["augment"] <= 2 * 2
+    assert counts["model"] <= 7 + 2 and counts["evaluate"] <= 7 + 2  # only the shared ones twice
+    cache = OutputCache(root / ".modver" / "cache" / "outputs")
+    keys = list(cache.keys())
+    assert len(keys) == 1 + 2 + 7 + 7
+    assert all(cache.verify(key) for key in keys)
+    records = Project(root).runs()
+    assert len(records) == 9 and all(r.status == "succeeded" for r in records)
