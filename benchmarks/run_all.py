@@ -22,6 +22,8 @@ FULL = [
     ["bench_run.py"],
     ["bench_cache.py"],
     ["bench_data.py"],
+    ["bench_sweep.py"],  # issue 9
+    ["bench_cluster.py"],  # issue 9: executors (local, Slurm)
 ]
 QUICK = [
     ["bench_fingerprint.py"],
@@ -29,6 +31,8 @@ QUICK = [
     ["bench_run.py", "--concurrent", "4"],
     ["bench_cache.py", "--size-mb", "128"],
     ["bench_data.py", "--files", "2000", "--size-mb", "200"],
+    ["bench_sweep.py", "--points", "50"],  # issue 9
+    ["bench_cluster.py"],  # issue 9: executors (local, Slurm)
 ]
 
 

@@ -11,13 +11,16 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from modver.diff import ManifestDiff, StageDiff
+    from modver.driver import Progress
+    from modver.graph import Graph
     from modver.record import RunRecord
     from modver.results import RunDiff, ShownRun, ShownVersion
+    from modver.sweepstore import Best, SweepPoint, SweepRecord
 
 _state: dict[str, Any] = {"paged": None, "no_pager": False}
 
@@ -264,3 +267,100 @@ def run_diff(result: RunDiff) -> None:
         print(f"runs {result.a} and {result.b} differ in nothing but their ids and times")
         return
     table(["key", result.a, result.b], [[k, fmt(va), fmt(vb)] for k, va, vb in result.rows])
+
+
+# -- sweeps (issue 9) ------------------------------------------------------------------------------
+
+
+def point_params(params: Mapping[str, Any]) -> str:
+    """``model.C=0.1 augment.noise=0`` (a sweep point's params)."""
+    return " ".join(f"{target}={fmt(value)}" for target, value in params.items())
+
+
+def sweep_plan(graph: Graph) -> None:
+    """What ``sweep --dry-run`` prints: per point, what each stage would do; the totals."""
+    counts = graph.counts()
+    stages = [p.name for p in graph.points[0].plans] if graph.points else []
+    rows = [[str(pt.index), point_params(pt.params), *(pt.disposition(s) for s in stages)] for pt in graph.points]
+    table(["point", "params", *stages], rows)
+    print(
+        f"{len(graph.points)} points, {counts['total']} stages: {counts['executions']} stage executions, "
+        f"{counts['shared']} shared, {counts['cached']} cached (dry run: nothing executed or recorded)"
+    )
+
+
+def _progress_text(p: Progress, best: Best | None) -> str:
+    text = (
+        f"points {p.done}/{p.points} done, {p.running} running, {p.failed} failed | "
+        f"tasks {p.tasks_done}/{p.tasks} | cache hits {p.cache_hits}"
+    )
+    if best is not None:
+        text += f" | best {best.metric} " + (f"{num(p.best[1])} (point {p.best[0]})" if p.best else "-")
+    return text
+
+
+@contextlib.contextmanager
+def sweep_progress(best: Best | None, *, quiet: bool = False) -> Iterator[Callable[[Progress], None]]:
+    """A sweep's progress: a live line on a terminal, one plain line per finished point otherwise
+    (on stderr with ``quiet``: ``--json`` keeps stdout for the record)."""
+    say = (lambda text: print(text, file=sys.stderr)) if quiet else print
+    if not is_terminal() or quiet:
+
+        def plain(p: Progress) -> None:
+            for point in p.finished:
+                detail = f" ({point.error})" if point.error else ""
+                say(
+                    f"point {point.index} ({point_params(point.params)}): {point.status}{detail}  [{p.done}/{p.points}]"
+                )
+
+        yield plain
+        return
+    from rich.live import Live
+    from rich.text import Text
+
+    with Live(Text("planning the sweep"), console=console(), refresh_per_second=8, transient=True) as live:
+
+        def update(p: Progress) -> None:
+            for point in p.finished:
+                live.console.print(f"point {point.index} ({point_params(point.params)}): {point.status}")
+            live.update(Text(_progress_text(p, best)))
+
+        yield update
+
+
+def sweep_summary(record: SweepRecord, best: Best | None, leader: tuple[SweepPoint, float] | None) -> None:
+    """The table a sweep ends with, and its best point."""
+    rows = [[str(pt.index), point_params(pt.params), pt.status, pt.run or "-"] for pt in record.points]
+    table(["point", "params", "status", "run"], rows)
+    tasks = record.tasks
+    shares = f"; {tasks.get('executions', 0)} stage executions, {tasks.get('cached', 0)} cached, " if tasks else ""
+    shares += f"{tasks.get('shared', 0)} shared" if tasks else ""
+    done = record.count("succeeded")
+    print(f"sweep {record.sweep}: {record.status}; {done} of {len(record.points)} points succeeded{shares}")
+    if best is not None:
+        print(
+            f"best {best.metric}: {num(leader[1])} at point {leader[0].index} ({point_params(leader[0].params)}), "
+            f"run {leader[0].run}"
+            if leader
+            else f"best {best.metric}: no succeeded point logged it"
+        )
+
+
+def sweep_table(
+    records: Sequence[SweepRecord], leaders: Sequence[tuple[SweepPoint, float] | None], best: Best | None
+) -> None:
+    """``modver sweeps``: one row per sweep."""
+    if not records:
+        print("No sweeps yet: start one with `modver sweep --set stage.param=V1,V2,...`.")
+        return
+    columns = ["sweep", "status", "started", "points", "done", "running", "failed", "axes"]
+    if best is not None:
+        columns.append(f"best {best.metric}")
+    rows = []
+    for r, leader in zip(records, leaders, strict=True):
+        row = [r.sweep, r.status, date(r.started), str(len(r.points)), str(r.count("succeeded")),
+               str(r.count("running")), str(r.count("failed")), ", ".join(a.target for a in r.spec.axes)]  # fmt: skip
+        if best is not None:
+            row.append(f"{num(leader[1])} (point {leader[0].index})" if leader else "-")
+        rows.append(row)
+    table(columns, rows)

@@ -40,7 +40,7 @@ from modver.registry import Registry
 from modver.retention import store_lock
 from modver.runstore import RunStore, new_run_id, now_iso
 
-__all__ = ["Event", "StageEvent", "execute", "recorded_manifest", "reproduce", "task_for"]
+__all__ = ["Event", "StageEvent", "execute", "first_record", "recorded_manifest", "reproduce", "task_for"]
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def execute(
         planned = round(time.perf_counter() - t0, 6)  # materialize and import count per stage, below
         tasks = {p.name: task_for(registry, store, pipeline, p, run_id) for p in plans}
         prepared = {p.name: prepare(tasks[p.name], echo) for p in plans if not p.cached}
-        record = _first_record(registry, pipeline, plans, run_id, started, reproduces)
+        record = first_record(registry, pipeline, plans, run_id, started, reproduces=reproduces)
         logs = {name: ready.printed for name, ready in prepared.items() if ready is not None}
         recorder = Recorder.start(runs, record, started=t0, logs=logs)
     try:
@@ -134,13 +134,15 @@ def execute(
     return recorder.finish(RunStatus.SUCCEEDED, planned=planned)
 
 
-def _first_record(
+def first_record(
     registry: Registry,
     pipeline: Pipeline,
-    plans: list[StagePlan],
+    plans: Sequence[StagePlan],
     run_id: str,
     started: str,
-    reproduces: str | None,
+    *,
+    reproduces: str | None = None,
+    sweep: str | None = None,
 ) -> RunRecord:
     """The record a run starts with: every stage pending, with its version and key."""
     stages = {
@@ -179,6 +181,7 @@ def _first_record(
         python=python,
         packages=packages,
         reproduces=reproduces,
+        sweep=sweep,
     )
 
 

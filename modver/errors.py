@@ -95,6 +95,21 @@ class DemoError(ModverError):
     installed, or one of its steps failed."""
 
 
+# -- sweeps (issue 9, sweep-core) --
+
+
+class SweepError(ModverError):
+    """A sweep that cannot be made: a bad axis, sweep file or number of points, or an unknown
+    sweep id; also a sweep whose points failed (the message lists them)."""
+
+
+# -- executors (issue 9, sweep-exec) --
+
+
+class ClusterError(ModverError):
+    """An executor that cannot start or be reached, or a worker that does not see the project's store."""
+
+
 def format_syntax_error(path: str, line: int, col: int, source_line: str, detail: str) -> str:
     """Render a syntax error as ``path:line:col: detail`` plus the line and a caret."""
     caret = " " * max(col - 1, 0) + "^"

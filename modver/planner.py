@@ -26,8 +26,8 @@ from modver.record import InputKey, KeyParts
 from modver.registry import Registry
 from modver.runstore import RunStore
 
-__all__ = ["CACHE_KEY_SCHEME", "Pipeline", "StagePlan", "cache_key", "check_force", "explain", "last_key_parts",
-           "parse_sets", "plan"]  # fmt: skip
+__all__ = ["CACHE_KEY_SCHEME", "Pipeline", "StagePlan", "cache_key", "check_force", "check_param", "explain",
+           "last_key_parts", "parse_sets", "plan", "with_params"]  # fmt: skip
 
 CACHE_KEY_SCHEME = "modver-output-key/1"
 
@@ -67,33 +67,47 @@ class Pipeline:
 
 def parse_sets(sets: list[str], pipeline: Pipeline) -> Pipeline:
     """Apply ``--set stage.param=value`` overrides (values typed as YAML scalars)."""
-    by_name = {s.name: s for s in pipeline.stages}
-    params = {s.name: dict(s.params) for s in pipeline.stages}
-    seen: set[str] = set()
+    values: dict[str, Any] = {}
     for item in sets:
         target, eq, text = item.partition("=")
         stage, dot, param = target.partition(".")
         shown = item if len(item) <= 80 else item[:77] + "..."
         if not eq or not dot or not stage or not param:
             raise errors.RunError(f"bad --set {shown!r}: expected stage.param=value", hint="e.g. --set model.C=0.5")
-        if stage not in by_name:
-            raise errors.UnknownStageError(
-                f"--set {shown!r}: unknown stage {stage!r}; stages: {', '.join(by_name)}",
-                hint=f"{did_you_mean(stage, by_name)}use a stage declared in the manifest",
-            )
-        if target in seen:
+        check_param(pipeline, target, f"--set {shown!r}")
+        if target in values:
             raise errors.RunError(
                 f"--set {target} is given twice", hint="give each param one value (a sweep of values is `modver sweep`)"
             )
-        seen.add(target)
-        source = by_name[stage].inputs.get(param)
-        if source is not None:
-            what = f"data file {source}" if source.startswith("data.") else f"the output of stage {source}"
-            raise errors.RunError(
-                f"--set {target}: {param!r} is an input of stage {stage} ({what}), not a param",
-                hint="--set changes params; an input is wired under the stage's `inputs:` in the manifest",
-            )
-        params[stage][param] = parse_scalar(text, f"--set {target}")
+        values[target] = parse_scalar(text, f"--set {target}")
+    return with_params(pipeline, values)
+
+
+def check_param(pipeline: Pipeline, target: str, what: str) -> None:
+    """``target`` (``stage.param``) names a param of a stage of the pipeline, or a clear error
+    (``what`` says where it was given: ``--set 'model.C=1'``, a sweep file's key)."""
+    by_name = {s.name: s for s in pipeline.stages}
+    stage, _, param = target.partition(".")
+    if stage not in by_name:
+        raise errors.UnknownStageError(
+            f"{what}: unknown stage {stage!r}; stages: {', '.join(by_name)}",
+            hint=f"{did_you_mean(stage, by_name)}use a stage declared in the manifest",
+        )
+    source = by_name[stage].inputs.get(param)
+    if source is not None:
+        kind = f"data file {source}" if source.startswith("data.") else f"the output of stage {source}"
+        raise errors.RunError(
+            f"--set {target}: {param!r} is an input of stage {stage} ({kind}), not a param",
+            hint="--set changes params; an input is wired under the stage's `inputs:` in the manifest",
+        )
+
+
+def with_params(pipeline: Pipeline, values: Mapping[str, Any]) -> Pipeline:
+    """The pipeline with params set: ``{"stage.param": value}`` (targets checked by :func:`check_param`)."""
+    params = {s.name: dict(s.params) for s in pipeline.stages}
+    for target, value in values.items():
+        stage, _, param = target.partition(".")
+        params[stage][param] = value
     return replace(pipeline, stages=tuple(replace(s, params=params[s.name]) for s in pipeline.stages))
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from modver import errors
+from modver._sweep_facade import SweepMethods
 from modver.models import Closure, SourceTree, StageSpec, StageVersion
 from modver.names import did_you_mean
 from modver.results import InitResult, PinResult, RunDiff, ShownRun, ShownVersion, SnapshotResult, StageState
@@ -94,8 +95,9 @@ def init(path: str | os.PathLike[str] = ".") -> InitResult:
     return InitResult(root, created_repo, created_manifest, updated)
 
 
-class Project:
-    """A git repository using modver: manifests, stage histories, runs and the store.
+class Project(SweepMethods):
+    """A git repository using modver: manifests, stage histories, runs and the store (sweeps:
+    :class:`~modver._sweep_facade.SweepMethods`).
 
     Use it as a context manager (or call :meth:`close`) so the git repository is closed.
     """
@@ -477,11 +479,22 @@ class Project:
         force: Sequence[str] = (),
         on_event: Event | None = None,
         echo: TextIO | None = None,
+        jobs: int | None = None,
     ) -> RunRecord:
-        """Run the manifest at its pinned versions, with caching; the run's record."""
+        """Run the manifest at its pinned versions, with caching; the run's record. ``jobs`` > 1
+        runs independent stages at once on a local Dask cluster of that many workers."""
         from modver.engine import execute
 
         pipeline = self.pipeline(manifest, sets)
+        if jobs is not None and jobs < 1:
+            raise errors.UsageError(f"--jobs must be at least 1, not {jobs}", hint="give --jobs N with N >= 1")
+        if jobs is not None and jobs > 1:
+            from modver.cluster import ExecutorSpec
+            from modver.driver import run_parallel
+
+            return run_parallel(
+                self.registry, self.store, pipeline, ExecutorSpec(jobs=jobs), force=force, on_event=on_event
+            )
         return execute(self.registry, self.store, pipeline, force=force, on_event=on_event, echo=echo)
 
     def reproduce(
@@ -494,12 +507,16 @@ class Project:
         original = self.run_record(ref)
         return reproduce(self.registry, self.store, original, use_cache=use_cache, on_event=on_event, echo=echo)
 
-    def runs(self, where: str | None = None, sort: str | None = None) -> list[RunRecord]:
-        """Every run record, oldest first (or sorted by a column, ``-column`` descending)."""
+    def runs(self, where: str | None = None, sort: str | None = None, sweep: str | None = None) -> list[RunRecord]:
+        """Every run record, oldest first (or sorted by a column, ``-column`` descending); with
+        ``sweep``, the runs of that sweep's points only."""
         from modver.recorder import mark_dead
         from modver.runtable import filter_records, sort_records
 
         records = [mark_dead(r) for r in self.runs_store.list()]
+        if sweep is not None:
+            sweep_id = self.sweep_record(sweep).sweep
+            records = [r for r in records if r.sweep == sweep_id]
         if where:
             records = filter_records(records, where)
         return sort_records(records, sort) if sort else records
@@ -596,12 +613,12 @@ def _run_columns(record: RunRecord) -> dict[str, Any]:
     return row
 
 
-def runs(path: str | os.PathLike[str] = ".") -> pandas.DataFrame:
-    """All runs of the project at ``path`` as a pandas DataFrame, one row per run."""
+def runs(path: str | os.PathLike[str] = ".", sweep: str | None = None) -> pandas.DataFrame:
+    """All runs of the project at ``path`` (or of one ``sweep``) as a pandas DataFrame, one row per run."""
     from modver.runtable import runs_dataframe
 
     with Project(path) as project:
-        return runs_dataframe(project.runs())
+        return runs_dataframe(project.runs(sweep=sweep))
 
 
 def load(stage: str, run: str = "latest", path: str | os.PathLike[str] = ".") -> Any:

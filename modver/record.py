@@ -28,6 +28,7 @@ This module is the schema, written once: the models below, :func:`RunRecord.to_j
     timings        {plan, stages, other} | null   seconds: planning, inside stages, the rest
     reproduces     str    (a reproduce run) the run it reproduces
     comparison     {metric: {original, reproduced, match}}   (a reproduce run)
+    sweep          str    (a point of a sweep) the sweep's id: .modver/sweeps/<id>.json
 
 :func:`check_shape` checks a JSON value against :data:`SHAPE` (the type of every field, nested
 ones too; a field may be absent and unknown fields are kept in ``extra``), so a record that is
@@ -213,6 +214,7 @@ class RunRecord:
     timings: Mapping[str, float] | None = None
     reproduces: str | None = None
     comparison: Mapping[str, Mapping[str, Any]] | None = None
+    sweep: str | None = None  # the sweep this run is a point of
     format: int = FORMAT
     extra: Mapping[str, Any] = field(default_factory=dict)  # fields of a newer modver, kept as they are
 
@@ -276,6 +278,8 @@ class RunRecord:
             out["reproduces"] = self.reproduces
         if self.comparison is not None:
             out["comparison"] = {name: dict(c) for name, c in self.comparison.items()}
+        if self.sweep is not None:
+            out["sweep"] = self.sweep
         return out
 
     @classmethod
@@ -319,6 +323,7 @@ class RunRecord:
             timings=data.get("timings"),
             reproduces=data.get("reproduces"),
             comparison=data.get("comparison"),
+            sweep=data.get("sweep"),
             format=FORMAT,
             extra={k: v for k, v in data.items() if k not in _KNOWN},
         )
@@ -451,6 +456,7 @@ SHAPE = Fields(
         "timings": Opt(MapOf(NUMBER)),
         "reproduces": str,
         "comparison": MapOf(Fields({"original": ANY, "reproduced": ANY, "match": bool})),
+        "sweep": str,
     },
     required=("run", "status"),
 )

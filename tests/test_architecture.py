@@ -26,6 +26,9 @@ OWNERS = {
     "torch": {"serialize.py"},
     "xxhash": {"serialize.py"},
     "filelock": {"_fs.py"},
+    "dask": {"cluster.py"},  # executors (issue 9): local, a running scheduler, batch jobs
+    "distributed": {"cluster.py"},
+    "dask_jobqueue": {"cluster.py"},
 }
 FACADE = {"modver.project", "modver.cli", "modver._output", "modver.results"}
 ENGINE = {"modver.engine", "modver.planner", "modver.executor", "modver.recorder", "modver.indexer", "modver.registry"}
@@ -43,9 +46,16 @@ LAYERS = {
     "registry.py": FACADE | ENGINE - {"modver.registry"},
     "indexer.py": FACADE | {"modver.engine", "modver.planner", "modver.executor", "modver.recorder"},
     "runstore.py": FACADE | ENGINE,
+    "cluster.py": FACADE | ENGINE - {"modver.executor"},  # runs stage tasks; knows nothing of runs
     "runtable.py": FACADE | ENGINE,
     "history.py": FACADE | ENGINE,
     "notes.py": FACADE | ENGINE,
+    # sweeps (issue 9, sweep-core): axes are models; records are storage; the graph and its driver are engine
+    "sweep.py": FACADE | ENGINE | {"modver.runstore", "modver.cluster"},
+    "sweepstore.py": FACADE | ENGINE | {"modver.cluster"},
+    "graph.py": FACADE | {"modver.recorder", "modver.cluster"},
+    "driver.py": FACADE,
+    "_sweep_facade.py": {"modver.cli", "modver._output"},  # the façade's sweep methods
     **{module: FACADE | ENGINE | {"modver.history"} for module in GIT},
 }
 
@@ -112,7 +122,7 @@ def _loaded_after(code: str) -> set[str]:
 
 def test_import_modver_is_light():
     loaded = _loaded_after("import modver")
-    assert not loaded & {"dulwich", "libcst", "ruamel", "typer", "rich", "pandas", "numpy"}
+    assert not loaded & {"dulwich", "libcst", "ruamel", "typer", "rich", "pandas", "numpy", "dask", "distributed"}
 
 
 def test_version_does_not_load_the_cli():

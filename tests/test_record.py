@@ -63,10 +63,14 @@ def test_a_full_record_round_trips() -> None:
 def test_a_record_needs_its_run_and_status_and_may_hold_more() -> None:
     assert check_shape(full_record_json("x")) is None
     assert check_shape({"run": "x", "status": "failed"}) is None  # older records lack newer fields
-    newer = {"run": "x", "status": "failed", "sweep": {"id": 1}, "stages": {"a": {"cache_key": "k", "later": [1]}}}
+    newer = {"run": "x", "status": "failed", "future": {"id": 1}, "stages": {"a": {"cache_key": "k", "later": [1]}}}
     assert check_shape(newer) is None
-    assert RunRecord.from_json(newer).extra == {"sweep": {"id": 1}}  # kept, and written back
-    assert RunRecord.from_json(newer).to_json()["sweep"] == {"id": 1}
+    assert RunRecord.from_json(newer).extra == {"future": {"id": 1}}  # kept, and written back
+    assert RunRecord.from_json(newer).to_json()["future"] == {"id": 1}
+    point = RunRecord.from_json({"run": "x", "status": "failed", "sweep": "20261201-sweep"})  # a sweep's point
+    assert point.sweep == "20261201-sweep" and point.to_json()["sweep"] == "20261201-sweep"
+    assert "sweep" not in RunRecord.from_json({"run": "x", "status": "failed"}).to_json()
+    assert check_shape({"run": "x", "status": "failed", "sweep": 1}) == "sweep should be a string, found an integer 1"
     assert check_shape({"status": "failed"}) == "run is missing"
     assert check_shape({"run": "x", "status": "ok"}).startswith("status should be one of")
     assert check_shape({"run": "x", "status": "failed", "data": {"raw": {"path": "d"}}}) == "data.raw.hash is missing"

@@ -11,6 +11,7 @@ Schema (see docs and ``STARTER_MANIFEST``)::
         params: {kwarg: value}                   # optional; JSON-like values
         deps: [path, ...]                        # optional; extra files fingerprinted whole
     fingerprint: {docstrings: false}             # optional
+    cluster: {kind: slurm, jobs: 8, options: {}} # optional; where `modver sweep` runs (modver.cluster)
 
 Pin edits (:func:`set_pin`) change only the ``version`` line of one stage: block-style
 mappings are edited in place in the text (every other byte is kept: comments, order, quoting,
@@ -45,6 +46,7 @@ from modver.manifest._schema import (
     FINGERPRINT_KEYS,
     STAGE_KEYS,
     TOP_LEVEL_KEYS,
+    cluster_section,
     normalize_version,
     topological_order,
     validate,
@@ -111,6 +113,7 @@ class Manifest:
     stages: dict[str, StageSpec]
     options: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_OPTIONS))
     root: Path | None = None
+    cluster: dict[str, Any] | None = None  # the `cluster:` section (where `modver sweep` runs), plain values
 
     def __post_init__(self) -> None:
         if self.root is None:
@@ -321,7 +324,8 @@ def _decode(raw: bytes, where: str) -> str:
 
 def _build(doc: Any, path: Path, root: Path | None) -> Manifest:
     data, stages, options = validate(doc, str(path))
-    return Manifest(path=path, data=data, stages=stages, options=options, root=root)
+    cluster = cluster_section(doc, str(path))
+    return Manifest(path=path, data=data, stages=stages, options=options, root=root, cluster=cluster)
 
 
 def _unknown_stage(name: str, declared: Iterable[str], where: str) -> UnknownStageError:

@@ -20,7 +20,7 @@ from modver.manifest._yaml import Budget, item_pos, pos, to_plain, type_name
 from modver.models import StageSpec
 from modver.names import did_you_mean, validate_name
 
-TOP_LEVEL_KEYS = ("data", "stages", "fingerprint")
+TOP_LEVEL_KEYS = ("data", "stages", "fingerprint", "cluster")
 STAGE_KEYS = ("entry", "version", "inputs", "params", "deps")
 FINGERPRINT_KEYS = ("docstrings",)
 DEFAULT_OPTIONS: dict[str, Any] = {"docstrings": False}
@@ -44,6 +44,24 @@ def validate(doc: Any, where: str) -> tuple[dict[str, str], dict[str, StageSpec]
     data = _data(doc, where)
     options = _options(doc, where)
     return data, _stages(doc, data, where), options
+
+
+# -- the cluster: section (issue 9, sweep-core): where `modver sweep` runs its tasks --
+CLUSTER_KEYS = ("kind", "jobs", "options")
+
+
+def cluster_section(doc: Any, where: str) -> dict[str, Any] | None:
+    """The ``cluster:`` section as plain values (``kind``, ``jobs``, ``options``), or None. Its
+    keys are checked here, its values by :meth:`modver.cluster.ClusterConfig.from_json`."""
+    hint = "write e.g. cluster: {kind: slurm, jobs: 8, options: {queue: gpu, cores: 4}}"
+    if not isinstance(doc, Mapping) or doc.get("cluster") is None:
+        return None
+    node = _mapping_or_empty(doc, "cluster", "`cluster`", where, hint)
+    _check_keys(node, CLUSTER_KEYS, "`cluster`", where)
+    loc = pos(where, doc, "cluster", value=True)
+    budget = Budget("the cluster section holds")
+    budget.start("cluster", loc)
+    return dict(to_plain(node, where, loc, budget))
 
 
 def _data(doc: Any, where: str) -> dict[str, str]:

@@ -26,6 +26,8 @@ FAILING = {
     "runs": [],
     "gc": [],
     "demo": ["--keep", "manifest.yaml"],  # a file, not an empty folder
+    "sweep": ["--set", "prep.scale=1,2"],  # issue 9
+    "sweeps": [],
 }
 
 

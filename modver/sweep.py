@@ -1,0 +1,255 @@
+"""A sweep's axes and points: what ``modver sweep --set``, ``--zip`` and ``--file`` describe.
+
+- ``--set model.C=0.1,1,10``: a value with commas at its top level (outside brackets and quotes)
+  is an **axis** of values, each typed as a YAML scalar like any ``--set`` value;
+- ``--set model.seed=range(0,5)``: ``range(START,STOP[,STEP])`` is an axis too (integers, or
+  numbers with a number step: ``range(0,1,0.25)`` is 0, 0.25, 0.5, 0.75);
+- ``--set model.kernel=[1,2]`` or ``--set model.C=1``: one value (not an axis), as for ``run``.
+
+Axes combine as a grid (every combination, the first axis varying slowest) or, with ``--zip``,
+pair in order (equal lengths). A sweep file holds the same axes::
+
+    grid:                    # every combination of these
+      model.C: [0.1, 1, 10]
+      augment.noise: [0.0, 0.1]
+    zip:                     # these paired in order, as one more axis of the grid
+      model.seed: [1, 2, 3]
+      model.tag: [a, b, c]
+
+:func:`parse_axes` and :func:`load_sweep_file` give a :class:`SweepSpec`; :meth:`SweepSpec.points`
+its points (``{"model.C": 0.1, ...}``), at most :data:`MAX_POINTS`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modver import errors
+
+__all__ = ["MAX_POINTS", "Axis", "SweepSpec", "load_sweep_file", "parse_axes", "split_top_level"]
+
+MAX_POINTS = 10_000  # points of one sweep: each is a run record
+_RANGE = re.compile(r"^\s*range\((.*)\)\s*$", re.S)
+_TARGET = re.compile(r"^[^.=\s]+\.[^=\s]+$")
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One param and the values a sweep gives it."""
+
+    target: str  # "stage.param"
+    values: tuple[Any, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target": self.target, "values": list(self.values)}
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """The axes of a sweep: ``grid`` axes combine as a product, ``zip`` axes pair in order (one
+    more axis of the product); ``sets`` are the plain ``--set`` values every point shares."""
+
+    grid: tuple[Axis, ...] = ()
+    zip: tuple[Axis, ...] = ()
+    sets: tuple[str, ...] = ()
+
+    @property
+    def axes(self) -> tuple[Axis, ...]:
+        return self.grid + self.zip
+
+    def size(self) -> int:
+        """How many points the sweep has (computed without making them)."""
+        size = math.prod(len(a.values) for a in self.grid)
+        return size * (len(self.zip[0].values) if self.zip else 1)
+
+    def points(self) -> list[dict[str, Any]]:
+        """Every point, ``{target: value}`` in axis order; :class:`SweepError` beyond :data:`MAX_POINTS`."""
+        size = self.size()
+        if size > MAX_POINTS:
+            shape = " x ".join(str(len(a.values)) for a in self.grid) + (
+                f" x {len(self.zip[0].values)} (zipped)" if self.zip else ""
+            )
+            raise errors.SweepError(
+                f"the sweep has {size:,} points ({shape}), more than {MAX_POINTS:,}",
+                hint="sweep fewer values, pair axes with --zip, or split the sweep into several",
+            )
+        zipped: list[tuple[Any, ...]] = list(zip(*(a.values for a in self.zip), strict=True)) if self.zip else [()]
+        out = []
+        for combo in itertools.product(*(a.values for a in self.grid), zipped):
+            *grid_values, zip_values = combo
+            point = dict(zip((a.target for a in self.grid), grid_values, strict=True))
+            point.update(zip((a.target for a in self.zip), zip_values, strict=True))
+            out.append(point)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"grid": [a.to_json() for a in self.grid], "zip": [a.to_json() for a in self.zip],
+                "sets": list(self.sets)}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SweepSpec:
+        def axes(key: str) -> tuple[Axis, ...]:
+            return tuple(Axis(a["target"], tuple(a["values"])) for a in data.get(key) or ())
+
+        return cls(axes("grid"), axes("zip"), tuple(data.get("sets") or ()))
+
+
+def split_top_level(text: str) -> list[str]:
+    """``text`` split at commas outside brackets, braces, parentheses and quotes."""
+    parts, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(text):
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "[{(":
+            depth += 1
+        elif ch in "]})":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
+
+
+def parse_axes(sets: Sequence[str], *, zip_axes: bool = False) -> SweepSpec:
+    """The axes in ``--set`` options (see the module docstring): values with top-level commas
+    and ``range(...)`` are axes; the others are plain ``--set`` values kept in ``sets``."""
+    from modver.manifest import parse_scalar
+
+    axes: list[Axis] = []
+    plain: list[str] = []
+    for item in sets:
+        target, eq, text = item.partition("=")
+        shown = item if len(item) <= 80 else item[:77] + "..."
+        if not eq or not _TARGET.match(target):
+            raise errors.SweepError(
+                f"bad --set {shown!r}: expected stage.param=value", hint="e.g. --set model.C=0.1,1,10"
+            )
+        where = f"--set {target}"
+        ranged = _RANGE.match(text)
+        if ranged:
+            axes.append(Axis(target, _range(ranged.group(1), where)))
+            continue
+        parts = split_top_level(text)
+        if len(parts) == 1:
+            plain.append(item)
+            continue
+        if any(not p.strip() for p in parts):
+            raise errors.SweepError(
+                f"{where}: {text[:80]!r} has an empty value between commas",
+                hint="write the values as V1,V2,... (quote a value that holds a comma: 'a,b')",
+            )
+        axes.append(Axis(target, tuple(parse_scalar(p.strip(), where) for p in parts)))
+    _check_distinct([a.target for a in axes] + [s.partition("=")[0] for s in plain], "--set")
+    if zip_axes:
+        _check_zip(axes, "--zip")
+        return SweepSpec((), tuple(axes), tuple(plain))
+    return SweepSpec(tuple(axes), (), tuple(plain))
+
+
+def _range(args: str, where: str) -> tuple[Any, ...]:
+    from modver.manifest import parse_scalar
+
+    parts: list[Any] = [parse_scalar(p.strip(), where) if p.strip() else None for p in split_top_level(args)]
+    numbers = all(isinstance(p, int | float) and not isinstance(p, bool) for p in parts)
+    if not 2 <= len(parts) <= 3 or not numbers:
+        raise errors.SweepError(
+            f"{where}: bad range({args[:60]}): expected range(START,STOP) or range(START,STOP,STEP) of numbers",
+            hint="e.g. --set model.seed=range(0,5) gives 0,1,2,3,4",
+        )
+    start, stop, step = parts[0], parts[1], (parts[2] if len(parts) == 3 else 1)
+    if step == 0 or not all(math.isfinite(p) for p in (start, stop, step)):
+        raise errors.SweepError(
+            f"{where}: range({args[:60]}) needs a finite, non-zero step", hint="e.g. range(0,1,0.25)"
+        )
+    count = max(0, math.ceil((stop - start) / step - 1e-9))
+    if count > MAX_POINTS:
+        raise errors.SweepError(
+            f"{where}: range({args[:60]}) has {count:,} values, more than {MAX_POINTS:,}",
+            hint="use a larger step or a smaller range",
+        )
+    if count == 0:
+        raise errors.SweepError(
+            f"{where}: range({args[:60]}) is empty", hint="STOP is not included: range(0,3) is 0,1,2"
+        )
+    if all(isinstance(p, int) for p in (start, stop, step)):
+        return tuple(range(start, stop, step))
+    return tuple(round(start + i * step, 12) for i in range(count))
+
+
+def _check_distinct(targets: Sequence[str], what: str) -> None:
+    seen: set[str] = set()
+    for target in targets:
+        if target in seen:
+            raise errors.SweepError(
+                f"{what} {target} is given twice", hint="give each param one axis (its values separated by commas)"
+            )
+        seen.add(target)
+
+
+def _check_zip(axes: Sequence[Axis], what: str) -> None:
+    lengths = {a.target: len(a.values) for a in axes}
+    if len(set(lengths.values())) > 1:
+        shown = ", ".join(f"{t} has {n}" for t, n in lengths.items())
+        raise errors.SweepError(
+            f"{what} pairs axes in order, so they need as many values each: {shown}",
+            hint="give every zipped axis the same number of values, or drop --zip for a grid",
+        )
+
+
+def load_sweep_file(path: Path, sets: Sequence[str] = (), *, zip_axes: bool = False) -> SweepSpec:
+    """The axes of a sweep file (``grid:`` and ``zip:`` mappings of ``stage.param: [values]``),
+    with the ``--set`` options given beside it (their axes join the file's grid, or its zip with
+    ``zip_axes``)."""
+    from modver.manifest import parse_scalar
+
+    where = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise errors.SweepError(
+            f"cannot read the sweep file {path}: {getattr(exc, 'strerror', None) or exc}",
+            where=where,
+            hint="give --file a YAML file with `grid:` and/or `zip:` mappings",
+        ) from exc
+    doc = parse_scalar(text, where) if text.strip() else None
+    if not isinstance(doc, dict) or not doc or set(doc) - {"grid", "zip"}:
+        extra = sorted(set(doc) - {"grid", "zip"}) if isinstance(doc, dict) else []
+        raise errors.SweepError(
+            f"the sweep file {path} must be a mapping with `grid:` and/or `zip:`"
+            + (f"; unknown key {extra[0]!r}" if extra else ""),
+            where=where,
+            hint="e.g.\ngrid:\n  model.C: [0.1, 1, 10]\nzip:\n  model.seed: [1, 2]\n  model.tag: [a, b]",
+        )
+    found = {key: _file_axes(doc.get(key), f"{where}: {key}") for key in ("grid", "zip")}
+    given = parse_axes(sets)
+    grid, zipped = list(found["grid"]), list(found["zip"])
+    (zipped if zip_axes else grid).extend(given.axes)
+    _check_distinct([a.target for a in grid + zipped] + [s.partition("=")[0] for s in given.sets], "sweep param")
+    _check_zip(zipped, f"{where}: zip")
+    return SweepSpec(tuple(grid), tuple(zipped), given.sets)
+
+
+def _file_axes(node: Any, where: str) -> Iterator[Axis]:
+    if node is None:
+        return
+    if not isinstance(node, dict):
+        raise errors.SweepError(f"{where} must be a mapping of stage.param: [values]", where=where,
+                                hint="e.g. model.C: [0.1, 1, 10]")  # fmt: skip
+    for target, values in node.items():
+        if not isinstance(target, str) or not _TARGET.match(target):
+            raise errors.SweepError(f"{where}: {target!r} is not stage.param", where=where, hint="e.g. model.C")
+        if not isinstance(values, list) or not values:
+            raise errors.SweepError(
+                f"{where}: {target} must be a non-empty list of values", where=where, hint=f"e.g. {target}: [1, 2, 3]"
+            )
+        yield Axis(target, tuple(values))
