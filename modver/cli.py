@@ -533,6 +533,9 @@ def runs_(
     sort: Annotated[
         str | None, typer.Option("--sort", help="Sort by a column (e.g. -accuracy); prefix - for descending.")
     ] = None,
+    last: Annotated[
+        int | None, typer.Option("--last", metavar="N", min=0, help="Only the N newest runs (of those --where keeps).")
+    ] = None,
     csv: Annotated[bool, typer.Option("--csv", help="Print CSV (every column).")] = False,
     as_json: JsonOpt = False,
     project: ProjectOpt = Path("."),
@@ -541,7 +544,7 @@ def runs_(
     from modver.runtable import flatten_record, table_columns
 
     with _project(project) as p:
-        records = p.runs(where, sort)
+        records = p.runs(where, sort, last) if as_json else p.run_summaries(where, sort, last)
     if as_json:
         _output.print_json([r.to_json() for r in records])
         return

@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from modver.record import KeyParts, RunRecord
     from modver.registry import Registry
     from modver.retention import GcResult
+    from modver.runindex import RunIndex
     from modver.runstore import RunStore
     from modver.verify import VersionCheck
 
@@ -153,6 +154,13 @@ class Project:
         from modver.runstore import RunStore
 
         return RunStore(self.store / "runs")
+
+    @property
+    def run_index(self) -> RunIndex:
+        """The cache of the run records' summaries (``.modver/cache/runs-index.sqlite``)."""
+        from modver.runindex import RunIndex
+
+        return RunIndex(self.runs_store, self.store / "cache" / "runs-index.sqlite")
 
     def manifest_path(self, manifest: PathArg = None) -> Path:
         """The manifest to use: the argument, the project's default, or ``manifest.yaml``."""
@@ -494,14 +502,27 @@ class Project:
         original = self.run_record(ref)
         return reproduce(self.registry, self.store, original, use_cache=use_cache, on_event=on_event, echo=echo)
 
-    def runs(self, where: str | None = None, sort: str | None = None) -> list[RunRecord]:
-        """Every run record, oldest first (or sorted by a column, ``-column`` descending)."""
+    def runs(self, where: str | None = None, sort: str | None = None, last: int | None = None) -> list[RunRecord]:
+        """Every run record, oldest first (or sorted by a column, ``-column`` descending);
+        ``where`` filters, ``last`` keeps the N newest of those (see :meth:`run_summaries`)."""
+        from modver.recorder import mark_dead
+
+        return [mark_dead(self.runs_store.load_listed(s.run)) for s in self.run_summaries(where, sort, last)]
+
+    def run_summaries(
+        self, where: str | None = None, sort: str | None = None, last: int | None = None
+    ) -> list[RunRecord]:
+        """What :meth:`runs` selects, as summaries (records without manifest, series, packages
+        and tracebacks: :func:`modver.runindex.summarize`), read through the runs index: fast
+        for tables of many runs. ``last``: the N newest runs that ``where`` keeps."""
         from modver.recorder import mark_dead
         from modver.runtable import filter_records, sort_records
 
-        records = [mark_dead(r) for r in self.runs_store.list()]
+        records = [mark_dead(r) for r in self.run_index.summaries(last=None if where else last)]
         if where:
             records = filter_records(records, where)
+            if last is not None:
+                records = records[-last:] if last > 0 else []
         return sort_records(records, sort) if sort else records
 
     def run_record(self, ref: str = "latest") -> RunRecord:
@@ -559,7 +580,7 @@ class Project:
     def version_runs(self, stage: str) -> dict[str, list[RunRecord]]:
         """For each version label of ``stage``, the runs that used it, oldest first."""
         out: dict[str, list[RunRecord]] = {}
-        for record in self.runs_store.list():
+        for record in self.run_summaries():
             label = record.stages[stage].version if stage in record.stages else None
             if label:
                 out.setdefault(label, []).append(record)
@@ -601,7 +622,7 @@ def runs(path: str | os.PathLike[str] = ".") -> pandas.DataFrame:
     from modver.runtable import runs_dataframe
 
     with Project(path) as project:
-        return runs_dataframe(project.runs())
+        return runs_dataframe(project.run_summaries())
 
 
 def load(stage: str, run: str = "latest", path: str | os.PathLike[str] = ".") -> Any:

@@ -1,0 +1,179 @@
+"""A cache of the run records' summaries, so that listing 10,000 runs does not parse 10,000 files.
+
+``.modver/cache/runs-index.sqlite`` holds, per run, a *summary* of its record (everything the
+runs table shows: status, times, host and pid, stage versions and statuses, params, metrics,
+the error's first line, unknown fields such as ``sweep``; not the manifest, the series, the
+packages or tracebacks) and the *stamp* of the ``run.json`` it was made from (inode,
+modification time in nanoseconds, size). Records are replaced atomically (a new inode each
+time), so a stamp that matches means the summary is of the record as it is now.
+
+The record is the truth, the index only a cache:
+
+- every read lists the runs folder and stats the ``run.json`` of each run it returns; a run
+  missing from the index or whose stamp changed is read from its record and its row rewritten;
+  rows of runs that are gone are deleted. Nothing else is trusted.
+- concurrent readers may refresh it at once: SQLite's locking serializes the writes (a write
+  that waits longer than :data:`BUSY_SECONDS` is skipped; the answer is right anyway);
+- a process killed while writing leaves SQLite's journal, which the next reader rolls back;
+- a damaged or foreign file (not SQLite, another schema, :data:`FORMAT` changed) is deleted and
+  rebuilt from the records. If it cannot be written at all, records are read directly.
+
+Summaries are :class:`~modver.record.RunRecord` values like any other (so ``--where``, ``--sort``
+and the runs table work on them unchanged) whose heavy fields are empty; :func:`summarize`
+says which.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from modver.record import RunRecord, RunStatus
+from modver.runstore import RUN_FILE, RunStore, sort_by_start
+
+__all__ = ["BUSY_SECONDS", "FORMAT", "RunIndex", "summarize"]
+
+FORMAT = 1  # of the summaries: a change rebuilds every index
+BUSY_SECONDS = 2.0
+_TRANSIENT = {"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_READONLY", "SQLITE_FULL", "SQLITE_CANTOPEN", "SQLITE_PERM",
+              "SQLITE_IOERR", "SQLITE_NOMEM", "SQLITE_INTERRUPT"}  # fmt: skip
+_HEAVY = ("manifest", "metric_series", "packages", "comparison", "timings")
+
+
+def summarize(record: RunRecord) -> dict[str, Any]:
+    """The JSON of a record's summary: its ``to_json()`` without the manifest, metric series,
+    packages, comparison and timings, each stage's key parts, notes, error and timings, and the
+    run's traceback."""
+    data = record.to_json()
+    for name in _HEAVY:
+        data.pop(name, None)
+    data["stages"] = {
+        name: {"status": s["status"], "cache_key": s["cache_key"], "duration": s["duration"], "reason": ""}
+        for name, s in data["stages"].items()
+    }
+    if data.get("error"):
+        data["error"] = {**data["error"], "traceback": None}
+    return data
+
+
+def _stamp(path: Path) -> str | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
+
+
+class RunIndex:
+    """The summaries of the runs in ``runs``, cached in the SQLite file ``path``."""
+
+    def __init__(self, runs: RunStore, path: Path):
+        self.runs = runs
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunIndex({self.runs!r}, {str(self.path)!r})"
+
+    def summaries(self, last: int | None = None) -> list[RunRecord]:
+        """The summaries of every run (or of the ``last`` N by run id, i.e. by start time),
+        oldest first; damaged records come back as status ``corrupt``, as :meth:`RunStore.list`
+        lists them."""
+        ids = self.runs.ids()
+        if last is not None:
+            ids = ids[-last:] if last > 0 else []
+        stamps = {run_id: _stamp(self.runs.path(run_id) / RUN_FILE) for run_id in ids}
+        cached = self._read(ids if last is not None else None)
+        out: list[RunRecord] = []
+        fresh: list[tuple[str, str, str]] = []
+        for run_id in ids:
+            row = cached.get(run_id)
+            if row is not None and row[0] == stamps[run_id]:
+                try:
+                    out.append(RunRecord.from_json(json.loads(row[1])))
+                    continue
+                except ValueError:  # a damaged row (JSONDecodeError is a ValueError): read the record
+                    pass
+            record = self.runs.load_listed(run_id)
+            if record.status is RunStatus.CORRUPT:  # listed as such each time, until it is repaired
+                out.append(record)
+                continue
+            summary = summarize(record)
+            out.append(RunRecord.from_json(summary))  # the same answer whether the row was cached or not
+            stamp = stamps[run_id]
+            if stamp is not None:
+                fresh.append((run_id, stamp, json.dumps(summary, separators=(",", ":"))))
+        gone = [] if last is not None else [run_id for run_id in cached if run_id not in stamps]
+        if fresh or gone:
+            self._write(fresh, gone)
+        return sort_by_start(out)
+
+    # -- the SQLite file ------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None)
+        try:
+            if db.execute("PRAGMA user_version").fetchone()[0] != FORMAT:
+                with db:  # a new file (version 0) or one of another format: start again
+                    db.execute("BEGIN IMMEDIATE")
+                    if db.execute("PRAGMA user_version").fetchone()[0] == FORMAT:  # another process did
+                        return db
+                    db.execute("DROP TABLE IF EXISTS runs")
+                    db.execute("CREATE TABLE runs (run TEXT PRIMARY KEY, stamp TEXT NOT NULL, summary TEXT NOT NULL)")
+                    db.execute(f"PRAGMA user_version = {FORMAT}")
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _read(self, ids: Sequence[str] | None) -> dict[str, tuple[str, str]]:
+        """The cached rows (of ``ids``, or all): run -> (stamp, summary); {} if the file is unusable."""
+        if not self.path.exists():
+            return {}
+        try:
+            db = self._connect()
+            try:
+                if ids is None:
+                    rows: Iterable[tuple[str, str, str]] = db.execute("SELECT run, stamp, summary FROM runs")
+                else:
+                    marks = ",".join("?" * len(ids))
+                    rows = db.execute(f"SELECT run, stamp, summary FROM runs WHERE run IN ({marks})", list(ids))
+                return {run: (stamp, summary) for run, stamp, summary in rows}
+            finally:
+                db.close()
+        except sqlite3.DatabaseError as exc:
+            self._give_up(exc)
+        except OSError:  # the cache folder cannot be made: the records are read directly
+            pass
+        return {}
+
+    def _write(self, fresh: Sequence[tuple[str, str, str]], gone: Sequence[str]) -> None:
+        try:
+            db = self._connect()
+            try:
+                with db:
+                    db.execute("BEGIN IMMEDIATE")
+                    db.executemany("INSERT OR REPLACE INTO runs (run, stamp, summary) VALUES (?, ?, ?)", fresh)
+                    db.executemany("DELETE FROM runs WHERE run = ?", [(run_id,) for run_id in gone])
+            finally:
+                db.close()
+        except sqlite3.DatabaseError as exc:
+            self._give_up(exc)
+        except OSError:
+            pass
+
+    def _give_up(self, exc: sqlite3.DatabaseError) -> None:
+        """After an error of SQLite's: a file that is busy for longer than BUSY_SECONDS, read-only
+        or on a full disk stays as it is (the records are read directly this time); one that is
+        damaged, no database or of another schema is deleted, to be rebuilt from the records."""
+        if getattr(exc, "sqlite_errorname", "") in _TRANSIENT:
+            return
+        for suffix in ("", "-journal", "-wal", "-shm"):
+            try:
+                os.unlink(f"{self.path}{suffix}")
+            except OSError:
+                pass
