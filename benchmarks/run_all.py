@@ -22,6 +22,7 @@ FULL = [
     ["bench_run.py"],
     ["bench_cache.py"],
     ["bench_data.py"],
+    ["bench_results.py"],
 ]
 QUICK = [
     ["bench_fingerprint.py"],
@@ -29,6 +30,7 @@ QUICK = [
     ["bench_run.py", "--concurrent", "4"],
     ["bench_cache.py", "--size-mb", "128"],
     ["bench_data.py", "--files", "2000", "--size-mb", "200"],
+    ["bench_results.py", "--runs", "2000", "--report-runs", "200"],
 ]
 
 

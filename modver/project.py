@@ -35,6 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from modver.planner import Pipeline, StagePlan
     from modver.record import KeyParts, RunRecord
     from modver.registry import Registry
+    from modver.report import ReportResult
     from modver.retention import GcResult
     from modver.runindex import RunIndex
     from modver.runstore import RunStore
@@ -524,6 +525,39 @@ class Project:
             if last is not None:
                 records = records[-last:] if last > 0 else []
         return sort_records(records, sort) if sort else records
+
+    def report(self, out: PathArg = None, *, where: str | None = None, sweep: str | None = None) -> ReportResult:
+        """Write the HTML report of the runs (``where`` filters; ``sweep``: one sweep's runs) to
+        ``out`` (default ``.modver/report.html``): see :mod:`modver.report`."""
+        from modver import _fs
+        from modver.report import ReportResult, render, report_data, stage_timelines, sweep_of
+
+        records = self.run_summaries(where)
+        if sweep is not None:
+            known = sorted({s for r in records if (s := sweep_of(r)) is not None})
+            records = [r for r in records if sweep_of(r) == sweep]
+            if not records:
+                raise errors.UnknownRunError(
+                    f"no run of sweep {sweep!r}" + (f" matches --where {where!r}" if where else ""),
+                    hint=f"{did_you_mean(sweep, known)}sweeps with runs: {', '.join(known) or '(none)'}",
+                )
+        have = set(self.history.stages())
+        timelines = stage_timelines(self.history, [s for s in self.stage_names() if s in have])
+        data = report_data(
+            records, self.run_index.steps([r.run for r in records]), timelines, ids=self.runs_store.ids(),
+            title=f"modver report: {self.root.name}", where=where, sweep=sweep,
+        )  # fmt: skip
+        path = self.store / "report.html" if out is None else (self._base / Path(out)).resolve()
+        page = render(data, timelines).encode("utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _fs.replace_file(path, page, temp_dir=self.store / "tmp")
+        except OSError as exc:
+            raise errors.UsageError(
+                f"cannot write the report to {path}: {exc.strerror or exc}", where=str(path),
+                hint="give -o a file in a folder that can be written",
+            ) from exc  # fmt: skip
+        return ReportResult(path, len(records), len(page))
 
     def run_record(self, ref: str = "latest") -> RunRecord:
         """One run's record (a run id, a unique prefix, ``latest`` or ``latest~N``)."""

@@ -3,7 +3,8 @@
 ``.modver/cache/runs-index.sqlite`` holds, per run, a *summary* of its record (everything the
 runs table shows: status, times, host and pid, stage versions and statuses, params, metrics,
 the error's first line, unknown fields such as ``sweep``; not the manifest, the series, the
-packages or tracebacks) and the *stamp* of the ``run.json`` it was made from (inode,
+packages or tracebacks), the metrics it logged with steps in a compact form (for the report's
+curves: :meth:`RunIndex.steps`), and the *stamp* of the ``run.json`` it was made from (inode,
 modification time in nanoseconds, size). Records are replaced atomically (a new inode each
 time), so a stamp that matches means the summary is of the record as it is now.
 
@@ -35,9 +36,11 @@ from typing import Any
 from modver.record import RunRecord, RunStatus
 from modver.runstore import RUN_FILE, RunStore, sort_by_start
 
-__all__ = ["BUSY_SECONDS", "FORMAT", "RunIndex", "summarize"]
+__all__ = ["BUSY_SECONDS", "FORMAT", "RunIndex", "Steps", "step_series", "summarize"]
 
-FORMAT = 1  # of the summaries: a change rebuilds every index
+Steps = tuple[list[int], list[float]]  # a metric's steps and its values at them
+
+FORMAT = 2  # of the rows: a change rebuilds every index
 BUSY_SECONDS = 2.0
 _TRANSIENT = {"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_READONLY", "SQLITE_FULL", "SQLITE_CANTOPEN", "SQLITE_PERM",
               "SQLITE_IOERR", "SQLITE_NOMEM", "SQLITE_INTERRUPT"}  # fmt: skip
@@ -58,6 +61,20 @@ def summarize(record: RunRecord) -> dict[str, Any]:
     if data.get("error"):
         data["error"] = {**data["error"], "traceback": None}
     return data
+
+
+def step_series(record: RunRecord) -> dict[str, Steps]:
+    """Each metric ``record`` logged at two steps or more: (steps, values) in logging order."""
+    out: dict[str, Steps] = {}
+    for name, points in record.metric_series.items():
+        stepped = [p for p in points if p.get("step") is not None]
+        if len(stepped) >= 2:
+            out[name] = ([p["step"] for p in stepped], [p["value"] for p in stepped])
+    return out
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _stamp(path: Path) -> str | None:
@@ -85,31 +102,45 @@ class RunIndex:
         ids = self.runs.ids()
         if last is not None:
             ids = ids[-last:] if last > 0 else []
+        return sort_by_start(record for record, _ in self._rows(ids, everything=last is None))
+
+    def steps(self, ids: Sequence[str]) -> dict[str, dict[str, Steps]]:
+        """The metrics logged with steps by each of the runs ``ids``: run -> metric -> (steps,
+        values), in the order they were logged (metrics logged at no step, or once, are left out)."""
+        return {record.run: series for record, series in self._rows(ids, with_steps=True)}
+
+    def _rows(
+        self, ids: Sequence[str], *, everything: bool = False, with_steps: bool = False
+    ) -> list[tuple[RunRecord, dict[str, Steps]]]:
+        """The summary (and the step series) of each of ``ids``, from the index where its stamp
+        matches, else from its record (rewriting the row); ``everything``: ``ids`` are all the
+        runs, and rows of other runs are deleted."""
         stamps = {run_id: _stamp(self.runs.path(run_id) / RUN_FILE) for run_id in ids}
-        cached = self._read(ids if last is not None else None)
-        out: list[RunRecord] = []
-        fresh: list[tuple[str, str, str]] = []
+        cached = self._read(None if everything else ids, with_steps)
+        out: list[tuple[RunRecord, dict[str, Steps]]] = []
+        fresh: list[tuple[str, str, str, str]] = []
         for run_id in ids:
             row = cached.get(run_id)
             if row is not None and row[0] == stamps[run_id]:
                 try:
-                    out.append(RunRecord.from_json(json.loads(row[1])))
+                    steps = {k: (v[0], v[1]) for k, v in json.loads(row[2]).items()} if with_steps else {}
+                    out.append((RunRecord.from_json(json.loads(row[1])), steps))
                     continue
-                except ValueError:  # a damaged row (JSONDecodeError is a ValueError): read the record
+                except (ValueError, TypeError, AttributeError, IndexError, KeyError):  # a damaged row
                     pass
             record = self.runs.load_listed(run_id)
             if record.status is RunStatus.CORRUPT:  # listed as such each time, until it is repaired
-                out.append(record)
+                out.append((record, {}))
                 continue
-            summary = summarize(record)
-            out.append(RunRecord.from_json(summary))  # the same answer whether the row was cached or not
+            summary, steps = summarize(record), step_series(record)
+            out.append((RunRecord.from_json(summary), steps))  # the same answer whether cached or not
             stamp = stamps[run_id]
             if stamp is not None:
-                fresh.append((run_id, stamp, json.dumps(summary, separators=(",", ":"))))
-        gone = [] if last is not None else [run_id for run_id in cached if run_id not in stamps]
+                fresh.append((run_id, stamp, _dumps(summary), _dumps(steps)))
+        gone = [run_id for run_id in cached if run_id not in stamps] if everything else []
         if fresh or gone:
             self._write(fresh, gone)
-        return sort_by_start(out)
+        return out
 
     # -- the SQLite file ------------------------------------------------------------------------
 
@@ -123,26 +154,29 @@ class RunIndex:
                     if db.execute("PRAGMA user_version").fetchone()[0] == FORMAT:  # another process did
                         return db
                     db.execute("DROP TABLE IF EXISTS runs")
-                    db.execute("CREATE TABLE runs (run TEXT PRIMARY KEY, stamp TEXT NOT NULL, summary TEXT NOT NULL)")
+                    db.execute("CREATE TABLE runs (run TEXT PRIMARY KEY, stamp TEXT, summary TEXT, steps TEXT)")
                     db.execute(f"PRAGMA user_version = {FORMAT}")
         except BaseException:
             db.close()
             raise
         return db
 
-    def _read(self, ids: Sequence[str] | None) -> dict[str, tuple[str, str]]:
-        """The cached rows (of ``ids``, or all): run -> (stamp, summary); {} if the file is unusable."""
+    def _read(self, ids: Sequence[str] | None, with_steps: bool) -> dict[str, tuple[str, str, str]]:
+        """The cached rows (of ``ids``, or all): run -> (stamp, summary, steps or ""); {} if the
+        file is unusable."""
         if not self.path.exists():
             return {}
         try:
             db = self._connect()
             try:
+                column = "steps" if with_steps else "''"  # the series only for the report
+                query = f"SELECT run, stamp, summary, {column} FROM runs"
+                rows: Iterable[tuple[str, str, str, str]]
                 if ids is None:
-                    rows: Iterable[tuple[str, str, str]] = db.execute("SELECT run, stamp, summary FROM runs")
+                    rows = db.execute(query)
                 else:
-                    marks = ",".join("?" * len(ids))
-                    rows = db.execute(f"SELECT run, stamp, summary FROM runs WHERE run IN ({marks})", list(ids))
-                return {run: (stamp, summary) for run, stamp, summary in rows}
+                    rows = db.execute(f"{query} WHERE run IN ({','.join('?' * len(ids))})", list(ids))
+                return {run: (stamp, summary, steps) for run, stamp, summary, steps in rows}
             finally:
                 db.close()
         except sqlite3.DatabaseError as exc:
@@ -151,13 +185,15 @@ class RunIndex:
             pass
         return {}
 
-    def _write(self, fresh: Sequence[tuple[str, str, str]], gone: Sequence[str]) -> None:
+    def _write(self, fresh: Sequence[tuple[str, str, str, str]], gone: Sequence[str]) -> None:
         try:
             db = self._connect()
             try:
                 with db:
                     db.execute("BEGIN IMMEDIATE")
-                    db.executemany("INSERT OR REPLACE INTO runs (run, stamp, summary) VALUES (?, ?, ?)", fresh)
+                    db.executemany(
+                        "INSERT OR REPLACE INTO runs (run, stamp, summary, steps) VALUES (?, ?, ?, ?)", fresh
+                    )
                     db.executemany("DELETE FROM runs WHERE run = ?", [(run_id,) for run_id in gone])
             finally:
                 db.close()

@@ -44,6 +44,8 @@ LAYERS = {
     "indexer.py": FACADE | {"modver.engine", "modver.planner", "modver.executor", "modver.recorder"},
     "runstore.py": FACADE | ENGINE,
     "runtable.py": FACADE | ENGINE,
+    "runindex.py": FACADE | ENGINE,
+    "report.py": FACADE | ENGINE,
     "history.py": FACADE | ENGINE,
     "notes.py": FACADE | ENGINE,
     **{module: FACADE | ENGINE | {"modver.history"} for module in GIT},

@@ -24,6 +24,7 @@ FAILING = {
     "run": [],
     "reproduce": ["latest"],
     "runs": [],
+    "report": [],
     "gc": [],
     "demo": ["--keep", "manifest.yaml"],  # a file, not an empty folder
 }
