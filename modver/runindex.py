@@ -102,29 +102,32 @@ class RunIndex:
         ids = self.runs.ids()
         if last is not None:
             ids = ids[-last:] if last > 0 else []
-        return sort_by_start(record for record, _ in self._rows(ids, everything=last is None))
+        return sort_by_start(r for r, _ in self._rows(ids, everything=last is None) if r is not None)
 
     def steps(self, ids: Sequence[str]) -> dict[str, dict[str, Steps]]:
         """The metrics logged with steps by each of the runs ``ids``: run -> metric -> (steps,
         values), in the order they were logged (metrics logged at no step, or once, are left out)."""
-        return {record.run: series for record, series in self._rows(ids, with_steps=True)}
+        return {run_id: series for run_id, (_, series) in zip(ids, self._rows(ids, steps_only=True))}
 
     def _rows(
-        self, ids: Sequence[str], *, everything: bool = False, with_steps: bool = False
-    ) -> list[tuple[RunRecord, dict[str, Steps]]]:
-        """The summary (and the step series) of each of ``ids``, from the index where its stamp
-        matches, else from its record (rewriting the row); ``everything``: ``ids`` are all the
-        runs, and rows of other runs are deleted."""
+        self, ids: Sequence[str], *, everything: bool = False, steps_only: bool = False
+    ) -> list[tuple[RunRecord | None, dict[str, Steps]]]:
+        """The summary and the step series of each of ``ids``, from the index where its stamp
+        matches (``steps_only``: the series alone, the summary None), else from its record
+        (rewriting the row); ``everything``: ``ids`` are all the runs, and rows of other runs
+        are deleted."""
         stamps = {run_id: _stamp(self.runs.path(run_id) / RUN_FILE) for run_id in ids}
-        cached = self._read(None if everything else ids, with_steps)
-        out: list[tuple[RunRecord, dict[str, Steps]]] = []
+        cached = self._read(None if everything else ids, steps_only)
+        out: list[tuple[RunRecord | None, dict[str, Steps]]] = []
         fresh: list[tuple[str, str, str, str]] = []
         for run_id in ids:
             row = cached.get(run_id)
             if row is not None and row[0] == stamps[run_id]:
                 try:
-                    steps = {k: (v[0], v[1]) for k, v in json.loads(row[2]).items()} if with_steps else {}
-                    out.append((RunRecord.from_json(json.loads(row[1])), steps))
+                    if steps_only:
+                        out.append((None, {k: (v[0], v[1]) for k, v in json.loads(row[2]).items()}))
+                    else:
+                        out.append((RunRecord.from_json(json.loads(row[1])), {}))
                     continue
                 except (ValueError, TypeError, AttributeError, IndexError, KeyError):  # a damaged row
                     pass
@@ -161,16 +164,16 @@ class RunIndex:
             raise
         return db
 
-    def _read(self, ids: Sequence[str] | None, with_steps: bool) -> dict[str, tuple[str, str, str]]:
-        """The cached rows (of ``ids``, or all): run -> (stamp, summary, steps or ""); {} if the
-        file is unusable."""
+    def _read(self, ids: Sequence[str] | None, steps_only: bool) -> dict[str, tuple[str, str, str]]:
+        """The cached rows (of ``ids``, or all): run -> (stamp, summary or "", steps or ""); {}
+        if the file is unusable."""
         if not self.path.exists():
             return {}
         try:
             db = self._connect()
             try:
-                column = "steps" if with_steps else "''"  # the series only for the report
-                query = f"SELECT run, stamp, summary, {column} FROM runs"
+                columns = "'', steps" if steps_only else "summary, ''"  # the series only for the report
+                query = f"SELECT run, stamp, {columns} FROM runs"
                 rows: Iterable[tuple[str, str, str, str]]
                 if ids is None:
                     rows = db.execute(query)

@@ -161,3 +161,15 @@ def test_text_from_the_project_cannot_break_out_of_the_page(run_project, tmp_pat
         assert page.locator("#diffs b", has_text="x").count() == 0  # the message is text, not markup
     finally:
         page.close()
+
+
+def test_open_hands_the_file_to_the_users_browser(run_project, tmp_path: Path):
+    import sys
+
+    from tests.helpers import cli
+
+    mv(run_project.root, "run")
+    seen = tmp_path / "opened.txt"
+    browser = f"{sys.executable} -c \"import sys; open({str(seen)!r}, 'w').write(sys.argv[1])\" %s"
+    cli(run_project.root, "report", "-o", str(tmp_path / "r.html"), "--open", env={"BROWSER": browser})
+    assert seen.read_text() == (tmp_path / "r.html").as_uri()

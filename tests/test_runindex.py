@@ -194,3 +194,35 @@ def test_an_index_writer_killed_at_any_moment_leaves_a_usable_index(runs: RunSto
         assert seen(index) == truth(runs)
         with sqlite3.connect(index.path) as db:
             assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+@pytest.mark.parametrize(
+    ("point", "problem"),
+    [
+        ({"step": 1, "value": 0.5, "stage": "s"}, None),
+        ({"step": None, "value": 2, "stage": None}, None),
+        ({"value": True}, None),  # a number, as check_shape has always read it
+        ({"step": True, "value": 1.0}, "metric_series.loss[1].step should be an integer or null, found true"),
+        ({"step": 1, "value": "1"}, "metric_series.loss[1].value should be a number, found a string '1'"),
+        ({"step": 1.5, "value": 1}, "metric_series.loss[1].step should be an integer or null, found a number 1.5"),
+        ([1, 2], "metric_series.loss[1] should be an object, found a list"),
+    ],
+)
+def test_long_series_are_shape_checked_in_one_pass_with_the_same_answer(point: object, problem: str | None) -> None:
+    from modver.record import check_shape
+
+    data = {"run": "r", "status": "succeeded", "metric_series": {"loss": [{"step": 0, "value": 1.0}, point]}}
+    assert check_shape(data) == problem
+
+
+def test_step_series_come_from_the_index_as_from_the_records(runs: RunStore) -> None:
+    index = index_of(runs)
+    a, b = ids_at(2)
+    series = {"loss": [{"step": s, "value": 1 / (s + 1), "stage": "t"} for s in range(4)],
+              "acc": [{"step": None, "value": 0.5, "stage": "t"}]}  # fmt: skip
+    runs.create(record(a, metric_series=series))
+    runs.create(record(b))
+    expected = {a: {"loss": ([0, 1, 2, 3], [1.0, 0.5, 1 / 3, 0.25])}, b: {}}
+    assert index.steps([a, b]) == expected  # cold: from the records
+    assert index.steps([a, b]) == expected  # warm: from the index
+    assert len(rows(index)) == 2
