@@ -89,7 +89,6 @@ class Column:
     priority: int = 0  # 0: never dropped; a higher number is dropped first
     kind: str = "text"  # "text" may be cut to min_width; "number" (right-aligned) and "id" never
     min_width: int = 12
-    name: str = ""  # what an option to show it calls it (default: the header)
 
 
 @dataclass(frozen=True)
@@ -191,7 +190,7 @@ def fitted_table(
 
 def hidden_line(hidden: Sequence[Column], show_hint: str) -> str:
     """``(3 columns hidden to fit: started, duration, prep.scale; show them with ...)``."""
-    names = ", ".join(c.name or c.header for c in hidden)
+    names = ", ".join(c.header for c in hidden)
     return f"({len(hidden)} column{'s' if len(hidden) != 1 else ''} hidden to fit: {names}; {show_hint})"
 
 

@@ -501,7 +501,7 @@ def _mismatch(value: Any, spec: Any) -> tuple[list[str | int], Any, Any] | None:
         if not isinstance(value, list):
             return [], spec, value
         flat = _flat_fields(inner.spec)
-        if flat is not None and all(_flat_match(item, flat) for item in value):
+        if flat is not None and _flat_match(value, flat):
             return None  # long lists of points (metric series): checked in one pass, paths only on a mismatch
         items = ((index, item, inner.spec) for index, item in enumerate(value))
     elif inner is int:  # a bool is an int to Python, not to JSON
@@ -521,7 +521,7 @@ _FLAT: dict[int, tuple[tuple[str, tuple[type, ...], bool], ...] | None] = {}
 
 def _flat_fields(spec: Any) -> tuple[tuple[str, tuple[type, ...], bool], ...] | None:
     """For ``Fields`` of plain types (or null), without required fields: (name, types, nullable)
-    per field, so :func:`_flat_match` checks an item in one pass; None for any other spec."""
+    per field, so :func:`_flat_match` checks a list of them in one pass; None for any other spec."""
     if id(spec) not in _FLAT:
         plain: list[tuple[str, tuple[type, ...], bool]] | None = None
         if isinstance(spec, Fields) and not spec.required:
@@ -537,17 +537,18 @@ def _flat_fields(spec: Any) -> tuple[tuple[str, tuple[type, ...], bool], ...] | 
     return _FLAT[id(spec)]
 
 
-def _flat_match(item: Any, flat: tuple[tuple[str, tuple[type, ...], bool], ...]) -> bool:
-    """Whether ``item`` matches the flat Fields spec, as :func:`_mismatch` would say (a bool is
-    no ``int``)."""
-    if not isinstance(item, dict):
+def _flat_match(items: list[Any], flat: tuple[tuple[str, tuple[type, ...], bool], ...]) -> bool:
+    """Whether every one of ``items`` matches the flat Fields spec, as :func:`_mismatch` would
+    say (a bool is no ``int``): the types found per field are collected in one pass over the
+    list, then checked once each."""
+    if any(type(item) is not dict for item in items):
         return False
     for name, types, nullable in flat:
-        value = item.get(name, _MISSING)
-        if value is _MISSING or (value is None and nullable):
-            continue
-        if not isinstance(value, types) or (types == (int,) and isinstance(value, bool)):
-            return False
+        for found in {type(item.get(name, _MISSING)) for item in items}:
+            if found is type(_MISSING) or (found is type(None) and nullable):
+                continue
+            if not issubclass(found, types) or (types == (int,) and found is bool):
+                return False
     return True
 
 

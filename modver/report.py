@@ -27,7 +27,7 @@ from modver.diff import diff_closures
 from modver.history import History
 from modver.record import RunRecord
 from modver.runindex import Steps
-from modver.runtable import flatten_record, short_headers, table_columns, unique_prefixes
+from modver.runtable import cached_cell, flatten_record, short_headers, table_columns, unique_prefixes
 
 __all__ = ["POINT_BUDGET", "ReportResult", "VersionDiff", "render", "report_data", "stage_timelines", "sweep_of"]
 
@@ -141,8 +141,7 @@ def report_data(
     headers = short_headers(names)
     prefixes = unique_prefixes([r.run for r in records], ids)
     for record, row in zip(records, rows):
-        cached = list(record.cached.values())
-        row["cached"] = "all" if cached and all(cached) else f"{sum(cached)}/{len(cached)}" if any(cached) else ""
+        row["cached"] = cached_cell(record)
         row["sweep"] = sweep_of(record)
         row["started"] = (row["started"] or "")[:19].replace("T", " ") or None
     if not any(row["sweep"] for row in rows):

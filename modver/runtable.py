@@ -30,6 +30,7 @@ __all__ = [
     "BASE_COLUMNS",
     "ViewColumn",
     "Where",
+    "cached_cell",
     "filter_records",
     "flatten_record",
     "resolve_column",
@@ -375,7 +376,7 @@ def runs_view(
     prefixes = unique_prefixes([r.run for r in records], ids)
     values = {c: tuple(row.get(c) for row in rows) for c in names}
     values["run"] = tuple(prefixes[r.run] for r in records)
-    values["cached"] = tuple(_cached_cell(r) for r in records)
+    values["cached"] = tuple(cached_cell(r) for r in records)
     names.insert(names.index("status") + 1, "cached")
     headers = short_headers(names)
     if select is not None:
@@ -402,7 +403,7 @@ def runs_view(
     return out
 
 
-def _cached_cell(record: RunRecord) -> str:
+def cached_cell(record: RunRecord) -> str:
     """``all`` for a run whose every stage came from the cache, ``2/4`` for some, else empty."""
     cached = list(record.cached.values())
     if not cached or not any(cached):

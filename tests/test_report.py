@@ -107,6 +107,12 @@ def test_the_report_in_a_browser(report_project, browser, tmp_path: Path):
         page.locator("#runs-table thead th", has_text="mean").click()
         assert [float(v) for v in column(page, "mean")] == sorted(means)
 
+        best = {r.split("\t")[0]: r.split("\t") for r in page.locator("#best-table tbody tr").all_inner_texts()}
+        assert set(best) == {"mean", "loss"} and float(best["mean"][1]) == max(means)
+        assert "train" in page.locator("#best-table thead").inner_text()  # the versions that differ
+        page.select_option("#colour-by", "version.train")
+        versions = page.locator("#version-table tbody tr").all_inner_texts()
+        assert [v.split("\t")[:2] for v in versions] == [["v1", "4"], ["v2", "1"]]
         assert drawn_paths(page, "#metric-charts") >= 2  # mean and loss, a path per version colour
         assert page.locator("#metric-charts svg").count() == 2
         assert drawn_paths(page, "#curve-chart") == 5  # loss, logged at 3 steps by every run

@@ -313,12 +313,46 @@
   const curveNames = Object.keys(D.series);
   curveNames.forEach((n) => $("curve-metric").add(new Option(n, n)));
   metrics.forEach((m) => $("param-metric").add(new Option(D.columns[col[m]].header, m)));
+  // -- the best run per metric, and each version of the colour-by stage summarized ------------
+  function drawBest() {
+    const differ = [...stages, ...params].filter((c) => new Set(visible.map((i) => JSON.stringify(D.rows[i][col[c]]))).size > 1);
+    const head = ["metric", "best", "run", ...differ.map((c) => D.columns[col[c]].header)];
+    const body = metrics.map((m) => {
+      const b = best(m);
+      const i = visible.find((k) => D.rows[k][col[m]] === b);
+      if (i === undefined) return "";
+      const cells = [D.columns[col[m]].header, fmt(b), D.rows[i][col.run], ...differ.map((c) => fmt(D.rows[i][col[c]]))];
+      return "<tr>" + cells.map((v, j) => `<td class="${j === 1 ? "num best" : ""}"${j === 2 ? ` title="${esc(D.runs[i])}"` : ""}>${esc(v)}</td>`).join("") + "</tr>";
+    });
+    $("best-table").innerHTML = `<thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join("")}</tr></thead><tbody>${body.join("")}</tbody>`;
+  }
+  function drawVersions(colours) {
+    const c = colourBy.value;
+    if (!c) { $("version-table").innerHTML = ""; return; }
+    const head = [c.slice(8), "runs", ...metrics.flatMap((m) => [`${D.columns[col[m]].header} mean`, "best"])];
+    const body = colours.labels.map((label) => {
+      const rows = visible.filter((i) => D.rows[i][col[c]] === label);
+      if (!rows.length) return "";
+      const cells = metrics.flatMap((m) => {
+        const values = rows.map((i) => D.rows[i][col[m]]).filter(isNum);
+        if (!values.length) return ["–", "–"];
+        const top = lowerIsBetter(m) ? Math.min(...values) : Math.max(...values);
+        return [fmt(values.reduce((a, v) => a + v, 0) / values.length), fmt(top)];
+      });
+      return `<tr><td><i class="swatch" style="background:${colours.of[label]}"></i>${esc(fmt(label))}</td><td class="num">${rows.length}</td>` +
+        cells.map((v) => `<td class="num">${esc(v)}</td>`).join("") + "</tr>";
+    });
+    $("version-table").innerHTML = `<thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join("")}</tr></thead><tbody>${body.join("")}</tbody>`;
+  }
+
   function drawAll() {
     shown = new Set(visible);
     const colours = versionColour();
     drawTable();
+    drawBest();
     legend(colours);
     drawMetrics(colours);
+    drawVersions(colours);
     drawCurves(colours);
     chooseAxes();
     drawParams();
