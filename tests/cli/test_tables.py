@@ -96,3 +96,13 @@ def test_columns_and_last(runs_project):
     assert "no column matches 'meen'" in error and "did you mean 'mean'" in error
     csv = cli(root, "runs", "--csv", env={"COLUMNS": "60"}).stdout.splitlines()
     assert csv[0].startswith("run,status,started,duration") and len(csv) == 5  # CSV: every column, never fitted
+
+
+def test_a_damaged_runs_index_changes_nothing_the_user_sees(runs_project):
+    root = runs_project.root
+    before = (lines(root, 200, "runs"), mv_json(root, "runs"))
+    index = root / ".modver" / "cache" / "runs-index.sqlite"
+    assert index.is_file()
+    index.write_bytes(b"\x00garbage" * 100)
+    assert (lines(root, 200, "runs"), mv_json(root, "runs")) == before
+    assert index.read_bytes()[:15] == b"SQLite format 3"  # rebuilt
