@@ -112,7 +112,7 @@ def bench_runs(base: Path, runs: int) -> None:
 def bench_report(base: Path, runs: int) -> None:
     root = make_project(base / "report", runs, metrics=20, steps=100)
     out = root / "report.html"
-    for label in ("cold index", "warm index"):
+    for label in ("records not indexed yet, e.g. pulled", "index up to date, as after `modver run`s"):
         start = time.perf_counter()
         subprocess.run([*MODVER, "report", "-o", str(out)], cwd=root, env=ENV, check=True, stdout=subprocess.DEVNULL)
         seconds = time.perf_counter() - start

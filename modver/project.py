@@ -159,9 +159,9 @@ class Project:
     @property
     def run_index(self) -> RunIndex:
         """The cache of the run records' summaries (``.modver/cache/runs-index.sqlite``)."""
-        from modver.runindex import RunIndex
+        from modver.runindex import index_of
 
-        return RunIndex(self.runs_store, self.store / "cache" / "runs-index.sqlite")
+        return index_of(self.runs_store)
 
     def manifest_path(self, manifest: PathArg = None) -> Path:
         """The manifest to use: the argument, the project's default, or ``manifest.yaml``."""

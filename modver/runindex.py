@@ -8,7 +8,8 @@ curves: :meth:`RunIndex.steps`), and the *stamp* of the ``run.json`` it was made
 modification time in nanoseconds, size). Records are replaced atomically (a new inode each
 time), so a stamp that matches means the summary is of the record as it is now.
 
-The record is the truth, the index only a cache:
+The record is the truth, the index only a cache. :meth:`RunStore.update` indexes a record's
+final write at once (:meth:`RunIndex.note`); every other record is indexed by the first reader:
 
 - every read lists the runs folder and stats the ``run.json`` of each run it returns; a run
   missing from the index or whose stamp changed is read from its record and its row rewritten;
@@ -16,6 +17,8 @@ The record is the truth, the index only a cache:
 - concurrent readers may refresh it at once: SQLite's locking serializes the writes (a write
   that waits longer than :data:`BUSY_SECONDS` is skipped; the answer is right anyway);
 - a process killed while writing leaves SQLite's journal, which the next reader rolls back;
+  writes are not fsynced (``synchronous = OFF``: what a killed process wrote is with the OS
+  already; a file damaged by a power loss is rebuilt, a stale row fails its stamp);
 - a damaged or foreign file (not SQLite, another schema, :data:`FORMAT` changed) is deleted and
   rebuilt from the records. If it cannot be written at all, records are read directly.
 
@@ -36,12 +39,14 @@ from typing import Any
 from modver.record import RunRecord, RunStatus
 from modver.runstore import RUN_FILE, RunStore, sort_by_start
 
-__all__ = ["BUSY_SECONDS", "FORMAT", "RunIndex", "Steps", "step_series", "summarize"]
+__all__ = ["BUSY_SECONDS", "FORMAT", "INDEX_FILE", "RunIndex", "Steps", "index_of", "step_series", "summarize"]
 
 Steps = tuple[list[int], list[float]]  # a metric's steps and its values at them
 
 FORMAT = 2  # of the rows: a change rebuilds every index
 BUSY_SECONDS = 2.0
+NOTE_SECONDS = 0.2  # how long a run's own process waits to index its record (then it leaves it to readers)
+INDEX_FILE = Path("cache") / "runs-index.sqlite"  # inside the store
 _TRANSIENT = {"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_READONLY", "SQLITE_FULL", "SQLITE_CANTOPEN", "SQLITE_PERM",
               "SQLITE_IOERR", "SQLITE_NOMEM", "SQLITE_INTERRUPT"}  # fmt: skip
 _HEAVY = ("manifest", "metric_series", "packages", "comparison", "timings")
@@ -85,12 +90,19 @@ def _stamp(path: Path) -> str | None:
     return f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
 
 
-class RunIndex:
-    """The summaries of the runs in ``runs``, cached in the SQLite file ``path``."""
+def index_of(runs: RunStore, busy: float = BUSY_SECONDS) -> RunIndex:
+    """The index of the runs in ``runs`` (``<store>/runs``): ``<store>/cache/runs-index.sqlite``."""
+    return RunIndex(runs, runs.root.parent / INDEX_FILE, busy)
 
-    def __init__(self, runs: RunStore, path: Path):
+
+class RunIndex:
+    """The summaries of the runs in ``runs``, cached in the SQLite file ``path``; a write waits
+    at most ``busy`` seconds for another process's."""
+
+    def __init__(self, runs: RunStore, path: Path, busy: float = BUSY_SECONDS):
         self.runs = runs
         self.path = Path(path)
+        self.busy = busy
 
     def __repr__(self) -> str:
         return f"RunIndex({self.runs!r}, {str(self.path)!r})"
@@ -103,6 +115,11 @@ class RunIndex:
         if last is not None:
             ids = ids[-last:] if last > 0 else []
         return sort_by_start(r for r, _ in self._rows(ids, everything=last is None) if r is not None)
+
+    def note(self, run_id: str) -> None:
+        """Index the record of ``run_id`` as it is now (a run's process, after writing its final
+        record, so that the next listing need not read it); nothing is raised for the cache."""
+        self._rows([run_id])
 
     def steps(self, ids: Sequence[str]) -> dict[str, dict[str, Steps]]:
         """The metrics logged with steps by each of the runs ``ids``: run -> metric -> (steps,
@@ -149,8 +166,9 @@ class RunIndex:
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None)
+        db = sqlite3.connect(self.path, timeout=self.busy, isolation_level=None)
         try:
+            db.execute("PRAGMA synchronous = OFF")  # a cache: a killed process's writes are in the OS already
             if db.execute("PRAGMA user_version").fetchone()[0] != FORMAT:
                 with db:  # a new file (version 0) or one of another format: start again
                     db.execute("BEGIN IMMEDIATE")

@@ -92,6 +92,10 @@ class RunStore:
         if not self.path(record.run).is_dir():
             raise UnknownRunError(f"no run {record.run}", where=str(self.root), hint="create() it first")
         _fs.write_json_atomic(self.path(record.run) / RUN_FILE, record.to_json(), durable=durable)
+        if durable:  # a final state (progress updates are not): indexed now, so listings need not read it
+            from modver.runindex import NOTE_SECONDS, index_of
+
+            index_of(self, NOTE_SECONDS).note(record.run)
 
     def log_path(self, run_id: str, stage: str, stream: str) -> Path:
         """``<run-id>/<stage>.stdout`` or ``.stderr``."""

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from modver.record import RunRecord, RunStatus
-from modver.runindex import RunIndex, summarize
+from modver.runindex import RunIndex, index_of, summarize
 from modver.runstore import RUN_FILE, RunStore, new_run_id
 from tests._records import full_record_json, ids_at, record
 
@@ -26,10 +26,6 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture
 def runs(tmp_path: Path) -> RunStore:
     return RunStore(tmp_path / ".modver" / "runs")
-
-
-def index_of(runs: RunStore) -> RunIndex:
-    return RunIndex(runs, runs.root.parent / "cache" / "runs-index.sqlite")
 
 
 def rows(index: RunIndex) -> dict[str, str]:
@@ -226,3 +222,17 @@ def test_step_series_come_from_the_index_as_from_the_records(runs: RunStore) -> 
     assert index.steps([a, b]) == expected  # cold: from the records
     assert index.steps([a, b]) == expected  # warm: from the index
     assert len(rows(index)) == 2
+
+
+def test_a_final_record_is_indexed_when_written_and_a_progress_update_is_not(runs: RunStore) -> None:
+    index = index_of(runs)
+    [run_id] = ids_at(1)
+    runs.create(record(run_id, status="running"))
+    runs.update(record(run_id, status="running", metrics={"accuracy": 0.1}), durable=False)
+    assert not index.path.exists()  # progress: left to the readers
+    runs.update(record(run_id, metrics={"accuracy": 0.9}))  # the final record: indexed by its writer
+    assert json.loads(rows(index)[run_id]) == summarize(runs.load(run_id))
+    with sqlite3.connect(index.path) as db:
+        [(stamp,)] = db.execute("SELECT stamp FROM runs")
+    st = os.stat(runs.path(run_id) / RUN_FILE)
+    assert stamp == f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"  # valid as it is: nothing to read again
