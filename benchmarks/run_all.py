@@ -24,6 +24,7 @@ FULL = [
     ["bench_data.py"],
     ["bench_sweep.py"],  # issue 9
     ["bench_cluster.py"],  # issue 9: executors (local, Slurm)
+    ["bench_results.py"],
 ]
 QUICK = [
     ["bench_fingerprint.py"],
@@ -33,6 +34,7 @@ QUICK = [
     ["bench_data.py", "--files", "2000", "--size-mb", "200"],
     ["bench_sweep.py", "--points", "50"],  # issue 9
     ["bench_cluster.py"],  # issue 9: executors (local, Slurm)
+    ["bench_results.py", "--runs", "2000", "--report-runs", "200"],
 ]
 
 

@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -20,6 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from modver.graph import Graph
     from modver.record import RunRecord
     from modver.results import RunDiff, ShownRun, ShownVersion
+    from modver.runtable import ViewColumn
     from modver.sweepstore import Best, SweepPoint, SweepRecord
 
 _state: dict[str, Any] = {"paged": None, "no_pager": False}
@@ -70,27 +72,154 @@ def paged(no_pager: bool = False) -> Iterator[None]:
         _state["paged"] = None
 
 
-def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], title: str | None = None) -> None:
-    """A rich table on a terminal; plain aligned columns otherwise."""
-    cells = [["" if v is None else str(v) for v in row] for row in rows]
-    if not is_terminal():
-        widths = [len(c) for c in columns]
-        for row in cells:
-            widths = [max(w, len(v)) for w, v in zip(widths, row)]
-        if title:
-            print(title)
-        print("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip())
-        for row in cells:
-            print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
-        return
-    from rich.table import Table
+# -- tables that fit -----------------------------------------------------------------------
+#
+# Every table is a list of Columns fitted to the width of the terminal (COLUMNS when stdout is
+# no terminal; no limit when neither says): text columns are cut (with "…") down to their
+# min_width, then whole columns are dropped, the highest priority number first (rightmost
+# first among equals; priority 0 is never dropped), and a line says which were hidden and how
+# to see them. Numbers and ids ("number", "id" kinds) are never cut.
 
-    out = Table(title=title, header_style="bold")
-    for c in columns:
-        out.add_column(c)
-    for row in cells:
-        out.add_row(*row)
-    console().print(out)
+GAP = 2  # spaces between columns
+
+
+@dataclass(frozen=True, eq=False)
+class Column:
+    """One column of a table: its header and cells as shown, how it may be fitted."""
+
+    header: str
+    cells: Sequence[str]
+    priority: int = 0  # 0: never dropped; a higher number is dropped first
+    kind: str = "text"  # "text" may be cut to min_width; "number" (right-aligned) and "id" never
+    min_width: int = 12
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """Columns that fit: each with its width; those hidden to fit."""
+
+    columns: list[Column]
+    widths: list[int]
+    hidden: list[Column]
+
+
+def fit(columns: Sequence[Column], width: int | None) -> Fitted:
+    """The columns that fit in ``width`` characters (None: all, at their natural width)."""
+    shown = list(columns)
+    natural = {id(c): max([len(c.header), *(len(v) for v in c.cells)]) for c in columns}
+
+    def least(c: Column) -> int:
+        return min(natural[id(c)], max(c.min_width, len(c.header))) if c.kind == "text" else natural[id(c)]
+
+    def total(cols: Sequence[Column], size: Callable[[Column], int]) -> int:
+        return sum(size(c) for c in cols) + GAP * max(len(cols) - 1, 0)
+
+    hidden: list[Column] = []
+    while width is not None and total(shown, least) > width:
+        droppable = [c for c in shown if c.priority > 0]
+        if not droppable:
+            break
+        drop = max(reversed(droppable), key=lambda c: c.priority)  # the rightmost of the highest
+        shown.remove(drop)
+        hidden.append(drop)
+    widths = [natural[id(c)] for c in shown]
+    excess = total(shown, lambda c: natural[id(c)]) - width if width is not None else 0
+    while excess > 0:  # cut the widest text column that can still give, one character at a time
+        cuttable = [i for i, c in enumerate(shown) if c.kind == "text" and widths[i] > least(c)]
+        if not cuttable:
+            break
+        i = max(cuttable, key=lambda i: widths[i])
+        widths[i] -= 1
+        excess -= 1
+    return Fitted(shown, widths, [c for c in columns if c in hidden])
+
+
+def width_limit() -> int | None:
+    """How wide tables may be: the terminal's width, or COLUMNS when stdout is no terminal."""
+    if is_terminal():
+        return int(console().width)
+    try:
+        return int(os.environ["COLUMNS"]) if int(os.environ.get("COLUMNS", "0")) > 0 else None
+    except ValueError:
+        return None
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def fitted_table(
+    columns: Sequence[Column], *, title: str | None = None, show_hint: str = "see them with --json or a wider terminal"
+) -> None:
+    """Print ``columns`` fitted to :func:`width_limit`, then the line naming hidden columns.
+
+    ``show_hint`` says how to see hidden columns (e.g. ``"show them with --columns ..."``).
+    """
+    width = width_limit()
+    out = fit(columns, width)
+    rows = len(out.columns[0].cells) if out.columns else 0
+    note = hidden_line(out.hidden, show_hint) if out.hidden else ""
+    if note and width is not None:
+        import textwrap
+
+        note = "\n".join(textwrap.wrap(note, width, break_on_hyphens=False))
+
+    def line(values: Sequence[str]) -> str:
+        parts = [v.rjust(w) if c.kind == "number" else v.ljust(w) for c, v, w in zip(out.columns, values, out.widths)]
+        return (" " * GAP).join(parts).rstrip()
+
+    header = line([_cut(c.header, w) for c, w in zip(out.columns, out.widths)])
+    body = [line([_cut(c.cells[r], w) for c, w in zip(out.columns, out.widths)]) for r in range(rows)]
+    if is_terminal():
+        from rich.markup import escape
+
+        shown = console()
+        if title:
+            shown.print(f"[bold]{escape(title)}[/]")
+        shown.print(f"[bold]{escape(header)}[/]")
+        for text in body:
+            shown.print(escape(text), no_wrap=True, overflow="ignore", crop=False)
+        if note:
+            shown.print(f"[dim]{escape(note)}[/]")
+        return
+    if title:
+        print(title)
+    print(header)
+    for text in body:
+        print(text)
+    if note:
+        print(note)
+
+
+def hidden_line(hidden: Sequence[Column], show_hint: str) -> str:
+    """``(3 columns hidden to fit: started, duration, prep.scale; show them with ...)``."""
+    names = ", ".join(c.header for c in hidden)
+    return f"({len(hidden)} column{'s' if len(hidden) != 1 else ''} hidden to fit: {names}; {show_hint})"
+
+
+def table(
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    title: str | None = None,
+    *,
+    priorities: Sequence[int] = (),
+    kinds: Sequence[str] = (),
+) -> None:
+    """A table of ``rows`` under the headers ``columns``, fitted to the terminal (:func:`fit`);
+    ``priorities`` and ``kinds`` per column as :class:`Column` has them (default 0, "text")."""
+    cells = [["" if v is None else str(v) for v in row] for row in rows]
+    fitted_table(
+        [
+            Column(
+                header,
+                [row[i] for row in cells],
+                priorities[i] if i < len(priorities) else 0,
+                kinds[i] if i < len(kinds) else "text",
+            )
+            for i, header in enumerate(columns)
+        ],
+        title=title,
+    )
 
 
 def show_code(code: str, lexer: str) -> None:
@@ -189,7 +318,12 @@ def shown_version(shown: ShownVersion) -> None:
             print(f"    deps: [{', '.join([*c.deps, 'path/to/file.py'])}]")
     print()
     lines = [str(d.line) if d.line == d.end_line else f"{d.line}-{d.end_line}" for d in c.definitions]
-    table(["definition", "kind", "file", "lines"], [[d.name, d.kind, d.path, n] for d, n in zip(c.definitions, lines)])
+    table(
+        ["definition", "kind", "file", "lines"],
+        [[d.name, d.kind, d.path, n] for d, n in zip(c.definitions, lines)],
+        priorities=[0, 2, 1, 3],
+        kinds=["id", "id", "text", "id"],
+    )
     for key, source in shown.sources.items():
         print()
         print(f"# {key}")
@@ -219,6 +353,8 @@ def shown_run(shown: ShownRun) -> None:
             ]
             for name, stage in record.stages.items()
         ],
+        priorities=[0, 0, 1, 2, 5, 3, 4],
+        kinds=["id", "id", "id", "number", "text", "text", "text"],
     )
     if record.timings is not None:
         print(f"time:     {run_timings(record.timings)}")
@@ -234,6 +370,19 @@ def shown_run(shown: ShownRun) -> None:
             if text:
                 print(f"--- {stage_name} {stream} ---")
                 print(text.rstrip())
+
+
+def runs_table(view: Sequence[ViewColumn]) -> None:
+    """``modver runs``: the columns of :func:`modver.runtable.runs_view`, fitted."""
+    columns = []
+    for c in view:
+        numbers = all((isinstance(v, (int, float)) and not isinstance(v, bool)) or v is None for v in c.values)
+        kind = "number" if numbers and c.name not in ("run", "started") else "text"
+        if c.name in ("run", "status", "cached", "started") or c.name.startswith("version."):
+            kind = "id"
+        columns.append(Column(c.header, [cell(c.name, v) for v in c.values], c.priority, kind))
+    names = ",".join(c.name for c in view if c.priority == 0) or "run"
+    fitted_table(columns, show_hint=f"show them with --columns {names},NAME,... (names or globs) or a wider terminal")
 
 
 def run_summary(record: RunRecord) -> None:
@@ -363,4 +512,9 @@ def sweep_table(
         if best is not None:
             row.append(f"{num(leader[1])} (point {leader[0].index})" if leader else "-")
         rows.append(row)
-    table(columns, rows)
+    table(
+        columns,
+        rows,
+        priorities=[0, 0, 3, 0, 0, 1, 0, 2, 0],  # hidden first: started, axes, running
+        kinds=["id", "text", "text", "number", "number", "number", "number", "text", "number"],
+    )

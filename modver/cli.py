@@ -254,7 +254,12 @@ def log(
             ]
         )
     with _output.paged(_state["no_pager"]):
-        _output.table(["version", "fingerprint", "created", "origin", "tags", "message", "runs"], rows)
+        _output.table(
+            ["version", "fingerprint", "created", "origin", "tags", "message", "runs"],
+            rows,
+            priorities=[0, 4, 3, 5, 2, 1, 2],
+            kinds=["id", "id", "id", "text", "text", "text", "id"],
+        )
 
 
 def _runs_cell(runs: list[RunRecord]) -> str:
@@ -296,7 +301,12 @@ def status(manifest: ManifestArg = None, as_json: JsonOpt = False, project: Proj
                     cached,
                 ]
             )
-        _output.table(["stage", "pinned", "working", "fingerprint", "compared with", "state", "cached"], table)
+        _output.table(
+            ["stage", "pinned", "working", "fingerprint", "compared with", "state", "cached"],
+            table,
+            priorities=[0, 1, 1, 4, 3, 0, 2],
+            kinds=["id", "id", "id", "id", "text", "text", "id"],
+        )
     if any(r.error for r in rows):
         raise typer.Exit(1)
 
@@ -536,6 +546,17 @@ def runs_(
     sort: Annotated[
         str | None, typer.Option("--sort", help="Sort by a column (e.g. -accuracy); prefix - for descending.")
     ] = None,
+    last: Annotated[
+        int | None, typer.Option("--last", metavar="N", min=0, help="Only the N newest runs (of those --where keeps).")
+    ] = None,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            "--columns",
+            metavar="A,B,GLOB*",
+            help="Show these columns (names as headed or in full, or globs), in order.",
+        ),
+    ] = None,
     csv: Annotated[bool, typer.Option("--csv", help="Print CSV (every column).")] = False,
     sweep: Annotated[
         str | None, typer.Option("--sweep", metavar="ID", help="Only the runs of this sweep's points.")
@@ -543,32 +564,32 @@ def runs_(
     as_json: JsonOpt = False,
     project: ProjectOpt = Path("."),
 ) -> None:
-    """All runs as one table: versions, params, metrics, status, time."""
-    from modver.runtable import flatten_record, table_columns
+    """All runs as one table: versions, params, metrics, status, time. The table fits the
+    terminal: columns that do not fit are hidden (a line says which); "cached: all" marks a run
+    served entirely from the cache; run ids are cut to unique prefixes."""
+    from modver.runtable import flatten_record, runs_view, table_columns
 
     with _project(project) as p:
-        records = p.runs(where, sort, sweep=sweep)
+        records = p.runs(where, sort, last, sweep) if as_json else p.run_summaries(where, sort, last, sweep)
+        ids = p.runs_store.ids()
     if as_json:
         _output.print_json([r.to_json() for r in records])
         return
-    rows = [flatten_record(r) for r in records]
-    columns = table_columns(rows)
     if csv:
         import csv as _csv
 
+        rows = [flatten_record(r) for r in records]
+        names = table_columns(rows)
         writer = _csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow(columns)
+        writer.writerow(names)
         for row in rows:
-            writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
+            writer.writerow(["" if row.get(c) is None else row.get(c) for c in names])
         return
-    if not rows:
+    if not records:
         print(f"No run matches --where {where!r}." if where else "No runs yet: start one with `modver run`.")
         return
-    shown = [c for c in columns if not c.startswith("param.") or len({str(r.get(c)) for r in rows}) > 1]
-    _output.table(
-        [c.replace("version.", "").replace("metric.", "") if c != "run" else c for c in shown],
-        [[_output.cell(c, r.get(c)) for c in shown] for r in rows],
-    )
+    select = [c.strip() for c in columns.split(",") if c.strip()] if columns is not None else None
+    _output.runs_table(runs_view(records, ids, select))
 
 
 @app.command()
@@ -740,6 +761,40 @@ def sweeps_(
         )
         return
     _output.sweep_table(records, leaders, following)
+
+
+# --------------------------------------------------------------------------- seeing results (issue 11)
+
+
+@app.command()
+def report(
+    out: Annotated[
+        Path | None, typer.Option("--output", "-o", help="The HTML file to write (default: .modver/report.html).")
+    ] = None,
+    where: Annotated[
+        str | None, typer.Option("--where", help="Only the runs this filter keeps (as `runs --where`).")
+    ] = None,
+    sweep: Annotated[str | None, typer.Option("--sweep", metavar="ID", help="Only the runs of this sweep.")] = None,
+    open_: Annotated[bool, typer.Option("--open", help="Open the report in the web browser.")] = False,
+    as_json: JsonOpt = False,
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Write one self-contained HTML file (works offline): the runs table (sortable, filterable),
+    each metric across runs coloured by a stage's version, step series as curves, params and
+    sweeps as lines and heat maps, and each stage's versions with their diffs."""
+    with _project(project) as p:
+        result = p.report(out, where=where, sweep=sweep)
+    if as_json:
+        _output.print_json(result.to_json())
+    else:
+        print(f"Wrote {result.path} ({result.runs} runs, {_output.size(result.size)}); open it in a browser")
+    if open_:
+        import webbrowser
+
+        webbrowser.open(result.path.as_uri())
+
+
+# --------------------------------------------------------------------------- end of seeing results
 
 
 def _invoke(args: list[str]) -> int:

@@ -36,7 +36,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from modver.planner import Pipeline, StagePlan
     from modver.record import KeyParts, RunRecord
     from modver.registry import Registry
+    from modver.report import ReportResult
     from modver.retention import GcResult
+    from modver.runindex import RunIndex
     from modver.runstore import RunStore
     from modver.verify import VersionCheck
 
@@ -155,6 +157,13 @@ class Project(SweepMethods):
         from modver.runstore import RunStore
 
         return RunStore(self.store / "runs")
+
+    @property
+    def run_index(self) -> RunIndex:
+        """The cache of the run records' summaries (``.modver/cache/runs-index.sqlite``)."""
+        from modver.runindex import index_of
+
+        return index_of(self.runs_store)
 
     def manifest_path(self, manifest: PathArg = None) -> Path:
         """The manifest to use: the argument, the project's default, or ``manifest.yaml``."""
@@ -507,19 +516,61 @@ class Project(SweepMethods):
         original = self.run_record(ref)
         return reproduce(self.registry, self.store, original, use_cache=use_cache, on_event=on_event, echo=echo)
 
-    def runs(self, where: str | None = None, sort: str | None = None, sweep: str | None = None) -> list[RunRecord]:
-        """Every run record, oldest first (or sorted by a column, ``-column`` descending); with
-        ``sweep``, the runs of that sweep's points only."""
+    def runs(
+        self, where: str | None = None, sort: str | None = None, last: int | None = None, sweep: str | None = None
+    ) -> list[RunRecord]:
+        """Every run record, oldest first (or sorted by a column, ``-column`` descending);
+        ``where`` filters, ``sweep`` keeps that sweep's points, ``last`` the N newest of those
+        (see :meth:`run_summaries`)."""
+        from modver.recorder import mark_dead
+
+        selected = self.run_summaries(where, sort, last, sweep=sweep)
+        return [mark_dead(self.runs_store.load_listed(s.run)) for s in selected]
+
+    def run_summaries(
+        self, where: str | None = None, sort: str | None = None, last: int | None = None, sweep: str | None = None
+    ) -> list[RunRecord]:
+        """What :meth:`runs` selects, as summaries (records without manifest, series, packages
+        and tracebacks: :func:`modver.runindex.summarize`), read through the runs index: fast
+        for tables of many runs. ``last``: the N newest runs that ``where`` and ``sweep`` keep."""
         from modver.recorder import mark_dead
         from modver.runtable import filter_records, sort_records
 
-        records = [mark_dead(r) for r in self.runs_store.list()]
+        narrowed = bool(where) or sweep is not None
+        records = [mark_dead(r) for r in self.run_index.summaries(last=None if narrowed else last)]
         if sweep is not None:
             sweep_id = self.sweep_record(sweep).sweep
             records = [r for r in records if r.sweep == sweep_id]
         if where:
             records = filter_records(records, where)
+        if narrowed and last is not None:
+            records = records[-last:] if last > 0 else []
         return sort_records(records, sort) if sort else records
+
+    def report(self, out: PathArg = None, *, where: str | None = None, sweep: str | None = None) -> ReportResult:
+        """Write the HTML report of the runs (``where`` filters; ``sweep``: one sweep's runs) to
+        ``out`` (default ``.modver/report.html``): see :mod:`modver.report`."""
+        from modver import _fs
+        from modver.report import ReportResult, render, report_data, stage_timelines
+
+        records = self.run_summaries(where, sweep=sweep)
+        have = set(self.history.stages())
+        timelines = stage_timelines(self.history, [s for s in self.stage_names() if s in have])
+        data = report_data(
+            records, self.run_index.steps([r.run for r in records]), timelines, ids=self.runs_store.ids(),
+            title=f"modver report: {self.root.name}", where=where, sweep=sweep,
+        )  # fmt: skip
+        path = self.store / "report.html" if out is None else (self._base / Path(out)).resolve()
+        page = render(data, timelines).encode("utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _fs.replace_file(path, page, temp_dir=self.store / "tmp")
+        except OSError as exc:
+            raise errors.UsageError(
+                f"cannot write the report to {path}: {exc.strerror or exc}", where=str(path),
+                hint="give -o a file in a folder that can be written",
+            ) from exc  # fmt: skip
+        return ReportResult(path, len(records), len(page))
 
     def run_record(self, ref: str = "latest") -> RunRecord:
         """One run's record (a run id, a unique prefix, ``latest`` or ``latest~N``)."""
@@ -576,7 +627,7 @@ class Project(SweepMethods):
     def version_runs(self, stage: str) -> dict[str, list[RunRecord]]:
         """For each version label of ``stage``, the runs that used it, oldest first."""
         out: dict[str, list[RunRecord]] = {}
-        for record in self.runs_store.list():
+        for record in self.run_summaries():
             label = record.stages[stage].version if stage in record.stages else None
             if label:
                 out.setdefault(label, []).append(record)
@@ -618,7 +669,7 @@ def runs(path: str | os.PathLike[str] = ".", sweep: str | None = None) -> pandas
     from modver.runtable import runs_dataframe
 
     with Project(path) as project:
-        return runs_dataframe(project.runs(sweep=sweep))
+        return runs_dataframe(project.run_summaries(sweep=sweep))
 
 
 def load(stage: str, run: str = "latest", path: str | os.PathLike[str] = ".") -> Any:

@@ -506,6 +506,9 @@ def _mismatch(value: Any, spec: Any) -> tuple[list[str | int], Any, Any] | None:
     elif isinstance(inner, ListOf):
         if not isinstance(value, list):
             return [], spec, value
+        flat = _flat_fields(inner.spec)
+        if flat is not None and _flat_match(value, flat):
+            return None  # long lists of points (metric series): checked in one pass, paths only on a mismatch
         items = ((index, item, inner.spec) for index, item in enumerate(value))
     elif inner is int:  # a bool is an int to Python, not to JSON
         return None if isinstance(value, int) and not isinstance(value, bool) else ([], spec, value)
@@ -517,6 +520,42 @@ def _mismatch(value: Any, spec: Any) -> tuple[list[str | int], Any, Any] | None:
             found[0].append(key)
             return found
     return None
+
+
+_FLAT: dict[int, tuple[tuple[str, tuple[type, ...], bool], ...] | None] = {}
+
+
+def _flat_fields(spec: Any) -> tuple[tuple[str, tuple[type, ...], bool], ...] | None:
+    """For ``Fields`` of plain types (or null), without required fields: (name, types, nullable)
+    per field, so :func:`_flat_match` checks a list of them in one pass; None for any other spec."""
+    if id(spec) not in _FLAT:
+        plain: list[tuple[str, tuple[type, ...], bool]] | None = None
+        if isinstance(spec, Fields) and not spec.required:
+            plain = []
+            for name, field_spec in spec.fields.items():
+                nullable, inner = (True, field_spec.spec) if isinstance(field_spec, Opt) else (False, field_spec)
+                types = inner if isinstance(inner, tuple) else (inner,)
+                if not all(isinstance(t, type) and t is not object for t in types):
+                    plain = None
+                    break
+                plain.append((name, types, nullable))
+        _FLAT[id(spec)] = None if plain is None else tuple(plain)
+    return _FLAT[id(spec)]
+
+
+def _flat_match(items: list[Any], flat: tuple[tuple[str, tuple[type, ...], bool], ...]) -> bool:
+    """Whether every one of ``items`` matches the flat Fields spec, as :func:`_mismatch` would
+    say (a bool is no ``int``): the types found per field are collected in one pass over the
+    list, then checked once each."""
+    if any(type(item) is not dict for item in items):
+        return False
+    for name, types, nullable in flat:
+        for found in {type(item.get(name, _MISSING)) for item in items}:
+            if found is type(_MISSING) or (found is type(None) and nullable):
+                continue
+            if not issubclass(found, types) or (types == (int,) and found is bool):
+                return False
+    return True
 
 
 _KINDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false", NUMBER: "a number"}

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from modver.errors import StoreError, UnknownRunError
 from modver.names import suggest, validate_name
 from modver.record import ErrorInfo, RunRecord
 
-__all__ = ["LOG_STREAMS", "RUN_FILE", "RunStore", "new_run_id", "now_iso", "run_id_time"]
+__all__ = ["LOG_STREAMS", "RUN_FILE", "RunStore", "new_run_id", "now_iso", "run_id_time", "sort_by_start"]
 
 RUN_FILE = "run.json"
 LOG_STREAMS = ("stdout", "stderr")
@@ -91,6 +92,10 @@ class RunStore:
         if not self.path(record.run).is_dir():
             raise UnknownRunError(f"no run {record.run}", where=str(self.root), hint="create() it first")
         _fs.write_json_atomic(self.path(record.run) / RUN_FILE, record.to_json(), durable=durable)
+        if durable:  # a final state (progress updates are not): indexed now, so listings need not read it
+            from modver.runindex import NOTE_SECONDS, index_of
+
+            index_of(self, NOTE_SECONDS).note(record.run)
 
     def log_path(self, run_id: str, stage: str, stream: str) -> Path:
         """``<run-id>/<stage>.stdout`` or ``.stderr``."""
@@ -158,13 +163,15 @@ class RunStore:
 
     def list(self) -> list[RunRecord]:
         """Every record, oldest first by start time; damaged runs appear with status "corrupt"."""
-        records = []
-        for run_id in self.ids():
-            try:
-                records.append(self.load(run_id))
-            except StoreError as exc:
-                records.append(RunRecord.corrupt(run_id, run_id_time(run_id), ErrorInfo(type(exc).__name__, str(exc))))
-        return sorted(records, key=_start_key)
+        return sort_by_start(self.load_listed(run_id) for run_id in self.ids())
+
+    def load_listed(self, run_id: str) -> RunRecord:
+        """A listed run's record, or, when it cannot be read, a record of status "corrupt"
+        whose error says why."""
+        try:
+            return self.load(run_id)
+        except StoreError as exc:
+            return RunRecord.corrupt(run_id, run_id_time(run_id), ErrorInfo(type(exc).__name__, str(exc)))
 
     def resolve(self, ref: str) -> str:
         """The run id ``ref`` names: a run id, a unique prefix, ``latest`` or ``latest~N``."""
@@ -200,6 +207,11 @@ class RunStore:
             hint=(f"did you mean {close!r}? " if close else "")
             + "see `modver runs`; refer to runs by id, unique prefix, latest or latest~N",
         )
+
+
+def sort_by_start(records: Iterable[RunRecord]) -> list[RunRecord]:
+    """``records`` oldest first by start time (then by run id)."""
+    return sorted(records, key=_start_key)
 
 
 def _start_key(record: RunRecord) -> tuple[str, str]:

@@ -12,9 +12,11 @@ nothing is ever ``eval``-ed.
 from __future__ import annotations
 
 import ast
+import fnmatch
 import math
 import operator
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from modver.errors import UsageError
@@ -26,13 +28,18 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "BASE_COLUMNS",
+    "ViewColumn",
     "Where",
+    "cached_cell",
     "filter_records",
     "flatten_record",
     "resolve_column",
     "runs_dataframe",
+    "runs_view",
+    "short_headers",
     "sort_records",
     "table_columns",
+    "unique_prefixes",
 ]
 
 BASE_COLUMNS = ("run", "status", "started", "duration")
@@ -305,3 +312,114 @@ def filter_records(records: Iterable[RunRecord], expression: str) -> list[RunRec
         known = table_columns(rows)
         where.aliases = {name: resolve_column(name, known) for name in sorted(where.columns)}
     return [record for record, row in zip(records, rows) if where(row)]
+
+
+# -- the runs table as shown ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ViewColumn:
+    """A column of ``modver runs``: its full name, its header, its values, and its priority
+    (0: never hidden; a higher number is hidden first when the table does not fit)."""
+
+    name: str
+    header: str
+    values: tuple[Any, ...]
+    priority: int
+
+
+RUN_ID_MIN = 15  # yyyymmdd-HHMMSS: a prefix that still reads as the start time
+
+
+def unique_prefixes(ids: Sequence[str], among: Iterable[str], minimum: int = RUN_ID_MIN) -> dict[str, str]:
+    """The shortest prefix of each of ``ids`` that no other id in ``among`` shares (at least
+    ``minimum`` characters), one length for all so that they line up."""
+    everyone = sorted(set(among) | set(ids))
+    position = {run_id: i for i, run_id in enumerate(everyone)}
+
+    def common(a: str, b: str) -> int:
+        n = 0
+        while n < min(len(a), len(b)) and a[n] == b[n]:
+            n += 1
+        return n
+
+    length = minimum
+    for run_id in ids:
+        i = position[run_id]
+        for j in (i - 1, i + 1):
+            if 0 <= j < len(everyone):
+                length = max(length, common(run_id, everyone[j]) + 1)
+    return {run_id: run_id[:length] for run_id in ids}
+
+
+def short_headers(columns: Iterable[str]) -> dict[str, str]:
+    """How the runs table heads each column: ``version.model`` → ``model``, ``param.model.C``
+    → ``model.C``, ``metric.accuracy`` → ``accuracy``; a column whose short header another
+    column shares keeps its full name."""
+    columns = list(columns)
+    short = {c: c.split(".", 1)[1] if c.startswith(("version.", "param.", "metric.")) else c for c in columns}
+    taken: dict[str, int] = {}
+    for header in short.values():
+        taken[header] = taken.get(header, 0) + 1
+    return {c: h if taken[h] == 1 else c for c, h in short.items()}
+
+
+def runs_view(
+    records: Sequence[RunRecord], ids: Iterable[str] = (), select: Sequence[str] | None = None
+) -> list[ViewColumn]:
+    """The columns of ``modver runs``: run ids cut to unique prefixes (among ``ids``, every
+    recorded run), status, whether the run came from the cache, versions, the params that vary
+    across runs, metrics, time. ``select`` names columns (full names, headers or globs of
+    either) to show instead, in its order; an unknown name raises UsageError."""
+    rows = [flatten_record(r) for r in records]
+    names = table_columns(rows)
+    prefixes = unique_prefixes([r.run for r in records], ids)
+    values = {c: tuple(row.get(c) for row in rows) for c in names}
+    values["run"] = tuple(prefixes[r.run] for r in records)
+    values["cached"] = tuple(cached_cell(r) for r in records)
+    names.insert(names.index("status") + 1, "cached")
+    headers = short_headers(names)
+    if select is not None:
+        chosen = _select(names, headers, select)
+        return [ViewColumn(c, headers[c], values[c], i if c != "run" else 0) for i, c in enumerate(chosen)]
+
+    def varies(c: str) -> bool:
+        return len({repr(v) for v in values[c]}) > 1
+
+    base = {"run": 0, "status": 2, "cached": 2, "started": 5, "duration": 7}
+    out = []
+    for c in names:
+        if c in base:
+            priority = base[c]
+        elif c.startswith("metric."):
+            priority = 1
+        elif c.startswith("version."):
+            priority = 3 if varies(c) else 6
+        elif varies(c):
+            priority = 4
+        else:
+            continue  # a param with one value in every run says nothing about the difference
+        out.append(ViewColumn(c, headers[c], values[c], priority))
+    return out
+
+
+def cached_cell(record: RunRecord) -> str:
+    """``all`` for a run whose every stage came from the cache, ``2/4`` for some, else empty."""
+    cached = list(record.cached.values())
+    if not cached or not any(cached):
+        return ""
+    return "all" if all(cached) else f"{sum(cached)}/{len(cached)}"
+
+
+def _select(names: list[str], headers: Mapping[str, str], patterns: Sequence[str]) -> list[str]:
+    chosen: list[str] = []
+    for pattern in patterns:
+        matched = [c for c in names if fnmatch.fnmatchcase(c, pattern) or fnmatch.fnmatchcase(headers[c], pattern)]
+        if not matched:
+            close = suggest(pattern, [*names, *headers.values()])
+            raise UsageError(
+                f"no column matches {pattern!r} in --columns" + (f" (did you mean {close!r}?)" if close else ""),
+                hint="columns of these runs: " + ", ".join(headers[c] for c in names),
+            )
+        chosen += [c for c in matched if c not in chosen]
+    return chosen

@@ -48,6 +48,8 @@ LAYERS = {
     "runstore.py": FACADE | ENGINE,
     "cluster.py": FACADE | ENGINE - {"modver.executor"},  # runs stage tasks; knows nothing of runs
     "runtable.py": FACADE | ENGINE,
+    "runindex.py": FACADE | ENGINE,
+    "report.py": FACADE | ENGINE,
     "history.py": FACADE | ENGINE,
     "notes.py": FACADE | ENGINE,
     # sweeps (issue 9, sweep-core): axes are models; records are storage; the graph and its driver are engine

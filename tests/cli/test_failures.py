@@ -24,6 +24,7 @@ FAILING = {
     "run": [],
     "reproduce": ["latest"],
     "runs": [],
+    "report": [],
     "gc": [],
     "demo": ["--keep", "manifest.yaml"],  # a file, not an empty folder
     "sweep": ["--set", "prep.scale=1,2"],  # issue 9
