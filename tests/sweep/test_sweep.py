@@ -110,7 +110,9 @@ def test_a_failing_point_fails_alone_and_the_sweep_exits_1_listing_it(sweep_proj
 
 def test_fail_fast_stops_the_sweep_at_the_first_failure(sweep_project):
     root = sweep_project.root
-    done = cli(root, "sweep", "--set", "model.C=-1,1,2,3,4,5", "--set", "model.sleep=0.5", "--jobs", "1", "--fail-fast",
+    # each model sleeps 1.5 s, so the rest is cancelled even if the driver, on a loaded machine,
+    # takes a few seconds to hear of the failure (its records are fsynced)
+    done = cli(root, "sweep", "--set", "model.C=-1,1,2,3,4,5", "--set", "model.sleep=1.5", "--jobs", "1", "--fail-fast",
                code=1)  # fmt: skip
     record = Project(root).sweep_record("latest")
     statuses = [p.status for p in record.points]
