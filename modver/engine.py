@@ -169,6 +169,7 @@ def _first_record(
         started=started,
         host=socket.gethostname(),
         pid=os.getpid(),
+        user=_user(),
         manifest_path=pipeline.manifest_path,
         manifest_content=pipeline.manifest_content,
         stages=stages,
@@ -180,6 +181,16 @@ def _first_record(
         packages=packages,
         reproduces=reproduces,
     )
+
+
+def _user() -> str | None:
+    """Who starts the run: the login name (``getpass.getuser``), or None when there is none."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no USER/LOGNAME and no passwd entry (some containers)
+        return None
 
 
 def _run_stages(
