@@ -559,6 +559,11 @@ def runs_(
         print(f"No run matches --where {where!r}." if where else "No runs yet: start one with `modver run`.")
         return
     shown = [c for c in columns if not c.startswith("param.") or len({str(r.get(c)) for r in rows}) > 1]
+    by = [f"{r.user or '?'}@{r.host or '?'}" for r in records]  # a team's runs (modver pull): who and where
+    if len(set(by)) > 1:
+        for row, who in zip(rows, by):
+            row["by"] = who
+        shown.insert(1, "by")
     _output.table(
         [c.replace("version.", "").replace("metric.", "") if c != "run" else c for c in shown],
         [[_output.cell(c, r.get(c)) for c in shown] for r in rows],
