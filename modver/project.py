@@ -583,7 +583,7 @@ class Project:
         from modver.sharing import push
         from modver.storage import push_items
 
-        result = push(self.history, self.root, remote, self._write_pin, dry_run=dry_run)
+        result = push(self.history, self.root, self.runs_store, remote, self._write_pin, dry_run=dry_run)
         storage = self._storage()
         return result if storage is None else replace(result, storage=push_items(storage, self.store, dry_run=dry_run))
 

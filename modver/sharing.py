@@ -15,8 +15,10 @@ the remote's and this clone's code are both in the history after the merge.
 
 Crash safety: the renumbering is written to ``<git dir>/modver/renumber.json`` before any ref
 moves, and the pins it lists are edited one by one, each marked done in it; a pull or push that
-finds the file finishes its work first. Run records are repaired from their fingerprints, which
-is the same however often it runs.
+finds the file finishes its work first. A pin is edited only while it still reads as the journal
+found it and once its version has the new number (its fingerprint says which version it is), so
+finishing twice, or after a kill before the refs moved, changes nothing it should not. Run records
+are renumbered from their fingerprints, which is the same however often it runs.
 
 ``push`` refuses when the remote has versions this clone lacks ("pull first"); its ref updates
 are compare-and-swap on the remote, so of two pushes at once one wins and the other is told to
@@ -142,11 +144,17 @@ class PushResult:
 
 
 def push(
-    history: History, root: Path, remote_name: str | None, write_pin: PinWriter, *, dry_run: bool = False
+    history: History,
+    root: Path,
+    runs: RunStore,
+    remote_name: str | None,
+    write_pin: PinWriter,
+    *,
+    dry_run: bool = False,
 ) -> PushResult:
     """Send this clone's new versions, tags and notes to the remote (see the module docstring)."""
     repo = history.repo
-    finish_renumbering(history, root, write_pin)
+    finish_renumbering(history, root, runs, write_pin)
     remote = resolve_remote(repo, remote_name)
     local = repo.list_refs(PREFIX)
     seen: dict[str, str] = {}
@@ -291,7 +299,7 @@ def pull(
     """Take the remote's versions, tags and notes, renumbering what was made here and clashes
     (see the module docstring)."""
     repo = history.repo
-    finish_renumbering(history, root, write_pin)
+    finish_renumbering(history, root, runs, write_pin)
     remote = resolve_remote(repo, remote_name)
     theirs = fetch_refs(repo, remote, PREFIX)
     published = repo.list_refs(f"{TRACKING}{remote.key}/")
@@ -308,9 +316,9 @@ def pull(
         done = tuple(Renumbered(old, new) for old, new in renumbered)
         return PullResult(remote, new_versions, done, tuple(new_tags), tuple(clashes), dry_run=True)
     pins = _pins_to_update(root, renumbered)
-    journal = _journal_path(repo)
-    if pins:
-        _fs.write_json_atomic(journal, {"pins": pins})
+    if renumbered:  # before any ref moves: what a killed pull leaves, the next command finishes
+        stages = sorted({old.stage for old, _ in renumbered})
+        _fs.write_json_atomic(_journal_path(repo), {"pins": pins, "stages": stages})
     for stage, m in merges.items():
         _move(repo, history.ref(stage), m.tip)
     for ref, sha in tag_moves.items():
@@ -318,8 +326,7 @@ def pull(
     if COMMITTED_REF in theirs:
         _merge_notes(history, theirs[COMMITTED_REF], commits)
     _remember(repo, remote, theirs)
-    finish_renumbering(history, root, write_pin)
-    counts = _repair_records(history, runs, {old.stage for old, _ in renumbered})
+    counts = finish_renumbering(history, root, runs, write_pin)
     done = tuple(
         Renumbered(
             old,
@@ -445,7 +452,7 @@ def _pins_to_update(root: Path, renumbered: list[tuple[StageVersion, StageVersio
 
     if not renumbered:
         return []
-    by_label = {(old.stage, old.version): new.version for old, new in renumbered}
+    by_label = {(old.stage, old.version): new for old, new in renumbered}
     out = []
     for path in _manifests(root):
         try:
@@ -459,19 +466,24 @@ def _pins_to_update(root: Path, renumbered: list[tuple[StageVersion, StageVersio
             new = by_label.get((stage, spec.version or ""))
             if new is not None:
                 rel = path.relative_to(root).as_posix()
-                out.append({"manifest": rel, "stage": stage, "old": spec.version or "", "new": new, "done": ""})
+                pin = {"manifest": rel, "stage": stage, "old": spec.version or "", "new": new.version}
+                out.append({**pin, "fingerprint": new.fingerprint, "done": ""})
     return out
 
 
-def finish_renumbering(history: History, root: Path, write_pin: PinWriter) -> None:
-    """Edit the pins a pull's renumbering listed and has not edited yet (after a crash, too)."""
+def finish_renumbering(
+    history: History, root: Path, runs: RunStore, write_pin: PinWriter
+) -> dict[tuple[str, str], int]:
+    """Finish a pull's renumbering (after a crash, too): edit the pins it listed and has not
+    edited yet, then renumber the run records of its stages; (stage, fingerprint) -> records updated."""
     from modver.manifest import load_manifest
 
     journal = _journal_path(history.repo)
     try:
-        pins = _fs.read_json(journal)["pins"]
+        data = _fs.read_json(journal)
+        pins, stages = data["pins"], set(data["stages"])
     except FileNotFoundError:
-        return
+        return {}
     except (errors.StoreError, KeyError, TypeError) as exc:
         raise errors.StoreError(
             f"the record of an unfinished renumbering is damaged: {exc}",
@@ -486,11 +498,15 @@ def finish_renumbering(history: History, root: Path, write_pin: PinWriter) -> No
             current = load_manifest(path, root).stages[pin["stage"]].version
         except (OSError, KeyError, errors.ModverError):
             current = None  # gone or changed since: nothing to edit
-        if current == pin["old"]:  # the journal holds the pin as it was: equal means not yet edited
+        now = history.find(pin["stage"], pin["fingerprint"])
+        # edited only while it is as the journal found it, once the version has its new number
+        if current == pin["old"] and now is not None and now.version == pin["new"]:
             write_pin(path, pin["stage"], pin["new"])
         pin["done"] = "yes"
-        _fs.write_json_atomic(journal, {"pins": pins})
+        _fs.write_json_atomic(journal, {"pins": pins, "stages": sorted(stages)})
+    counts = _repair_records(history, runs, stages)
     journal.unlink()
+    return counts
 
 
 def _repair_records(history: History, runs: RunStore, stages: set[str]) -> dict[tuple[str, str], int]:

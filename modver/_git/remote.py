@@ -10,7 +10,9 @@ they raise to :class:`~modver.errors.RemoteError` (what failed, where, what to d
 - :func:`push_refs` asks the remote for its refs, lets the caller decide the updates from them
   (it may refuse by raising), sends the objects they need and updates the refs by
   compare-and-swap: each ref moves only if it still points where the caller saw it, all of them
-  or none (``atomic``). A ref another push moved meanwhile comes back in :attr:`PushResult.rejected`.
+  or none (``atomic``) on a server. A ref another push moved meanwhile comes back in
+  :attr:`PushResult.rejected`. A remote on this file system is written the way modver writes its
+  own repository (:func:`_push_local`), so a push killed half way is repaired by the next one.
 """
 
 from __future__ import annotations
@@ -19,14 +21,16 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from dulwich.client import HTTPProxyUnauthorized, HTTPUnauthorized, get_transport_and_path
+from dulwich.client import HTTPProxyUnauthorized, HTTPUnauthorized, LocalGitClient, get_transport_and_path
 from dulwich.errors import GitProtocolError, NotGitRepository
 from dulwich.protocol import ZERO_SHA
 
 from modver import errors
-from modver._git.objects import encode_name
+from modver._git.faults import StoreFaults
+from modver._git.objects import encode_name, oid
 from modver._git.raw import decode_name
 
 if TYPE_CHECKING:
@@ -157,15 +161,16 @@ def push_refs(
 ) -> PushResult:
     """Update refs under ``prefix`` on the remote: ``decide(remote_refs)`` returns ref -> new sha
     (it may raise to refuse); objects are sent, then every ref moves by compare-and-swap from the
-    value ``decide`` saw, all or none."""
+    value ``decide`` saw."""
     client, path = _client(repo, remote)
+    if isinstance(client, LocalGitClient):
+        return _push_local(repo, remote, path, prefix, decide)
     local = repo._disk()
     chosen: dict[str, str] = {}
 
     def update_refs(refs: dict[Any, Any]) -> dict[Any, Any]:
-        seen = _text_refs(refs, prefix)
-        chosen.update(decide(seen))
-        new = {name: sha for name, sha in refs.items()}
+        chosen.update(decide(_text_refs(refs, prefix)))
+        new = dict(refs)
         for name, sha in chosen.items():
             new[encode_name(name)] = sha.encode("ascii")
         return new
@@ -181,5 +186,40 @@ def push_refs(
         raise _remote_error(remote, "cannot push to", exc) from exc
     status = result.ref_status or {}
     rejected = {decode_name(name): str(why) for name, why in status.items() if why is not None}
-    updated = {name: sha for name, sha in chosen.items() if name not in rejected}
-    return PushResult(updated, rejected)
+    return PushResult({name: sha for name, sha in chosen.items() if name not in rejected}, rejected)
+
+
+def _push_local(
+    repo: GitRepo, remote: Remote, path: str, prefix: str, decide: Callable[[dict[str, str]], dict[str, str]]
+) -> PushResult:
+    """A push to a repository on this file system, done as modver writes its own repository: the
+    objects as one pack, each ref by compare-and-swap under the remote's modver lock, whose next
+    holder repairs what a push killed half way left (a ``<ref>.lock``, pack temporaries)."""
+    from dulwich.repo import Repo
+
+    from modver._git import GitRepo
+    from modver._git.lock import ModverLock
+
+    try:
+        opened = Repo(path)  # exactly there: a mistyped path must not find an enclosing repository
+    except _FAULTS as exc:
+        raise _remote_error(remote, "cannot push to", exc) from exc
+    ModverLock(opened).recover_if_left()
+    with GitRepo(opened, Path(opened.path).resolve()) as target:
+        theirs = target.list_refs(prefix)
+        updates = decide(theirs)
+        if not updates:
+            return PushResult({}, {})
+        local = repo._disk()
+        have = {oid(sha) for sha in theirs.values() if oid(sha) in local.object_store}
+        want = {oid(sha) for sha in updates.values()}
+        count, objects = local.generate_pack_data(have, want, ofs_delta=True)
+        with StoreFaults("cannot write to the remote's object database", path):
+            target._disk().object_store.add_pack_data(count, objects)
+        updated, rejected = {}, {}
+        for name, sha in sorted(updates.items()):
+            if target.set_ref_if_equals(name, theirs.get(name), sha):
+                updated[name] = sha
+            else:
+                rejected[name] = "moved by another push"
+        return PushResult(updated, rejected)
