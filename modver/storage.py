@@ -107,7 +107,7 @@ def _is_fault(exc: BaseException) -> bool:
     """Whether ``exc`` is the storage's trouble (network, access, a missing backend), not a bug here."""
     if isinstance(exc, (OSError, ValueError, TimeoutError, ImportError)):
         return True
-    return any(type(c).__module__.split(".")[0] in _BACKENDS for c in type(exc).__mro__ if c is not Exception)
+    return any(c.__module__.split(".")[0] in _BACKENDS for c in type(exc).__mro__)
 
 
 def _storage_error(config: StorageConfig, what: str, exc: BaseException) -> errors.StorageError:
@@ -169,7 +169,8 @@ class Storage:
         with _faults(config, "cannot open the storage"):
             import fsspec
 
-            self.fs, self.base = fsspec.core.url_to_fs(config.url, **config.options)
+            # a file system of its own: credentials and settings are read now, not kept from an earlier call
+            self.fs, self.base = fsspec.core.url_to_fs(config.url, skip_instance_cache=True, **config.options)
         protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
         self.local = "file" in protocols
         self.atomic = bool(set(protocols) & _ATOMIC_WRITES)
@@ -188,7 +189,7 @@ class Storage:
                 what = f"the storage folder {self.base} does not exist"
             else:
                 bucket = self.base.split("/", 1)[0]
-                found = not self.atomic or self.fs.exists(bucket)
+                found = not self.atomic or self._bucket_exists(bucket)
                 what = f"the storage's bucket {bucket!r} does not exist"
         if not found:
             raise errors.StorageError(
@@ -197,6 +198,13 @@ class Storage:
                 hint=f"check `storage` in {self.config.path} for a typo, or create it first",
             )
         self._checked = True
+
+    def _bucket_exists(self, bucket: str) -> bool:
+        try:  # not fs.exists: it answers False for an error too (no credentials, no network)
+            self.fs.info(bucket)
+        except FileNotFoundError:
+            return False
+        return True
 
     def items(self, kind: str) -> set[str]:
         """Names of the complete items (those with an index) of ``kind`` (runs, outputs)."""
