@@ -167,7 +167,8 @@ def push(
         behind = sorted({_stage_of(name) for name, sha in theirs.items() if not _has(history, name, sha, local)})
         if behind:
             raise errors.RemoteError(
-                f"the remote {remote.name} has versions this clone lacks ({', '.join(behind)}): push refused",
+                f"the remote {remote.name} ({remote.url}) has versions this clone lacks ({', '.join(behind)}): "
+                "push refused",
                 where=remote.url,
                 hint=f"run `modver pull{' ' + remote_name if remote_name else ''}` first "
                 "(it keeps every number the remote has), then push again",
@@ -190,7 +191,7 @@ def push(
     if result.rejected:
         refs = ", ".join(sorted(result.rejected))
         raise errors.RemoteError(
-            f"another push reached {remote.name} first (it moved {refs}): nothing was pushed",
+            f"another push reached {remote.name} ({remote.url}) first (it moved {refs}): pull, then push",
             where=remote.url,
             hint="run `modver pull` (it keeps every number the remote has), then push again",
         )

@@ -264,7 +264,7 @@ class Storage:
         if self.local:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
             tmp = f"{target}.tmp-{secrets.token_hex(4)}"
-            shutil.copyfile(source, tmp)
+            _copy_local(source, Path(tmp))
             os.replace(tmp, target)
         else:
             with open(source, "rb") as handle:
@@ -314,7 +314,7 @@ class Storage:
 
     def _get_file(self, source: str, target: Path) -> None:
         if self.local:
-            shutil.copyfile(source, target)
+            _copy_local(Path(source), target)
             return
         with self.fs.open(source, "rb") as handle, open(target, "wb") as out:
             while chunk := handle.read(_CHUNK):
@@ -325,17 +325,40 @@ class Storage:
         return sum(int(info.get("size", 0)) for info in self.index(kind, name).values() if isinstance(info, dict))
 
 
+def _copy_local(source: Path, target: Path) -> None:
+    """Copy a file within this machine as ``cp`` does: ``copy_file_range`` (the kernel copies, or
+    shares the blocks where the file system can), else a plain copy."""
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        left = os.fstat(src.fileno()).st_size
+        try:
+            while left > 0:
+                done = os.copy_file_range(src.fileno(), dst.fileno(), min(left, 1 << 30))
+                if done == 0:
+                    break
+                left -= done
+            if left <= 0:
+                return
+        except OSError:  # not across these file systems, or not on this kernel
+            pass
+        src.seek(0)
+        dst.seek(0)
+        dst.truncate()
+        shutil.copyfileobj(src, dst, _CHUNK)
+
+
 # -- what moves --------------------------------------------------------------------------------------
 
 
-def _local_runs(store: Path) -> dict[str, Path]:
-    """Finished runs here (a running one travels once it ends): id -> folder."""
+def _finished_runs(store: Path, skip: set[str]) -> dict[str, Path]:
+    """Finished runs here that are not in ``skip`` (a running one travels once it ends): id -> folder."""
     from modver.record import RunStatus
     from modver.runstore import RunStore
 
     runs = RunStore(store / "runs")
     out = {}
     for run_id in runs.ids():
+        if run_id in skip:
+            continue  # the storage has it: not even read
         try:
             record = runs.load(run_id)
         except errors.StoreError:
@@ -350,19 +373,19 @@ def push_items(storage: Storage, store: Path, *, dry_run: bool = False) -> Trans
     from modver.cache import OutputCache
 
     result = Transfer(storage.config.url, dry_run=dry_run)
-    have_runs = storage.items(RUNS)
-    for run_id, folder in _local_runs(store).items():
-        if run_id in have_runs:
-            continue
+    for run_id, folder in _finished_runs(store, storage.items(RUNS)).items():
         result.runs.append(run_id)
-        result.bytes += sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if dry_run else 0
-        if not dry_run:
+        if dry_run:
+            result.bytes += sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        else:
             result.bytes += storage.put(RUNS, run_id, folder, {})
-    have_outputs = storage.items(OUTPUTS)
-    for entry in OutputCache(store / "cache" / "outputs").entries():
-        name = entry.path.name
-        if name in have_outputs:
-            continue
+    cache = OutputCache(store / "cache" / "outputs")
+    have = storage.items(OUTPUTS)
+    names = sorted(p.name for p in cache.root.iterdir() if p.name not in have) if cache.root.is_dir() else []
+    for name in names:
+        entry = cache.get(name) if not name.startswith(".") else None
+        if entry is None:
+            continue  # a temporary, or an entry that does not read: nothing to share
         if dry_run:
             result.outputs.append(name)
             result.bytes += entry.size
