@@ -282,6 +282,7 @@ def _remember(repo: GitRepo, remote: Remote, refs: dict[str, str]) -> None:
 class _Merge:
     """One stage's merge: the new tip, what the remote added, and what was renumbered."""
 
+    base: str | None  # the stage's tip here when it was merged: the ref moves only from there
     tip: str
     taken: int
     renumbered: list[tuple[StageVersion, StageVersion]]
@@ -320,14 +321,22 @@ def pull(
     if renumbered:  # before any ref moves: what a killed pull leaves, the next command finishes
         stages = sorted({old.stage for old, _ in renumbered})
         _fs.write_json_atomic(_journal_path(repo), {"pins": pins, "stages": stages})
-    for stage, m in merges.items():
-        _move(repo, history.ref(stage), m.tip)
-    for ref, sha in tag_moves.items():
-        _move(repo, ref, sha)
+    # compare-and-swap from what was merged: a version registered here meanwhile is never dropped
+    raced = [
+        s for s, m in merges.items() if m.tip != m.base and not repo.set_ref_if_equals(history.ref(s), m.base, m.tip)
+    ]
+    for ref, (old, new) in tag_moves.items():
+        repo.set_ref_if_equals(ref, old, new)  # a tag moved here meanwhile stays as it was moved
     if COMMITTED_REF in theirs:
         _merge_notes(history, theirs[COMMITTED_REF], commits)
     _remember(repo, remote, theirs)
-    counts = finish_renumbering(history, root, runs, write_pin)
+    counts = finish_renumbering(history, root, runs, write_pin)  # pins of a raced stage stay: not renumbered
+    if raced:
+        raise errors.ConcurrencyError(
+            f"versions of {', '.join(raced)} were registered here while pulling: those stages were not merged",
+            where=", ".join(history.ref(s) for s in raced),
+            hint="run `modver pull` again",
+        )
     done = tuple(
         Renumbered(
             old,
@@ -347,10 +356,11 @@ def _merge_stage(history: History, stage: str, remote_tip: str, published: str |
     common = 0
     while common < min(len(mine), len(theirs)) and mine[common].commit == theirs[common].commit:
         common += 1
+    base = mine[-1].commit if mine else None
     if common == len(theirs):  # the remote has nothing new
-        return _Merge(mine[-1].commit, 0, [], {})
+        return _Merge(base, mine[-1].commit, 0, [], {})
     if common == len(mine):  # nothing new here: fast-forward
-        return _Merge(remote_tip, len(theirs) - common, [], {})
+        return _Merge(base, remote_tip, len(theirs) - common, [], {})
     ours = mine[common:]
     if published is not None:
         shown = {v.commit for v in history.versions_at(stage, published)}
@@ -372,26 +382,26 @@ def _merge_stage(history: History, stage: str, remote_tip: str, published: str |
         if new.number != old.number:
             renumbered.append((old, new))
     tip = fresh[-1].commit if fresh else remote_tip
-    return _Merge(tip, len(theirs) - common, renumbered, commits)
+    return _Merge(base, tip, len(theirs) - common, renumbered, commits)
 
 
 def _merge_tags(
     history: History, theirs: dict[str, str], commits: dict[str, str]
-) -> tuple[dict[str, str], list[str], list[TagClash]]:
-    """Tag refs to set here, the remote's tags that are new here, and the clashes (kept as they are)."""
-    moves: dict[str, str] = {}
+) -> tuple[dict[str, tuple[str | None, str]], list[str], list[TagClash]]:
+    """Tag refs to set here (ref -> (from, to)), the remote's tags new here, and the clashes (kept)."""
+    moves: dict[str, tuple[str | None, str]] = {}
     new: list[str] = []
     clashes: list[TagClash] = []
     mine = history.repo.list_refs(TAGS_PREFIX)
     for ref, sha in mine.items():  # a tag on a renumbered version follows it
         if sha in commits:
-            moves[ref] = commits[sha]
+            moves[ref] = (sha, commits[sha])
     for ref, sha in theirs.items():
         if not ref.startswith(TAGS_PREFIX):
             continue
-        here = moves.get(ref, mine.get(ref))
+        here = moves[ref][1] if ref in moves else mine.get(ref)
         if here is None:
-            moves[ref] = sha
+            moves[ref] = (None, sha)
             new.append(_tag_label(ref))
         elif here != sha:
             clashes.append(_clash(history, ref, here, sha, theirs))
@@ -416,19 +426,6 @@ def _merge_notes(history: History, remote_tip: str, commits: dict[str, str]) -> 
         commit = repo.write_commit(tree, [remote_tip], "modver: versions found committed (merged in a pull)\n")
         if repo.set_ref_if_equals(COMMITTED_REF, mine, commit):
             return
-
-
-def _move(repo: GitRepo, ref: str, sha: str) -> None:
-    """Point ``ref`` at ``sha`` by compare-and-swap from what it is now (retried)."""
-    for _attempt in range(50):
-        current = repo.read_ref(ref)
-        if current == sha or repo.set_ref_if_equals(ref, current, sha):
-            return
-    raise errors.ConcurrencyError(
-        f"could not update {ref}: other processes kept moving it",
-        where=ref,
-        hint="run `modver pull` again when the other modver processes are done",
-    )
 
 
 # -- pins and records of renumbered versions -------------------------------------------------------

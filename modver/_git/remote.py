@@ -98,8 +98,10 @@ def _looks_like_location(text: str) -> bool:
 
 
 def _client(repo: GitRepo, remote: Remote) -> tuple[GitClient, str]:
+    # as git does: GIT_SSH_COMMAND, then GIT_SSH, then core.sshCommand, then ssh
+    ssh = os.environ.get("GIT_SSH_COMMAND") or os.environ.get("GIT_SSH") or None
     try:
-        return get_transport_and_path(remote.url, config=repo._disk().get_config_stack())
+        return get_transport_and_path(remote.url, config=repo._disk().get_config_stack(), ssh_command=ssh)
     except _FAULTS as exc:
         raise _remote_error(remote, "cannot understand the remote's location", exc) from exc
 

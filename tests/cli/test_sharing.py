@@ -210,3 +210,32 @@ def test_json_output(team):
     pulled = mv_json(bob.root, "pull")
     assert pulled["new_versions"] == {"model": 1} and pulled["renumbered"] == []
     assert json.dumps(pulled)
+
+
+FAKE_SSH = """\
+#!/bin/sh
+# ssh for the tests: runs the git command it is given here, as sshd would on the host
+for last; do :; done
+case "$*" in *"GIT_PROTOCOL=version=2"*) export GIT_PROTOCOL=version=2 ;; esac
+exec sh -c "$last"
+"""
+
+
+def test_push_and_pull_over_ssh(team, tmp_path, monkeypatch):
+    """The ssh transport (dulwich's client against git's own upload-pack and receive-pack)."""
+    fake = tmp_path / "fake-ssh"
+    fake.write_text(FAKE_SSH)
+    fake.chmod(0o755)
+    monkeypatch.setenv("GIT_SSH_COMMAND", str(fake))
+    url = f"ssh://git@example.invalid{team.remote}"
+    mv(team.alice.root, "index")
+    assert "Pushed to" in mv(team.alice.root, "push", url).stdout
+    bob = team.clone("bob")
+    snapshot(team.alice, "C * 2", "alice: x2")
+    snapshot(bob, "C / 3", "bob: C/3")
+    mv(team.alice.root, "push", url)
+    assert "has versions this clone lacks" in mv(bob.root, "push", url, code=1).stderr
+    assert "model v1 (yours, 'bob: C/3') is now v3" in mv(bob.root, "pull", url).stdout
+    assert "model +1 version" in mv(bob.root, "push", url).stdout
+    mv(team.alice.root, "pull", url)
+    assert log(team.alice) == log(bob)
