@@ -351,6 +351,8 @@ def pull(
 
 def _merge_stage(history: History, stage: str, remote_tip: str, published: str | None) -> _Merge:
     """How ``stage``'s history here and the remote's at ``remote_tip`` become one (no ref moves)."""
+    if history.repo.read_ref(history.ref(stage)) == remote_tip:  # the same: nothing to read
+        return _Merge(remote_tip, remote_tip, 0, [], {})
     theirs = history.versions_at(stage, remote_tip)
     mine = history.versions(stage) if stage in history.stages() else []
     common = 0

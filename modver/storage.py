@@ -7,7 +7,8 @@
     endpoint_url = "http://127.0.0.1:9000"
 
 Any fsspec URL works (``s3://`` with ``s3fs``, ``gs://`` with ``gcsfs``, ``sftp://``...); this is
-the only module that imports fsspec, and only when storage is used. Layout in the storage::
+the only module that imports fsspec, and only for such a URL: a local folder is used directly
+(:class:`_Folder`), so it needs nothing installed. Layout in the storage::
 
     runs/<run-id>/run.json, <stage>.stdout, ...     one run's files, as in .modver/runs/
     runs/<run-id>.json                              its index: {"format", "files": {name: {size, checksum}}}
@@ -114,7 +115,7 @@ def _storage_error(config: StorageConfig, what: str, exc: BaseException) -> erro
     detail = str(exc) or type(exc).__name__
     name = type(exc).__name__
     if isinstance(exc, ImportError):
-        hint = f"install the file system for {config.url.split('://')[0]}:// (S3: pip install 'modver[s3]')"
+        hint = f"install fsspec and its file system for {config.url.split('://')[0]}:// (S3: pip install 'modver[s3]')"
     elif "credential" in detail.lower() or "credential" in name.lower():
         hint = "set the storage's credentials (S3: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or ~/.aws)"
     elif isinstance(exc, PermissionError) or "denied" in detail.lower() or "forbidden" in detail.lower():
@@ -161,16 +162,56 @@ class Transfer:
         }
 
 
+class _Folder:
+    """The few file-system calls :class:`Storage` makes, on a local folder, without fsspec (whose
+    import costs more than a push with nothing new): the same names and behaviour as fsspec's."""
+
+    protocol = ("file",)
+
+    def isdir(self, path: str) -> bool:
+        return os.path.isdir(path)
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def ls(self, path: str, detail: bool = False) -> list[str]:
+        return [f"{path}/{name}" for name in os.listdir(path)]
+
+    def cat_file(self, path: str) -> bytes:
+        return Path(path).read_bytes()
+
+    def pipe_file(self, path: str, data: bytes) -> None:
+        Path(path).write_bytes(data)
+
+    def rm_file(self, path: str) -> None:
+        os.unlink(path)
+
+    def makedirs(self, path: str, exist_ok: bool = False) -> None:
+        os.makedirs(path, exist_ok=exist_ok)
+
+    def mv(self, source: str, target: str) -> None:
+        os.replace(source, target)
+
+    def invalidate_cache(self) -> None:
+        pass
+
+
 class Storage:
-    """The storage at ``config.url``, through fsspec."""
+    """The storage at ``config.url``: a local folder directly, anything else through fsspec."""
+
+    fs: Any
 
     def __init__(self, config: StorageConfig):
         self.config = config
-        with _faults(config, "cannot open the storage"):
-            import fsspec
+        url = config.url.removeprefix("file://")
+        if "://" not in url and not config.options:
+            self.fs, self.base = _Folder(), url
+        else:
+            with _faults(config, "cannot open the storage"):
+                import fsspec
 
-            # a file system of its own: credentials and settings are read now, not kept from an earlier call
-            self.fs, self.base = fsspec.core.url_to_fs(config.url, skip_instance_cache=True, **config.options)
+                # a file system of its own: credentials and settings are read now, not kept from an earlier call
+                self.fs, self.base = fsspec.core.url_to_fs(config.url, skip_instance_cache=True, **config.options)
         protocols = self.fs.protocol if isinstance(self.fs.protocol, tuple) else (self.fs.protocol,)
         self.local = "file" in protocols
         self.atomic = bool(set(protocols) & _ATOMIC_WRITES)
