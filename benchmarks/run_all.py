@@ -2,9 +2,9 @@
 
     python benchmarks/run_all.py [--quick]
 
-``--quick`` uses smaller inputs (500 commits, a 128 MB array, a 200 MB data folder) for a fast
-look; the figures in docs/performance.md come from a full run. Each script can also be run on
-its own.
+``--quick`` uses smaller inputs (500 commits, a 128 MB array, a 200 MB data folder, 256 MB of
+shared outputs) for a fast look; the figures in docs/performance.md come from a full run. Each
+script can also be run on its own.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ FULL = [
     ["bench_run.py"],
     ["bench_cache.py"],
     ["bench_data.py"],
+    ["bench_share.py"],  # issue 10
 ]
 QUICK = [
     ["bench_fingerprint.py"],
@@ -29,6 +30,7 @@ QUICK = [
     ["bench_run.py", "--concurrent", "4"],
     ["bench_cache.py", "--size-mb", "128"],
     ["bench_data.py", "--files", "2000", "--size-mb", "200"],
+    ["bench_share.py", "--size-mb", "256"],
 ]
 
 

@@ -19,17 +19,22 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from dulwich.client import HTTPProxyUnauthorized, HTTPUnauthorized, LocalGitClient, get_transport_and_path
 from dulwich.errors import GitProtocolError, NotGitRepository
+from dulwich.file import FileLocked
+from dulwich.object_store import MissingObjectFinder
 from dulwich.protocol import ZERO_SHA
+from dulwich.repo import Repo
 
 from modver import errors
 from modver._git.faults import StoreFaults
+from modver._git.lock import ModverLock
 from modver._git.objects import encode_name, oid
 from modver._git.raw import decode_name
 
@@ -140,6 +145,12 @@ def fetch_refs(repo: GitRepo, remote: Remote, prefix: str) -> dict[str, str]:
     """Copy into ``repo`` the objects of the remote's refs under ``prefix``; those refs (no local
     ref changes)."""
     client, path = _client(repo, remote)
+    if isinstance(client, LocalGitClient):
+        with closing(_open_exactly(remote, path, "cannot fetch from")) as source:
+            with StoreFaults("cannot read the remote's refs", path):
+                refs = _text_refs(source.get_refs(), prefix)
+            _copy_objects(source, repo, repo.list_refs(prefix).values(), refs.values())
+        return refs
     local = repo._disk()
     wanted_prefix = encode_name(prefix)
 
@@ -152,10 +163,41 @@ def fetch_refs(repo: GitRepo, remote: Remote, prefix: str) -> dict[str, str]:
 
     try:
         result = client.fetch(path, local, determine_wants=cast("Any", determine_wants))
+    except FileLocked as exc:
+        lock = os.fsdecode(exc.lockfilename)
+        raise errors.StoreError(
+            f"cannot write the fetched objects: {lock} is locked",
+            where=lock,
+            hint="a fetch killed half way leaves it: if no other modver or git process runs here, delete it",
+        ) from exc
     except _FAULTS as exc:
         raise _remote_error(remote, "cannot fetch from", exc) from exc
     local.object_store._update_pack_cache()
     return _text_refs(result.refs, prefix)
+
+
+def _open_exactly(remote: Remote, path: str, what: str) -> Repo:
+    """The repository at ``path`` itself: a mistyped path must not find an enclosing repository."""
+    try:
+        return Repo(path)
+    except _FAULTS as exc:
+        raise _remote_error(remote, what, exc) from exc
+
+
+def _copy_objects(source: Repo, target: GitRepo, have: Iterable[str], want: Iterable[str]) -> None:
+    """Copy the objects reachable from ``want`` and not from ``have`` into ``target``, the way
+    modver writes its own objects: one pack, under the target's modver lock, whose next holder
+    removes what a writer killed half way left (:mod:`modver._git.objects`)."""
+    store = source.object_store
+    with StoreFaults("cannot read the objects to copy", source.path):
+        haves = [oid(sha) for sha in have if oid(sha) in store]
+        wants = [oid(sha) for sha in want if oid(sha) in store and not target.has_object(sha)]
+        if not wants:
+            return
+        objects = [store[sha] for sha, _hint in MissingObjectFinder(store, haves=haves, wants=wants)]
+    with target.buffered_objects():
+        for obj in objects:
+            target._add(obj)
 
 
 def push_refs(
@@ -197,27 +239,16 @@ def _push_local(
     """A push to a repository on this file system, done as modver writes its own repository: the
     objects as one pack, each ref by compare-and-swap under the remote's modver lock, whose next
     holder repairs what a push killed half way left (a ``<ref>.lock``, pack temporaries)."""
-    from dulwich.repo import Repo
-
     from modver._git import GitRepo
-    from modver._git.lock import ModverLock
 
-    try:
-        opened = Repo(path)  # exactly there: a mistyped path must not find an enclosing repository
-    except _FAULTS as exc:
-        raise _remote_error(remote, "cannot push to", exc) from exc
+    opened = _open_exactly(remote, path, "cannot push to")
     ModverLock(opened).recover_if_left()
     with GitRepo(opened, Path(opened.path).resolve()) as target:
         theirs = target.list_refs(prefix)
         updates = decide(theirs)
         if not updates:
             return PushResult({}, {})
-        local = repo._disk()
-        have = {oid(sha) for sha in theirs.values() if oid(sha) in local.object_store}
-        want = {oid(sha) for sha in updates.values()}
-        count, objects = local.generate_pack_data(have, want, ofs_delta=True)
-        with StoreFaults("cannot write to the remote's object database", path):
-            target._disk().object_store.add_pack_data(count, objects)
+        _copy_objects(repo._disk(), target, theirs.values(), updates.values())
         updated, rejected = {}, {}
         for name, sha in sorted(updates.items()):
             if target.set_ref_if_equals(name, theirs.get(name), sha):

@@ -20,8 +20,8 @@ from tests.faults.harness import _IDENTITY, Project, choose, ok, record
 
 pytestmark = pytest.mark.slow
 
-PUSH_POINTS = 10
-PULL_POINTS = 10
+PUSH_POINTS = 20  # of about 120; every kind of write at its first and last occurrence, the rest spread
+PULL_POINTS = 16  # of about 60
 
 FILES = {
     "manifest.yaml": (
