@@ -27,6 +27,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from modver.engine import StageEvent
     from modver.project import Project
     from modver.record import RunRecord
+    from modver.sharing import TagClash
+    from modver.storage import Transfer
 
 _state: dict[str, Any] = {"debug": False, "no_pager": False}  # set by the global options, per call
 
@@ -686,7 +688,7 @@ def _counted(new_versions: dict[str, int], tags: tuple[str, ...]) -> str:
     return ", ".join(parts)
 
 
-def _print_clashes(clashes: Any, remote: str) -> None:
+def _print_clashes(clashes: tuple[TagClash, ...], remote: str) -> None:
     for c in clashes:
         print(
             f"tag {c.stage}@{c.name} is {c.here} here and {c.remote} on {remote}: both kept as they are "
@@ -695,7 +697,7 @@ def _print_clashes(clashes: Any, remote: str) -> None:
         )
 
 
-def _print_transfer(transfer: Any, verb: str) -> None:
+def _print_transfer(transfer: Transfer | None, verb: str) -> None:
     if transfer is None:
         return
     runs, outputs = len(transfer.runs), len(transfer.outputs)

@@ -190,3 +190,19 @@ def test_push_order_git_first(team):
     mv(bob.root, "run")
     mv(bob.root, "push", code=1)
     assert not (team.storage / "runs").exists() or not list((team.storage / "runs").glob("*.json"))
+
+
+def test_runs_say_who_ran_them_after_a_pull(team, monkeypatch):
+    monkeypatch.setenv("LOGNAME", "alice")
+    monkeypatch.setenv("USER", "alice")
+    mv(team.alice.root, "run")
+    mv(team.alice.root, "push")
+    bob = team.clone("bob")
+    mv(bob.root, "pull")
+    monkeypatch.setenv("LOGNAME", "bob")
+    monkeypatch.setenv("USER", "bob")
+    mv(bob.root, "run", "--set", "prep.scale=5")
+    assert [r["user"] for r in mv_json(bob.root, "runs")] == ["alice", "bob"]
+    lines = mv(bob.root, "runs").stdout.splitlines()
+    assert lines[0].split()[:2] == ["run", "by"]
+    assert "alice@" in lines[1] and "bob@" in lines[2]
