@@ -2,9 +2,9 @@
 
     python benchmarks/run_all.py [--quick]
 
-``--quick`` uses smaller inputs (500 commits, a 128 MB array, a 200 MB data folder) for a fast
-look; the figures in docs/performance.md come from a full run. Each script can also be run on
-its own.
+``--quick`` uses smaller inputs (500 commits, a 128 MB array, a 200 MB data folder, 256 MB of
+shared outputs) for a fast look; the figures in docs/performance.md come from a full run. Each
+script can also be run on its own.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ FULL = [
     ["bench_sweep.py"],  # issue 9
     ["bench_cluster.py"],  # issue 9: executors (local, Slurm)
     ["bench_results.py"],
+    ["bench_share.py"],  # issue 10
 ]
 QUICK = [
     ["bench_fingerprint.py"],
@@ -35,6 +36,7 @@ QUICK = [
     ["bench_sweep.py", "--points", "50"],  # issue 9
     ["bench_cluster.py"],  # issue 9: executors (local, Slurm)
     ["bench_results.py", "--runs", "2000", "--report-runs", "200"],
+    ["bench_share.py", "--size-mb", "256"],
 ]
 
 

@@ -114,6 +114,17 @@ class OutputCache:
         except (FileNotFoundError, NotADirectoryError, StoreError):
             return None
 
+    def lookup(self, key: str) -> Entry | None:
+        """:meth:`get`, falling back to the project's storage: an entry missing here that a
+        teammate pushed (``storage =`` in ``modver.toml``) is fetched, verified, into this cache
+        (:func:`modver.storage.fetch_output`). Runs and ``load`` look entries up this way."""
+        entry = self.get(key)
+        if entry is not None or not (self.root.parent.parent.parent / "modver.toml").is_file():
+            return entry
+        from modver.storage import fetch_output
+
+        return self.get(key) if fetch_output(self.root, key_hex(key)) else None
+
     def _intact(self, key: str) -> Entry | None:
         """The entry for ``key`` if its files are all there with their recorded sizes and
         checksums."""
@@ -147,7 +158,7 @@ class OutputCache:
         anything is deserialized (``verify=False`` checks sizes only). A missing or damaged
         entry raises :class:`CacheError` naming it.
         """
-        entry = self.get(key)
+        entry = self.lookup(key)
         if entry is None:
             raise CacheError(
                 f"no cached output for key {key}",

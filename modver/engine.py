@@ -171,6 +171,7 @@ def first_record(
         started=started,
         host=socket.gethostname(),
         pid=os.getpid(),
+        user=_user(),
         manifest_path=pipeline.manifest_path,
         manifest_content=pipeline.manifest_content,
         stages=stages,
@@ -183,6 +184,16 @@ def first_record(
         reproduces=reproduces,
         sweep=sweep,
     )
+
+
+def _user() -> str | None:
+    """Who starts the run: the login name (``getpass.getuser``), or None when there is none."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no USER/LOGNAME and no passwd entry (some containers)
+        return None
 
 
 def _run_stages(

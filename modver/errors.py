@@ -114,3 +114,12 @@ def format_syntax_error(path: str, line: int, col: int, source_line: str, detail
     """Render a syntax error as ``path:line:col: detail`` plus the line and a caret."""
     caret = " " * max(col - 1, 0) + "^"
     return f"{path}:{line}:{col}: {detail}\n    {source_line.rstrip()}\n    {caret}"
+
+
+class RemoteError(ModverError):
+    """A git remote that cannot be reached or read, or that refuses a push (``modver push``/``pull``)."""
+
+
+class StorageError(ModverError):
+    """The project's storage (``storage =`` in modver.toml) cannot be reached, read or written, or
+    holds a damaged object."""

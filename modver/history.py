@@ -124,6 +124,12 @@ class History:
         cached = self._chains.get(stage)
         if cached is not None and cached.tip == tip:
             return cached
+        chain = self._parse_chain(stage, tip, cached)
+        self._chains[stage] = chain
+        return chain
+
+    def _parse_chain(self, stage: str, tip: str, cached: _Chain | None) -> _Chain:
+        """The chain of versions ending at commit ``tip``, reusing ``cached`` where it is a prefix."""
         # walk back from the tip until the cached tip (appends only) or the first version
         fresh: list[str] = []
         sha: str | None = tip
@@ -143,14 +149,12 @@ class History:
             if version.number != len(versions) + 1:
                 raise self._corrupt(stage, commit, f"expected v{len(versions) + 1}, found v{version.number}")
             versions.append(version)
-        chain = _Chain(
+        return _Chain(
             tip,
             versions,
             {v.fingerprint: v for v in versions},
             {v.commit: v for v in versions},
         )
-        self._chains[stage] = chain
-        return chain
 
     def _corrupt(self, stage: str, commit: str, why: str) -> errors.StoreError:
         return errors.StoreError(
@@ -479,6 +483,36 @@ class History:
                 self.rebased.add(stage)
                 for closure, files, origin, message, when in pending.registrations:
                     self._register_files(stage, closure, files, origin, message, when)
+
+    # -- sharing (modver.sharing) --------------------------------------------------------------
+
+    def versions_at(self, stage: str, tip: str) -> list[StageVersion]:
+        """The versions of the chain ending at commit ``tip`` (a remote's), oldest first, no tags."""
+        return list(self._parse_chain(stage, tip, self._chains.get(stage)).versions)
+
+    def restack(self, stage: str, onto: str | None, versions: list[StageVersion]) -> list[StageVersion]:
+        """Write ``versions`` again as the versions after commit ``onto``, numbered on from it:
+        the same files and metadata, a new number; no ref moves. The new versions, in order.
+
+        The commits depend only on their contents, so two clones restacking the same versions
+        on the same tip make the same commits."""
+        number = len(self.versions_at(stage, onto)) if onto else 0
+        parent, out = onto, []
+        for old in versions:
+            number += 1
+            meta = {**self._meta_of(old.commit, stage), "number": number}
+            blob = self.repo.write_blob(
+                (json.dumps(meta, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
+            )
+            files: dict[str, str | tuple[int, str]] = dict(self.repo.tree_entries(self.repo.commit_tree(old.commit)))
+            files[META] = blob
+            when = datetime.fromisoformat(old.created)
+            message = _commit_message(stage, number, old.message)
+            commit = self.repo.write_commit(self.repo.write_tree(files), [parent] if parent else [], message, when=when)
+            self._metas[commit] = meta
+            out.append(replace(old, number=number, commit=commit, tags=()))
+            parent = commit
+        return out
 
     # -- tags -------------------------------------------------------------------------------
 

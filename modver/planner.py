@@ -196,7 +196,7 @@ def plan(
         parts = KeyParts(spec.entry, fingerprint, dict(spec.params), inputs, version.version if version else None)
         key = cache_key(parts)
         forced = spec.name in force
-        p = StagePlan(spec, version, parts, key, cached=not forced and cache.get(key) is not None, forced=forced)
+        p = StagePlan(spec, version, parts, key, cached=not forced and _cached(cache, key, register), forced=forced)
         notes: list[str] = []
         if version is not None and (spec.name in pipeline.exact or spec.version is not None):
             notes += _drifted_deps(registry, version, tree)
@@ -207,6 +207,11 @@ def plan(
         plans[spec.name] = replace(p, reason=explain(p, (previous or {}).get(spec.name)), notes=tuple(notes))
     hasher.save()
     return list(plans.values())
+
+
+def _cached(cache: OutputCache, key: str, run: bool) -> bool:
+    """Whether ``key`` has a cached output; a run also takes one a teammate pushed to storage."""
+    return (cache.lookup(key) if run else cache.get(key)) is not None
 
 
 def _version(

@@ -40,6 +40,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from modver.retention import GcResult
     from modver.runindex import RunIndex
     from modver.runstore import RunStore
+    from modver.sharing import PullResult, PushResult
+    from modver.storage import Storage
     from modver.verify import VersionCheck
 
 STORE_DIR = ".modver"
@@ -610,6 +612,11 @@ class Project(SweepMethods):
                 f"stage {stage} has no output in run {record.run} (it {info.status})",
                 hint="load it from a run where it succeeded: modver.load(stage, run=...)",
             )
+        version = self.history.find(stage, info.fingerprint) if info.fingerprint else None
+        if version is not None:  # a teammate's run: its classes live in a version not materialized here
+            from modver.materialize import materialize
+
+            materialize(lambda: self.history.files(version), version.fingerprint, self.store, entry=version.entry)
         make_importable(self.store)
         return OutputCache(self.store / "cache" / "outputs").load(info.cache_key)
 
@@ -632,6 +639,51 @@ class Project(SweepMethods):
             if label:
                 out.setdefault(label, []).append(record)
         return out
+
+    # -- sharing: push and pull (modver.sharing: git; modver.storage: records and outputs) -----
+
+    def push(self, remote: str | None = None, *, dry_run: bool = False) -> PushResult:
+        """Send new stage versions, tags and notes to the git remote (default ``origin``), then
+        finished run records and cached outputs to the storage that ``modver.toml`` names.
+        Refuses ("pull first") when the remote has versions this clone lacks."""
+        from dataclasses import replace
+
+        from modver.sharing import push
+        from modver.storage import push_items
+
+        result = push(self.history, self.root, self.runs_store, remote, self._write_pin, dry_run=dry_run)
+        storage = self._storage()
+        return result if storage is None else replace(result, storage=push_items(storage, self.store, dry_run=dry_run))
+
+    def pull(self, remote: str | None = None, *, outputs: bool = False, dry_run: bool = False) -> PullResult:
+        """Take the remote's stage versions, tags and notes (versions made here that clash are
+        renumbered after the remote's, their pins and records updated), then the run records this
+        clone lacks from the storage; with ``outputs``, every cached output too."""
+        from dataclasses import replace
+
+        from modver.sharing import pull
+        from modver.storage import pull_items
+
+        result = pull(self.history, self.root, self.runs_store, remote, self._write_pin, dry_run=dry_run)
+        storage = self._storage()
+        if storage is None:
+            return result
+        return replace(result, storage=pull_items(storage, self.store, outputs=outputs, dry_run=dry_run))
+
+    def _storage(self) -> Storage | None:
+        """The storage ``modver.toml`` names, or None."""
+        from modver.storage import Storage, load_config
+
+        config = load_config(self.root)
+        return None if config is None else Storage(config)
+
+    def _write_pin(self, path: Path, stage: str, version: str) -> None:
+        """Set a pin the way :meth:`pin` does (locked, formatting kept), for a renumbered version."""
+        from modver.manifest import set_pin
+
+        with self._manifest_lock(path):
+            set_pin(path, stage, version, temp_dir=self.store / "tmp")
+        self._manifests.pop(path, None)
 
     def gc(
         self, *, keep_last: int | None = None, older_than: str | None = None, remove_records: bool = False,

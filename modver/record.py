@@ -8,6 +8,7 @@ This module is the schema, written once: the models below, :func:`RunRecord.to_j
     run            str    the run id (modver.runstore.new_run_id)
     status         str    RunStatus: running | succeeded | failed | interrupted
     host, pid      str, int       where the run's process runs (a dead one reads as "died")
+    user           str | null     who started it (the login name; shown in `modver runs` after a pull)
     started        str    ISO 8601 UTC, microseconds
     finished       str | null
     duration       float | null   seconds
@@ -199,6 +200,7 @@ class RunRecord:
     duration: float | None = None
     host: str | None = None
     pid: int | None = None
+    user: str | None = None
     manifest_path: str = ""
     manifest_content: Mapping[str, Any] = field(default_factory=dict)
     stages: Mapping[str, StageRecord] = field(default_factory=dict)  # in the order they ran
@@ -274,6 +276,8 @@ class RunRecord:
             "error": None if self.error is None else self.error.to_json(),
             "timings": None if self.timings is None else dict(self.timings),
         }
+        if self.user is not None:
+            out["user"] = self.user
         if self.reproduces is not None:
             out["reproduces"] = self.reproduces
         if self.comparison is not None:
@@ -308,6 +312,7 @@ class RunRecord:
             duration=data.get("duration"),
             host=data.get("host"),
             pid=data.get("pid"),
+            user=data.get("user"),
             manifest_path=manifest.get("path", ""),
             manifest_content=dict(manifest.get("content") or {}),
             stages=stages,
@@ -431,6 +436,7 @@ SHAPE = Fields(
         "status": OneOf(("running", "succeeded", "failed", "interrupted")),
         "host": Opt(str),
         "pid": Opt(int),
+        "user": Opt(str),
         "started": Opt(str),
         "finished": Opt(str),
         "duration": Opt(NUMBER),

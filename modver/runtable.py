@@ -368,7 +368,8 @@ def runs_view(
     records: Sequence[RunRecord], ids: Iterable[str] = (), select: Sequence[str] | None = None
 ) -> list[ViewColumn]:
     """The columns of ``modver runs``: run ids cut to unique prefixes (among ``ids``, every
-    recorded run), status, whether the run came from the cache, versions, the params that vary
+    recorded run), who ran it (``by``: user@host, when runs come from several), status, whether the
+    run came from the cache, versions, the params that vary
     across runs, metrics, time. ``select`` names columns (full names, headers or globs of
     either) to show instead, in its order; an unknown name raises UsageError."""
     rows = [flatten_record(r) for r in records]
@@ -378,6 +379,10 @@ def runs_view(
     values["run"] = tuple(prefixes[r.run] for r in records)
     values["cached"] = tuple(cached_cell(r) for r in records)
     names.insert(names.index("status") + 1, "cached")
+    by = tuple(f"{r.user or '?'}@{r.host or '?'}" for r in records)  # a team's runs (modver pull): who and where
+    if len(set(by)) > 1:
+        values["by"] = by
+        names.insert(1, "by")
     headers = short_headers(names)
     if select is not None:
         chosen = _select(names, headers, select)
@@ -386,7 +391,7 @@ def runs_view(
     def varies(c: str) -> bool:
         return len({repr(v) for v in values[c]}) > 1
 
-    base = {"run": 0, "status": 2, "cached": 2, "started": 5, "duration": 7}
+    base = {"run": 0, "by": 3, "status": 2, "cached": 2, "started": 5, "duration": 7}
     out = []
     for c in names:
         if c in base:

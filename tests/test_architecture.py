@@ -15,6 +15,7 @@ PACKAGE = Path(modver.__file__).resolve().parent
 
 # library -> the only modules allowed to import it
 GIT = ("_git/__init__.py", "_git/faults.py", "_git/lock.py", "_git/objects.py", "_git/raw.py", "_git/tree.py")
+GIT += ("_git/remote.py",)  # issue 10: fetch and push of refs/modver/*
 OWNERS = {
     "dulwich": set(GIT) - {"_git/tree.py"},  # the git package (its GitTree reads through GitRepo)
     "ruamel": {"manifest/_yaml.py"},
@@ -29,6 +30,8 @@ OWNERS = {
     "dask": {"cluster.py"},  # executors (issue 9): local, a running scheduler, batch jobs
     "distributed": {"cluster.py"},
     "dask_jobqueue": {"cluster.py"},
+    "fsspec": {"storage.py"},  # issue 10: the team's storage of run records and outputs
+    "s3fs": set(),  # reached through fsspec only
 }
 FACADE = {"modver.project", "modver.cli", "modver._output", "modver.results"}
 ENGINE = {"modver.engine", "modver.planner", "modver.executor", "modver.recorder", "modver.indexer", "modver.registry"}
@@ -59,6 +62,8 @@ LAYERS = {
     "driver.py": FACADE,
     "_sweep_facade.py": {"modver.cli", "modver._output"},  # the façade's sweep methods
     **{module: FACADE | ENGINE | {"modver.history"} for module in GIT},
+    "sharing.py": FACADE | ENGINE,  # issue 10
+    "storage.py": FACADE | ENGINE | {"modver.history", "modver._git", "modver.sharing"},
 }
 
 
@@ -124,7 +129,18 @@ def _loaded_after(code: str) -> set[str]:
 
 def test_import_modver_is_light():
     loaded = _loaded_after("import modver")
-    assert not loaded & {"dulwich", "libcst", "ruamel", "typer", "rich", "pandas", "numpy", "dask", "distributed"}
+    assert not loaded & {
+        "dulwich",
+        "libcst",
+        "ruamel",
+        "typer",
+        "rich",
+        "pandas",
+        "numpy",
+        "dask",
+        "distributed",
+        "fsspec",
+    }
 
 
 def test_version_does_not_load_the_cli():

@@ -42,7 +42,8 @@ REF_LOCK_TIMEOUT_ENV = "MODVER_REF_LOCK_TIMEOUT"  # seconds to wait for a <ref>.
 _LOCK_TIMEOUT = 30.0
 _REF_LOCK_TIMEOUT = 2.0
 _NOTICE_AFTER = 1.0  # seconds of waiting before saying whom we wait for
-_MODVER_REF = re.compile(r"refs/modver/[A-Za-z0-9_./-]+\Z")  # what an owner record may name
+# what an owner record may name (refs/modver-remotes/: what a remote had, issue 10)
+_MODVER_REF = re.compile(r"refs/modver(-remotes)?/[A-Za-z0-9_./-]+\Z")
 
 
 class ModverLock:
