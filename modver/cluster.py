@@ -386,9 +386,10 @@ class _Graph:
         if key not in self.futures:  # upstream first: a task's arguments are its upstream futures
             deps = [self._submit(k) for k in self.upstream(key)]
             task = self.tasks[key]
-            future = self.client.submit(
-                _run_on_worker, task, self.check, self.topic, *deps, key=(f"{task.stage}-{self.topic}", key), pure=False
-            )
+            future = self.client.submit(  # in submission order (points in order), not Dask's own graph order
+                _run_on_worker, task, self.check, self.topic, *deps, key=(f"{task.stage}-{self.topic}", key),
+                pure=False, priority=-len(self.futures),
+            )  # fmt: skip
             future.add_done_callback(lambda f: self.news.put(("settled", f)))
             self.futures[key] = future
         return self.futures[key]

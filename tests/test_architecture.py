@@ -16,11 +16,12 @@ PACKAGE = Path(modver.__file__).resolve().parent
 # library -> the only modules allowed to import it
 GIT = ("_git/__init__.py", "_git/faults.py", "_git/lock.py", "_git/objects.py", "_git/raw.py", "_git/tree.py")
 GIT += ("_git/remote.py",)  # issue 10: fetch and push of refs/modver/*
+CLI = ("cli/__init__.py", "cli/_app.py", "cli/versions.py", "cli/runs.py", "cli/sweeps.py", "cli/sharing.py")
 OWNERS = {
     "dulwich": set(GIT) - {"_git/tree.py"},  # the git package (its GitTree reads through GitRepo)
     "ruamel": {"manifest/_yaml.py"},
-    "typer": {"cli.py"},
-    "rich": {"cli.py", "_output.py"},  # the command line: its commands, and how it shows things
+    "typer": set(CLI),
+    "rich": set(CLI) | {"_output.py"},  # the command line: its commands, and how it shows things
     "libcst": {"fingerprint/_cst.py", "_rewrite.py"},  # normalization; rewriting a version's imports
     "pandas": {"runtable.py", "serialize.py"},  # the runs DataFrame; the DataFrame serializer
     "numpy": {"serialize.py"},
