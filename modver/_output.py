@@ -502,12 +502,16 @@ def sweep_table(
     if not records:
         print("No sweeps yet: start one with `modver sweep --set stage.param=V1,V2,...`.")
         return
+    from modver.runtable import unique_prefixes
+
+    ids = [r.sweep for r in records]
+    short = unique_prefixes(ids, ids)  # like run ids: the shortest prefix that names one sweep
     columns = ["sweep", "status", "started", "points", "done", "running", "failed", "axes"]
     if best is not None:
         columns.append(f"best {best.metric}")
     rows = []
     for r, leader in zip(records, leaders, strict=True):
-        row = [r.sweep, r.status, date(r.started), str(len(r.points)), str(r.count("succeeded")),
+        row = [short[r.sweep], r.status, date(r.started), str(len(r.points)), str(r.count("succeeded")),
                str(r.count("running")), str(r.count("failed")), ", ".join(a.target for a in r.spec.axes)]  # fmt: skip
         if best is not None:
             row.append(f"{num(leader[1])} (point {leader[0].index})" if leader else "-")
@@ -515,6 +519,6 @@ def sweep_table(
     table(
         columns,
         rows,
-        priorities=[0, 0, 3, 0, 0, 1, 0, 2, 0],  # hidden first: started, axes, running
+        priorities=[0, 0, 4, 2, 0, 3, 0, 1, 0],  # hidden first: started, running, points, axes
         kinds=["id", "text", "text", "number", "number", "number", "number", "text", "number"],
     )

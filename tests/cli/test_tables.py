@@ -106,3 +106,19 @@ def test_a_damaged_runs_index_changes_nothing_the_user_sees(runs_project):
     index.write_bytes(b"\x00garbage" * 100)
     assert (lines(root, 200, "runs"), mv_json(root, "runs")) == before
     assert index.read_bytes()[:15] == b"SQLite format 3"  # rebuilt
+
+
+def test_the_sweeps_table_fits_every_width(git_project):
+    from tests.sweep.pipeline import write_sweep_project
+
+    root = write_sweep_project(git_project).root
+    mv(root, "sweep", "--set", "model.C=0.5,1,2", "--set", "augment.noise=0,0.1", "--jobs", "1")
+    mv(root, "sweep", "--set", "model.C=3,4", "--jobs", "1")
+    for width in WIDTHS:
+        out = lines(root, width, "sweeps", "--best", "accuracy")
+        assert out[0].split()[:2] == ["sweep", "status"], out
+        assert all(len(line) <= width for line in out), f"at {width} columns:\n" + "\n".join(out)
+        rows = [line for line in out if line.split() and line.split()[0][:8].isdigit()]
+        assert len(rows) == 2 and all("succeeded" in row for row in rows), out
+        if width >= 200:  # wide enough for every column: nothing hidden
+            assert "best accuracy" in out[0] and "hidden" not in "\n".join(out)
