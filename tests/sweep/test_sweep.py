@@ -85,7 +85,9 @@ def test_runs_and_sweeps_list_a_sweep(sweep_project):
     assert listed[0]["sweep"] == record["sweep"] and listed[0]["best"]["point"] == 0
     assert listed[0]["best"]["value"] == 1.0
     table = mv(root, "sweeps", "--best", "min:accuracy").stdout
-    assert record["sweep"] in table and "(point 1)" in table
+    shown = table.splitlines()[1].split()[0]  # the sweep id, cut to a prefix that names it alone
+    assert record["sweep"].startswith(shown) and "(point 1)" in table
+    assert mv_json(root, "runs", "--sweep", shown) == rows  # the prefix shown is enough to name it
     failed = mv(root, "runs", "--sweep", "nope", code=1)
     assert "no sweep 'nope'" in failed.stderr
 
