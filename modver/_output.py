@@ -519,6 +519,6 @@ def sweep_table(
     table(
         columns,
         rows,
-        priorities=[0, 0, 4, 2, 0, 3, 0, 1, 0],  # hidden first: started, running, points, axes
+        priorities=[0, 0, 5, 3, 1, 4, 0, 2, 0],  # hidden first: started, running, points, axes, done
         kinds=["id", "text", "text", "number", "number", "number", "number", "text", "number"],
     )
