@@ -235,7 +235,8 @@ def test_a_final_record_is_indexed_when_written_and_a_progress_update_is_not(run
     with sqlite3.connect(index.path) as db:
         [(stamp,)] = db.execute("SELECT stamp FROM runs")
     st = os.stat(runs.path(run_id) / RUN_FILE)
-    assert stamp == f"{st.st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_size}"  # valid as it is: nothing to read again
+    # valid as it is: nothing to read again
+    assert stamp == f"{st.st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_size}"
 
 
 # -- a record rewritten in place with its mtime restored; SQLite's extended error codes -----------
