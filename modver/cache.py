@@ -37,6 +37,7 @@ name (``_modver_<hex>...``); call ``modver.materialize.make_importable(store)`` 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator, Mapping
@@ -53,6 +54,7 @@ ENTRY_FILE = "entry.json"
 STAMP_FILE = "stamp.json"
 FORMAT = 1
 STAMP_FORMAT = 1
+_MAX_STAMPS = 16 << 20  # bytes of a stamp.json read at most (a bigger one is damage: full check)
 _RESERVED_META = frozenset({"stage", "version", "duration", "metrics", "stdout", "stderr"})
 
 
@@ -410,10 +412,12 @@ def _checksum_or_none(path: Path) -> str | None:
 
 def _read_stamps(folder: Path) -> dict[str, Any]:
     """The entry's :data:`STAMP_FILE` (``{"files": {rel: {"stamp": [...], ...}}}``), or ``{}``
-    when it is missing, damaged or of another format: then every file is checked in full."""
+    when it is missing, damaged, too big or of another format: then every file is checked in full."""
     try:
-        data = _fs.read_json(folder / STAMP_FILE)
-    except (OSError, StoreError):
+        with open(folder / STAMP_FILE, "rb") as handle:
+            raw = handle.read(_MAX_STAMPS + 1)
+        data = json.loads(raw) if len(raw) <= _MAX_STAMPS else None
+    except (OSError, ValueError, RecursionError):  # ValueError: not JSON, not UTF-8
         return {}
     if not isinstance(data, dict) or data.get("format") != STAMP_FORMAT or not isinstance(data.get("files"), dict):
         return {}
