@@ -15,6 +15,15 @@ write-back of one step's dirty pages does not slow the next one down. Throughput
 array data; both the best round (least disturbed by the machine) and the median are reported,
 with ratios to the copy. Targets (issues 3 and 6): put and verified load >= 70% of the copy's
 throughput; put is also compared with the durable copy, since it fsyncs and the copy does not.
+
+    python benchmarks/bench_cache.py --stamps 10     # only the stamp check of 10 cached outputs
+
+Then (or alone, with ``--stamps N``) it times what a fully cached run does for each stage it
+serves: :meth:`OutputCache.get` (read ``entry.json``) and :meth:`OutputCache.check` (read
+``stamp.json``, ``stat`` every file), over N entries of mixed kinds (numpy arrays of 1-8 MiB,
+pickles, with stdout/stderr), next to a full checksum of the same entries
+(:meth:`OutputCache.problems`, what a check costs when every stamp changed). Target (issue 15):
+the stamp check of 10 outputs under 5 ms.
 """
 
 from __future__ import annotations
@@ -68,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size-mb", type=int, default=1024, help="array size in MiB (default 1024)")
     parser.add_argument("--rounds", type=int, default=7, help="rounds (default 7)")
     parser.add_argument("--dir", type=Path, default=None, help="folder for the temporary files (default: system temp)")
+    parser.add_argument("--stamps", type=int, default=None, help="only time the stamp check of N cached outputs")
     args = parser.parse_args(argv)
+    if args.stamps is not None:
+        return bench_stamps(args.stamps, args.dir)
 
     n = args.size_mb * (1 << 20) // 8
     array = np.random.default_rng(0).random(n)
@@ -183,6 +195,51 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"put against a durable copy (copy+fsync): best {rates('put')[0] / durable_best:.0%}, median {rates('put')[1] / durable_median:.0%}"
     )
+    return bench_stamps(10, args.dir)
+
+
+def bench_stamps(n: int, where: Path | None, repeat: int = 200) -> int:
+    """Time get() + check() of ``n`` cached outputs (a fully cached run's check), and a full
+    checksum of the same entries, ``repeat`` times each; print ms per pass of all n."""
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory(dir=where) as tmp:
+        cache = OutputCache(Path(tmp) / "outputs")
+        keys = []
+        for i in range(n):
+            key = f"mv1:{i:064x}"
+            value = rng.random((1 + i % 8) << 17) if i % 2 == 0 else {"step": i, "weights": list(range(1000))}
+            cache.put(key, value, {"stage": f"s{i}", "stdout": f"stage {i}\n" * 100, "stderr": b"warning\n"})
+            keys.append(key)
+        total = sum(e.size for e in cache.entries())
+
+        def check_all() -> None:
+            for key in keys:
+                entry = cache.get(key)
+                assert entry is not None and cache.check(entry) == []
+
+        def checksum_all() -> None:
+            for key in keys:
+                assert cache.problems(key) == []
+
+        results = {}
+        for name, fn, rounds in [
+            ("stamp check", check_all, repeat),
+            ("full checksum", checksum_all, max(repeat // 10, 5)),
+        ]:
+            fn()  # warm: stamps written, pages cached
+            times = []
+            for _ in range(rounds):
+                start = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - start)
+            results[name] = (min(times), statistics.median(times))
+    print(f"\n{n} cached outputs, {total / (1 << 20):.1f} MiB in all ({n} entries, {repeat} passes):")
+    for name, (best, median) in results.items():
+        print(
+            f"  get + {name:14s} best {best * 1000:7.2f} ms   median {median * 1000:7.2f} ms   per output {median * 1000 / n:6.3f} ms"
+        )
+    verdict = "met" if results["stamp check"][1] < 0.005 * n / 10 else "NOT met"
+    print(f"target: the stamp check of 10 outputs under 5 ms: {verdict}")
     return 0
 
 

@@ -5,9 +5,10 @@ point leaves the store readable (SPEC invariant 5):
 
 - files are written to a temporary sibling and moved into place with ``os.replace``
   (:func:`write_bytes_atomic`, :func:`write_text_atomic`, :func:`write_json_atomic`);
-- directories are built under a temporary name in the same parent and published with one
-  ``os.rename`` (:func:`make_temp_dir`, :func:`publish_dir`): readers see the whole directory or
-  nothing; when another process published the same name first, ours is discarded;
+- directories are built under a temporary name in the same parent, fsynced (:func:`sync_tree`)
+  and published with one ``os.rename`` (:func:`make_temp_dir`, :func:`publish_dir`): readers see
+  the whole directory or nothing, even after a crash of the machine; when another process
+  published the same name first, ours is discarded;
 - inter-process locks come from the ``filelock`` library (:func:`file_lock`), whose timeouts
   become :class:`~modver.errors.ConcurrencyError`.
 
@@ -50,6 +51,29 @@ def fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    """Flush a file's data to disk (without following a symlink); OSError when it cannot be."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sync_tree(folder: Path) -> None:
+    """fsync every file and folder under ``folder`` (itself included), each folder after what it
+    holds, so that renaming ``folder`` into place publishes only data that is on disk (a crash of
+    the machine right after the rename never shows a torn file). OSError when one cannot be."""
+    for parent, _, names in os.walk(folder, topdown=False, onerror=_raise):
+        for name in names:
+            fsync_file(Path(parent) / name)
+        fsync_dir(Path(parent))
+
+
+def _raise(exc: OSError) -> None:
+    raise exc
 
 
 def write_bytes_atomic(path: Path, data: bytes, *, durable: bool = True) -> None:

@@ -6,11 +6,13 @@ accepted too. The entry folder is named by the hex part and holds::
 
     object          the output, written by a serializer (modver.serialize); may be a folder
     stdout, stderr  what the stage printed when it ran (optional)
-    entry.json      written last: key, serializer, created, stage, version, duration,
-                    metrics (the metric events the stage logged), meta (anything else the caller
-                    passed) and files {relative path: {size, checksum}}, the checksum being
-                    "xxh3-128:<hex>" (older entries: "crc32:<hex>", "fletcher64:<hex>"; see
-                    modver.serialize)
+    entry.json      key, serializer, created, stage, version, duration, metrics (the metric
+                    events the stage logged), meta (anything else the caller passed) and files
+                    {relative path: {size, checksum}}, the checksum being "xxh3-128:<hex>"
+                    (older entries: "crc32:<hex>", "fletcher64:<hex>"; see modver.serialize)
+    stamp.json      written last, local to this clone (never pushed): the stat stamp of every
+                    file above when it was written and verified (inode, size, mtime and ctime
+                    in nanoseconds) and the checksum of entry.json
 
 Writes are atomic and durable: the entry is built in a ``.tmp-*`` folder inside the cache root,
 every file and folder of it is fsynced, and it is published with one ``os.rename`` (then the
@@ -21,7 +23,12 @@ the others discard their copy, so the store ends with exactly one entry.
 
 Reads are verified: :meth:`OutputCache.load` checks every file's size and checksum before it
 deserializes anything, so an output damaged on disk, even without changing size, is a
-:class:`~modver.errors.CacheError`, never a silently different object.
+:class:`~modver.errors.CacheError`, never a silently different object. A run that serves a
+stage from the cache without loading its output checks the entry with :meth:`OutputCache.check`:
+a file whose stat stamp is the one recorded is taken as written (any write to a file changes its
+ctime, even one whose mtime is then restored with ``touch -r``; a replaced file has another
+inode), any other file is checksummed in full; a file that passes gets its stamp refreshed (an
+entry brought from storage has none yet), so the next check is a few ``stat`` calls again.
 
 Objects whose classes live in user code are pickled under the materialized version's module
 name (``_modver_<hex>...``); call ``modver.materialize.make_importable(store)`` before
@@ -30,6 +37,7 @@ name (``_modver_<hex>...``); call ``modver.materialize.make_importable(store)`` 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator, Mapping
@@ -43,7 +51,10 @@ from modver._encoding import digest_hex
 from modver.errors import CacheError, StoreError
 
 ENTRY_FILE = "entry.json"
+STAMP_FILE = "stamp.json"
 FORMAT = 1
+STAMP_FORMAT = 1
+_MAX_STAMPS = 16 << 20  # bytes of a stamp.json read at most (a bigger one is damage: full check)
 _RESERVED_META = frozenset({"stage", "version", "duration", "metrics", "stdout", "stderr"})
 
 
@@ -191,6 +202,40 @@ class OutputCache:
             return [str(exc)]
         return self._problems(entry, deep=True)
 
+    def check(self, entry: Entry) -> list[str]:
+        """What is wrong with a published entry (empty when it is intact), checked the quick
+        way: files whose stat stamp is the one :file:`stamp.json` recorded are taken as they
+        were written; the others (and every file of an entry without stamps) are checked
+        against their sizes and checksums, and the stamps of those that pass are recorded."""
+        stamps = _read_stamps(entry.path)
+        recorded = stamps.get("files", {})
+        fresh: dict[str, Any] = {}
+        problems: list[str] = []
+        entry_stamp = _stat_stamp(entry.path / ENTRY_FILE)
+        known = recorded.get(ENTRY_FILE)
+        if isinstance(known, dict) and known.get("stamp") == entry_stamp:
+            fresh[ENTRY_FILE] = known
+        else:
+            checksum = _checksum_or_none(entry.path / ENTRY_FILE)
+            if isinstance(known, dict) and checksum != known.get("checksum"):
+                problems.append(f"{ENTRY_FILE} was changed after it was written")
+            fresh[ENTRY_FILE] = {"stamp": entry_stamp, "checksum": checksum}
+        if not _lists_object(entry):
+            problems.append("entry.json lists no object file")
+        for rel, info in entry.files.items():
+            stamp = _stat_stamp(entry.path / rel)
+            was = recorded.get(rel)
+            if stamp is not None and isinstance(was, dict) and was.get("stamp") == stamp:
+                fresh[rel] = was
+                continue
+            problem = self._file_problem(entry, rel, info, deep=True)
+            if problem is not None:
+                problems.append(problem)
+            fresh[rel] = {"stamp": stamp}
+        if not problems and fresh != recorded:
+            _write_stamps(entry.path, fresh, durable=False)
+        return problems
+
     # -- writing ------------------------------------------------------------------------------
 
     def put(self, key: str, obj: Any, meta: Mapping[str, Any] | None = None) -> Entry:
@@ -275,6 +320,9 @@ class OutputCache:
         except (TypeError, ValueError) as exc:
             raise CacheError(f"cache metadata for {key} is not JSON-serializable: {exc}") from exc
         (tmp / ENTRY_FILE).write_text(text, encoding="utf-8")
+        stamps: dict[str, Any] = {rel: {"stamp": _stat_stamp(tmp / rel)} for rel in files}
+        stamps[ENTRY_FILE] = {"stamp": _stat_stamp(tmp / ENTRY_FILE), "checksum": _checksum_or_none(tmp / ENTRY_FILE)}
+        _write_stamps(tmp, stamps, durable=False)  # fsynced with the rest of the entry, next
         _sync_tree(tmp)
         return record
 
@@ -305,50 +353,90 @@ class OutputCache:
 
     @staticmethod
     def _problems(entry: Entry, *, deep: bool) -> list[str]:
-        problems = []
-        if serialize.OBJECT_NAME not in entry.files and not any(
-            rel.startswith(serialize.OBJECT_NAME + "/") for rel in entry.files
-        ):
-            problems.append("entry.json lists no object file")
+        problems = [] if _lists_object(entry) else ["entry.json lists no object file"]
         for rel, info in entry.files.items():
-            path = entry.path / rel
-            try:
-                size = path.stat().st_size
-            except OSError:
-                problems.append(f"{rel} is missing")
-                continue
-            if size != info.get("size"):
-                problems.append(f"{rel} has {size} bytes, expected {info.get('size')}")
-                continue
-            if not deep:
-                continue
-            expected = str(info.get("checksum", ""))
-            algorithm = expected.split(":", 1)[0]
-            if algorithm not in serialize.CHECKSUMS:
-                problems.append(f"{rel} has no checksum modver knows ({expected or 'none'})")
-                continue
-            try:
-                actual = serialize.checksum_file(path, algorithm)
-            except OSError as exc:
-                problems.append(f"{rel} cannot be read: {exc.strerror or exc}")
-                continue
-            if actual != expected:
-                problems.append(f"{rel} does not match its checksum")
+            problem = OutputCache._file_problem(entry, rel, info, deep=deep)
+            if problem is not None:
+                problems.append(problem)
         return problems
+
+    @staticmethod
+    def _file_problem(entry: Entry, rel: str, info: Any, *, deep: bool) -> str | None:
+        """What is wrong with file ``rel`` of ``entry`` (its size; with ``deep``, its checksum)."""
+        if not isinstance(info, dict):
+            return f"{rel} has no size and checksum in entry.json"
+        path = entry.path / rel
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return f"{rel} is missing"
+        if size != info.get("size"):
+            return f"{rel} has {size} bytes, expected {info.get('size')}"
+        if not deep:
+            return None
+        expected = str(info.get("checksum", ""))
+        algorithm = expected.split(":", 1)[0]
+        if algorithm not in serialize.CHECKSUMS:
+            return f"{rel} has no checksum modver knows ({expected or 'none'})"
+        try:
+            actual = serialize.checksum_file(path, algorithm)
+        except OSError as exc:
+            return f"{rel} cannot be read: {exc.strerror or exc}"
+        if actual != expected:
+            return f"{rel} does not match its checksum"
+        return None
+
+
+def _lists_object(entry: Entry) -> bool:
+    return serialize.OBJECT_NAME in entry.files or any(
+        rel.startswith(serialize.OBJECT_NAME + "/") for rel in entry.files
+    )
+
+
+def _stat_stamp(path: Path) -> list[int] | None:
+    """A file's stat stamp: [inode, size, mtime, ctime] (nanoseconds), or None when it cannot be
+    stat'ed. Any write changes ctime, a replacement the inode."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _checksum_or_none(path: Path) -> str | None:
+    try:
+        return serialize.checksum_file(path)
+    except OSError:
+        return None
+
+
+def _read_stamps(folder: Path) -> dict[str, Any]:
+    """The entry's :data:`STAMP_FILE` (``{"files": {rel: {"stamp": [...], ...}}}``), or ``{}``
+    when it is missing, damaged, too big or of another format: then every file is checked in full."""
+    try:
+        with open(folder / STAMP_FILE, "rb") as handle:
+            raw = handle.read(_MAX_STAMPS + 1)
+        data = json.loads(raw) if len(raw) <= _MAX_STAMPS else None
+    except (OSError, ValueError, RecursionError):  # ValueError: not JSON, not UTF-8
+        return {}
+    if not isinstance(data, dict) or data.get("format") != STAMP_FORMAT or not isinstance(data.get("files"), dict):
+        return {}
+    return data
+
+
+def _write_stamps(folder: Path, files: dict[str, Any], *, durable: bool) -> None:
+    """Record the stamps; a stamp that cannot be written (a read-only cache) only costs the next
+    check a full read."""
+    try:
+        _fs.write_json_atomic(folder / STAMP_FILE, {"format": STAMP_FORMAT, "files": files}, durable=durable)
+    except OSError:
+        pass
 
 
 def _sync_tree(folder: Path) -> None:
-    """fsync every file and folder under ``folder`` (itself included), each folder after what it
-    holds, so that renaming ``folder`` into place publishes only data that is on disk."""
+    """fsync every file and folder under ``folder`` (:func:`modver._fs.sync_tree`)."""
     try:
-        for parent, _, names in os.walk(folder, topdown=False):
-            for name in names:
-                fd = os.open(os.path.join(parent, name), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-            _fs.fsync_dir(Path(parent))
+        _fs.sync_tree(folder)
     except OSError as exc:
         raise CacheError(
             f"cannot write a cached output to disk: {exc.strerror or exc}",

@@ -33,9 +33,10 @@ folder. Any other import (stdlib, third-party) is left alone. A name that is pro
 but missing from the closure fails to import inside the private package instead of silently
 importing the working tree's copy.
 
-Versions are immutable: written under a temporary name, then published with one rename
-(another process may win the race; its identical copy is used). Bytecode is compiled before
-publishing, so the folder is never written again.
+Versions are immutable: written under a temporary name, every file and folder fsynced, then
+published with one rename (another process may win the race; its identical copy is used), so
+not even a crash of the machine publishes a torn file. Bytecode is compiled before publishing, so
+the folder is never written again.
 
 :func:`make_importable` puts the store's ``versions/`` folder on ``sys.path`` (once per store),
 where each version is the folder ``_modver_<hex16>``: the standard import system finds the
@@ -150,6 +151,14 @@ def materialize(
                 _compile(tmp / path, final / path, path)
         info = {"fingerprint": fingerprint, "package": package, "entry": entry, "files": sorted(paths)}
         (tmp / INFO_FILE).write_text(_fs.dumps_json(info), encoding="utf-8")
+        _fs.sync_tree(tmp)  # on disk before the rename publishes it: never a torn file in a version
+    except OSError as exc:
+        _fs.remove_tree(tmp)
+        raise MaterializeError(
+            f"cannot write version {fingerprint} to {parent}: {exc.strerror or exc}",
+            where=str(parent),
+            hint="check free disk space and permissions of the .modver folder",
+        ) from exc
     except BaseException:
         _fs.remove_tree(tmp)
         raise

@@ -138,6 +138,7 @@ class StagePlan:
     cached: bool = False
     forced: bool = False
     reason: str = ""
+    damage: str = ""  # what is wrong with the stage's cached output, when it has a damaged one
     notes: tuple[str, ...] = ()  # worth saying whether or not it runs
 
     @property
@@ -196,7 +197,8 @@ def plan(
         parts = KeyParts(spec.entry, fingerprint, dict(spec.params), inputs, version.version if version else None)
         key = cache_key(parts)
         forced = spec.name in force
-        p = StagePlan(spec, version, parts, key, cached=not forced and _cached(cache, key, register), forced=forced)
+        damage = None if forced else _damage(cache, key, register)
+        p = StagePlan(spec, version, parts, key, cached=damage == "", forced=forced, damage=damage or "")
         notes: list[str] = []
         if version is not None and (spec.name in pipeline.exact or spec.version is not None):
             notes += _drifted_deps(registry, version, tree)
@@ -209,9 +211,16 @@ def plan(
     return list(plans.values())
 
 
-def _cached(cache: OutputCache, key: str, run: bool) -> bool:
-    """Whether ``key`` has a cached output; a run also takes one a teammate pushed to storage."""
-    return (cache.lookup(key) if run else cache.get(key)) is not None
+def _damage(cache: OutputCache, key: str, run: bool) -> str | None:
+    """``""`` when ``key`` has an intact cached output (a run also takes one a teammate pushed to
+    storage), None when it has none, else what is wrong with it: a stage is served from the
+    cache only after its entry's files are checked (:meth:`OutputCache.check`: stat stamps,
+    and checksums where a stamp changed), never on the word of its ``entry.json``."""
+    entry = cache.lookup(key) if run else cache.get(key)
+    if entry is None:
+        return None
+    problems = cache.check(entry)
+    return problems[0] if problems else ""
 
 
 def _version(
@@ -284,6 +293,8 @@ def explain(p: StagePlan, before: KeyParts | None) -> str:
         return "forced with --force"
     if p.cached:
         return f"cached: {p.name}@{p.label} with the same params and inputs ran before"
+    if p.damage:
+        return f"recomputed: its cached output is damaged ({p.damage})"
     if before is None:
         return f"no cached output: first run of {p.name}@{p.label} with these params and inputs"
     reasons: list[str] = []

@@ -5,8 +5,10 @@ runs table shows: status, times, host and pid, stage versions and statuses, para
 the error's first line, unknown fields such as ``sweep``; not the manifest, the series, the
 packages or tracebacks), the metrics it logged with steps in a compact form (for the report's
 curves: :meth:`RunIndex.steps`), and the *stamp* of the ``run.json`` it was made from (inode,
-modification time in nanoseconds, size). Records are replaced atomically (a new inode each
-time), so a stamp that matches means the summary is of the record as it is now.
+modification and change times in nanoseconds, size). modver replaces records atomically (a new
+inode each time), and any other write to the file changes its change time (ctime) -- even one
+whose modification time is then restored (``touch -r``) -- so a stamp that matches means the
+summary is of the record as it is now.
 
 The record is the truth, the index only a cache. :meth:`RunStore.update` indexes a record's
 final write at once (:meth:`RunIndex.note`); every other record is indexed by the first reader:
@@ -15,7 +17,10 @@ final write at once (:meth:`RunIndex.note`); every other record is indexed by th
   missing from the index or whose stamp changed is read from its record and its row rewritten;
   rows of runs that are gone are deleted. Nothing else is trusted.
 - concurrent readers may refresh it at once: SQLite's locking serializes the writes (a write
-  that waits longer than :data:`BUSY_SECONDS` is skipped; the answer is right anyway);
+  that waits longer than :data:`BUSY_SECONDS` is skipped; the answer is right anyway). An error
+  is told transient or not by its primary result code (``sqlite_errorcode & 0xFF``: an extended
+  code such as ``SQLITE_BUSY_SNAPSHOT`` is a ``SQLITE_BUSY``): a transient one (busy, locked,
+  read-only, full, I/O) leaves the file and a live writer's journal alone;
 - a process killed while writing leaves SQLite's journal, which the next reader rolls back;
   writes are not fsynced (``synchronous = OFF``: what a killed process wrote is with the OS
   already; a file damaged by a power loss is rebuilt, a stale row fails its stamp);
@@ -47,8 +52,9 @@ FORMAT = 2  # of the rows: a change rebuilds every index
 BUSY_SECONDS = 2.0
 NOTE_SECONDS = 0.2  # how long a run's own process waits to index its record (then it leaves it to readers)
 INDEX_FILE = Path("cache") / "runs-index.sqlite"  # inside the store
-_TRANSIENT = {"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_READONLY", "SQLITE_FULL", "SQLITE_CANTOPEN", "SQLITE_PERM",
-              "SQLITE_IOERR", "SQLITE_NOMEM", "SQLITE_INTERRUPT"}  # fmt: skip
+# primary result codes (https://sqlite.org/rescode.html) of errors that say nothing about the
+# file's content: PERM, BUSY, LOCKED, NOMEM, READONLY, INTERRUPT, IOERR, FULL, CANTOPEN, PROTOCOL
+_TRANSIENT = frozenset({3, 5, 6, 7, 8, 9, 10, 13, 14, 15})
 _HEAVY = ("manifest", "metric_series", "packages", "comparison", "timings")
 
 
@@ -87,7 +93,7 @@ def _stamp(path: Path) -> str | None:
         st = os.stat(path)
     except OSError:
         return None
-    return f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"
+    return f"{st.st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_size}"
 
 
 def index_of(runs: RunStore, busy: float = BUSY_SECONDS) -> RunIndex:
@@ -225,10 +231,12 @@ class RunIndex:
 
     def _give_up(self, exc: sqlite3.DatabaseError) -> None:
         """After an error of SQLite's: a file that is busy for longer than BUSY_SECONDS, read-only
-        or on a full disk stays as it is (the records are read directly this time); one that is
-        damaged, no database or of another schema is deleted, to be rebuilt from the records."""
-        if getattr(exc, "sqlite_errorname", "") in _TRANSIENT:
-            return
+        or on a full disk stays as it is, and so does its journal (the records are read directly
+        this time); one that is damaged, no database or of another schema is deleted, to be
+        rebuilt from the records. Errors are told apart by their primary result code."""
+        code = getattr(exc, "sqlite_errorcode", None)
+        if not isinstance(code, int) or code & 0xFF in _TRANSIENT:
+            return  # busy, read-only, full...; or an error of the sqlite3 module itself (no code)
         for suffix in ("", "-journal", "-wal", "-shm"):
             try:
                 os.unlink(f"{self.path}{suffix}")

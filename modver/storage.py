@@ -19,12 +19,20 @@ An item exists for readers only once its index is there, and the index is writte
 killed half way leaves files without an index, which the next push writes again. Every file is
 checked against its xxh3-128 checksum (:mod:`modver.serialize`) on the way out (a damaged local
 entry is not sent) and on the way in: a damaged object in storage is never served — its index is
-removed, so the next push of a clone that has the item sends it again. Files are written under a
-temporary name and renamed into place (object stores, whose writes are atomic, are written
-directly). Locally, what comes in is built in a temporary folder and published with one rename.
+removed, so the next push of a clone that has the item sends it again. A damaged item (an index
+that is not JSON, is over 64 MiB, lists ``.``, ``..``, an empty path or a file bigger than it
+says) is skipped and named; the other items come. Names that no item can have (``.``, ``..``,
+hidden ones; for outputs anything but a key's hex digits) are not items. Files are written under
+a temporary name, fsynced (a local folder) and renamed into place (object stores, whose writes
+are atomic, are written directly); an item's folders are fsynced before its index names them.
+Locally, what comes in is built in a temporary folder, fsynced and published with one rename.
+A cache entry travels without its ``stamp.json`` (stat stamps mean nothing on another machine).
 
 What moves when: ``push`` sends every finished run record and intact cached output that the
-storage lacks; ``pull`` brings the records the clone lacks; outputs come on demand — a run whose
+storage lacks -- judged by the storage's own indexes, never by whether the git refs had anything
+new, so a push whose storage part failed is finished by the next one; an item the storage
+refuses while it answers fails alone (:attr:`Transfer.failed`); ``pull`` brings the records the
+clone lacks; outputs come on demand — a run whose
 stage output a teammate computed fetches that one entry (:func:`fetch_output`, the cache's
 fallback) — or all at once with ``pull --outputs``.
 """
@@ -35,6 +43,7 @@ import contextlib
 import json
 import logging
 import os
+import posixpath
 import secrets
 import shutil
 import tomllib
@@ -47,6 +56,7 @@ from modver import _fs, errors, serialize
 
 __all__ = [
     "CONFIG_FILE",
+    "DamagedItemError",
     "Storage",
     "StorageConfig",
     "Transfer",
@@ -61,6 +71,7 @@ FORMAT = 1
 RUNS, OUTPUTS = "runs", "outputs"
 _INDEX = ".json"
 _CHUNK = 4 << 20
+_MAX_INDEX = 64 << 20  # bytes: an index is read whole, so a bigger one is damaged, not read
 _ATOMIC_WRITES = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "memory"}  # object stores
 _BACKENDS = ("botocore", "aiobotocore", "s3fs", "gcsfs", "google", "adlfs", "azure", "paramiko", "aiohttp", "fsspec")
 _log = logging.getLogger("modver")
@@ -137,6 +148,19 @@ def _faults(config: StorageConfig, what: str) -> Iterator[None]:
         raise _storage_error(config, what, exc) from exc
 
 
+class DamagedItemError(errors.StorageError):
+    """One item of the storage is damaged (its index or a file): it is not used, its index is
+    removed, and the other items are not affected."""
+
+
+def _valid_name(kind: str, name: str) -> bool:
+    """Whether ``name`` can be an item of ``kind``: a cache key's hex digits for outputs, a name a
+    run folder can have for runs (never ``.``, ``..``, hidden or with a separator)."""
+    if kind == OUTPUTS:
+        return len(name) in range(16, 129) and all(c in "0123456789abcdef" for c in name)
+    return bool(name) and not name.startswith(".") and not any(c in name for c in "/\\\0")
+
+
 # -- the storage -----------------------------------------------------------------------------------
 
 
@@ -149,6 +173,7 @@ class Transfer:
     outputs: list[str] = field(default_factory=list)
     bytes: int = 0
     damaged: list[str] = field(default_factory=list)  # items refused: their files do not match their checksums
+    failed: list[str] = field(default_factory=list)  # "kind/name: why" of items that could not be sent (push)
     dry_run: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -158,6 +183,7 @@ class Transfer:
             "outputs": list(self.outputs),
             "bytes": self.bytes,
             "damaged": list(self.damaged),
+            "failed": list(self.failed),
             "dry_run": self.dry_run,
         }
 
@@ -177,11 +203,16 @@ class _Folder:
     def ls(self, path: str, detail: bool = False) -> list[str]:
         return [f"{path}/{name}" for name in os.listdir(path)]
 
-    def cat_file(self, path: str) -> bytes:
-        return Path(path).read_bytes()
+    def cat_file(self, path: str, start: int | None = None, end: int | None = None) -> bytes:
+        with open(path, "rb") as handle:
+            handle.seek(start or 0)
+            return handle.read() if end is None else handle.read(max(end - (start or 0), 0))
 
     def pipe_file(self, path: str, data: bytes) -> None:
-        Path(path).write_bytes(data)
+        with open(path, "wb") as handle:  # on disk before mv() renames it into place
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
 
     def rm_file(self, path: str) -> None:
         os.unlink(path)
@@ -191,6 +222,7 @@ class _Folder:
 
     def mv(self, source: str, target: str) -> None:
         os.replace(source, target)
+        _fs.fsync_dir(Path(target).parent)
 
     def invalidate_cache(self) -> None:
         pass
@@ -256,7 +288,8 @@ class Storage:
                 listed = self.fs.ls(self._path(kind), detail=False)
             except FileNotFoundError:
                 return set()
-        return {name.rsplit("/", 1)[-1][: -len(_INDEX)] for name in listed if name.endswith(_INDEX)}
+        names = {name.rsplit("/", 1)[-1][: -len(_INDEX)] for name in listed if name.endswith(_INDEX)}
+        return {name for name in names if _valid_name(kind, name)}
 
     def has(self, kind: str, name: str) -> bool:
         """Whether item ``kind/name`` is complete in the storage (its index is there)."""
@@ -265,18 +298,45 @@ class Storage:
             return bool(self.fs.exists(self._path(kind, name + _INDEX)))
 
     def index(self, kind: str, name: str) -> dict[str, dict[str, Any]]:
-        """The files of an item: relative path -> {size, checksum}."""
-        with _faults(self.config, "cannot read"):
-            data = json.loads(self.fs.cat_file(self._path(kind, name + _INDEX)))
+        """The files of an item: relative path -> {size, checksum}, every path a plain relative
+        one and every entry a size and a checksum. An index that is not one (not JSON, too big,
+        listing ``.``, ``..`` or an empty path) raises :class:`DamagedItemError` and is removed."""
+        try:
+            with _faults(self.config, "cannot read"):
+                raw = self.fs.cat_file(self._path(kind, name + _INDEX), start=0, end=_MAX_INDEX + 1)
+        except errors.StorageError as exc:
+            if isinstance(exc.__cause__, FileNotFoundError):  # removed since it was listed (found damaged)
+                raise DamagedItemError(
+                    f"{kind}/{name} went from storage {self.config.url} while it was read; it was not used",
+                    where=f"{kind}/{name}",
+                ) from exc
+            raise
+        if len(raw) > _MAX_INDEX:
+            raise self._damaged(kind, name, f"its index is over {_MAX_INDEX >> 20} MiB")
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            raise self._damaged(kind, name, f"its index is not valid JSON ({_fs.json_problem(exc)})") from None
         files = data.get("files") if isinstance(data, dict) else None
         if not isinstance(files, dict):
             raise self._damaged(kind, name, "its index is not an index")
+        folders: set[str] = set()
+        for rel, info in files.items():
+            parts = rel.split("/")
+            if not rel or any(part in ("", ".", "..") for part in parts) or "\\" in rel or "\0" in rel:
+                raise self._damaged(kind, name, f"its index lists {rel!r}")
+            if not isinstance(info, dict) or type(info.get("size")) is not int or info["size"] < 0:
+                raise self._damaged(kind, name, f"its index gives {rel!r} no size")
+            folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
+        clash = sorted(folders & files.keys())
+        if clash:
+            raise self._damaged(kind, name, f"its index lists {clash[0]!r} as a file and a folder")
         return files
 
-    def _damaged(self, kind: str, name: str, why: str) -> errors.StorageError:
+    def _damaged(self, kind: str, name: str, why: str) -> DamagedItemError:
         with contextlib.suppress(Exception):  # best effort: the next push of a clone that has it sends it again
             self.fs.rm_file(self._path(kind, name + _INDEX))
-        return errors.StorageError(
+        return DamagedItemError(
             f"damaged object in storage {self.config.url}: {kind}/{name}: {why}; it was not used",
             where=f"{kind}/{name}",
             hint="`modver push` from a clone that has it sends it again",
@@ -284,15 +344,23 @@ class Storage:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def put(self, kind: str, name: str, folder: Path, expected: dict[str, str]) -> int:
-        """Send the files of ``folder`` as item ``kind/name``, then its index; bytes sent.
+    def put(self, kind: str, name: str, folder: Path, expected: dict[str, str], only: list[str] | None = None) -> int:
+        """Send the files of ``folder`` (``only`` those, relative paths) as item ``kind/name``,
+        then its index; bytes sent.
 
         A file whose checksum ``expected`` lists and does not match is not sent: CacheError."""
         files: dict[str, dict[str, Any]] = {}
         with _faults(self.config, "cannot write to"):
-            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-                rel = path.relative_to(folder).as_posix()
-                files[rel] = self._put_file(path, self._path(kind, name, rel), expected.get(rel))
+            listed = (
+                only
+                if only is not None
+                else [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+            )
+            for rel in sorted(listed):
+                files[rel] = self._put_file(folder / rel, self._path(kind, name, rel), expected.get(rel))
+            if self.local:  # the renames of the files are on disk before the index names them
+                for parent in sorted({posixpath.dirname(rel) for rel in files}, reverse=True):
+                    _fs.fsync_dir(Path(self._path(kind, name, parent) if parent else self._path(kind, name)))
             index = json.dumps({"format": FORMAT, "files": files}, sort_keys=True).encode()
             self._write(self._path(kind, name + _INDEX), index)
         return sum(int(f["size"]) for f in files.values())
@@ -305,8 +373,14 @@ class Storage:
         if self.local:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
             tmp = f"{target}.tmp-{secrets.token_hex(4)}"
-            _copy_local(source, Path(tmp))
-            os.replace(tmp, target)
+            try:
+                _copy_local(source, Path(tmp))
+                _fs.fsync_file(Path(tmp))  # on disk before the rename: never a torn file in storage
+                os.replace(tmp, target)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
         else:
             with open(source, "rb") as handle:
                 self._write_stream(target, handle)
@@ -339,27 +413,35 @@ class Storage:
         total = 0
         with _faults(self.config, "cannot read from"):
             for rel, info in sorted(files.items()):
-                if not isinstance(info, dict) or ".." in rel.split("/") or rel.startswith("/"):
-                    raise self._damaged(kind, name, f"its index lists {rel!r}")
                 target = folder / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
                 try:
-                    self._get_file(self._path(kind, name, rel), target)
-                except FileNotFoundError as exc:
+                    complete = self._get_file(self._path(kind, name, rel), target, info["size"])
+                except (FileNotFoundError, IsADirectoryError) as exc:
                     raise self._damaged(kind, name, f"{rel} is missing") from exc
+                if not complete:
+                    raise self._damaged(kind, name, f"{rel} is bigger than its index says")
                 size, checksum = target.stat().st_size, serialize.checksum_file(target)
                 if size != info.get("size") or checksum != info.get("checksum"):
                     raise self._damaged(kind, name, f"{rel} does not match its checksum")
                 total += size
         return total
 
-    def _get_file(self, source: str, target: Path) -> None:
+    def _get_file(self, source: str, target: Path, size: int) -> bool:
+        """Copy ``source`` to ``target``, at most ``size`` bytes; False when it holds more."""
         if self.local:
+            if not os.path.isfile(source):
+                raise FileNotFoundError(source)
+            if os.stat(source).st_size > size:
+                return False
             _copy_local(Path(source), target)
-            return
+            return True
+        left = size + 1
         with self.fs.open(source, "rb") as handle, open(target, "wb") as out:
-            while chunk := handle.read(_CHUNK):
+            while left > 0 and (chunk := handle.read(min(_CHUNK, left))):
                 out.write(chunk)
+                left -= len(chunk)
+        return left > 0
 
     def size(self, kind: str, name: str) -> int:
         """Bytes of the files of an item, from its index."""
@@ -410,21 +492,27 @@ def _finished_runs(store: Path, skip: set[str]) -> dict[str, Path]:
 
 
 def push_items(storage: Storage, store: Path, *, dry_run: bool = False) -> Transfer:
-    """Send every finished run record and intact cached output that the storage lacks."""
-    from modver.cache import OutputCache
+    """Send every finished run record and intact cached output that the storage lacks.
+
+    What is missing is decided by the storage's own indexes, never by what git says was pushed:
+    a push whose refs went out but whose storage part failed is finished by the next one. An item
+    that cannot be sent while the storage answers (a file in its way, an unreadable local file) is
+    named in :attr:`Transfer.failed` and the others are sent; a storage that stops answering ends
+    the push with its error."""
+    from modver.cache import ENTRY_FILE, OutputCache
 
     result = Transfer(storage.config.url, dry_run=dry_run)
     for run_id, folder in _finished_runs(store, storage.items(RUNS)).items():
-        result.runs.append(run_id)
         if dry_run:
+            result.runs.append(run_id)
             result.bytes += sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-        else:
-            result.bytes += storage.put(RUNS, run_id, folder, {})
+        elif _send(storage, RUNS, run_id, folder, {}, None, result):
+            result.runs.append(run_id)
     cache = OutputCache(store / "cache" / "outputs")
     have = storage.items(OUTPUTS)
     names = sorted(p.name for p in cache.root.iterdir() if p.name not in have) if cache.root.is_dir() else []
     for name in names:
-        entry = cache.get(name) if not name.startswith(".") else None
+        entry = cache.get(name) if _valid_name(OUTPUTS, name) else None
         if entry is None:
             continue  # a temporary, or an entry that does not read: nothing to share
         if dry_run:
@@ -432,13 +520,30 @@ def push_items(storage: Storage, store: Path, *, dry_run: bool = False) -> Trans
             result.bytes += entry.size
             continue
         expected = {rel: str(info.get("checksum", "")) for rel, info in entry.files.items()}
-        try:
-            result.bytes += storage.put(OUTPUTS, name, entry.path, expected)
-        except errors.CacheError:
-            result.damaged.append(f"{OUTPUTS}/{name}")  # damaged here: never sent
-            continue
-        result.outputs.append(name)
+        only = [*entry.files, ENTRY_FILE]  # not the clone's own stamps, nor a stray file
+        if _send(storage, OUTPUTS, name, entry.path, expected, only, result):
+            result.outputs.append(name)
     return result
+
+
+def _send(
+    storage: Storage, kind: str, name: str, folder: Path, expected: dict[str, str], only: list[str] | None,
+    result: Transfer,
+) -> bool:  # fmt: skip
+    """Put one item; whether it went. A damaged local entry is named in ``result.damaged``, an
+    item the storage refused in ``result.failed`` -- unless the storage itself no longer answers
+    (its listing fails too): then that error ends the push."""
+    try:
+        result.bytes += storage.put(kind, name, folder, expected, only)
+    except errors.CacheError:
+        result.damaged.append(f"{kind}/{name}")  # damaged here: never sent
+        return False
+    except (errors.StorageError, OSError) as exc:
+        storage.items(kind)  # raises when the storage is unreachable: nothing more can go
+        why = exc.message if isinstance(exc, errors.StorageError) else f"{exc.strerror or exc}"
+        result.failed.append(f"{kind}/{name}: {why}")
+        return False
+    return True
 
 
 def pull_items(storage: Storage, store: Path, *, outputs: bool = False, dry_run: bool = False) -> Transfer:
@@ -462,24 +567,39 @@ def pull_items(storage: Storage, store: Path, *, outputs: bool = False, dry_run:
 def _pull_one(
     storage: Storage, kind: str, name: str, parent: Path, result: Transfer, moved: list[str], dry_run: bool
 ) -> None:
+    """Bring one item (built in a temporary folder, fsynced, published with one rename); a
+    damaged one is named in ``result.damaged`` and the others go on."""
+    if not _valid_name(kind, name):
+        return  # never an item: not ".", "..", a hidden or a path-like name
     if dry_run:
+        try:
+            result.bytes += storage.size(kind, name)
+        except DamagedItemError:
+            result.damaged.append(f"{kind}/{name}")
+            return
         moved.append(name)
-        result.bytes += storage.size(kind, name)
         return
     tmp = _fs.make_temp_dir(parent, name[:24])
     try:
-        result.bytes += storage.get(kind, name, tmp)
-    except errors.StorageError as exc:
+        size = storage.get(kind, name, tmp)
+        _fs.sync_tree(tmp)  # on disk before the rename publishes it
+    except DamagedItemError:
         _fs.remove_tree(tmp)
-        if "damaged object" not in exc.message:
-            raise
         result.damaged.append(f"{kind}/{name}")
         return
+    except OSError as exc:
+        _fs.remove_tree(tmp)
+        raise errors.StoreError(
+            f"cannot write {kind}/{name} from the storage to {parent}: {exc.strerror or exc}",
+            where=str(parent),
+            hint="check free disk space and permissions of the .modver folder",
+        ) from exc
     except BaseException:
         _fs.remove_tree(tmp)
         raise
-    _fs.publish_dir(tmp, parent / name)
-    moved.append(name)
+    if _fs.publish_dir(tmp, parent / name):  # else another process brought it first
+        moved.append(name)
+        result.bytes += size
 
 
 # -- the cache's fallback ----------------------------------------------------------------------------
@@ -509,4 +629,4 @@ def fetch_output(cache_root: Path, hexkey: str) -> bool:
         return False
     if result.damaged:
         _log.warning("note: the cached output %s in storage is damaged: it is computed here", hexkey[:16])
-    return bool(result.outputs)
+    return bool(result.outputs) or (cache_root / hexkey).is_dir()  # ours, or another process's copy

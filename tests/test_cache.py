@@ -16,6 +16,7 @@ import pytest
 from modver import _fs, serialize
 from modver.cache import ENTRY_FILE, OutputCache, key_hex
 from modver.errors import CacheError
+from tests.helpers import cli, mv_json
 
 KEY = "mv1:" + "ab" * 32
 OTHER = "mv1:" + "cd" * 32
@@ -197,6 +198,7 @@ def test_put_syncs_every_file_and_folder_before_publishing(cache: OutputCache, m
     assert written == {
         ".",
         "entry.json",
+        "stamp.json",
         "stdout",
         "object",
         "object/parts",
@@ -365,8 +367,105 @@ def test_a_run_that_needs_a_tampered_output_recomputes_it(tamper_project) -> Non
     )
     assert done.returncode == 0, done.stderr
     prep_line = next(line for line in done.stdout.splitlines() if line.startswith("- prep") and "running" in line)
-    assert "cached output unreadable, recomputed" in prep_line and "checksum" in prep_line
+    assert "recomputed: its cached output is damaged" in prep_line and "checksum" in prep_line
     record = _run(root, "--set", "train.offset=1")  # everything cached now, from healthy entries
     assert record["cached"] == {"prep": True, "train": True}
     assert modver.load("train", path=root) == 13  # 2 + 4 + 6 + 1, not 9 + 4 + 6 + 1
     assert modver.load("prep", path=root) == [2, 4, 6]
+
+
+# -- the stat stamps a cached run checks ---------------------------------------------------------
+
+
+def _flip_in_place_keeping_mtime(path: Path, offset: int) -> None:
+    """Change one byte of ``path`` in place (same inode, same size) and put its mtime back, as
+    ``touch -r`` would: only the ctime tells."""
+    before = path.stat()
+    with open(path, "r+b") as handle:
+        handle.seek(offset % before.st_size)
+        byte = handle.read(1)
+        handle.seek(offset % before.st_size)
+        handle.write(bytes([byte[0] ^ 0x01]))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+
+
+@pytest.fixture
+def checksums(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The files whose checksums are computed (a spy on the real function)."""
+    seen: list[str] = []
+    real = serialize.checksum_file
+
+    def spy(path: Path, algorithm: str = serialize.CHECKSUM) -> str:
+        seen.append(Path(path).name)
+        return real(path, algorithm)
+
+    monkeypatch.setattr(serialize, "checksum_file", spy)
+    return seen
+
+
+def test_check_reads_no_file_whose_stamp_is_unchanged(cache: OutputCache, checksums: list[str]) -> None:
+    entry = cache.put(KEY, list(range(1000)), {"stdout": "hello\n"})
+    checksums.clear()
+    assert cache.check(entry) == [] and checksums == []  # a few stat calls
+    os.utime(entry.path / "object")  # touched, bytes unchanged: checked in full once, then stamped again
+    assert cache.check(entry) == [] and checksums == ["object"]
+    checksums.clear()
+    assert cache.check(entry) == [] and checksums == []
+
+
+@pytest.mark.parametrize("damaged", ["object", "stdout", ENTRY_FILE])
+def test_check_finds_bytes_flipped_with_the_mtime_restored(cache: OutputCache, damaged: str) -> None:
+    entry = cache.put(KEY, list(range(1000)), {"stdout": "hello\n"})
+    _flip_in_place_keeping_mtime(entry.path / damaged, -3)
+    problems = cache.check(entry)
+    assert problems and damaged in problems[0]
+    assert cache.check(entry) == problems  # a damaged entry is never stamped as good
+
+
+def test_an_entry_without_stamps_is_checked_in_full_then_stamped(cache: OutputCache, checksums: list[str]) -> None:
+    """Entries written before stamps, or brought from storage, have no stamp.json."""
+    from modver.cache import STAMP_FILE
+
+    entry = cache.put(KEY, {"a": 1}, {})
+    (entry.path / STAMP_FILE).unlink()
+    checksums.clear()
+    assert cache.check(entry) == [] and sorted(checksums) == [ENTRY_FILE, "object"]
+    assert (entry.path / STAMP_FILE).is_file()
+    checksums.clear()
+    assert cache.check(entry) == [] and checksums == []
+    (entry.path / STAMP_FILE).write_text("{not json")  # a damaged stamp file costs a full check, nothing more
+    assert cache.check(entry) == [] and sorted(checksums) == [ENTRY_FILE, "object"]
+
+
+def test_a_damaged_last_stage_output_is_recomputed_not_served(tamper_project) -> None:
+    """Nothing downstream loads the last stage's output, so only the stamp check can see it."""
+    import modver
+
+    root = tamper_project.root
+    first = _run(root)
+    assert first["cached"] == {"prep": False, "train": False}
+    obj = root / ".modver" / "cache" / "outputs" / key_hex(first["stages"]["train"]["cache_key"]) / "object"
+    _flip_in_place_keeping_mtime(obj, -2)  # 12 becomes 13: still a valid pickle
+    done = cli(root, "run", "--explain")
+    train = next(line for line in done.stdout.splitlines() if line.startswith("- train") and "running" in line)
+    assert "recomputed: its cached output is damaged (object does not match its checksum)" in train
+    record = mv_json(root, "runs")[-1]
+    assert record["cached"] == {"prep": True, "train": False}
+    assert "damaged" in _run_record(root, record["run"])["stages"]["train"]["reason"]
+    assert modver.load("train", path=root) == 12
+    assert _run(root)["cached"] == {"prep": True, "train": True}  # the new entry is served again
+
+
+def test_a_touched_but_intact_output_is_still_served(tamper_project) -> None:
+    root = tamper_project.root
+    first = _run(root)
+    entry = root / ".modver" / "cache" / "outputs" / key_hex(first["stages"]["train"]["cache_key"])
+    os.utime(entry / "object")  # `touch`: metadata only
+    again = _run(root)
+    assert again["cached"] == {"prep": True, "train": True}
+
+
+def _run_record(root: Path, run_id: str) -> dict:
+    return json.loads((root / ".modver" / "runs" / run_id / "run.json").read_text())

@@ -18,6 +18,7 @@ import pytest
 from modver import materialize as mat
 from modver.cache import OutputCache
 from modver.errors import EntryNotFoundError, MaterializeError, SourceError, StageFailedError
+from tests._syncspy import SyncSpy
 
 
 def new_fingerprint() -> str:
@@ -346,3 +347,20 @@ def test_files_are_read_only_to_materialize_a_new_version(store: Path) -> None:
 
     first = mat.materialize(files, FP_A, store)
     assert mat.materialize(files, FP_A, store) == first and reads == [1]
+
+
+def test_a_run_publishes_a_version_folder_only_after_every_file_is_on_disk(
+    run_project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash of the machine right after the rename never leaves a torn file in a version."""
+    from tests.helpers import mv
+
+    spy = SyncSpy(monkeypatch)
+    mv(run_project.root, "run")
+    versions = run_project.root / ".modver" / mat.VERSIONS_DIR
+    published = spy.published(versions)
+    assert len(published) == 3  # prep, other, train
+    for index, tmp, final in published:
+        written = {p.relative_to(final).as_posix() for p in final.rglob("*")} | {"."}
+        assert mat.INFO_FILE in written and any(name.endswith(".pyc") for name in written)
+        assert written <= spy.synced_before(index, tmp), final.name

@@ -235,4 +235,126 @@ def test_a_final_record_is_indexed_when_written_and_a_progress_update_is_not(run
     with sqlite3.connect(index.path) as db:
         [(stamp,)] = db.execute("SELECT stamp FROM runs")
     st = os.stat(runs.path(run_id) / RUN_FILE)
-    assert stamp == f"{st.st_ino}:{st.st_mtime_ns}:{st.st_size}"  # valid as it is: nothing to read again
+    # valid as it is: nothing to read again
+    assert stamp == f"{st.st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_size}"
+
+
+# -- a record rewritten in place with its mtime restored; SQLite's extended error codes -----------
+
+
+def test_a_record_rewritten_in_place_with_its_mtime_restored_is_not_served_stale(run_project) -> None:
+    """`touch -r` puts the mtime back, but a write always moves the ctime: the stamp has it."""
+    import modver
+    from tests.helpers import mv, mv_json
+
+    root = run_project.root
+    [run] = [mv_json(root, "run")]
+    assert run["metrics"]["mean"] == 12.0
+    assert mv_json(root, "runs", "--where", "mean > 50") == []  # the index now holds the row
+    path = root / ".modver" / "runs" / run["run"] / RUN_FILE
+    before = path.stat()
+    text = path.read_bytes()
+    assert text.count(b'"mean": 12.0') == 1
+    with open(path, "r+b") as handle:  # in place: same inode, same size
+        handle.write(text.replace(b'"mean": 12.0', b'"mean": 99.0'))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (path.stat().st_ino, path.stat().st_mtime_ns, path.stat().st_size) == (
+        before.st_ino, before.st_mtime_ns, before.st_size,
+    )  # fmt: skip
+    assert [r["run"] for r in mv_json(root, "runs", "--where", "mean > 50")] == [run["run"]]
+    assert "99" in mv(root, "runs").stdout
+    assert modver.runs(path=root)["metric.mean"].tolist() == [99.0]
+
+
+def _real_errors(tmp_path: Path) -> dict[str, sqlite3.DatabaseError]:
+    """Errors SQLite itself raised, with their extended result codes."""
+    found: dict[str, sqlite3.DatabaseError] = {}
+    wal = tmp_path / "wal.sqlite"
+    a = sqlite3.connect(wal, isolation_level=None)
+    a.execute("PRAGMA journal_mode = WAL")
+    a.execute("CREATE TABLE t (x)")
+    b = sqlite3.connect(wal, isolation_level=None)
+    b.execute("BEGIN")
+    b.execute("SELECT * FROM t").fetchall()  # b reads a snapshot...
+    a.execute("INSERT INTO t VALUES (1)")  # ...that a moves past
+    try:
+        b.execute("INSERT INTO t VALUES (2)")
+    except sqlite3.DatabaseError as exc:
+        found["busy snapshot"] = exc
+    for db in (a, b):
+        db.close()
+    moved = tmp_path / "moved.sqlite"
+    c = sqlite3.connect(moved, isolation_level=None)
+    c.execute("CREATE TABLE t (x)")
+    os.rename(moved, tmp_path / "elsewhere.sqlite")
+    try:
+        c.execute("INSERT INTO t VALUES (1)")
+    except sqlite3.DatabaseError as exc:
+        found["db moved"] = exc
+    c.close()
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"not a database " * 100)
+    try:
+        sqlite3.connect(garbage).execute("SELECT * FROM t")
+    except sqlite3.DatabaseError as exc:
+        found["not a database"] = exc
+    return found
+
+
+def test_a_transient_error_with_an_extended_code_leaves_the_index_and_its_journal(
+    runs: RunStore, tmp_path: Path
+) -> None:
+    errors = _real_errors(tmp_path)
+    assert errors["busy snapshot"].sqlite_errorname == "SQLITE_BUSY_SNAPSHOT"
+    assert errors["db moved"].sqlite_errorname == "SQLITE_READONLY_DBMOVED"
+    index = index_of(runs)
+    for run_id in ids_at(3):
+        runs.create(record(run_id))
+    index.summaries()
+    journal = Path(f"{index.path}-journal")
+    for name in ("busy snapshot", "db moved"):
+        journal.write_bytes(b"a live writer's journal")
+        index._give_up(errors[name])
+        assert index.path.is_file() and journal.is_file(), name
+    journal.unlink()
+    assert len(rows(index)) == 3
+    index._give_up(errors["not a database"])  # damage: deleted, to be rebuilt
+    assert not index.path.exists()
+    assert seen(index) == truth(runs) and len(rows(index)) == 3
+
+
+def test_a_live_writer_holding_the_index_does_not_lose_it(run_project) -> None:
+    """While another process holds the index locked, mid-write, `modver runs` answers from the
+    records, and the index and the writer's journal stay."""
+    from tests.helpers import cli
+
+    root = run_project.root
+    first = json.loads(cli(root, "run", "--json").stdout)
+    cli(root, "runs")  # the index exists
+    second = json.loads(cli(root, "run", "--json", "--set", "prep.scale=3").stdout)
+    path = root / ".modver" / "cache" / "runs-index.sqlite"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import sqlite3, sys\n"
+            f"db = sqlite3.connect({str(path)!r}, isolation_level=None)\n"
+            "db.execute('BEGIN EXCLUSIVE')\n"
+            "db.execute(\"DELETE FROM runs WHERE run = 'nothing'\")\n"
+            "db.execute(\"INSERT INTO runs (run, stamp, summary, steps) VALUES ('held', '', '{}', '{}')\")\n"
+            "print('held', flush=True)\n"
+            "sys.stdin.readline()\n"
+            "db.execute('COMMIT')\n"
+        )],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline() == "held\n"
+        journal = Path(f"{path}-journal")
+        assert journal.is_file()
+        listed = json.loads(cli(root, "runs", "--json").stdout)
+        assert [r["run"] for r in listed] == [first["run"], second["run"]]
+        assert journal.is_file() and path.is_file()
+    finally:
+        holder.communicate("go\n", timeout=30)
+    assert holder.returncode == 0
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*) FROM runs WHERE run = 'held'").fetchone() == (1,)

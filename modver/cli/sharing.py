@@ -37,7 +37,7 @@ def push(remote: RemoteArg = None, dry_run: DryRunOpt = False, as_json: JsonOpt 
         print(f"{verb} to {result.remote.name}: {sent}" if sent else f"Nothing new to push to {result.remote.name}.")
         _print_clashes(result.clashes, result.remote.name)
         _print_transfer(result.storage, "would send" if dry_run else "sent")
-    if result.storage is not None and result.storage.damaged:
+    if result.storage is not None and (result.storage.damaged or result.storage.failed):
         raise typer.Exit(1)
 
 
@@ -99,3 +99,5 @@ def _print_transfer(transfer: Transfer | None, verb: str) -> None:
     )
     for item in transfer.damaged:
         print(f"damaged, not used: {item} does not match its checksums", file=sys.stderr)
+    for item in transfer.failed:
+        print(f"not sent (the next push tries again): {item}", file=sys.stderr)

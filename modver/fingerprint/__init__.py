@@ -3,7 +3,8 @@
 ``fingerprint_source`` fingerprints one module's text (imports are external); ``fingerprint_stage``
 follows project-local imports over a :class:`~modver.models.SourceTree`. Both parse with the
 stdlib ``ast``; libcst is only imported by :func:`definition_source`, lazily. The schemes
-(``mv1``, and ``mv2`` which adds files run by ``exec``) are described in docs/fingerprint.md.
+(``mv1``; ``mv2``, which adds files run by ``exec``; ``mv3``, which encodes importlib imports
+as their module) are described in docs/fingerprint.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The project-level closure of a stage and its fingerprint (schemes ``mv1`` and ``mv2``).
+"""The project-level closure of a stage and its fingerprint (schemes ``mv1``, ``mv2``, ``mv3``).
 
 Units (top-level statements, see ``_summary``) are numbered in depth-first discovery order from
 the entry, references visited in syntactic order. A unit is encoded as its kind, the digest of
@@ -10,6 +10,12 @@ enter the digest, so reordering definitions or moving them across files changes 
 ``exec(compile(open(P).read(), ...))`` or ``runpy.run_path(P)`` (P a string literal) is in the
 closure, every statement of it. A stage that runs no such file has the same digest under both
 and keeps its ``mv1:`` prefix; one that does is ``mv2:`` (docs/fingerprint.md, "Schemes").
+
+``mv3`` fixes one rule of ``mv2``: an ``importlib.import_module("m")`` or ``__import__("m")`` of a
+project module is encoded as a reference to that module, whole. ``mv1``/``mv2`` encoded it with
+the reference list of whatever reference came before it in the unit (and crashed when none
+did). A stage whose encoding is the same either way keeps its ``mv1:``/``mv2:`` digest; one
+whose encoding changes is ``mv3:``.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ from modver.models import Definition, SourceTree, Unresolved
 
 Key = tuple[str, int]  # (module path, unit index)
 
-SCHEMES = ("mv1", "mv2")  # closure rules, oldest first; a digest's prefix names the oldest that gives it
+SCHEMES = ("mv1", "mv2", "mv3")  # closure rules, oldest first; a digest's prefix names the oldest that gives it
 LATEST_SCHEME = SCHEMES[-1]
 
 
@@ -82,6 +88,8 @@ class ClosureBuilder:
         self.local = local
         self.text = text  # fingerprint_source: the entry's text, not read from the tree
         self.follow_runs = local and scheme != "mv1"  # mv2: files run by exec()/runpy are in
+        self.import_rule = scheme not in ("mv1", "mv2")  # mv3: importlib imports encoded as themselves
+        self.import_fixed = False  # an importlib import whose mv3 encoding differs from mv2's
         roots = [posixpath.dirname(entry_path), "", "src"]
         self.roots = list(dict.fromkeys(roots))
         self.summaries: dict[str, dict[str, Any]] = {}
@@ -339,6 +347,7 @@ class ClosureBuilder:
         line = unit[U_LINE]
         children: list[Key] = []
         refs: list = []
+        tokens: list | None = None  # the last reference's tokens: what mv1/mv2 encoded an importlib import with
         for chain, ctx, spec in unit[U_REFS]:
             if spec is None:
                 targets = self.resolve_name(path, chain)
@@ -371,10 +380,15 @@ class ClosureBuilder:
             else:
                 found = self.find_absolute(detail)
                 if found is not None:
-                    _tokens, keys = self._expand(
+                    imported, keys = self._expand(
                         [("whole", found[1])], path, flag_line, f"importlib import of {detail}"
                     )
-                    refs.append([("<import " + detail + ">",), tokens])
+                    if imported != tokens:
+                        self.import_fixed = True
+                    # mv1/mv2 took the previous reference's tokens (none: they crashed, and no
+                    # digest of theirs can be reproduced; the module is then encoded either way)
+                    stale = tokens if tokens is not None else imported
+                    refs.append([("<import " + detail + ">",), imported if self.import_rule else stale])
                     children.extend(keys)
         spec = unit[U_SPEC]
         if spec is not None and spec[-1] == "*":
@@ -548,8 +562,9 @@ class ClosureBuilder:
                 for chain, tokens in refs
             ]
             encoded_units.append((kind, unit_digest, encoded_refs))
-        # mv1 and mv2 agree unless the stage runs a file: then the digest is mv2's own
-        scheme = "mv2" if self.ran else "mv1"
+        # the oldest scheme whose rules give this encoding: mv1 and mv2 agree unless the stage
+        # runs a file; mv2 and mv3 agree unless an importlib import was encoded otherwise
+        scheme = "mv3" if self.import_rule and self.import_fixed else "mv2" if self.ran else "mv1"
         hexdigest = digest(encode((scheme + "/stage", target, encoded_units, sorted(dep_parts))))
         return scheme + ":" + hexdigest.partition(":")[2]
 

@@ -375,7 +375,7 @@ def test_an_unreadable_cached_output_is_recomputed(run_project, damage):
     again = run(p.root)  # train is new and needs prep's output
     assert again["status"] == "succeeded"
     assert again["cached"] == {"prep": False, "other": True, "train": False}
-    assert "cached output unreadable, recomputed" in again["stages"]["prep"]["reason"]
+    assert "recomputed: its cached output is damaged" in again["stages"]["prep"]["reason"]
     assert again["metrics"]["mean"] == first["metrics"]["mean"]
     assert obj.stat().st_size == size
     from modver.cache import OutputCache

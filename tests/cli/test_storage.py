@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -206,3 +207,118 @@ def test_runs_say_who_ran_them_after_a_pull(team, monkeypatch):
     lines = mv(bob.root, "runs").stdout.splitlines()
     assert lines[0].split()[:2] == ["run", "by"]
     assert "alice@" in lines[1] and "bob@" in lines[2]
+
+
+# -- durable writes, damaged indexes, items the storage refuses ----------------------------------
+
+
+def test_push_and_pull_put_every_file_on_disk_before_naming_it(team, monkeypatch):
+    """A crash of either machine never leaves an index naming a torn file, nor a torn file in
+    a published folder of the clone."""
+    from tests._syncspy import SyncSpy
+
+    mv(team.alice.root, "run")
+    spy = SyncSpy(monkeypatch)
+    mv(team.alice.root, "push")
+    shared = team.storage.resolve()
+    renamed = {dst: (i, src) for i, (kind, src, dst) in enumerate(spy.events) if kind == "rename"}
+    synced = [(i, path) for i, (kind, path, _) in enumerate(spy.events) if kind == "fsync"]
+    files = [p for p in shared.rglob("*") if p.is_file()]
+    assert len(files) > 10
+    for path in files:  # each file was written to a temporary name, fsynced, then renamed
+        index, tmp = renamed[str(path)]
+        assert any(i < index and p == tmp for i, p in synced), path
+    for item in [p for p in files if p.suffix == ".json" and p.parent.name in ("runs", "outputs")]:
+        folder = item.with_suffix("")
+        named, _ = renamed[str(item)]
+        last_file = max(renamed[str(p)][0] for p in folder.rglob("*") if p.is_file())
+        assert any(last_file < i < named and p == str(folder) for i, p in synced), item  # the renames, too
+
+    bob = team.clone("bob")
+    spy.events.clear()
+    mv(bob.root, "pull", "--outputs")
+    for parent in (bob.root / ".modver" / "runs", bob.root / ".modver" / "cache" / "outputs"):
+        published = spy.published(parent)
+        assert published
+        for index, tmp, final in published:
+            written = {p.relative_to(final).as_posix() for p in final.rglob("*")} | {"."}
+            assert written <= spy.synced_before(index, tmp), final
+
+
+def test_a_clones_stamps_never_travel(team):
+    run = mv_json(team.alice.root, "run")
+    mv(team.alice.root, "push")
+    key = run["stages"]["train"]["cache_key"].split(":")[-1]
+    assert (team.alice.root / ".modver" / "cache" / "outputs" / key / "stamp.json").is_file()
+    assert not (team.storage / "outputs" / key / "stamp.json").exists()
+    assert "stamp.json" not in (team.storage / "outputs" / f"{key}.json").read_text()
+
+
+def test_damaged_indexes_in_storage_never_block_a_pull(team):
+    """Truncated JSON, an index listing "." or "", an item named "." or "..": each is skipped and
+    named (its index removed, as for any damaged item); every other item comes."""
+    first = mv_json(team.alice.root, "run")
+    second = mv_json(team.alice.root, "run", "--set", "prep.scale=5")
+    third = mv_json(team.alice.root, "run", "--set", "prep.scale=7")
+    mv(team.alice.root, "push")
+    runs = team.storage / "runs"
+    index = runs / f"{first['run']}.json"
+    index.write_bytes(index.read_bytes()[:-20])  # truncated
+    listing = json.loads((runs / f"{second['run']}.json").read_text())
+    listing["files"]["."] = listing["files"]["run.json"]
+    (runs / f"{second['run']}.json").write_text(json.dumps(listing))
+    outputs = team.storage / "outputs"
+    [out_index, *_] = sorted(outputs.glob("*.json"))
+    out_listing = json.loads(out_index.read_text())
+    out_listing["files"][""] = out_listing["files"]["object"]
+    out_index.write_text(json.dumps(out_listing))
+    for name in ("..json", "...json", ".json"):  # items named ".", "..", ""
+        (runs / name).write_text(json.dumps({"format": 1, "files": {}}))
+        (outputs / name).write_text(json.dumps({"format": 1, "files": {}}))
+
+    bob = team.clone("bob")
+    out = mv(bob.root, "pull", "--outputs", code=1)
+    assert f"damaged, not used: runs/{first['run']}" in out.stderr
+    assert f"damaged, not used: runs/{second['run']}" in out.stderr
+    assert f"damaged, not used: outputs/{out_index.stem}" in out.stderr
+    assert "brought 1 run record and" in out.stdout  # neither "." nor ".." counted
+    assert [r["run"] for r in mv_json(bob.root, "runs")] == [third["run"]]
+    for gone in (index, runs / f"{second['run']}.json", out_index):
+        assert not gone.exists()  # removed: the next push of a clone that has it sends it again
+    assert (runs / "..json").exists() and (runs / ".json").exists()  # not items: left alone
+    assert not (bob.root / ".modver" / "runs" / "..").is_symlink()
+    mv(team.alice.root, "push")
+    assert "brought 2 run records" in mv(bob.root, "pull").stdout
+    assert len(mv_json(bob.root, "runs")) == 3
+
+
+def test_an_item_the_storage_refuses_does_not_block_the_others(team):
+    """One run whose folder in the storage is blocked fails alone; the next push finishes it."""
+    first = mv_json(team.alice.root, "run")
+    second = mv_json(team.alice.root, "run", "--set", "prep.scale=5")
+    (team.storage / "runs").mkdir()
+    (team.storage / "runs" / first["run"]).write_text("in the way")
+    out = mv(team.alice.root, "push", code=1)
+    assert f"not sent (the next push tries again): runs/{first['run']}" in out.stderr
+    assert "sent 1 run record and 5 cached outputs" in out.stdout
+    assert (team.storage / "runs" / f"{second['run']}.json").is_file()
+    (team.storage / "runs" / first["run"]).unlink()
+    again = mv(team.alice.root, "push")
+    assert "Nothing new to push to origin." in again.stdout
+    assert "sent 1 run record and 0 cached outputs" in again.stdout
+    assert (team.storage / "runs" / f"{first['run']}.json").is_file()
+
+
+def test_a_push_whose_storage_part_failed_is_finished_by_the_next(team):
+    """The refs went out, the storage did not answer: the next push finds the refs up to date and
+    still sends what the storage lacks (decided by the storage's own indexes)."""
+    run = mv_json(team.alice.root, "run")
+    team.storage.rename(team.tmp / "away")
+    out = mv(team.alice.root, "push", code=1)
+    assert "the storage folder" in out.stderr
+    assert team.remote.joinpath("refs", "modver").is_dir()  # git first: the refs are published
+    (team.tmp / "away").rename(team.storage)
+    again = mv(team.alice.root, "push")
+    assert "Nothing new to push to origin." in again.stdout
+    assert "sent 1 run record and 3 cached outputs" in again.stdout
+    assert (team.storage / "runs" / f"{run['run']}.json").is_file()

@@ -43,6 +43,13 @@ RUNS = DictTree(
     }
 )
 
+IMPORTS = DictTree(
+    {  # scheme mv3: a project module imported by name with importlib
+        "main.py": "import importlib\n\n\ndef run():\n    return importlib.import_module('plugins').p()\n",
+        "plugins.py": "def p():\n    return 1\n",
+    }
+)
+
 
 def compute():
     cache = SummaryCache()
@@ -60,6 +67,10 @@ def compute():
         ).fingerprint,
         "stage train.py (runs configurator.py)": fingerprint_stage(RUNS, "train.py", cache=cache).fingerprint,
         "stage train.py (scheme mv1)": fingerprint_stage(RUNS, "train.py", cache=cache, scheme="mv1").fingerprint,
+        "stage main.py:run (importlib import)": fingerprint_stage(IMPORTS, "main.py:run", cache=cache).fingerprint,
+        "stage main.py:run (scheme mv2)": fingerprint_stage(
+            IMPORTS, "main.py:run", cache=cache, scheme="mv2"
+        ).fingerprint,
     }
 
 
