@@ -687,9 +687,11 @@ class _Graph:
         if not isinstance(message, dict) or message.get("key") not in self.tasks:
             return
         key, worker = str(message["key"]), str(message.get("worker"))
-        if key in self.results or key in self.dying:
+        if key in self.results:
             return
         if message.get("kind") == "started":
+            if key in self.dying:  # an attempt that began before it was cancelled
+                return
             tried = self.attempts.setdefault(key, [])
             if tried and key in self.running.get(tried[-1], ()):  # its last worker died, no nanny said so (yet)
                 self._crash(key, tried[-1])
