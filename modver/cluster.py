@@ -315,7 +315,8 @@ def _signals_deferred(*signals: signal.Signals, spawn: bool = False) -> Iterator
         if old_mask is not None:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         for s, handler in previous.items():
-            signal.signal(s, handler)
+            if handler is not None:  # None: not set from Python, and not ours to restore
+                signal.signal(s, handler)
         if received:
             signal.raise_signal(received[0])
 
@@ -506,11 +507,17 @@ def _run_folder(client: Client, store: Path) -> Iterator[Path]:
 
 
 def _remove_dead_folders(tmp: Path) -> None:
-    """Remove the run folders of drivers on this host whose process is gone."""
+    """Remove the run folders of drivers on this host whose process is gone (and the token files
+    ``worker-check-*`` that earlier modver drivers left, once an hour old)."""
     prefix = f"{_fs.TEMP_PREFIX}cluster-{socket.gethostname()}-"
     if not tmp.is_dir():
         return
     for child in tmp.iterdir():
+        if child.name.startswith("worker-check-"):
+            with contextlib.suppress(OSError):
+                if time.time() - child.lstat().st_mtime > 3600:
+                    child.unlink()
+            continue
         rest = _PID_TOKEN.match(child.name[len(prefix) :]) if child.name.startswith(prefix) else None
         if rest is None:
             continue
