@@ -77,14 +77,29 @@ class SweepMethods:
             )
         return spec
 
-    def plan_sweep(self, spec: SweepSpec, manifest: PathArg = None) -> Graph:
-        """What a sweep would do, point by point and stage by stage (nothing executed or recorded)."""
-        from modver.graph import plan_graph
+    def plan_sweep(
+        self, spec: SweepSpec | None = None, manifest: PathArg = None, *, resume: str | None = None
+    ) -> Graph:
+        """What a sweep would do, point by point and stage by stage — or, with ``resume``, what
+        resuming that recorded sweep would (its points that did not succeed). Nothing is executed
+        or recorded; each stage's entry is checked against the point's arguments from its source
+        (:func:`modver.graph.check_calls`), as the real sweep checks it."""
+        from modver.driver import points_to_run
+        from modver.graph import check_calls, plan_graph
         from modver.planner import last_key_parts
 
+        if resume is not None:
+            record = self.sweep_record(resume)
+            spec, manifest = record.spec, self.root / record.manifest
+            points = [(p.index, p.params) for p in points_to_run(record, self.runs_store)]
+        else:
+            assert spec is not None, "give a sweep spec or a sweep to resume"
+            points = list(enumerate(spec.points()))
         base = self.pipeline(manifest, spec.sets)
         previous = last_key_parts(self.runs_store, [s.name for s in base.stages])
-        return plan_graph(self.registry, self.store, base, enumerate(spec.points()), register=False, previous=previous)
+        graph = plan_graph(self.registry, self.store, base, points, register=False, previous=previous)
+        check_calls(self.registry, self.store, graph)
+        return graph
 
     def sweep(
         self, spec: SweepSpec | None = None, manifest: PathArg = None, *, resume: str | None = None,
@@ -120,7 +135,8 @@ class SweepMethods:
             record = self.sweep_record(resume)
         else:
             assert spec is not None, "give a sweep spec or a sweep to resume"
-            base = self.plan_sweep(spec, manifest).points[0].pipeline
+            base = self.pipeline(manifest, spec.sets)
+            self.plan_sweep(spec, manifest)  # its points checked before the job is submitted
             record = SweepRecord.new(base.manifest_path, spec, spec.points(), describe_executor(executor), "queued")
             store.save(record)
         argv = ["sweep", "--resume", record.sweep, *executor_args(executor), *(["--fail-fast"] if fail_fast else [])]

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -44,7 +45,10 @@ from modver.sweepstore import Best, SweepPoint, SweepRecord, SweepStore
 if TYPE_CHECKING:  # pragma: no cover
     from modver.cluster import ExecutorSpec, TaskEvent
 
-__all__ = ["OnProgress", "Progress", "describe_executor", "executor_args", "executor_spec", "run_parallel", "sweep"]
+__all__ = [
+    "OnProgress", "Progress", "SweepInterrupted", "describe_executor", "executor_args", "executor_spec",
+    "points_to_run", "run_parallel", "sweep",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -80,16 +84,21 @@ def executor_spec(
 ) -> ExecutorSpec:  # fmt: skip
     """The executor of ``--jobs``/``--scheduler``/``--cluster KIND`` over the manifest's ``cluster:``
     ``section`` (its jobs and options are kept when ``--cluster`` names the kind)."""
-    from modver.cluster import ClusterConfig, ExecutorSpec
+    from modver.cluster import ClusterConfig, ExecutorSpec, check_address
 
     if scheduler is not None and kind is not None:
         raise errors.UsageError(
             "give --scheduler or --cluster, not both", hint="--scheduler tcp://HOST:PORT uses a running Dask cluster"
         )
+    if scheduler is not None:
+        scheduler = check_address(scheduler)
     config = ClusterConfig.from_json(section, where=where) if section is not None else None
     if kind is not None:
         base = config if config is not None else ClusterConfig()
-        config = ClusterConfig.from_json({"kind": kind, "jobs": base.jobs, "options": dict(base.options)}, "--cluster")
+        config = replace(
+            ClusterConfig.from_json({"kind": kind, "jobs": base.jobs, "options": dict(base.options)}, "--cluster"),
+            start_timeout=base.start_timeout,
+        )
     if jobs is not None and jobs < 1:
         raise errors.UsageError(f"--jobs must be at least 1, not {jobs}", hint="give --jobs N with N >= 1")
     return ExecutorSpec(jobs=jobs, scheduler=scheduler, cluster=config, debug=debug)
@@ -305,13 +314,18 @@ def run_parallel(
 class _Book:
     """The sweep's record, kept up to date as its points start and end."""
 
-    def __init__(self, sweeps: SweepStore, record: SweepRecord, best: Best | None, on_progress: OnProgress | None):
-        self.sweeps, self.record, self.best, self.on_progress = sweeps, record, best, on_progress
+    def __init__(
+        self, sweeps: SweepStore, record: SweepRecord, best: Best | None, on_progress: OnProgress | None,
+        lock: Callable[[], None] | None = None,
+    ):  # fmt: skip
+        self.sweeps, self.record, self.best, self.on_progress, self.lock = sweeps, record, best, on_progress, lock
         self.leader: tuple[int, float] | None = None
         self.begun = False  # its record is written: it got past planning
         self.fresh: list[SweepPoint] = []  # points ended since the last tick
 
     def started(self, graph: Graph, run_ids: dict[int, str]) -> None:
+        if self.lock is not None:
+            self.lock()
         for index, run in run_ids.items():
             self.record = self.record.with_point(index, run=run, status="pending", error=None)
         self.record = replace(self.record, tasks=graph.counts())
@@ -358,6 +372,31 @@ class _Book:
         return self.record
 
 
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM, which the command line turns into one) stopped sweep ``sweep``: its
+    record says interrupted, and ``modver sweep --resume SWEEP`` continues it."""
+
+    def __init__(self, sweep: str):
+        super().__init__(sweep)
+        self.sweep = sweep
+
+
+def points_to_run(record: SweepRecord, runs: RunStore) -> list[SweepPoint]:
+    """The points of ``record`` that a resume runs: every point but those whose run succeeded and
+    is still recorded (``gc --remove-records`` may have removed it: the point runs again, from
+    the cache if its outputs are kept)."""
+    todo = []
+    for point in record.points:
+        if point.status == "succeeded" and point.run is not None:
+            try:
+                if runs.load(point.run).status is RunStatus.SUCCEEDED:
+                    continue
+            except errors.ModverError:
+                pass  # its run record is gone or damaged: the point is not done
+        todo.append(point)
+    return todo
+
+
 def sweep(
     registry: Registry,
     store: Path,
@@ -371,19 +410,32 @@ def sweep(
     on_progress: OnProgress | None = None,
 ) -> SweepRecord:
     """Run every point of ``spec`` over ``base`` (or the unfinished points of ``resume``); the
-    sweep's final record. Failed points do not raise: the record lists them."""
-    if resume is not None:
-        record = replace(resume, status="running", finished=None, executor=describe_executor(executor),
-                         host=socket.gethostname(), pid=os.getpid())  # fmt: skip
-    else:
-        record = SweepRecord.new(base.manifest_path, spec, spec.points(), describe_executor(executor))
-    todo = [(p.index, p.params) for p in record.points if p.status != "succeeded"]
-    book = _Book(SweepStore(store / "sweeps"), record, best, on_progress)
-    try:
-        _execute(registry, store, base, todo, executor, sweep_id=record.sweep, fail_fast=fail_fast,
-                 on_point=book.point_done, on_started=book.started, on_tick=book.tick)  # fmt: skip
-    except BaseException as exc:
-        if book.begun:
-            book.end("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed")
-        raise
-    return book.end()
+    sweep's final record. Failed points do not raise: the record lists them. The sweep's lock
+    is held while it runs: a second driver of the same sweep (two ``--resume``) is refused
+    (:class:`~modver.errors.SweepError`). Ctrl-C raises :class:`SweepInterrupted`."""
+    sweeps = SweepStore(store / "sweeps")
+    new = resume is None
+    record = SweepRecord.new(base.manifest_path, spec, spec.points(), describe_executor(executor)) if new else resume
+    assert record is not None
+    with contextlib.ExitStack() as held:
+        if resume is not None:  # read again under the lock: a driver that held it may have run points
+            held.enter_context(sweeps.hold(resume.sweep))
+            record = replace(sweeps.load(resume.sweep, alive=False), status="running", finished=None,
+                             executor=describe_executor(executor), host=socket.gethostname(), pid=os.getpid())  # fmt: skip
+        todo = points_to_run(record, RunStore(store / "runs")) if resume is not None else list(record.points)
+        # a new sweep takes its lock once planned, before its record is first written
+        lock = (lambda: held.enter_context(sweeps.hold(record.sweep))) if new else None
+        book = _Book(sweeps, record, best, on_progress, lock)
+        try:
+            _execute(registry, store, base, [(p.index, p.params) for p in todo], executor, sweep_id=record.sweep,
+                     fail_fast=fail_fast, on_point=book.point_done, on_started=book.started, on_tick=book.tick)  # fmt: skip
+        except KeyboardInterrupt as exc:
+            if book.begun or not new:
+                book.end("interrupted")
+                raise SweepInterrupted(record.sweep) from exc
+            raise
+        except BaseException:
+            if book.begun:
+                book.end("failed")
+            raise
+        return book.end()

@@ -22,9 +22,11 @@ import contextlib
 import inspect
 import io
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -106,15 +108,75 @@ class _Tee(io.TextIOBase):
         return False
 
 
+# Output is routed per task: while a stage runs, ``sys.stdout``/``sys.stderr`` are routers that
+# write to the capture of the calling context (a ContextVar), so stages run at once in threads of
+# one process (a Dask worker with --nthreads 2) each write to their own logs. A thread a stage
+# started itself does not inherit the context: it writes to the outermost capture open in the
+# process (its stage's, when one runs at a time), as modver.metrics does.
+_capture_of: ContextVar[tuple[_Tee, _Tee] | None] = ContextVar("modver_capture", default=None)
+_open: list[tuple[_Tee, _Tee]] = []  # the captures open in this process, outermost first
+_lock = threading.RLock()  # re-entrant: a finalizer may write while this thread holds it
+_saved: list[tuple[TextIO, TextIO]] = []  # the streams the routers replaced, while they are in place
+# a whole-module stage runs as __main__ with its own sys.argv, which a process has only one of:
+# such stages take turns within a process (function stages run beside them)
+_SCRIPT_TURN = threading.Lock()
+
+
+class _Router(io.TextIOBase):
+    """``sys.stdout`` (``index`` 0) or ``sys.stderr`` (1) while captures are open: writes go to
+    the calling context's capture, else to the outermost one, else to the stream it replaced."""
+
+    def __init__(self, index: int, replaced: TextIO):
+        self.index, self.replaced = index, replaced
+
+    def _target(self) -> TextIO | _Tee:
+        capture = _capture_of.get()
+        if capture is None:
+            with _lock:
+                capture = _open[0] if _open else None
+        return capture[self.index] if capture is not None else self.replaced
+
+    def write(self, text: str) -> int:
+        return self._target().write(text)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        """Nothing: a router closes nothing (and is not flushed when it is dropped)."""
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.replaced, "encoding", None) or "utf-8"
+
+
 @contextlib.contextmanager
 def capture_into(out: TextIO, err: TextIO, echo: TextIO | None) -> Iterator[None]:
-    """Tee stdout/stderr into ``out``/``err`` (and ``echo``) for the block."""
-    saved = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _Tee(out, echo), _Tee(err, echo)
+    """Tee what this context writes to stdout/stderr into ``out``/``err`` (and ``echo``) for the
+    block; other threads' captures are kept apart (see the routers above), and the streams are
+    put back when the last capture of the process closes."""
+    tees = (_Tee(out, echo), _Tee(err, echo))
+    with _lock:
+        if not _open:
+            _saved.append((sys.stdout, sys.stderr))
+            sys.stdout, sys.stderr = _Router(0, sys.stdout), _Router(1, sys.stderr)
+        _open.append(tees)
+    token = _capture_of.set(tees)
     try:
         yield
     finally:
-        sys.stdout, sys.stderr = saved
+        _capture_of.reset(token)
+        with _lock:
+            _open.remove(tees)
+            if not _open:
+                stdout, stderr = _saved.pop()
+                if isinstance(sys.stdout, _Router):  # not if the stage put a stream of its own there
+                    sys.stdout = stdout
+                if isinstance(sys.stderr, _Router):
+                    sys.stderr = stderr
 
 
 @contextlib.contextmanager
@@ -269,13 +331,15 @@ def run_task(
                 with _timed(timings, "load"):
                     kwargs[kw] = cache.load(key)
         kwargs.update(task.params)
-        started = time.perf_counter()
-        with collect_metrics(task.stage) as collector, _capture(task.logs, echo):
-            try:
-                with _timed(timings, "call"):
-                    output = fn(**kwargs)
-            finally:
-                metrics = tuple(collector.events)
+        turn = _SCRIPT_TURN if task.is_module else contextlib.nullcontext()
+        with turn:
+            started = time.perf_counter()
+            with collect_metrics(task.stage) as collector, _capture(task.logs, echo):
+                try:
+                    with _timed(timings, "call"):
+                        output = fn(**kwargs)
+                finally:
+                    metrics = tuple(collector.events)
     except errors.ModverError as exc:  # a bad param, a whole-module stage that exited 1, an unreadable input
         return _failed(task, exc, started, timings, metrics, str(exc), exc.hint, exc.where)
     except Exception as exc:  # noqa: BLE001 - the stage's own error: recorded with its traceback

@@ -14,19 +14,21 @@ turns it into the :class:`~modver.executor.StageTask` of each key, for
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import ast
+import inspect
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from modver.engine import task_for
-from modver.executor import StageTask
+from modver.executor import StageTask, call_problem
 from modver.planner import Pipeline, StagePlan, check_param, plan, with_params
 from modver.record import KeyParts
 from modver.registry import Registry
 
-__all__ = ["Graph", "PlannedPoint", "build_tasks", "plan_graph"]
+__all__ = ["Graph", "PlannedPoint", "build_tasks", "check_calls", "plan_graph"]
 
 
 @dataclass(frozen=True)
@@ -145,3 +147,141 @@ def build_tasks(registry: Registry, store: Path, graph: Graph, runs: Mapping[int
         p = next(p for p in point.plans if p.name == stage)
         tasks[key] = task_for(registry, store, point.pipeline, p, runs.get(index))
     return tasks
+
+
+def check_calls(registry: Registry, store: Path, graph: Graph) -> None:
+    """Every stage of every point can be called with its inputs and params, judged from the
+    entry's source (its ``def``, read from its version or the working tree) without importing
+    it — the dry run's twin of the real sweep's check (:func:`modver.executor.call_problem`, the
+    same error). An entry whose signature the source does not settle (decorated, defined
+    dynamically, not found) is left to the real sweep."""
+    sources: dict[tuple[str | None, str], bytes | None] = {}
+    seen: set[tuple[str, str, tuple[str, ...]]] = set()
+    for point in graph.points:
+        for p in point.plans:
+            inputs = {kw: i.key for kw, i in p.key_parts.inputs.items() if i.key is not None}
+            data = {kw: str(i.data) for kw, i in p.key_parts.inputs.items() if i.data is not None}
+            names = (*inputs, *data, *p.spec.params)
+            if (p.entry, p.fingerprint, tuple(sorted(names))) in seen:
+                continue
+            seen.add((p.entry, p.fingerprint, tuple(sorted(names))))
+            path, _, target = p.entry.partition(":")
+            task = StageTask(str(registry.repo.root), str(store), p.name, p.fingerprint, "", p.entry, p.key,
+                             inputs=inputs, data=data, params=dict(p.spec.params))  # fmt: skip
+            call: Callable[..., Any] = _no_call
+            if target:
+                commit = p.version.commit if p.version is not None else None
+                if (commit, path) not in sources:
+                    sources[commit, path] = _source(registry, commit, path)
+                signature = _static_signature(sources[commit, path], target)
+                if signature is None:
+                    continue
+                call = _signed(signature)
+            problem = call_problem(task, call, names)
+            if problem is not None:
+                raise problem
+
+
+def _no_call(**kwargs: Any) -> None:
+    """Stands for a whole-module stage: it takes any params."""
+
+
+def _signed(signature: inspect.Signature) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> None:
+        """Stands for an entry, with its signature."""
+
+    call.__signature__ = signature  # type: ignore[attr-defined]
+    return call
+
+
+def _source(registry: Registry, commit: str | None, path: str) -> bytes | None:
+    """The entry file of a version (its history commit), or of the working tree (None)."""
+    if commit is None:
+        return registry.working_tree().read(path)
+    return registry.history.files_at(commit).get(path)
+
+
+_HAS_DEFAULT = object()
+
+
+def _static_signature(source: bytes | None, target: str) -> inspect.Signature | None:
+    """The signature ``target`` (``func``, ``Class``, ``Class.method``) is called with, from the
+    module's source; None when the source does not settle it."""
+    try:
+        module = ast.parse(source or b"")
+    except (SyntaxError, ValueError, RecursionError):
+        return None  # the real sweep reports it, with its line
+    parts = target.split(".")
+    node = _last_definition(module.body, parts[0])
+    if node is None or (node.decorator_list and not isinstance(node, ast.ClassDef)) or len(parts) > 2:
+        return None
+    if isinstance(node, ast.ClassDef):
+        if node.decorator_list or node.keywords or (node.bases and len(parts) == 1):
+            return None  # a dataclass, a metaclass, an inherited __init__
+        name = parts[1] if len(parts) == 2 else "__init__"
+        method = _last_definition(node.body, name)
+        if method is None:
+            return inspect.Signature() if len(parts) == 1 else None
+        if isinstance(method, ast.ClassDef):
+            return None
+        kinds = [d.id for d in method.decorator_list if isinstance(d, ast.Name)]
+        if len(kinds) != len(method.decorator_list) or len(kinds) > 1 or kinds[:1] not in ([], ["staticmethod"],
+                                                                                            ["classmethod"]):  # fmt: skip
+            return None
+        drop = 0 if kinds == ["staticmethod"] else 1
+        return _signature(method.args, drop)
+    return _signature(node.args, 0)
+
+
+def _last_definition(body: list[ast.stmt], name: str) -> ast.FunctionDef | ast.ClassDef | None:
+    """The last top-level ``def``/``class`` ``name`` in ``body``; None if ``name`` is also bound
+    otherwise (an assignment, an import: decided at run time)."""
+    found: ast.FunctionDef | ast.ClassDef | None = None
+    for stmt in body:
+        if isinstance(stmt, ast.FunctionDef | ast.ClassDef) and stmt.name == name:
+            found = stmt
+        elif (isinstance(stmt, ast.AsyncFunctionDef) and stmt.name == name) or name in _bound_names(stmt):
+            return None
+    return found
+
+
+def _bound_names(stmt: ast.stmt) -> set[str]:
+    if isinstance(stmt, ast.Import | ast.ImportFrom):
+        return {(a.asname or a.name).split(".")[0] for a in stmt.names}
+    if isinstance(stmt, ast.Assign | ast.AnnAssign | ast.AugAssign):
+        targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+        return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    if isinstance(stmt, ast.FunctionDef | ast.ClassDef | ast.AsyncFunctionDef):
+        return set()
+    names = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    defined = (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)
+    names.update(n.name for n in ast.walk(stmt) if isinstance(n, defined))  # under an `if`, a `try`
+    return names | {
+        (a.asname or a.name).split(".")[0]
+        for n in ast.walk(stmt)
+        if isinstance(n, ast.Import | ast.ImportFrom)
+        for a in n.names
+    }
+
+
+def _signature(args: ast.arguments, drop: int) -> inspect.Signature | None:
+    """The signature of ``args`` without its first ``drop`` positional parameters (self, cls)."""
+    P = inspect.Parameter
+    positional = [*args.posonlyargs, *args.args]
+    defaults = [P.empty] * (len(positional) - len(args.defaults)) + [_HAS_DEFAULT] * len(args.defaults)
+    params = [
+        P(a.arg, P.POSITIONAL_ONLY if i < len(args.posonlyargs) else P.POSITIONAL_OR_KEYWORD, default=d)
+        for i, (a, d) in enumerate(zip(positional, defaults, strict=True))
+    ][drop:]
+    if len(positional) < drop:
+        return None
+    if args.vararg is not None:
+        params.append(P(args.vararg.arg, P.VAR_POSITIONAL))
+    for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True):
+        params.append(P(a.arg, P.KEYWORD_ONLY, default=P.empty if d is None else _HAS_DEFAULT))
+    if args.kwarg is not None:
+        params.append(P(args.kwarg.arg, P.VAR_KEYWORD))
+    try:
+        return inspect.Signature(params)
+    except ValueError:
+        return None

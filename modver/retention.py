@@ -11,7 +11,8 @@ removes those that no kept run uses:
   a **materialized version** (``versions/_modver_<hex16>/``) when a kept run used its
   fingerprint. Anything else goes, with what crashed writers left behind (temporary folders).
 - **run records** and stage histories are never removed, unless ``remove_records`` asks for
-  the records of the runs that are not kept (their logs go with them).
+  the records of the runs that are not kept (their logs go with them), and with them the
+  records of finished sweeps none of whose runs is left (``.modver/sweeps/<id>.json``).
 
 It is safe while runs are in progress: a run holds the store's gc lock shared from the moment
 it starts planning until its record (naming every key and version it will use) is written;
@@ -46,7 +47,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 class Removal:
     """One thing ``gc`` removes (or would remove)."""
 
-    kind: str  # "output" | "version" | "record" | "leftover"
+    kind: str  # "output" | "version" | "record" | "sweep" | "leftover"
     path: Path
     size: int  # bytes
     detail: str  # the stage and version of an output, the run of a record, ...
@@ -133,6 +134,25 @@ def kept_runs(
     return kept
 
 
+def _sweeps_without_runs(store: Path, left: set[str]) -> list[Removal]:
+    """The records of finished sweeps none of whose points' runs is ``left`` (the runs whose
+    records stay): a sweep record names its points' runs, and would name nothing.
+    A sweep with some runs left keeps its record: resuming it runs the points whose runs are gone."""
+    from modver.sweepstore import SweepStore
+
+    sweeps = SweepStore(store / "sweeps")
+    out = []
+    for record in sweeps.list():
+        runs = [p.run for p in record.points if p.run is not None]
+        if record.status in ("running", "queued") or not runs or any(run in left for run in runs):
+            continue
+        for path in (sweeps.path(record.sweep), sweeps.lock_path(record.sweep)):
+            if path.exists():
+                detail = f"sweep {record.sweep} ({record.status}): none of its runs is kept"
+                out.append(Removal("sweep" if path.suffix == ".json" else "leftover", path, _size(path), detail))
+    return out
+
+
 def collect_garbage(
     store: Path,
     records: Iterable[RunRecord],
@@ -183,6 +203,8 @@ def collect_garbage(
             if r.run not in kept_ids and r.status is not RunStatus.RUNNING:
                 folder = runs.path(r.run)
                 removed.append(Removal("record", folder, _size(folder), f"run {r.run} ({r.status})"))
+        left = {r.run for r in records if r.run in kept_ids or r.status is RunStatus.RUNNING}
+        removed.extend(_sweeps_without_runs(store, left))
     if not dry_run:
         for item in removed:
             if item.path.is_dir() and not item.path.is_symlink():

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,9 +33,10 @@ from typing import Any
 
 from modver import errors
 
-__all__ = ["MAX_POINTS", "Axis", "SweepSpec", "load_sweep_file", "parse_axes", "split_top_level"]
+__all__ = ["MAX_FILE_CHARS", "MAX_POINTS", "Axis", "SweepSpec", "load_sweep_file", "parse_axes", "split_top_level"]
 
 MAX_POINTS = 10_000  # points of one sweep: each is a run record
+MAX_FILE_CHARS = 100_000  # a sweep file, as a --set value may be (manifest MAX_SET_CHARS)
 _RANGE = re.compile(r"^\s*range\((.*)\)\s*$", re.S)
 _TARGET = re.compile(r"^[^.=\s]+\.[^=\s]+$")
 
@@ -213,14 +215,7 @@ def load_sweep_file(path: Path, sets: Sequence[str] = (), *, zip_axes: bool = Fa
     from modver.manifest import parse_scalar
 
     where = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise errors.SweepError(
-            f"cannot read the sweep file {path}: {getattr(exc, 'strerror', None) or exc}",
-            where=where,
-            hint="give --file a YAML file with `grid:` and/or `zip:` mappings",
-        ) from exc
+    text = _read_sweep_file(path)
     doc = parse_scalar(text, where) if text.strip() else None
     if not isinstance(doc, dict) or not doc or set(doc) - {"grid", "zip"}:
         extra = sorted(set(doc) - {"grid", "zip"}) if isinstance(doc, dict) else []
@@ -237,6 +232,35 @@ def load_sweep_file(path: Path, sets: Sequence[str] = (), *, zip_axes: bool = Fa
     _check_distinct([a.target for a in grid + zipped] + [s.partition("=")[0] for s in given.sets], "sweep param")
     _check_zip(zipped, f"{where}: zip")
     return SweepSpec(tuple(grid), tuple(zipped), given.sets)
+
+
+def _read_sweep_file(path: Path) -> str:
+    """The sweep file's text: a regular file of at most :data:`MAX_FILE_CHARS` characters. A
+    FIFO, a socket or a device is refused unread (reading one could block or never end)."""
+    import stat
+
+    hint = "give --file a YAML file with `grid:` and/or `zip:` mappings"
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            what = "a folder" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, a socket or a device)"
+            raise errors.SweepError(f"the sweep file {path} is {what}", where=str(path), hint=hint)
+        with os.fdopen(fd, "rb") as handle:
+            raw = handle.read(4 * MAX_FILE_CHARS + 1)
+        text = raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise errors.SweepError(
+            f"cannot read the sweep file {path}: {getattr(exc, 'strerror', None) or exc}", where=str(path), hint=hint
+        ) from exc
+    if len(raw) > 4 * MAX_FILE_CHARS or len(text) > MAX_FILE_CHARS:
+        raise errors.SweepError(
+            f"the sweep file {path} is larger than {MAX_FILE_CHARS:,} characters",
+            where=str(path),
+            hint="a sweep file holds axes, not points: give ranges (`range(0,100)` with --set) or fewer values",
+        )
+    return text
 
 
 def _file_axes(node: Any, where: str) -> Iterator[Axis]:

@@ -11,7 +11,8 @@ point's run says ``sweep: <sweep-id>``. JSON (sorted keys, indent 2)::
     format    int    FORMAT
     sweep     str    the sweep id (the run id scheme: sortable by start time)
     status    str    queued (--detach: its driver waits in the batch queue) | running | succeeded |
-                     failed | interrupted (a running one whose process is gone reads as "died")
+                     failed | interrupted (a running one whose driver is gone — it holds no lock
+                     ``.<sweep-id>.lock`` beside the record — reads as "died", its running points too)
     started, finished   str (ISO 8601 UTC) | null;  host str, pid int
     manifest  str    the manifest's path, relative to the project root
     axes      {grid: [{target, values}], zip: [...], sets: ["stage.param=value"]}
@@ -22,9 +23,11 @@ point's run says ``sweep: <sweep-id>``. JSON (sorted keys, indent 2)::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -158,16 +161,22 @@ class SweepRecord:
             raise ValueError(f"it is not a sweep record ({type(exc).__name__}: {exc})") from None
 
     def alive(self) -> SweepRecord:
-        """This record, or — running on this host in a process that is gone — one that reads "died"."""
+        """This record, or — running on this host in a process that is gone — one that reads "died"
+        (for a record whose sweep holds no lock: :meth:`SweepStore.load` asks the lock first)."""
         if self.status != "running" or self.host != socket.gethostname() or self.pid is None:
             return self
         try:
             os.kill(self.pid, 0)
         except ProcessLookupError:
-            return replace(self, status="died")
+            return self.died()
         except PermissionError:
             pass
         return self
+
+    def died(self) -> SweepRecord:
+        """This record as its driver left it when it died: the sweep and its running points "died"."""
+        points = tuple(replace(p, status="died") if p.status == "running" else p for p in self.points)
+        return replace(self, status="died", points=points)
 
 
 class SweepStore:
@@ -192,8 +201,70 @@ class SweepStore:
             return []
         return sorted(p.name[:-5] for p in self.root.iterdir() if p.name.endswith(".json") and p.name[0] != ".")
 
-    def load(self, sweep_id: str) -> SweepRecord:
-        """A sweep's record; an unknown id or a damaged record is a :class:`~modver.errors.SweepError`."""
+    def lock_path(self, sweep_id: str) -> Path:
+        """The lock its driver holds while the sweep runs (hidden: not a record)."""
+        self.path(sweep_id)  # the id checked
+        return self.root / f".{sweep_id}.lock"
+
+    @contextlib.contextmanager
+    def hold(self, sweep_id: str, *, wait: float = 2.0) -> Iterator[None]:
+        """Hold the sweep's lock for the block: the driver that runs it. Another driver of the same
+        sweep (a second ``--resume``) gets :class:`~modver.errors.SweepError` after ``wait``
+        seconds (a reader holds it shared for an instant). flock: the kernel releases it when its
+        holder dies, so a sweep whose driver was killed can be resumed at once."""
+        import fcntl
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path(sweep_id), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise errors.SweepError(
+                            f"sweep {sweep_id} is running already (in another modver process)",
+                            where=str(self.path(sweep_id)),
+                            hint="`modver sweeps` shows its progress; resume it once it has stopped",
+                        ) from None
+                    time.sleep(0.05)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def _running(self, record: SweepRecord) -> SweepRecord:
+        """``record`` (status running) as it is: alive while its lock is held, else "died" — read
+        again under the lock, since its driver may have ended it just now. A record of a modver
+        that took no lock falls back to its pid."""
+        import fcntl
+
+        try:
+            fd = os.open(self.lock_path(record.sweep), os.O_RDONLY)
+        except FileNotFoundError:
+            return record.alive()
+        except OSError:
+            return record
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return record  # its driver holds it
+            try:
+                again = self.load(record.sweep, alive=False)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+        return again.died() if again.status == "running" else again
+
+    def load(self, sweep_id: str, *, alive: bool = True) -> SweepRecord:
+        """A sweep's record; an unknown id or a damaged record is a :class:`~modver.errors.SweepError`.
+        A running sweep whose driver is gone reads "died" (``alive=False``: as written)."""
         path = self.path(sweep_id)
         try:
             data = _fs.read_json(path)
@@ -208,7 +279,7 @@ class SweepStore:
                 f"damaged sweep record {path}: {exc}", where=str(path),
                 hint=f"move {path} out of {self.root} (its runs are not affected)",
             ) from None  # fmt: skip
-        return record.alive()
+        return self._running(record) if alive and record.status == "running" else record
 
     def list(self) -> list[SweepRecord]:
         """Every readable sweep record, oldest first (a damaged one is left out)."""

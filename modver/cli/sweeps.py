@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -63,18 +67,19 @@ def sweep_(
     each point one run, shared stage tasks executed once, on Dask."""
     from modver.sweepstore import parse_best
 
+    _check_options(manifest, set_, zip_, file, resume, dry_run, detach)
     following = parse_best(best) if best else None
     with _project(project, manifest) as p:
-        if resume is None:
-            spec = p.sweep_spec(set_ or (), zip_axes=zip_, file=file)
-            if dry_run:
-                graph = p.plan_sweep(spec)
-                _output.print_json(graph.to_json()) if as_json else _output.sweep_plan(graph)
-                return
-        executor = p.executor(
-            p.root / p.sweep_record(resume).manifest if resume else None, jobs=jobs, scheduler=scheduler,
+        recorded = p.sweep_record(resume) if resume is not None else None
+        spec = recorded.spec if recorded is not None else p.sweep_spec(set_ or (), zip_axes=zip_, file=file)
+        executor = p.executor(  # checked before anything runs, a dry run too
+            p.root / recorded.manifest if recorded is not None else None, jobs=jobs, scheduler=scheduler,
             cluster=cluster, debug=_state["debug"],
         )  # fmt: skip
+        if dry_run:
+            graph = p.plan_sweep(spec, resume=recorded.sweep if recorded is not None else None)
+            _output.print_json(graph.to_json()) if as_json else _output.sweep_plan(graph)
+            return
         if detach:
             queued, job = p.detach_sweep(
                 None if resume else spec, resume=resume, executor=executor, fail_fast=fail_fast
@@ -84,9 +89,12 @@ def sweep_(
                 f"  follow it with `modver sweeps`; continue it with `modver sweep --resume {queued.sweep}`"
             )
             return
-        with _output.sweep_progress(following, quiet=as_json) as on_progress:
-            record = p.sweep(None if resume else spec, resume=resume, executor=executor, fail_fast=fail_fast,
-                             best=following, on_progress=on_progress)  # fmt: skip
+        with _stopped_by_sigterm() as stop, _output.sweep_progress(following, quiet=as_json) as on_progress:
+            try:
+                record = p.sweep(None if resume else spec, resume=resume, executor=executor, fail_fast=fail_fast,
+                                 best=following, on_progress=on_progress)  # fmt: skip
+            except KeyboardInterrupt as exc:
+                stop.interrupted(getattr(exc, "sweep", None))
         leader = p.best_point(record, following) if following else None
     _output.print_json(record.to_json()) if as_json else _output.sweep_summary(record, following, leader)
     failed = [pt for pt in record.points if pt.status == "failed"]
@@ -100,6 +108,57 @@ def sweep_(
         )
     if record.status == "interrupted":
         raise typer.Exit(1)
+
+
+def _check_options(
+    manifest: Path | None, sets: list[str] | None, zip_: bool, file: Path | None, resume: str | None, dry_run: bool,
+    detach: bool,
+) -> None:  # fmt: skip
+    """Options that contradict each other are an error, before anything is read or run."""
+    if resume is not None:
+        given = [name for name, value in (("MANIFEST", manifest), ("--set", sets), ("--zip", zip_), ("--file", file))
+                 if value]  # fmt: skip
+        if given:
+            raise errors.UsageError(
+                f"--resume continues a recorded sweep with its own manifest and axes: it takes no {given[0]}",
+                hint="give --resume ID alone (with executor options), or start a new sweep without --resume",
+            )
+    if dry_run and detach:
+        raise errors.UsageError("--dry-run runs nothing, so it cannot --detach", hint="give one of them")
+
+
+class _Stop:
+    """How the sweep was stopped: Ctrl-C (exit 130) or SIGTERM (exit 143)."""
+
+    def __init__(self) -> None:
+        self.signal = "SIGINT"
+
+    def interrupted(self, sweep: str | None) -> NoReturn:
+        """One line, and the command that resumes the sweep; the exit of an interrupted command."""
+        if sweep is None:
+            _output.fail("interrupted before the sweep started; nothing was recorded", None)
+        else:
+            _output.fail(f"interrupted: sweep {sweep} stopped", f"resume it with `modver sweep --resume {sweep}`")
+        raise typer.Exit(143 if self.signal == "SIGTERM" else 130)
+
+
+@contextlib.contextmanager
+def _stopped_by_sigterm() -> Iterator[_Stop]:
+    """SIGTERM stops the sweep the way Ctrl-C does (every point recorded, the cluster shut down)."""
+    stop = _Stop()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def on_term(signum: int, frame: object) -> None:
+        stop.signal = "SIGTERM"
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @app.command("sweeps")

@@ -47,12 +47,13 @@ def validate(doc: Any, where: str) -> tuple[dict[str, str], dict[str, StageSpec]
 
 
 # -- the cluster: section (issue 9, sweep-core): where `modver sweep` runs its tasks --
-CLUSTER_KEYS = ("kind", "jobs", "options")
+CLUSTER_KEYS = ("kind", "jobs", "options", "start_timeout")
 
 
 def cluster_section(doc: Any, where: str) -> dict[str, Any] | None:
-    """The ``cluster:`` section as plain values (``kind``, ``jobs``, ``options``), or None. Its
-    keys are checked here, its values by :meth:`modver.cluster.ClusterConfig.from_json`."""
+    """The ``cluster:`` section as plain values (``kind``, ``jobs``, ``options``,
+    ``start_timeout``), or None. Its keys are checked here, its values by
+    :meth:`modver.cluster.ClusterConfig.from_json`."""
     hint = "write e.g. cluster: {kind: slurm, jobs: 8, options: {queue: gpu, cores: 4}}"
     if not isinstance(doc, Mapping) or doc.get("cluster") is None:
         return None

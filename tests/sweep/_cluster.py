@@ -133,7 +133,7 @@ def in_session(sid: int) -> list[tuple[int, str]]:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if fields[0] != "Z" and int(fields[4]) == sid:
+            if fields[0] != "Z" and int(fields[3]) == sid:  # state, ppid, pgrp, session
                 found.append((int(entry.name), _cmdline(int(entry.name))))
     return found
 

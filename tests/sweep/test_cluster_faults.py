@@ -147,8 +147,11 @@ def test_a_task_that_kills_every_worker_running_it_fails_alone_with_a_clear_mess
     results = run_graph(tasks, ExecutorSpec(jobs=2), on_event=lambda e: None, store=graph.root / ".modver")
     crashed = results[key["crash"]]
     assert crashed.status is StageStatus.FAILED and crashed.error is not None
-    assert crashed.error.type == "KilledWorker"
-    assert (crashed.message or "").startswith("stage crash: the Dask workers running it died, again and again")
+    assert crashed.error.type == "WorkerDied"
+    # its nanny said how the worker process ended: SIGKILL, as the kernel's out-of-memory killer sends
+    assert crashed.message == (
+        "stage crash: the Dask worker process running it was killed by signal 9 (SIGKILL) (twice; it is not run again)"
+    )
     assert "memory" in (crashed.hint or "")
     assert results[key["first"]].status is StageStatus.SUCCEEDED
 
@@ -194,13 +197,22 @@ def test_ctrl_c_in_the_driver_cancels_and_leaves_no_worker_process(graph):
 
 
 def test_a_worker_that_joins_after_the_check_and_does_not_see_the_store_fails_the_task(graph):
+    import pickle
+    import queue
+
     from distributed import Client, LocalCluster
 
     from modver.cluster import _run_on_worker
 
     task = next(iter(graph_tasks(graph.root, stages=("first",)).values()))
+    heard: queue.SimpleQueue[dict] = queue.SimpleQueue()
     with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster, Client(cluster) as client:
-        result = client.submit(_run_on_worker, task, str(graph.root / "no-such-token"), "topic").result()
+        client.subscribe_topic("test-topic", lambda event: heard.put(event[1]))
+        client.submit(_run_on_worker, task, str(graph.root / "no-such-run-folder"), 0, "test-topic").result()
+        event = heard.get(timeout=30)
+    # it cannot write its result where the driver reads: the result travels in its one event
+    assert event["kind"] == "finished" and event["key"] == task.key
+    result = pickle.loads(event["inline"])
     assert result.status is StageStatus.FAILED and result.error is not None and result.error.type == "ClusterError"
     assert re.fullmatch(r"Dask worker \S+ \(on .+\) does not see the store .+/\.modver", result.message or "")
     assert OutputCache(graph.root / ".modver" / "cache" / "outputs").get(task.key) is None  # it did not run

@@ -158,3 +158,19 @@ def test_detach_submits_the_driver_as_a_batch_job_and_returns_at_once(slurm: Slu
     assert [pt.status for pt in record.points] == ["succeeded"] * 2
     jobs = {job for _, job in _calls(root)}
     assert queued["job"] not in jobs and all(job.isdigit() for job in jobs)  # stages ran in the workers' jobs
+
+
+def test_a_cluster_that_starts_no_worker_is_an_error_after_its_start_timeout(slurm: Slurm, sweep_project):
+    root = sweep_project.root
+    # every worker job fails at once (its python is /bin/false): no worker ever joins
+    sweep_project.write(
+        "manifest.yaml",
+        sweep_project.read("manifest.yaml")
+        + "cluster:\n  kind: slurm\n  jobs: 1\n  start_timeout: 5s\n  options: {python: /bin/false}\n",
+    )
+    done = cli(root, "sweep", "--set", "model.C=1,2", env={"SLURM_CONF": str(slurm.conf)}, code=1, timeout=120)
+    lines = done.stderr.splitlines()
+    assert lines[0] == "Error: the slurm cluster started no workers after 5 s", done.stderr
+    assert "start_timeout" in lines[1] and len(lines) == 2, done.stderr
+    assert not (root / "calls.log").exists()
+    slurm.wait_until_idle()
