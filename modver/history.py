@@ -466,16 +466,25 @@ class History:
         ref is compare-and-swapped from its old tip to its new one. If another process
         registered versions of a stage meanwhile, that stage's versions are registered again one
         by one on top of the new tip (re-checking fingerprints), so nothing is lost or doubled.
+        When the objects cannot be written (a full disk), no ref moves: the error is raised and
+        the versions of the batch are not registered (registering them again writes them).
         """
         if self._batch is not None:
             yield
             return
         self._batch = {}
+        written = False
         try:
             with self.repo.buffered_objects():
-                yield
+                try:
+                    yield
+                finally:
+                    self.repo.flush_objects()  # here, so that a failed write is known below
+                    written = True
         finally:
             batch, self._batch = self._batch, None
+            if not written:
+                batch = {}  # its commits were never written: no ref may name them
             for stage, pending in batch.items():
                 if self.repo.set_ref_if_equals(self.ref(stage), pending.base, pending.chain.tip):
                     self._chains[stage] = pending.chain
