@@ -150,8 +150,10 @@ def test_version_commit_layout(history: History):
     assert repo.commit_time(v.commit) == when
     assert history.meta(v) == meta
     assert history.closure(v) == c
-    assert history.files(v) == SRC
     src = history.source_tree(v)
+    assert {path: src.read(path) for path in src.iter_files()} == SRC
+    with pytest.raises(errors.StoreError, match=r"pre@v1 \(commit \w+\) is not used: the stored code fingerprints as"):
+        history.files(v)  # code to run is fingerprinted again first; fp(7) is not its fingerprint
     assert src.read("pipeline/pre.py") == SRC["pipeline/pre.py"]
     assert src.content_id("pipeline/pre.py") == blob_sha(SRC["pipeline/pre.py"])
     assert src.is_dir("pipeline") and not src.is_dir("src")

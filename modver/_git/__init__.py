@@ -133,6 +133,11 @@ class GitRepo:
         return cls(repo, target.resolve())
 
     @property
+    def on_disk(self) -> bool:
+        """Whether the repository is on disk (not a dulwich ``MemoryRepo``)."""
+        return isinstance(self._repo, Repo)
+
+    @property
     def common_dir(self) -> Path:
         """The git directory shared by every worktree of the repository (``.git`` of the main
         worktree; ``.git`` is a file in a linked worktree): where refs, objects and modver's own
