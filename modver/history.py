@@ -268,6 +268,15 @@ class History:
         found = chain.by_fingerprint.get(fingerprint)
         return None if found is None else self._with_tags(stage, [found])[0]
 
+    def label(self, stage: str, fingerprint: str) -> str | None:
+        """The number (``"v3"``) of ``stage``'s version with this fingerprint now, or None (no
+        such version, or no stage by that name): what a record names a version by."""
+        if not is_name(stage):
+            return None
+        chain = self._chain(stage)
+        found = chain.by_fingerprint.get(fingerprint) if chain is not None else None
+        return None if found is None else found.version
+
     def latest(self, stage: str) -> StageVersion | None:
         """The newest version of ``stage``, or None."""
         versions = self.versions(stage)

@@ -41,7 +41,6 @@ pull, and nothing is lost.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -685,21 +684,6 @@ def _repair_records(history: History, runs: RunStore, stages: set[str]) -> dict[
 
 
 def _renumbered_record(history: History, record: RunRecord, stages: set[str]) -> RunRecord | None:
-    """``record`` with each stage's version as its fingerprint is numbered now, or None if unchanged."""
-    from dataclasses import replace
-
-    changed = record
-    content = json.loads(json.dumps(dict(record.manifest_content)))
-    for name in stages & set(record.stages):
-        info = record.stages[name]
-        found = history.find(name, info.fingerprint) if info.fingerprint else None
-        if found is None or found.version == info.version:
-            continue
-        parts = info.key_parts and replace(info.key_parts, version=found.version)
-        changed = changed.with_stage(name, replace(info, version=found.version, key_parts=parts))
-        pinned = content.get("stages", {}).get(name, {})
-        if pinned.get("version") == info.version:
-            pinned["version"] = found.version
-    if changed is record:
-        return None
-    return replace(changed, manifest_content=content)
+    """``record`` with each of ``stages``' versions as its fingerprint is numbered now, or None if unchanged."""
+    fixed = record.with_version_labels(lambda stage, fp: history.label(stage, fp) if stage in stages else None)
+    return None if fixed is record else fixed

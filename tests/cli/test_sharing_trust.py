@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 from modver.fingerprint import fingerprint_stage
@@ -15,6 +17,8 @@ from modver.sourcetree import WorkingTree
 from tests.cli.test_sharing import Team, log, snapshot
 from tests.conftest import assert_versions_verify
 from tests.helpers import cli, mv, mv_json
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 TWO_STAGES = """\
 stages:
@@ -193,3 +197,79 @@ def test_push_and_pull_with_renumbering_in_a_linked_worktree(tmp_path: Path):
     assert "model +1 version" in mv(feature.root, "push").stdout
     mv(team.alice.root, "pull")
     assert log(team.alice) == log(feature)
+
+
+# -- item 2: a pull while a run is in progress -----------------------------------------------------
+
+WAITING = """\
+stages:
+  model:
+    entry: pipe/model.py:train
+    version: v2
+    params: {C: 1.0}
+  wait:
+    entry: pipe/wait.py:wait
+    inputs: {model: model}
+    params: {started: STARTED, gate: GATE}
+"""
+
+WAIT_CODE = """\
+import pathlib
+import time
+
+
+def wait(model, started, gate):
+    pathlib.Path(started).write_text("in the stage")
+    deadline = time.monotonic() + 120
+    while not pathlib.Path(gate).exists():  # the test opens the gate once its pull is done
+        if time.monotonic() > deadline:
+            raise TimeoutError("the gate never opened")
+        time.sleep(0.02)
+    return model
+"""
+
+
+def test_a_pull_during_a_run_leaves_the_record_naming_the_version_whose_code_ran(tmp_path: Path):
+    """Issue 15, item 2: bob runs his own unpublished model@v2; a pull in the middle of the run
+    renumbers it v3. Every record the run writes afterwards, the last one included, says v3."""
+    team = Team(tmp_path)
+    mv(team.alice.root, "index")
+    mv(team.alice.root, "push")
+    bob = team.clone("bob")
+    mv(bob.root, "pull")
+    snapshot(team.alice, "C * 2", "alice: x2")
+    mv(team.alice.root, "push")
+    snapshot(bob, "C / 3", "bob: C/3")  # bob's v2, not published
+    started, gate = tmp_path / "started", tmp_path / "gate"
+    bob.write("manifest.yaml", WAITING.replace("STARTED", str(started)).replace("GATE", str(gate)))
+    bob.write("pipe/wait.py", WAIT_CODE)
+    bob_v2 = mv_json(bob.root, "log", "model")[1]["fingerprint"]
+
+    run = subprocess.Popen(
+        [sys.executable, "-m", "modver", "run", "--json"], cwd=bob.root, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not started.exists():  # the run's record says model: v2 and stage wait is running
+            assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+            time.sleep(0.02)
+        running = mv_json(bob.root, "runs")[0]
+        assert running["status"] == "running" and running["versions"]["model"] == "v2"
+        pulled = mv(bob.root, "pull")
+        assert (
+            "model v2 (yours, 'bob: C/3') is now v3; manifest.yaml pin updated; 1 run record updated" in pulled.stdout
+        )
+        gate.write_text("open")
+        out, err = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, err
+    printed = json.loads(out)
+    assert printed["versions"]["model"] == "v3" and printed["fingerprints"]["model"] == bob_v2
+    (record,) = mv_json(bob.root, "runs")
+    assert record["status"] == "succeeded"
+    assert record["versions"]["model"] == "v3" and record["fingerprints"]["model"] == bob_v2
+    assert record["stages"]["model"]["key_parts"]["version"] == "v3"
+    assert [(v["version"], v["fingerprint"]) for v in mv_json(bob.root, "log", "model")][2] == ("v3", bob_v2)
