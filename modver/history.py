@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from modver import _fs, errors
 from modver._git import GitRepo, GitTree
+from modver._git.faults import write_failure
 from modver.models import Closure, Definition, SourceTree, StageVersion, Unresolved
 from modver.names import did_you_mean, is_name, validate_name
 from modver.notes import COMMITTED_REF, CommittedNotes
@@ -112,6 +113,14 @@ def tag_name_problem(name: str) -> errors.InvalidNameError | None:
     return None
 
 
+class _CorruptHistory(errors.StoreError):
+    """A commit of a stage's history that is no version of it; ``why`` says what is wrong."""
+
+    def __init__(self, message: str, why: str, *, where: str, hint: str):
+        super().__init__(message, where=where, hint=hint)
+        self.why = why
+
+
 @dataclass(frozen=True)
 class Incoming:
     """A chain of versions from elsewhere (a remote), read without trusting it: the versions that
@@ -188,11 +197,13 @@ class History:
             versions.append(version)
         return _Chain(tip, versions, by_fingerprint, {v.commit: v for v in versions})
 
-    def _corrupt(self, stage: str, commit: str, why: str) -> errors.StoreError:
-        return errors.StoreError(
+    def _corrupt(self, stage: str, commit: str, why: str) -> _CorruptHistory:
+        ref = STAGES_PREFIX + stage if is_name(stage) else None
+        return _CorruptHistory(
             f"corrupt history of stage {stage} at commit {commit[:12]}: {why}",
-            where=self.ref(stage),
-            hint=f"the ref was changed outside modver; inspect it with `git log {self.ref(stage)}`",
+            why,
+            where=ref or commit,
+            hint=f"the ref was changed outside modver; inspect it with `git log {ref or commit}`",
         )
 
     def _meta_of(self, commit: str, stage: str | None = None) -> dict[str, Any]:
@@ -564,7 +575,9 @@ class History:
                 try:
                     version = self._version_from_commit(stage, commit)
                     named = self._meta_of(commit, stage).get("stage", stage)
-                except errors.StoreError as exc:
+                except _CorruptHistory as exc:
+                    why = exc.why
+                except errors.StoreError as exc:  # an object that cannot be read
                     why = exc.message
                 else:
                     if version.number != i + 1:
@@ -630,7 +643,15 @@ class History:
             return
         path = self.repo.common_dir / "modver" / "numbering.lock"
         what = "version numbers: a pull is renumbering versions" if shared else "version numbers: a run is recording"
-        with _fs.shared_or_exclusive_lock(path, shared=shared, what=what):
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(_fs.shared_or_exclusive_lock(path, shared=shared, what=what))
+            except OSError as exc:
+                raise write_failure("cannot take the numbering lock", exc, str(path)) or errors.StoreError(
+                    f"cannot take the numbering lock: {exc.strerror or exc}",
+                    where=str(path),
+                    hint=f"modver needs to write in {path.parent}: check its permissions",
+                ) from exc
             yield
 
     def versions_at(self, stage: str, tip: str) -> list[StageVersion]:

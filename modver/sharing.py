@@ -567,10 +567,14 @@ def _journal_path(repo: GitRepo) -> Path:
     return repo.common_dir / "modver" / JOURNAL
 
 
-def _write_journal(repo: GitRepo, data: dict[str, Any]) -> None:
+def _write_journal(repo: GitRepo, data: dict[str, Any] | None) -> None:
+    """Write the renumbering record (None: remove it, the renumbering is done)."""
     path = _journal_path(repo)
     try:
-        _fs.write_json_atomic(path, data)
+        if data is None:
+            path.unlink()
+        else:
+            _fs.write_json_atomic(path, data)
     except OSError as exc:
         raise write_failure("cannot record the renumbering", exc, str(path)) or errors.StoreError(
             f"cannot record the renumbering: {exc.strerror or exc}",
@@ -657,7 +661,7 @@ def _finish_renumbering(
         pin["done"] = "yes"
         _write_journal(history.repo, {"pins": pins, "stages": sorted(stages)})
     counts = _repair_records(history, runs, stages)
-    journal.unlink()
+    _write_journal(history.repo, None)
     return counts
 
 

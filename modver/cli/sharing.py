@@ -69,7 +69,7 @@ def pull(
             print(f"{r.old.stage} {r.old.version} (yours, {r.old.message!r}) {verb_is} {r.new.version}{pins}{runs}")
         _print_clashes(result.clashes, result.remote.name)
         _print_transfer(result.storage, "would bring" if dry_run else "brought")
-        _print_refused(result.refused, result.remote.name)
+    _print_refused(result.refused, result.remote.name)  # on stderr with --json too: why it exits 1
     if result.refused or (result.storage is not None and result.storage.damaged):
         raise typer.Exit(1)
 

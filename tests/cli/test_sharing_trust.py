@@ -14,6 +14,7 @@ from pathlib import Path
 from modver.fingerprint import fingerprint_stage
 from modver.materialize import version_dir
 from modver.sourcetree import WorkingTree
+from tests._forge import forge, git
 from tests.cli.test_sharing import Team, log, snapshot
 from tests.conftest import assert_versions_verify
 from tests.helpers import cli, mv, mv_json
@@ -28,36 +29,6 @@ stages:
     entry: pipe/model.py:train
     params: {C: 1.0}
 """
-
-
-def git(cwd: Path, *args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> str:
-    done = subprocess.run(
-        ["git", *args], cwd=cwd, input=stdin, capture_output=True, text=True, check=True,
-        env=None if env is None else {**os.environ, **env},
-    )  # fmt: skip
-    return done.stdout.strip()
-
-
-def forge(remote: Path, stage: str, files: dict[str, str], **meta: object) -> str:
-    """Append a commit to ``refs/modver/stages/<stage>`` on the bare ``remote``, written with git as
-    modver would write the next version, but with ``files`` (under src/) and ``meta`` as given."""
-    ref = f"refs/modver/stages/{stage}"
-    tip = git(remote, "rev-parse", ref)
-    fields = json.loads(git(remote, "show", f"{tip}:meta.json"))
-    fields.update(number=fields["number"] + 1, message="forged", **meta)
-    index = {"GIT_INDEX_FILE": str(remote / "forge-index")}
-    git(remote, "read-tree", f"{tip}^{{tree}}", env=index)
-    for path, text in {**{f"src/{p}": t for p, t in files.items()}, "meta.json": json.dumps(fields, indent=2)}.items():
-        blob = git(remote, "hash-object", "-w", "--stdin", stdin=text)
-        git(remote, "update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=index)
-    tree = git(remote, "write-tree", env=index)
-    (remote / "forge-index").unlink()
-    commit = git(remote, "commit-tree", tree, "-p", tip, "-m", f"{stage} v{fields['number']}: forged", env=_IDENTITY)
-    git(remote, "update-ref", ref, commit, tip)
-    return commit
-
-
-_IDENTITY = {"GIT_AUTHOR_NAME": "M", "GIT_AUTHOR_EMAIL": "m@x", "GIT_COMMITTER_NAME": "M", "GIT_COMMITTER_EMAIL": "m@x"}
 
 
 def fingerprint_of(root: Path, entry: str) -> str:
