@@ -191,6 +191,9 @@ class History:
             version = self._version_from_commit(stage, commit)
             if version.number != len(versions) + 1:
                 raise self._corrupt(stage, commit, f"expected v{len(versions) + 1}, found v{version.number}")
+            named = self._meta_of(commit, stage).get("stage", stage)
+            if named != stage:
+                raise self._corrupt(stage, commit, f"its {META} says it is a version of stage {named!r}")
             twin = by_fingerprint.setdefault(version.fingerprint, version)
             if twin is not version:  # one fingerprint, one number: a second claim is never a version
                 raise self._corrupt(stage, commit, f"v{version.number} claims the fingerprint of {twin.version}")

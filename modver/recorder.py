@@ -20,6 +20,7 @@ and written after.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import platform
 import socket
@@ -30,6 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from modver import errors
 from modver.metrics import summarize
 from modver.record import ErrorInfo, RunRecord, RunStatus, StageRecord, StageStatus
 from modver.runstore import RunStore, now_iso
@@ -48,12 +50,21 @@ def write_record(
     the record as written. Without a history, as it is."""
     with history.numbering(shared=True) if history is not None else contextlib.nullcontext():
         if history is not None:
-            record = record.with_version_labels(history.label)
+            record = record.with_version_labels(functools.partial(_label, history))
         if create:
             runs.create(record)
         else:
             runs.update(record, durable=durable)
     return record
+
+
+def _label(history: History, stage: str, fingerprint: str) -> str | None:
+    """The version number of ``fingerprint`` now; None (the label kept) when the history cannot
+    be read: a damaged ref must not cost the run its record (``modver verify`` names it)."""
+    try:
+        return history.label(stage, fingerprint)
+    except errors.StoreError:
+        return None
 
 
 class Recorder:

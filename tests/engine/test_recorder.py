@@ -85,10 +85,12 @@ def test_each_write_numbers_versions_as_they_are_and_waits_for_a_renumbering(tmp
     (tmp_path / "p").mkdir()
     git(tmp_path / "p", "init", "-q", "-b", "main")
     history = History(GitRepo.discover(tmp_path / "p"))
-    for n in (1, 2):  # here: model v1, v2 (fingerprint fp(2): the code this run runs)
-        history.register("model", closure(n), DictTree(dict(SRC)), origin=None)
-    for n in (1, 3, 2):  # what a pull brings: the remote's v2 (fp(3)), then ours as v3
-        history.register("merged", closure(n), DictTree(dict(SRC)), origin=None)
+    ref = "refs/modver/stages/model"
+    for n in (1, 3):  # the remote's model v1, v2
+        v, _ = history.register("model", closure(n), DictTree(dict(SRC)), origin=None)
+    theirs = v.commit
+    assert history.repo.set_ref_if_equals(ref, theirs, history.versions("model")[0].commit)
+    ours, _ = history.register("model", closure(2), DictTree(dict(SRC)), origin=None)  # here: v2, fp(2), this run's
     run_id = new_run_id()
     stages = {"model": StageRecord(StageStatus.PENDING, "k", fingerprint=fp(2), version="v2")}
     record = RunRecord(run_id, RunStatus.RUNNING, now_iso(), stages=stages, manifest_content={
@@ -100,8 +102,8 @@ def test_each_write_numbers_versions_as_they_are_and_waits_for_a_renumbering(tmp
         write.start()
         write.join(0.3)
         assert write.is_alive()  # the run's write waits for the pull to finish
-        merged = history.repo.read_ref("refs/modver/stages/merged")
-        assert history.repo.set_ref_if_equals("refs/modver/stages/model", history.versions("model")[-1].commit, merged)
+        (renumbered,) = history.restack("model", theirs, [ours])  # as pull does: ours after theirs, as v3
+        assert history.repo.set_ref_if_equals(ref, ours.commit, renumbered.commit)
         assert runs.load(run_id).stages["model"].status is StageStatus.PENDING  # nothing written meanwhile
     write.join(30)
     written = runs.load(run_id)
