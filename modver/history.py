@@ -644,7 +644,7 @@ class History:
         if not self.repo.on_disk:
             yield  # an in-memory repository (tests): one process
             return
-        path = self.repo.common_dir / "modver" / "numbering.lock"
+        path = self.repo.common_dir / "modver" / "numbering"
         what = "version numbers: a pull is renumbering versions" if shared else "version numbers: a run is recording"
         with contextlib.ExitStack() as held:
             try:
