@@ -317,6 +317,8 @@ def _remember(repo: GitRepo, remote: Remote, refs: dict[str, str]) -> None:
     """Record ``refs`` (the remote's, under refs/modver/) as what the remote has now."""
     base = f"{TRACKING}{remote.key}/"
     for name, sha in refs.items():
+        if not repo.has_object(sha):
+            continue  # a remote's ref this clone never fetched (a tag it refuses): nothing to remember
         tracking = base + name[len(PREFIX) :]
         for _attempt in range(10):
             current = repo.read_ref(tracking)
@@ -363,7 +365,7 @@ def pull(
             continue
         stage = name[len(STAGES_PREFIX) :]
         if not is_name(stage):
-            refused.append(Refusal(name, f"stage {stage!r}", str(_name_problem(stage)), stage))
+            refused.append(Refusal(name, f"stage {stage!r}", _name_problem(stage).message, stage))
             continue
         tip, refusals = _trusted_tip(history, stage, sha, summaries)
         refused.extend(refusals)
@@ -373,10 +375,10 @@ def pull(
     commits = {old: new for m in merges.values() for old, new in m.commits.items()}
     tag_moves, new_tags, clashes, tag_refusals = _merge_tags(history, theirs, commits, merges)
     refused.extend(tag_refusals)
-    trusted.update({ref: theirs[ref] for ref in theirs if ref.startswith(TAGS_PREFIX)})
-    for r in tag_refusals:
-        trusted.pop(r.ref, None)
-    trusted.update({ref: sha for ref, sha in theirs.items() if not ref.startswith((STAGES_PREFIX, TAGS_PREFIX))})
+    refused_tags = {r.ref for r in tag_refusals}
+    trusted.update(
+        {ref: sha for ref, sha in theirs.items() if not ref.startswith(STAGES_PREFIX) and ref not in refused_tags}
+    )
     renumbered = [pair for m in merges.values() for pair in m.renumbered]
     new_versions = {stage: m.taken for stage, m in merges.items() if m.taken}
     if dry_run:
