@@ -8,8 +8,8 @@ import sys
 
 def main() -> None:
     """Run the CLI. ``--version`` answers before typer and rich are imported."""
-    if "MODVER_FAULT_KILL_AT" in os.environ or "MODVER_FAULT_TRACE" in os.environ:
-        from modver import _faults  # the fault suite's kill switch (tests only)
+    if any(f"MODVER_FAULT_{name}" in os.environ for name in ("KILL_AT", "FAIL_AT", "TRACE")):
+        from modver import _faults  # the fault suite's kill and fail switches (tests only)
 
         _faults.install_from_env()
     if sys.argv[1:] == ["--version"]:

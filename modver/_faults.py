@@ -1,4 +1,5 @@
-"""Test-only fault injection: the process kills itself (SIGKILL) just before its Nth write.
+"""Test-only fault injection: the process kills itself (SIGKILL) just before its Nth write, or
+that write fails (a full disk, an I/O error, a read-only file system).
 
 SQLite proves its crash safety by stopping a process at every write it makes; modver's fault
 suite (``tests/faults/``) does the same to real ``modver`` processes:
@@ -7,6 +8,10 @@ suite (``tests/faults/``) does the same to real ``modver`` processes:
   (``<n> <event> <path> [<target path>]``), so a test learns how many write points a command has;
 - ``MODVER_FAULT_KILL_AT=N`` sends SIGKILL to the process just before its Nth write point:
   everything before it happened, it and everything after did not;
+- ``MODVER_FAULT_FAIL_AT=N`` makes the Nth write point fail instead: it raises
+  ``OSError(errno)`` (as the system call would) and the process goes on, so the test sees how the
+  command reports a failed write and what it leaves. ``MODVER_FAULT_ERRNO`` names the error:
+  ``ENOSPC`` (default), ``EIO``, ``EROFS`` or ``EDQUOT``. Only that one write fails;
 - ``MODVER_FAULT_ROOT=DIR`` counts only writes under ``DIR`` (default: every write).
 
 A write point is any file-system change Python can see through an audit hook (PEP 578): opening
@@ -21,6 +26,7 @@ once (:func:`install_from_env`) and this module is not even imported otherwise.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -30,6 +36,9 @@ from typing import Any
 __all__ = ["install_from_env"]
 
 KILL_AT = "MODVER_FAULT_KILL_AT"
+FAIL_AT = "MODVER_FAULT_FAIL_AT"
+ERRNO = "MODVER_FAULT_ERRNO"
+_ERRNOS = ("ENOSPC", "EIO", "EROFS", "EDQUOT")
 TRACE = "MODVER_FAULT_TRACE"
 ROOT = "MODVER_FAULT_ROOT"
 
@@ -61,15 +70,21 @@ def _write_targets(event: str, args: tuple[Any, ...]) -> list[Any]:
 
 
 def install_from_env(environ: Mapping[str, str] = os.environ) -> bool:
-    """Install the audit hook when ``MODVER_FAULT_KILL_AT`` or ``MODVER_FAULT_TRACE`` is set.
+    """Install the audit hook when ``MODVER_FAULT_KILL_AT``, ``MODVER_FAULT_FAIL_AT`` or
+    ``MODVER_FAULT_TRACE`` is set.
 
     Returns whether it was installed. An audit hook cannot be removed: this is for processes
     that a test starts and throws away.
     """
-    kill_text, trace = environ.get(KILL_AT), environ.get(TRACE)
-    if not kill_text and not trace:
+    kill_text, fail_text, trace = environ.get(KILL_AT), environ.get(FAIL_AT), environ.get(TRACE)
+    if not kill_text and not fail_text and not trace:
         return False
     kill_at = int(kill_text) if kill_text else None
+    fail_at = int(fail_text) if fail_text else None
+    name = environ.get(ERRNO) or "ENOSPC"
+    if name not in _ERRNOS:
+        raise ValueError(f"{ERRNO}={name!r}: expected one of {', '.join(_ERRNOS)}")
+    number = getattr(errno, name)
     root = os.path.abspath(environ[ROOT]) + os.sep if environ.get(ROOT) else None
     trace_fd = os.open(trace, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644) if trace else None
     count = 0
@@ -85,6 +100,8 @@ def install_from_env(environ: Mapping[str, str] = os.environ) -> bool:
             os.write(trace_fd, f"{count} {event} {' '.join(paths)}\n".encode("utf-8", "surrogateescape"))
         if kill_at is not None and count == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
+        if fail_at is not None and count == fail_at:
+            raise OSError(number, os.strerror(number), paths[0])
 
     sys.addaudithook(hook)
     return True

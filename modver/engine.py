@@ -35,7 +35,7 @@ from modver.manifest import Manifest, load_manifest_text
 from modver.materialize import make_importable
 from modver.planner import Pipeline, StagePlan, check_force, last_key_parts, plan
 from modver.record import ErrorInfo, RunRecord, RunStatus, StageRecord, StageStatus
-from modver.recorder import Recorder, python_info
+from modver.recorder import Recorder, python_info, write_record
 from modver.registry import Registry
 from modver.retention import store_lock
 from modver.runstore import RunStore, new_run_id, now_iso
@@ -118,7 +118,7 @@ def execute(
         prepared = {p.name: prepare(tasks[p.name], echo) for p in plans if not p.cached}
         record = first_record(registry, pipeline, plans, run_id, started, reproduces=reproduces)
         logs = {name: ready.printed for name, ready in prepared.items() if ready is not None}
-        recorder = Recorder.start(runs, record, started=t0, logs=logs)
+        recorder = Recorder.start(runs, record, started=t0, logs=logs, history=registry.history)
     try:
         _run_stages(store, plans, tasks, prepared, recorder, on_event, echo)
     except KeyboardInterrupt:
@@ -334,6 +334,4 @@ def reproduce(
         name: {"original": old.get(name), "reproduced": new.get(name), "match": old.get(name) == new.get(name)}
         for name in [*old, *(n for n in new if n not in old)]
     }
-    record = replace(record, comparison=comparison)
-    runs.update(record)
-    return record
+    return write_record(runs, replace(record, comparison=comparison), registry.history)

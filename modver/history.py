@@ -27,13 +27,17 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modver import _fs, errors
 from modver._git import GitRepo, GitTree
+from modver._git.faults import write_failure
 from modver.models import Closure, Definition, SourceTree, StageVersion, Unresolved
-from modver.names import did_you_mean, validate_name
+from modver.names import did_you_mean, is_name, validate_name
 from modver.notes import COMMITTED_REF, CommittedNotes
+
+if TYPE_CHECKING:
+    from modver.fingerprint import SummaryCache
 
 __all__ = [
     "COMMITTED_REF",
@@ -93,6 +97,42 @@ def _bare_fingerprint(text: str) -> str:
     return text.split(":", 1)[1] if ":" in text else text
 
 
+def tag_name_problem(name: str) -> errors.InvalidNameError | None:
+    """Why ``name`` cannot be a tag (not a name, or one that already means something in a
+    version reference: ``latest``, ``working``, ``vN``, 6+ hex digits), or None."""
+    try:
+        validate_name(name, "tag")
+    except errors.InvalidNameError as exc:
+        return exc
+    if name in _RESERVED or _VERSION.match(name) or _HEX_PREFIX.match(name):
+        return errors.InvalidNameError(
+            f"invalid tag name {name!r}: 'latest', 'working', vN and 6+ hex digits "
+            "already mean something in a version reference",
+            hint="choose another name, e.g. 'best' or 'baseline'",
+        )
+    return None
+
+
+class _CorruptHistory(errors.StoreError):
+    """A commit of a stage's history that is no version of it; ``why`` says what is wrong."""
+
+    def __init__(self, message: str, why: str, *, where: str, hint: str):
+        super().__init__(message, where=where, hint=hint)
+        self.why = why
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A chain of versions from elsewhere (a remote), read without trusting it: the versions that
+    read as the next versions, oldest first, up to the first that does not (``bad``), why it does
+    not, and the commits after it."""
+
+    versions: list[StageVersion]
+    bad: str | None = None
+    why: str = ""
+    after: tuple[str, ...] = ()
+
+
 class History:
     """The versions of every stage of one repository."""
 
@@ -112,8 +152,10 @@ class History:
         return STAGES_PREFIX + validate_name(stage)
 
     def stages(self) -> list[str]:
-        """Names of stages that have a history, sorted."""
-        return sorted(name[len(STAGES_PREFIX) :] for name in self.repo.list_refs(STAGES_PREFIX))
+        """Names of stages that have a history, sorted (a ref whose name is no stage name, which
+        only git itself can have made, is not one)."""
+        names = (name[len(STAGES_PREFIX) :] for name in self.repo.list_refs(STAGES_PREFIX))
+        return sorted(name for name in names if is_name(name))
 
     def _chain(self, stage: str) -> _Chain | None:
         if self._batch is not None and stage in self._batch:
@@ -144,23 +186,27 @@ class History:
                 raise self._corrupt(stage, sha, "a history commit has several parents")
             sha = parents[0] if parents else None
         versions = base
+        by_fingerprint = {v.fingerprint: v for v in versions}
         for commit in reversed(fresh):
             version = self._version_from_commit(stage, commit)
             if version.number != len(versions) + 1:
                 raise self._corrupt(stage, commit, f"expected v{len(versions) + 1}, found v{version.number}")
+            named = self._meta_of(commit, stage).get("stage", stage)
+            if named != stage:
+                raise self._corrupt(stage, commit, f"its {META} says it is a version of stage {named!r}")
+            twin = by_fingerprint.setdefault(version.fingerprint, version)
+            if twin is not version:  # one fingerprint, one number: a second claim is never a version
+                raise self._corrupt(stage, commit, f"v{version.number} claims the fingerprint of {twin.version}")
             versions.append(version)
-        return _Chain(
-            tip,
-            versions,
-            {v.fingerprint: v for v in versions},
-            {v.commit: v for v in versions},
-        )
+        return _Chain(tip, versions, by_fingerprint, {v.commit: v for v in versions})
 
-    def _corrupt(self, stage: str, commit: str, why: str) -> errors.StoreError:
-        return errors.StoreError(
+    def _corrupt(self, stage: str, commit: str, why: str) -> _CorruptHistory:
+        ref = STAGES_PREFIX + stage if is_name(stage) else None
+        return _CorruptHistory(
             f"corrupt history of stage {stage} at commit {commit[:12]}: {why}",
-            where=self.ref(stage),
-            hint=f"the ref was changed outside modver; inspect it with `git log {self.ref(stage)}`",
+            why,
+            where=ref or commit,
+            hint=f"the ref was changed outside modver; inspect it with `git log {ref or commit}`",
         )
 
     def _meta_of(self, commit: str, stage: str | None = None) -> dict[str, Any]:
@@ -217,8 +263,11 @@ class History:
         return self._notes.record(found, deadline=time.monotonic() + _MAX_WAIT)
 
     def _tag_refs(self, stage: str) -> dict[str, str]:
+        """``stage``'s tag refs, name -> commit; a name that ``tag`` refuses (``v1``, ``latest``,
+        hex: made with git itself) is not a tag, neither shown nor resolved."""
         prefix = f"{TAGS_PREFIX}{stage}/"
-        return {name[len(prefix) :]: sha for name, sha in self.repo.list_refs(prefix).items()}
+        found = {name[len(prefix) :]: sha for name, sha in self.repo.list_refs(prefix).items()}
+        return {name: sha for name, sha in found.items() if tag_name_problem(name) is None}
 
     def versions(self, stage: str) -> list[StageVersion]:
         """``stage``'s versions, oldest (v1) first, with their tags; [] when it has none."""
@@ -232,6 +281,15 @@ class History:
             return None
         found = chain.by_fingerprint.get(fingerprint)
         return None if found is None else self._with_tags(stage, [found])[0]
+
+    def label(self, stage: str, fingerprint: str) -> str | None:
+        """The number (``"v3"``) of ``stage``'s version with this fingerprint now, or None (no
+        such version, or no stage by that name): what a record names a version by."""
+        if not is_name(stage):
+            return None
+        chain = self._chain(stage)
+        found = chain.by_fingerprint.get(fingerprint) if chain is not None else None
+        return None if found is None else found.version
 
     def latest(self, stage: str) -> StageVersion | None:
         """The newest version of ``stage``, or None."""
@@ -466,16 +524,25 @@ class History:
         ref is compare-and-swapped from its old tip to its new one. If another process
         registered versions of a stage meanwhile, that stage's versions are registered again one
         by one on top of the new tip (re-checking fingerprints), so nothing is lost or doubled.
+        When the objects cannot be written (a full disk), no ref moves: the error is raised and
+        the versions of the batch are not registered (registering them again writes them).
         """
         if self._batch is not None:
             yield
             return
         self._batch = {}
+        written = False
         try:
             with self.repo.buffered_objects():
-                yield
+                try:
+                    yield
+                finally:
+                    self.repo.flush_objects()  # here, so that a failed write is known below
+                    written = True
         finally:
             batch, self._batch = self._batch, None
+            if not written:
+                batch = {}  # its commits were never written: no ref may name them
             for stage, pending in batch.items():
                 if self.repo.set_ref_if_equals(self.ref(stage), pending.base, pending.chain.tip):
                     self._chains[stage] = pending.chain
@@ -485,6 +552,110 @@ class History:
                     self._register_files(stage, closure, files, origin, message, when)
 
     # -- sharing (modver.sharing) --------------------------------------------------------------
+
+    def incoming(self, stage: str, tip: str) -> Incoming:
+        """The chain ending at commit ``tip`` (fetched from a remote), read version by version up
+        to the first commit that is not the next version: a commit with several parents, an
+        unreadable ``meta.json``, the wrong number or stage, or a fingerprint that an earlier
+        version of the chain has. Its code is not checked here (:meth:`check_code`)."""
+        commits: list[str] = []
+        merged: str | None = None  # the oldest commit with several parents
+        sha: str | None = tip
+        while sha is not None:
+            commits.append(sha)
+            parents = self.repo.commit_parents(sha)
+            if len(parents) > 1:
+                merged = sha
+            sha = parents[0] if parents else None
+        commits.reverse()
+        versions: list[StageVersion] = []
+        seen: dict[str, StageVersion] = {}
+        for i, commit in enumerate(commits):
+            why = ""
+            if commit == merged:
+                why = "a history commit has several parents"
+            else:
+                try:
+                    version = self._version_from_commit(stage, commit)
+                    named = self._meta_of(commit, stage).get("stage", stage)
+                except _CorruptHistory as exc:
+                    why = exc.why
+                except errors.StoreError as exc:  # an object that cannot be read
+                    why = exc.message
+                else:
+                    if version.number != i + 1:
+                        why = f"it says it is v{version.number}, and comes after v{i}"
+                    elif named != stage:
+                        why = f"its {META} says it is a version of stage {named!r}"
+                    elif version.fingerprint in seen:
+                        twin = seen[version.fingerprint]
+                        why = f"{stage} {twin.version} already has fingerprint {version.fingerprint}"
+            if why:
+                return Incoming(versions, commit, why, tuple(commits[i + 1 :]))
+            seen[version.fingerprint] = version
+            versions.append(version)
+        return Incoming(versions)
+
+    def check_code(
+        self, version: StageVersion, *, docstrings: bool = False, cache: SummaryCache | None = None
+    ) -> tuple[str, ...]:
+        """What is wrong with ``version``'s stored code (empty: nothing): every stored blob must
+        match its git id, every file the version lists must be stored, and the stored code must
+        fingerprint as the version's fingerprint, under the closure rules of its scheme, with
+        docstrings counted or not (a version does not record which; ``docstrings`` is tried
+        first). ``cache`` is a :class:`~modver.fingerprint.SummaryCache` to share between calls
+        (default: a fresh one, nothing reused)."""
+        from modver.fingerprint import SummaryCache, fingerprint_stage, scheme_of
+        from modver.sourcetree import git_blob_id
+
+        try:
+            closure = self.closure(version)
+            tree = self.source_tree(version)
+            problems = []
+            stored = set(tree.iter_files())
+            for path in sorted(stored):
+                sha = tree.blob_id(path)
+                data = tree.read(path)
+                if sha is None or data is None or git_blob_id(data) != sha:
+                    problems.append(f"stored file {path} does not match its git object id")
+            for path in sorted({*closure.files, *closure.deps, *closure.imports} - stored):
+                problems.append(f"{path} is listed by the version but not stored")
+            if problems:
+                return tuple(problems)
+            found = []
+            scheme = scheme_of(version.fingerprint)
+            summaries = cache if cache is not None else SummaryCache()
+            for setting in (docstrings, not docstrings):
+                again = fingerprint_stage(
+                    tree, version.entry, closure.deps, docstrings=setting, cache=summaries, scheme=scheme
+                )
+                if again.fingerprint == version.fingerprint:
+                    return ()
+                found.append(again.fingerprint)
+        except errors.ModverError as exc:  # unreadable objects, stored code that no longer parses
+            return (f"cannot re-fingerprint the stored code: {exc}",)
+        return (f"the stored code fingerprints as {found[0]}, not {version.fingerprint}",)
+
+    @contextlib.contextmanager
+    def numbering(self, *, shared: bool) -> Iterator[None]:
+        """Hold the numbering lock: exclusive while a pull renumbers versions and repairs the run
+        records that name them, shared while a run derives its record's version numbers from its
+        fingerprints and writes it (so each sees the numbers before or after, never between)."""
+        if not self.repo.on_disk:
+            yield  # an in-memory repository (tests): one process
+            return
+        path = self.repo.common_dir / "modver" / "numbering"
+        what = "version numbers: a pull is renumbering versions" if shared else "version numbers: a run is recording"
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(_fs.shared_or_exclusive_lock(path, shared=shared, what=what))
+            except OSError as exc:
+                raise write_failure("cannot take the numbering lock", exc, str(path)) or errors.StoreError(
+                    f"cannot take the numbering lock: {exc.strerror or exc}",
+                    where=str(path),
+                    hint=f"modver needs to write in {path.parent}: check its permissions",
+                ) from exc
+            yield
 
     def versions_at(self, stage: str, tip: str) -> list[StageVersion]:
         """The versions of the chain ending at commit ``tip`` (a remote's), oldest first, no tags."""
@@ -521,13 +692,9 @@ class History:
 
         Moving an existing tag to another version needs ``force=True``.
         """
-        validate_name(name, "tag")
-        if name in _RESERVED or _VERSION.match(name) or _HEX_PREFIX.match(name):
-            raise errors.InvalidNameError(
-                f"invalid tag name {name!r}: 'latest', 'working', vN and 6+ hex digits "
-                "already mean something in a version reference",
-                hint="choose another name, e.g. 'best' or 'baseline'",
-            )
+        problem = tag_name_problem(name)
+        if problem is not None:
+            raise problem
         if isinstance(ref_or_version, StageVersion):
             if ref_or_version.stage != stage:
                 raise errors.UnknownVersionError(
@@ -603,7 +770,22 @@ class History:
         return self.files_at(version.commit)
 
     def files_at(self, commit: str) -> dict[str, bytes]:
-        """The files stored by the version commit ``commit``: project path -> bytes."""
+        """The files stored by the version commit ``commit``: project path -> bytes, to be run.
+
+        Nothing in a history is trusted (its refs travel with plain ``git fetch`` too): the
+        code is fingerprinted again first (:meth:`check_code`), and code that is not what its
+        version's fingerprint says is refused with StoreError naming the version."""
+        meta = self._meta_of(commit)
+        stage = str(meta.get("stage") or "?")
+        version = self._version_from_commit(stage, commit)
+        problems = self.check_code(version)
+        if problems:
+            raise errors.StoreError(
+                f"{stage}@{version.version} (commit {commit[:12]}) is not used: {problems[0]}",
+                where=self.ref(stage) if is_name(stage) else commit,
+                hint=f"the version was changed outside modver (forged or damaged); `modver verify` lists such "
+                f"versions; restore {STAGES_PREFIX}{stage} from a clone that has it right",
+            )
         tree = self.repo.tree_at(commit).subtree(SRC)
         result: dict[str, bytes] = {}
         for path in tree.iter_files():

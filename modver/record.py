@@ -40,7 +40,8 @@ error deep inside a command. A record of a newer ``format`` is refused with a cl
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Mapping
+import json
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -237,6 +238,26 @@ class RunRecord:
     def with_stage(self, name: str, stage: StageRecord) -> RunRecord:
         """This record with ``stage`` as the record of stage ``name`` (order kept)."""
         return replace(self, stages={**self.stages, name: stage})
+
+    def with_version_labels(self, label: Callable[[str, str], str | None]) -> RunRecord:
+        """This record with each stage's version as ``label(stage, fingerprint)`` names it now
+        (None: kept as it is): a version's fingerprint is its identity, its number is derived
+        (a pull may renumber a version made here). The stage's key parts follow, and so does
+        the recorded manifest's pin where it named the old number. Unchanged: this record."""
+        changed = self
+        content: dict[str, Any] | None = None
+        for name, info in self.stages.items():
+            found = label(name, info.fingerprint) if info.fingerprint else None
+            if found is None or found == info.version:
+                continue
+            parts = info.key_parts and replace(info.key_parts, version=found)
+            changed = changed.with_stage(name, replace(info, version=found, key_parts=parts))
+            if content is None:
+                content = json.loads(json.dumps(dict(self.manifest_content)))
+            pinned = content.get("stages", {}).get(name)
+            if isinstance(pinned, dict) and info.version is not None and pinned.get("version") == info.version:
+                pinned["version"] = found
+        return changed if content is None else replace(changed, manifest_content=content)
 
     @classmethod
     def corrupt(cls, run: str, started: str | None, error: ErrorInfo) -> RunRecord:

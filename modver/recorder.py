@@ -7,10 +7,20 @@ run starts (after planning, with every stage pending and its key known), when a 
 the end of the run, whatever the end is — success, a stage that failed, or Ctrl-C. Progress
 writes are not fsynced; the first and the last are. A ``running`` record whose process is gone
 reads as ``died`` (:func:`mark_dead`).
+
+A record names each version by its number, and a ``modver pull`` may renumber a version made here
+while the run is in progress (SPEC: a result is recorded under the version whose code produced it).
+So every write (:func:`write_record`) derives the numbers from the fingerprints against the
+history as it is at that moment, holding the history's numbering lock shared; the pull moves its
+refs and repairs the records holding it exclusive. A record is thus written either before the
+refs move (and the pull repairs it) or after (numbered anew), never with a number read before
+and written after.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import platform
 import socket
@@ -19,21 +29,51 @@ import time
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from modver import errors
 from modver.metrics import summarize
 from modver.record import ErrorInfo, RunRecord, RunStatus, StageRecord, StageStatus
 from modver.runstore import RunStore, now_iso
 
-__all__ = ["Recorder", "mark_dead", "python_info"]
+if TYPE_CHECKING:
+    from modver.history import History
+
+__all__ = ["Recorder", "mark_dead", "python_info", "write_record"]
+
+
+def write_record(
+    runs: RunStore, record: RunRecord, history: History | None, *, create: bool = False, durable: bool = True
+) -> RunRecord:
+    """Write ``record`` (``create``: its first write), its version numbers derived from its
+    fingerprints against ``history`` now, under the numbering lock (see the module docstring);
+    the record as written. Without a history, as it is."""
+    with history.numbering(shared=True) if history is not None else contextlib.nullcontext():
+        if history is not None:
+            record = record.with_version_labels(functools.partial(_label, history))
+        if create:
+            runs.create(record)
+        else:
+            runs.update(record, durable=durable)
+    return record
+
+
+def _label(history: History, stage: str, fingerprint: str) -> str | None:
+    """The version number of ``fingerprint`` now; None (the label kept) when the history cannot
+    be read: a damaged ref must not cost the run its record (``modver verify`` names it)."""
+    try:
+        return history.label(stage, fingerprint)
+    except errors.StoreError:
+        return None
 
 
 class Recorder:
     """One run's record, written at every step (see the module docstring)."""
 
-    def __init__(self, runs: RunStore, record: RunRecord, started: float):
+    def __init__(self, runs: RunStore, record: RunRecord, started: float, history: History | None = None):
         self.runs = runs
         self.record = record
+        self.history = history  # the version numbers of every write are derived from it
         self._started = started  # time.perf_counter() when the run began
         self._events: list[dict[str, Any]] = []
 
@@ -45,13 +85,20 @@ class Recorder:
         *,
         started: float,
         logs: Mapping[str, tuple[str, str]] | None = None,
+        history: History | None = None,
     ) -> Recorder:
-        """Create the record (its folder appears with it) and the stages' first log lines."""
-        runs.create(record)
+        """Create the record (its folder appears with it) and the stages' first log lines.
+
+        With ``history``, each write names the versions by the numbers their fingerprints have
+        at that moment (see the module docstring)."""
+        record = write_record(runs, record, history, create=True)
         for stage, streams in (logs or {}).items():
             for stream, text in zip(("stdout", "stderr"), streams):
                 runs.write_log(record.run, stage, stream, text)
-        return cls(runs, record, started)
+        return cls(runs, record, started, history)
+
+    def _write(self, *, durable: bool) -> None:
+        self.record = write_record(self.runs, self.record, self.history, durable=durable)
 
     def stage(self, name: str, *, events: tuple[dict[str, Any], ...] = (), **changes: Any) -> StageRecord:
         """Change stage ``name``'s record (``status=...``, ``duration=...``, ...), add the metric
@@ -60,8 +107,8 @@ class Recorder:
         self._events.extend(events)
         metrics, series = summarize(self._events)
         self.record = replace(self.record.with_stage(name, stage), metrics=metrics, metric_series=series)
-        self.runs.update(self.record, durable=False)
-        return stage
+        self._write(durable=False)
+        return self.record.stages[name]
 
     def finish(self, status: RunStatus, *, planned: float, error: ErrorInfo | None = None) -> RunRecord:
         """End the run: stages still running are interrupted, those never started skipped (or
@@ -83,13 +130,13 @@ class Recorder:
             error=error if error is not None else self.record.error,
             timings={"plan": planned, "stages": in_stages, "other": round(max(duration - planned - in_stages, 0.0), 6)},
         )
-        self.runs.update(self.record, durable=True)
+        self._write(durable=True)
         return self.record
 
     def amend(self, **changes: Any) -> RunRecord:
         """Change fields of a finished record (a reproduction's comparison) and write it."""
         self.record = replace(self.record, **changes)
-        self.runs.update(self.record, durable=True)
+        self._write(durable=True)
         return self.record
 
 

@@ -20,6 +20,20 @@ found it and once its version has the new number (its fingerprint says which ver
 finishing twice, or after a kill before the refs moved, changes nothing it should not. Run records
 are renumbered from their fingerprints, which is the same however often it runs.
 
+Nothing from the remote is trusted (SPEC, "Bad input and faults"). Before a version is taken,
+its chain is read commit by commit (:meth:`History.incoming`: one parent, a readable
+``meta.json``, the next number, this stage, a fingerprint no earlier version has) and its stored
+code is fingerprinted again (:meth:`History.check_code`). The first version that fails is refused
+by name, with the versions after it (they are built on it); the versions before it are taken, and
+every other stage goes on. A stage ref whose name is no stage name, and a tag whose name modver
+refuses (``v1``, ``latest``, hex) or that names no version taken, are refused the same way. What
+was refused is in :attr:`PullResult.refused` (the command exits 1 after taking the rest).
+
+A run in progress writes its record with the version numbers its fingerprints have at that moment
+(:mod:`modver.recorder`); a pull moves the stage refs and repairs the records under the exclusive
+numbering lock (:meth:`History.numbering`), which the run's writes hold shared: a record is
+written either before the refs move (and repaired after) or after (and numbered anew).
+
 ``push`` refuses when the remote has versions this clone lacks ("pull first"); its ref updates
 are compare-and-swap on the remote, so of two pushes at once one wins and the other is told to
 pull, and nothing is lost.
@@ -27,7 +41,6 @@ pull, and nothing is lost.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -36,9 +49,12 @@ from typing import TYPE_CHECKING, Any
 
 from modver import _fs, errors
 from modver._git import GitRepo
+from modver._git.faults import write_failure
 from modver._git.remote import Remote, fetch_refs, push_refs, remote_refs, resolve_remote
-from modver.history import STAGES_PREFIX, TAGS_PREFIX, History
+from modver.fingerprint import SummaryCache
+from modver.history import STAGES_PREFIX, TAGS_PREFIX, History, tag_name_problem
 from modver.models import StageVersion
+from modver.names import is_name, validate_name
 from modver.notes import COMMITTED_REF
 from modver.record import RunRecord
 from modver.runstore import RunStore
@@ -46,7 +62,7 @@ from modver.runstore import RunStore
 if TYPE_CHECKING:
     from modver.storage import Transfer
 
-__all__ = ["PullResult", "PushResult", "Renumbered", "TagClash", "finish_renumbering", "pull", "push"]
+__all__ = ["PullResult", "PushResult", "Refusal", "Renumbered", "TagClash", "finish_renumbering", "pull", "push"]
 
 PREFIX = "refs/modver/"
 TRACKING = "refs/modver-remotes/"
@@ -91,8 +107,30 @@ class TagClash:
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """Something of the remote's that ``pull`` did not take, and why."""
+
+    ref: str  # the remote's ref
+    what: str  # "model v3", "tag model@v1", "stage 'a/b'"
+    why: str
+    stage: str | None = None
+    version: str | None = None  # "v3" for a refused version
+    tag: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ref": self.ref,
+            "what": self.what,
+            "reason": self.why,
+            "stage": self.stage,
+            "version": self.version,
+            "tag": self.tag,
+        }
+
+
+@dataclass(frozen=True)
 class PullResult:
-    """What ``pull`` took from the remote (git half)."""
+    """What ``pull`` took from the remote (git half), and what it refused."""
 
     remote: Remote
     new_versions: dict[str, int] = field(default_factory=dict)  # stage -> versions taken from the remote
@@ -101,6 +139,7 @@ class PullResult:
     clashes: tuple[TagClash, ...] = ()
     dry_run: bool = False
     storage: Transfer | None = None  # run records and outputs (modver.storage), when modver.toml names storage
+    refused: tuple[Refusal, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -110,6 +149,7 @@ class PullResult:
             "renumbered": [r.to_json() for r in self.renumbered],
             "new_tags": list(self.new_tags),
             "tag_clashes": [c.to_json() for c in self.clashes],
+            "refused": [r.to_json() for r in self.refused],
             "dry_run": self.dry_run,
             "storage": None if self.storage is None else self.storage.to_json(),
         }
@@ -164,14 +204,17 @@ def push(
         seen.clear()
         seen.update(theirs)
         clashes.clear()
-        behind = sorted({_stage_of(name) for name, sha in theirs.items() if not _has(history, name, sha, local)})
+        behind = sorted(
+            {_stage_of(name) for name, sha in theirs.items() if _shared(name) and not _has(history, name, sha, local)}
+        )
         if behind:
             raise errors.RemoteError(
                 f"the remote {remote.name} ({remote.url}) has versions this clone lacks ({', '.join(behind)}): "
                 "push refused",
                 where=remote.url,
                 hint=f"run `modver pull{' ' + remote_name if remote_name else ''}` first "
-                "(it keeps every number the remote has), then push again",
+                "(it keeps every number the remote has), then push again; if the pull refuses versions, "
+                "the remote's history was changed outside modver: repair it there first",
             )
         updates = {}
         for name, sha in local.items():
@@ -216,6 +259,12 @@ def _push_result(
             new_versions[stage] = len(history.versions_at(stage, sha)) - before
     tags = tuple(sorted(_tag_label(n) for n in updates if n.startswith(TAGS_PREFIX)))
     return PushResult(remote, new_versions, tags, tuple(clashes), len(updates), dry_run)
+
+
+def _shared(name: str) -> bool:
+    """Whether the remote's ref ``name`` is one modver shares (a stage ref named as no stage can
+    be, made with git itself, is refused by pull and ignored by push)."""
+    return not name.startswith(STAGES_PREFIX) or is_name(name[len(STAGES_PREFIX) :])
 
 
 def _has(history: History, name: str, sha: str, local: dict[str, str]) -> bool:
@@ -268,6 +317,8 @@ def _remember(repo: GitRepo, remote: Remote, refs: dict[str, str]) -> None:
     """Record ``refs`` (the remote's, under refs/modver/) as what the remote has now."""
     base = f"{TRACKING}{remote.key}/"
     for name, sha in refs.items():
+        if not repo.has_object(sha):
+            continue  # a remote's ref this clone never fetched (a tag it refuses): nothing to remember
         tracking = base + name[len(PREFIX) :]
         for _attempt in range(10):
             current = repo.read_ref(tracking)
@@ -298,39 +349,61 @@ def pull(
     *,
     dry_run: bool = False,
 ) -> PullResult:
-    """Take the remote's versions, tags and notes, renumbering what was made here and clashes
-    (see the module docstring)."""
+    """Take the remote's versions, tags and notes, renumbering what was made here and clashes;
+    refuse, by name, what cannot be trusted (see the module docstring)."""
     repo = history.repo
     finish_renumbering(history, root, runs, write_pin)
     remote = resolve_remote(repo, remote_name)
     theirs = fetch_refs(repo, remote, PREFIX)
     published = repo.list_refs(f"{TRACKING}{remote.key}/")
     merges: dict[str, _Merge] = {}
+    refused: list[Refusal] = []
+    trusted: dict[str, str] = {}  # the remote's refs as far as they were taken
+    summaries = SummaryCache()  # shared by the checks of one pull: each file version is parsed once
     for name, sha in theirs.items():
-        if name.startswith(STAGES_PREFIX):
-            stage = name[len(STAGES_PREFIX) :]
-            merges[stage] = _merge_stage(history, stage, sha, published.get(f"{TRACKING}{remote.key}/stages/{stage}"))
+        if not name.startswith(STAGES_PREFIX):
+            continue
+        stage = name[len(STAGES_PREFIX) :]
+        if not is_name(stage):
+            refused.append(Refusal(name, f"stage {stage!r}", _name_problem(stage).message, stage))
+            continue
+        tip, refusals = _trusted_tip(history, stage, sha, summaries)
+        refused.extend(refusals)
+        if tip is not None:
+            trusted[name] = tip
+            merges[stage] = _merge_stage(history, stage, tip, published.get(f"{TRACKING}{remote.key}/stages/{stage}"))
     commits = {old: new for m in merges.values() for old, new in m.commits.items()}
-    tag_moves, new_tags, clashes = _merge_tags(history, theirs, commits)
+    tag_moves, new_tags, clashes, tag_refusals = _merge_tags(history, theirs, commits, merges)
+    refused.extend(tag_refusals)
+    refused_tags = {r.ref for r in tag_refusals}
+    trusted.update(
+        {ref: sha for ref, sha in theirs.items() if not ref.startswith(STAGES_PREFIX) and ref not in refused_tags}
+    )
     renumbered = [pair for m in merges.values() for pair in m.renumbered]
     new_versions = {stage: m.taken for stage, m in merges.items() if m.taken}
     if dry_run:
         done = tuple(Renumbered(old, new) for old, new in renumbered)
-        return PullResult(remote, new_versions, done, tuple(new_tags), tuple(clashes), dry_run=True)
+        return PullResult(
+            remote, new_versions, done, tuple(new_tags), tuple(clashes), dry_run=True, refused=tuple(refused)
+        )
     pins = _pins_to_update(root, renumbered)
-    if renumbered:  # before any ref moves: what a killed pull leaves, the next command finishes
-        stages = sorted({old.stage for old, _ in renumbered})
-        _fs.write_json_atomic(_journal_path(repo), {"pins": pins, "stages": stages})
-    # compare-and-swap from what was merged: a version registered here meanwhile is never dropped
-    raced = [
-        s for s, m in merges.items() if m.tip != m.base and not repo.set_ref_if_equals(history.ref(s), m.base, m.tip)
-    ]
-    for ref, (old, new) in tag_moves.items():
-        repo.set_ref_if_equals(ref, old, new)  # a tag moved here meanwhile stays as it was moved
-    if COMMITTED_REF in theirs:
-        _merge_notes(history, theirs[COMMITTED_REF], commits)
-    _remember(repo, remote, theirs)
-    counts = finish_renumbering(history, root, runs, write_pin)  # pins of a raced stage stay: not renumbered
+    # the refs move and the records are repaired as one step for a run writing its record (module docstring)
+    with history.numbering(shared=False):
+        if renumbered:  # before any ref moves: what a killed pull leaves, the next command finishes
+            stages = sorted({old.stage for old, _ in renumbered})
+            _write_journal(repo, {"pins": pins, "stages": stages})
+        # compare-and-swap from what was merged: a version registered here meanwhile is never dropped
+        raced = [
+            s
+            for s, m in merges.items()
+            if m.tip != m.base and not repo.set_ref_if_equals(history.ref(s), m.base, m.tip)
+        ]
+        for ref, (old, new) in tag_moves.items():
+            repo.set_ref_if_equals(ref, old, new)  # a tag moved here meanwhile stays as it was moved
+        if COMMITTED_REF in theirs:
+            _merge_notes(history, theirs[COMMITTED_REF], commits)
+        _remember(repo, remote, trusted)
+        counts = _finish_renumbering(history, root, runs, write_pin)  # pins of a raced stage stay: not renumbered
     if raced:
         raise errors.ConcurrencyError(
             f"versions of {', '.join(raced)} were registered here while pulling: those stages were not merged",
@@ -346,7 +419,50 @@ def pull(
         )
         for old, new in renumbered
     )
-    return PullResult(remote, new_versions, done, tuple(new_tags), tuple(clashes))
+    return PullResult(remote, new_versions, done, tuple(new_tags), tuple(clashes), refused=tuple(refused))
+
+
+def _name_problem(name: str) -> errors.InvalidNameError:
+    try:
+        validate_name(name)
+    except errors.InvalidNameError as exc:
+        return exc
+    raise AssertionError(f"{name!r} is a valid name")  # pragma: no cover - callers check is_name first
+
+
+def _trusted_tip(
+    history: History, stage: str, remote_tip: str, summaries: SummaryCache
+) -> tuple[str | None, list[Refusal]]:
+    """The newest commit of the remote's ``stage`` chain up to which every version can be taken,
+    and the refusals of the versions after it: the first that cannot be trusted (see the module
+    docstring), then those built on it. Versions this clone already has are not checked again."""
+    ref = history.ref(stage)
+    if history.repo.read_ref(ref) == remote_tip:
+        return remote_tip, []
+    known = {v.commit for v in history.versions(stage)} if stage in history.stages() else set()
+    try:
+        chain = history.incoming(stage, remote_tip)
+    except errors.StoreError as exc:
+        return None, [Refusal(STAGES_PREFIX + stage, f"stage {stage}", f"its history cannot be read: {exc}", stage)]
+    versions, bad, why, after = chain.versions, chain.bad, chain.why, list(chain.after)
+    for i, version in enumerate(versions):
+        if version.commit in known:
+            continue
+        problems = history.check_code(version, cache=summaries)
+        if problems:
+            versions, bad, why = versions[:i], version.commit, problems[0]
+            after = [v.commit for v in chain.versions[i + 1 :]] + ([chain.bad] if chain.bad else []) + after
+            break
+    if bad is None:
+        return remote_tip, []
+    number = len(versions) + 1
+    first = f"{stage} v{number}"
+    refusals = [Refusal(ref, first, f"{why} (commit {bad[:12]})", stage, f"v{number}")]
+    refusals += [
+        Refusal(ref, f"{stage} v{n}", f"it comes after {first}, which is refused", stage, f"v{n}")
+        for n in range(number + 1, number + 1 + len(after))
+    ]
+    return (versions[-1].commit if versions else None), refusals
 
 
 def _merge_stage(history: History, stage: str, remote_tip: str, published: str | None) -> _Merge:
@@ -388,18 +504,33 @@ def _merge_stage(history: History, stage: str, remote_tip: str, published: str |
 
 
 def _merge_tags(
-    history: History, theirs: dict[str, str], commits: dict[str, str]
-) -> tuple[dict[str, tuple[str | None, str]], list[str], list[TagClash]]:
-    """Tag refs to set here (ref -> (from, to)), the remote's tags new here, and the clashes (kept)."""
+    history: History, theirs: dict[str, str], commits: dict[str, str], merges: dict[str, _Merge]
+) -> tuple[dict[str, tuple[str | None, str]], list[str], list[TagClash], list[Refusal]]:
+    """Tag refs to set here (ref -> (from, to)), the remote's tags new here, the clashes (kept),
+    and the remote's tags refused: a name modver refuses, or a tag naming no version taken."""
     moves: dict[str, tuple[str | None, str]] = {}
     new: list[str] = []
     clashes: list[TagClash] = []
+    refused: list[Refusal] = []
     mine = history.repo.list_refs(TAGS_PREFIX)
     for ref, sha in mine.items():  # a tag on a renumbered version follows it
         if sha in commits:
             moves[ref] = (sha, commits[sha])
+    taken: dict[str, set[str]] = {}  # stage -> the commits of its versions after the merge
     for ref, sha in theirs.items():
         if not ref.startswith(TAGS_PREFIX):
+            continue
+        stage, _, name = ref[len(TAGS_PREFIX) :].partition("/")
+        bad_name = _name_problem(stage) if not is_name(stage) else tag_name_problem(name)
+        why = bad_name.message if bad_name is not None else None
+        if why is None:
+            if stage not in taken:
+                tip = merges[stage].tip if stage in merges else history.repo.read_ref(STAGES_PREFIX + stage)
+                taken[stage] = {v.commit for v in history.versions_at(stage, tip)} if tip else set()
+            if sha not in taken[stage]:
+                why = f"it names {sha[:12]}, which is no version of {stage} taken"
+        if why is not None:
+            refused.append(Refusal(ref, f"tag {stage}@{name}", why, stage, tag=name))
             continue
         here = moves[ref][1] if ref in moves else mine.get(ref)
         if here is None:
@@ -407,7 +538,7 @@ def _merge_tags(
             new.append(_tag_label(ref))
         elif here != sha:
             clashes.append(_clash(history, ref, here, sha, theirs))
-    return moves, new, clashes
+    return moves, new, clashes, refused
 
 
 def _merge_notes(history: History, remote_tip: str, commits: dict[str, str]) -> None:
@@ -434,7 +565,24 @@ def _merge_notes(history: History, remote_tip: str, commits: dict[str, str]) -> 
 
 
 def _journal_path(repo: GitRepo) -> Path:
-    return repo.root / ".git" / "modver" / JOURNAL
+    """The renumbering record: in the git directory every worktree shares (refs are shared too)."""
+    return repo.common_dir / "modver" / JOURNAL
+
+
+def _write_journal(repo: GitRepo, data: dict[str, Any] | None) -> None:
+    """Write the renumbering record (None: remove it, the renumbering is done)."""
+    path = _journal_path(repo)
+    try:
+        if data is None:
+            path.unlink()
+        else:
+            _fs.write_json_atomic(path, data)
+    except OSError as exc:
+        raise write_failure("cannot record the renumbering", exc, str(path)) or errors.StoreError(
+            f"cannot record the renumbering: {exc.strerror or exc}",
+            where=str(path),
+            hint=f"modver needs to write in {path.parent}: check its permissions",
+        ) from exc
 
 
 def _manifests(root: Path) -> Iterator[Path]:
@@ -476,6 +624,16 @@ def finish_renumbering(
 ) -> dict[tuple[str, str], int]:
     """Finish a pull's renumbering (after a crash, too): edit the pins it listed and has not
     edited yet, then renumber the run records of its stages; (stage, fingerprint) -> records updated."""
+    if not _journal_path(history.repo).exists():
+        return {}
+    with history.numbering(shared=False):
+        return _finish_renumbering(history, root, runs, write_pin)
+
+
+def _finish_renumbering(
+    history: History, root: Path, runs: RunStore, write_pin: PinWriter
+) -> dict[tuple[str, str], int]:
+    """:func:`finish_renumbering`, the numbering lock held."""
     from modver.manifest import load_manifest
 
     journal = _journal_path(history.repo)
@@ -503,9 +661,9 @@ def finish_renumbering(
         if current == pin["old"] and now is not None and now.version == pin["new"]:
             write_pin(path, pin["stage"], pin["new"])
         pin["done"] = "yes"
-        _fs.write_json_atomic(journal, {"pins": pins, "stages": sorted(stages)})
+        _write_journal(history.repo, {"pins": pins, "stages": sorted(stages)})
     counts = _repair_records(history, runs, stages)
-    journal.unlink()
+    _write_journal(history.repo, None)
     return counts
 
 
@@ -532,21 +690,6 @@ def _repair_records(history: History, runs: RunStore, stages: set[str]) -> dict[
 
 
 def _renumbered_record(history: History, record: RunRecord, stages: set[str]) -> RunRecord | None:
-    """``record`` with each stage's version as its fingerprint is numbered now, or None if unchanged."""
-    from dataclasses import replace
-
-    changed = record
-    content = json.loads(json.dumps(dict(record.manifest_content)))
-    for name in stages & set(record.stages):
-        info = record.stages[name]
-        found = history.find(name, info.fingerprint) if info.fingerprint else None
-        if found is None or found.version == info.version:
-            continue
-        parts = info.key_parts and replace(info.key_parts, version=found.version)
-        changed = changed.with_stage(name, replace(info, version=found.version, key_parts=parts))
-        pinned = content.get("stages", {}).get(name, {})
-        if pinned.get("version") == info.version:
-            pinned["version"] = found.version
-    if changed is record:
-        return None
-    return replace(changed, manifest_content=content)
+    """``record`` with each of ``stages``' versions as its fingerprint is numbered now, or None if unchanged."""
+    fixed = record.with_version_labels(lambda stage, fp: history.label(stage, fp) if stage in stages else None)
+    return None if fixed is record else fixed

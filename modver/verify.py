@@ -18,11 +18,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from modver import errors
-from modver.fingerprint import SummaryCache, fingerprint_stage, scheme_of
 from modver.history import History
 from modver.models import StageVersion
-from modver.sourcetree import git_blob_id
 
 __all__ = ["VersionCheck", "verify_history", "verify_version"]
 
@@ -52,36 +49,9 @@ class VersionCheck:
 
 
 def verify_version(history: History, version: StageVersion, *, docstrings: bool = False) -> VersionCheck:
-    """Re-fingerprint ``version``'s stored files and compare (see the module docstring)."""
-    try:
-        closure = history.closure(version)
-        tree = history.source_tree(version)
-        problems = []
-        stored = set(tree.iter_files())
-        for path in sorted(stored):
-            sha = tree.blob_id(path)
-            data = tree.read(path)
-            if sha is None or data is None or git_blob_id(data) != sha:
-                problems.append(f"stored file {path} does not match its git object id")
-        for path in sorted({*closure.files, *closure.deps, *closure.imports} - stored):
-            problems.append(f"{path} is listed by the version but not stored")
-        if problems:
-            return VersionCheck(version, tuple(problems))
-        found = []
-        scheme = scheme_of(version.fingerprint)
-        for setting in (docstrings, not docstrings):
-            again = fingerprint_stage(
-                tree, version.entry, closure.deps, docstrings=setting, cache=SummaryCache(), scheme=scheme
-            )
-            if again.fingerprint == version.fingerprint:
-                return VersionCheck(version)
-            found.append(again.fingerprint)
-    except errors.ModverError as exc:  # unreadable objects, stored code that no longer parses
-        return VersionCheck(version, (f"cannot re-fingerprint the stored code: {exc}",))
-    return VersionCheck(
-        version,
-        (f"the stored code fingerprints as {found[0]}, not {version.fingerprint}",),
-    )
+    """Re-fingerprint ``version``'s stored files and compare (see the module docstring;
+    :meth:`History.check_code <modver.history.History.check_code>` does it)."""
+    return VersionCheck(version, history.check_code(version, docstrings=docstrings))
 
 
 def verify_history(history: History, stages: Iterable[str] = (), *, docstrings: bool = False) -> list[VersionCheck]:

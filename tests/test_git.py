@@ -545,7 +545,7 @@ def test_a_failed_pack_write_holds_nothing_back(history3, monkeypatch):
 
     with GitRepo.discover(root) as repo:
         monkeypatch.setattr("modver._git.objects.write_pack_data", disk_full)
-        with pytest.raises(errors.StoreError, match="cannot write a pack.*No space left"):
+        with pytest.raises(errors.StoreError, match="cannot write a pack.*: no space left on device"):
             _write_buffered(repo)
         monkeypatch.undo()
         sha = repo.write_blob(b"loose\n")
@@ -885,3 +885,49 @@ def test_a_dead_holders_leftovers_are_repaired_at_once(history3, opened: str, ca
     assert message.startswith("modver process ") and f"died while updating {name}" in message
     fsck = subprocess.run(["git", "fsck", "--full"], cwd=root, capture_output=True, text=True, check=False)
     assert fsck.returncode == 0 and not fsck.stderr
+
+
+DIES_BEFORE_THE_REF_LOCK = """
+import os, signal, sys
+from modver._git import GitRepo
+root, ref = sys.argv[1], sys.argv[2]
+with GitRepo.discover(root) as repo:
+    with repo._modver_lock("updating " + ref, ref):
+        os.kill(os.getpid(), signal.SIGKILL)  # its owner record names the ref; no <ref>.lock made yet
+"""
+
+
+def test_a_ref_lock_git_took_after_the_holder_died_is_not_removed(tmp_path: Path, monkeypatch):
+    """Issue 15, item 9: a dead holder's record names a ref; git took that ref's lock since. The
+    next modver command must not remove git's lock (it waits for it, then names it)."""
+    from tests.helpers import GitProject, mv
+
+    (tmp_path / "p").mkdir()
+    proj = GitProject(tmp_path / "p")
+    proj.write("manifest.yaml", "stages:\n  model:\n    entry: model.py:train\n")
+    proj.write("model.py", "def train():\n    return 1\n")
+    proj.commit("model")
+    mv(proj.root, "snapshot")
+    ref = "refs/modver/stages/model"
+    done = subprocess.run(
+        [sys.executable, "-c", DIES_BEFORE_THE_REF_LOCK, str(proj.root), ref],
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        check=False,
+    )
+    assert done.returncode == -9, done.stderr
+    owner = proj.root / ".git" / "modver" / "owner"
+    assert json.loads(owner.read_text())["ref"] == ref
+    died = time.time() - 60
+    os.utime(owner, (died, died))  # it died a minute ago; git takes the ref now
+    lock = proj.root / ".git" / (ref + ".lock")
+    lock.write_text("")
+    proj.write("model.py", "def train():\n    return 2\n")
+    monkeypatch.setenv("MODVER_REF_LOCK_TIMEOUT", "0.2")
+    refused = mv(proj.root, "snapshot", code=1)
+    assert f"cannot update {ref}: {lock} exists, and no running modver process holds it" in refused.stderr
+    assert lock.exists()  # git's lock: not removed
+    assert not owner.exists()  # the dead holder's record is repaired all the same
+    lock.unlink()  # git is done
+    mv(proj.root, "snapshot")
+    assert [v["version"] for v in json.loads(mv(proj.root, "log", "--json").stdout)] == ["v1", "v2"]

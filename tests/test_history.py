@@ -150,8 +150,10 @@ def test_version_commit_layout(history: History):
     assert repo.commit_time(v.commit) == when
     assert history.meta(v) == meta
     assert history.closure(v) == c
-    assert history.files(v) == SRC
     src = history.source_tree(v)
+    assert {path: src.read(path) for path in src.iter_files()} == SRC
+    with pytest.raises(errors.StoreError, match=r"pre@v1 \(commit \w+\) is not used: the stored code fingerprints as"):
+        history.files(v)  # code to run is fingerprinted again first; fp(7) is not its fingerprint
     assert src.read("pipeline/pre.py") == SRC["pipeline/pre.py"]
     assert src.content_id("pipeline/pre.py") == blob_sha(SRC["pipeline/pre.py"])
     assert src.is_dir("pipeline") and not src.is_dir("src")
@@ -318,6 +320,43 @@ def test_history_ref_pointing_at_garbage_is_store_error(history: History):
     commit2 = repo.write_commit(bad_meta, [], "bad")
     assert repo.set_ref_if_equals("refs/modver/stages/pre", commit, commit2)
     with pytest.raises(errors.StoreError, match="unreadable meta.json"):
+        history.versions("pre")
+
+
+def _next_commit(history: History, like: StageVersion, parents: list[str], **meta: object) -> str:
+    """A commit like version ``like``'s on top of ``parents``, its meta.json changed by ``meta``."""
+    repo = history.repo
+    fields = {**history.meta(like), **meta}
+    tree = repo.write_tree({"meta.json": repo.write_blob(json.dumps(fields).encode())})
+    return repo.write_commit(tree, parents, "next")
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        ({"number": 4}, "it says it is v4, and comes after v2"),
+        ({"number": 3, "stage": "post"}, "its meta.json says it is a version of stage 'post'"),
+        ({"number": 3, "fingerprint": fp(1)}, f"pre v1 already has fingerprint {fp(1)}"),
+        ({"number": 3, "parents": 2}, "a history commit has several parents"),
+    ],
+)
+def test_an_incoming_chain_is_read_up_to_its_first_bad_commit(history: History, change: dict, why: str):
+    """What pull reads from a remote (issue 15): every version up to the first commit that is not
+    the next version, that commit, why, and the commits after it; and a local chain holding such
+    a commit is corrupt."""
+    tree = DictTree(dict(SRC))
+    v1, _ = history.register("pre", closure(1), tree, origin=None)
+    v2, _ = history.register("pre", closure(2), tree, origin=None)
+    meta = {k: v for k, v in change.items() if k != "parents"}
+    parents = [v2.commit, v1.commit] if change.get("parents") else [v2.commit]
+    bad = _next_commit(history, v2, parents, **{"fingerprint": fp(3), **meta})
+    after = _next_commit(history, v2, [bad], number=4, fingerprint=fp(4))
+    got = history.incoming("pre", after)
+    assert [v.version for v in got.versions] == ["v1", "v2"]
+    assert (got.bad, got.why, got.after) == (bad, why, (after,))
+    assert history.incoming("pre", v2.commit).bad is None
+    assert history.repo.set_ref_if_equals("refs/modver/stages/pre", v2.commit, after)
+    with pytest.raises(errors.StoreError, match=f"corrupt history of stage pre at commit {bad[:12]}"):
         history.versions("pre")
 
 

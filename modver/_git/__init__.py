@@ -43,7 +43,7 @@ from dulwich.object_store import DiskObjectStore
 from dulwich.objects import Blob, ShaFile
 from dulwich.repo import MemoryRepo, Repo
 
-from modver import errors
+from modver import _fs, errors
 from modver._git.faults import (
     CANDIDATES,
     FSCK_HINT,
@@ -104,6 +104,7 @@ class GitRepo:
         self._trees: dict[str, Entries] = {}
         self._walks: dict[str, tuple[str, ...]] = {}
         self._pending: dict[str, ShaFile] | None = None  # objects held back by buffered_objects()
+        self._unsynced: set[str] = set()  # folders of loose objects written since the last ref update
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -130,6 +131,18 @@ class GitRepo:
             target.mkdir(parents=True, exist_ok=True)
             repo = Repo.init(os.fspath(target), default_branch=b"main")
         return cls(repo, target.resolve())
+
+    @property
+    def on_disk(self) -> bool:
+        """Whether the repository is on disk (not a dulwich ``MemoryRepo``)."""
+        return isinstance(self._repo, Repo)
+
+    @property
+    def common_dir(self) -> Path:
+        """The git directory shared by every worktree of the repository (``.git`` of the main
+        worktree; ``.git`` is a file in a linked worktree): where refs, objects and modver's own
+        files (its lock, a pull's renumbering record) live."""
+        return Path(self._disk().commondir())
 
     @classmethod
     def memory(cls) -> GitRepo:
@@ -417,7 +430,9 @@ class GitRepo:
         store = self._repo.object_store
         with StoreFaults("cannot write to the git object database"):
             if isinstance(store, DiskObjectStore):
-                write_loose_object(store, obj)
+                folder = write_loose_object(store, obj)
+                if folder is not None:
+                    self._unsynced.add(folder)
             elif obj.id not in store:
                 store.add_object(obj)
         return sha
@@ -443,17 +458,20 @@ class GitRepo:
                 self._pending = None  # also when the flush failed: later writes are not held forever
 
     def flush_objects(self) -> int:
-        """Write the objects held by :meth:`buffered_objects` as one pack; how many."""
+        """Write the objects held by :meth:`buffered_objects` as one pack; how many.
+
+        When the pack cannot be written, the held objects are dropped (no ref may name them)
+        and StoreError says why."""
         if not self._pending:
             return 0
         objects = list(self._pending.values())
+        self._pending.clear()
         store = self._repo.object_store
         with StoreFaults("cannot write a pack to the git object database"):
             if isinstance(store, DiskObjectStore):
                 self._write_pack(store, objects)
             else:
                 store.add_objects([(obj, None) for obj in objects])
-        self._pending.clear()
         return len(objects)
 
     def _write_pack(self, store: DiskObjectStore, objects: list[ShaFile]) -> None:
@@ -514,14 +532,31 @@ class GitRepo:
         the modver lock (waited for; a dead holder's leftovers repaired first); a ``<ref>.lock``
         that no modver process holds is waited for briefly, then
         :class:`~modver.errors.ConcurrencyError` names it.
+
+        A ref never names an object that is not fully written: the folders of loose objects
+        written since the last swap are fsynced first, and the swap itself checks that ``new``
+        is in the object database (a write that failed raises StoreError; the ref stays).
         """
         if self._pending and new in self._pending:
             raise RuntimeError(f"ref {name} would point at unwritten object {new}: flush_objects() first")
         if isinstance(self._repo, MemoryRepo):
             return self._swap_ref(name, old, new)
+        self._sync_objects()
         return ModverLock(self._disk()).update_ref(name, lambda: self._swap_ref(name, old, new))
 
+    def _sync_objects(self) -> None:
+        """Make the renames of the loose objects written so far durable (one fsync per folder)."""
+        while self._unsynced:
+            folder = self._unsynced.pop()
+            _fs.fsync_dir(Path(folder))
+
     def _swap_ref(self, name: str, old: str | None, new: str) -> bool:
+        if not self.has_object(new):  # inside the swap: under the modver lock, where the ref moves
+            raise errors.StoreError(
+                f"ref {name} would name object {new}, which is not in the object database: the ref did not move",
+                where=name,
+                hint="writing the object failed (see the error before this one); run the command again",
+            )
         refs = self._repo.refs
         with StoreFaults(f"cannot update ref {name}", name):  # FileLocked passes: the caller waits
             if old is None:

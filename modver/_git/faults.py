@@ -8,6 +8,7 @@ are not a corrupt store: they propagate as they are. Tested with dulwich 1.2.13 
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 import traceback
@@ -70,11 +71,40 @@ CANDIDATES: tuple[type[Exception], ...] = (*STORE_FAULTS, *_DULWICH_CONVENTIONS,
 OPEN_FAULTS = (UnsupportedVersion, UnsupportedExtension, InvalidWorktreeConfiguration)
 
 
+# A write that the file system refuses (SPEC: "Every write can also fail"): what it is called, and
+# what to do. modver moves a ref only after its objects are written, so nothing recorded is lost.
+_AGAIN = "then run the command again: nothing recorded was lost"
+WRITE_FAILURES: dict[int, tuple[str, str]] = {
+    errno.ENOSPC: ("no space left on device", f"free some space on that file system, {_AGAIN}"),
+    errno.EDQUOT: ("disk quota exceeded", f"free some space or ask for a larger quota, {_AGAIN}"),
+    errno.EROFS: ("read-only file system", f"make the file system writable, {_AGAIN}"),
+    errno.EIO: (
+        "I/O error",
+        f"the disk reported an error: check it (`dmesg`), {_AGAIN}; `git fsck` checks the repository",
+    ),
+}
+
+
+def write_failure(what: str, exc: BaseException, where: str | None = None) -> errors.StoreError | None:
+    """``what: no space left on device writing PATH`` (and a hint) for a write the file system
+    refused (:data:`WRITE_FAILURES`); None for any other exception."""
+    if not isinstance(exc, OSError) or exc.errno not in WRITE_FAILURES:
+        return None
+    reason, hint = WRITE_FAILURES[exc.errno]
+    path = exc.filename if exc.filename is not None else where
+    target = f" writing {os.fsdecode(path)}" if path is not None else ""
+    return errors.StoreError(f"{what}: {reason}{target}", where=where, hint=hint)
+
+
 def store_error(what: str, exc: BaseException, where: str | None = None) -> errors.StoreError:
-    """``what: <exception type>: <exception>`` as a StoreError (raise it ``from exc``)."""
+    """``what: <exception type>: <exception>`` as a StoreError (raise it ``from exc``); a write the
+    file system refused says so (:func:`write_failure`)."""
     # The failed dulwich frames may hold memoryviews of a pack's mmap; clearing their locals
     # lets the repository close while this error (with its __cause__) is still alive.
     traceback.clear_frames(exc.__traceback__)
+    failed = write_failure(what, exc, where)
+    if failed is not None:
+        return failed
     return errors.StoreError(f"{what}: {type(exc).__name__}: {exc}", where=where, hint=FSCK_HINT)
 
 

@@ -7,6 +7,11 @@
   lock and finds an owner record knows that its writer died holding the lock: it removes the
   ``<ref>.lock`` the record names and modver's pack temporaries, at once. Opening a repository
   does the same when a record is left and the lock is free.
+- Only a ``<ref>.lock`` the dead holder can have made is removed: the holder wrote its record,
+  then (at once) dulwich created the ``<ref>.lock``; so a lock made before the record, or more
+  than :data:`_MADE_WITHIN` seconds after it, was made by someone else — git taking the ref
+  since — and stays (it is then waited for, as below). Both times are the files' own mtimes, on
+  the same file system.
 - A ``<ref>.lock`` that no owner record names belongs to git itself (or an older modver): it is
   waited for ``MODVER_REF_LOCK_TIMEOUT`` seconds (default 2), then
   :class:`~modver.errors.ConcurrencyError` names it. A live modver holder is waited for
@@ -31,6 +36,7 @@ from dulwich.file import FileLocked, adjust_shared_perm
 from dulwich.refs import DiskRefsContainer
 
 from modver import _fs, errors
+from modver._git.faults import write_failure
 from modver._git.objects import clean_pack_dir, make_dir
 
 if TYPE_CHECKING:
@@ -42,6 +48,10 @@ REF_LOCK_TIMEOUT_ENV = "MODVER_REF_LOCK_TIMEOUT"  # seconds to wait for a <ref>.
 _LOCK_TIMEOUT = 30.0
 _REF_LOCK_TIMEOUT = 2.0
 _NOTICE_AFTER = 1.0  # seconds of waiting before saying whom we wait for
+# A dead holder made its <ref>.lock within this many seconds after writing its owner record (it
+# makes it right after), and not before it, with this much slack for coarse file-system clocks.
+_MADE_WITHIN = 5.0
+_CLOCK_SLACK = 2.0
 # what an owner record may name (refs/modver-remotes/: what a remote had, issue 10)
 _MODVER_REF = re.compile(r"refs/modver(-remotes)?/[A-Za-z0-9_./-]+\Z")
 
@@ -67,6 +77,9 @@ class ModverLock:
                 self._recover()
                 _write_owner(owner, action, ref)
             except OSError as exc:
+                failed = write_failure("cannot take modver's lock", exc, lock)
+                if failed is not None:
+                    raise failed from exc
                 raise errors.StoreError(
                     f"cannot use modver's lock {lock}: {exc.strerror or exc}",
                     where=lock,
@@ -75,8 +88,7 @@ class ModverLock:
             try:
                 yield
             finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(owner)
+                _remove_owner(owner)
 
     def update_ref(self, name: str, swap: Callable[[], bool]) -> bool:
         """``swap()`` (a compare-and-swap of ref ``name``) with the lock held; its result.
@@ -125,9 +137,10 @@ class ModverLock:
             and isinstance(repo.refs, DiskRefsContainer)
         ):
             stale = os.fsdecode(repo.refs.refpath(ref.encode("ascii"))) + ".lock"
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(stale)
-                removed.append(stale)
+            if _made_by_holder(stale, self.owner):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(stale)
+                    removed.append(stale)
         clean_pack_dir(os.path.join(repo.object_store.path, "pack"))
         os.unlink(self.owner)
         _logger().info(
@@ -146,6 +159,30 @@ class ModverLock:
                 self._recover()
         except (errors.ConcurrencyError, OSError):
             pass  # a live process holds the lock (it recovers itself), or this user may not write
+
+
+def _made_by_holder(lock: str, owner: str) -> bool:
+    """Whether ``lock`` (a ``<ref>.lock``) can be the one the dead holder whose record is
+    ``owner`` made: made after its record was written, and at once (see the module docstring)."""
+    try:
+        made, recorded = os.stat(lock).st_mtime, os.stat(owner).st_mtime
+    except FileNotFoundError:
+        return False
+    return recorded - _CLOCK_SLACK <= made <= recorded + _MADE_WITHIN
+
+
+def _remove_owner(owner: str) -> None:
+    """Remove the owner record when the lock is released; a failure to is one clear error."""
+    try:
+        os.unlink(owner)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise write_failure("cannot release modver's lock", exc, owner) or errors.StoreError(
+            f"cannot remove {owner}: {exc.strerror or exc}",
+            where=owner,
+            hint=f"modver needs to write in {os.path.dirname(owner)}: check its permissions",
+        ) from exc
 
 
 def _seconds(variable: str, default: float) -> float:

@@ -7,6 +7,8 @@ Writing them is crash-safe (a process may die between any two system calls):
   widened per ``core.sharedRepository``), fsynced, then renamed to its name; one that exists
   is only freshened (its mtime), so a concurrent ``git gc`` does not prune it. A kill leaves at
   most a ``tmp_obj_*`` file, which git's fsck ignores and ``git prune`` removes; no ``.lock``.
+  The folders it was renamed into are fsynced before any ref names it
+  (:meth:`~modver._git.GitRepo.set_ref_if_equals`), once per folder, not once per object.
 - A pack is written as ``objects/pack/tmp_pack_modver_<random>`` and its index as
   ``tmp_idx_modver_<checksum>_<random>`` (names that neither git nor dulwich take for a pack),
   both fsynced, then renamed to ``pack-<checksum>.pack`` and, last, ``.idx``. Packs are
@@ -127,16 +129,20 @@ def make_dir(path: str, shared_perm: SharedPerm | None) -> None:
     adjust_shared_perm(path, shared_perm)
 
 
-def write_loose_object(store: DiskObjectStore, obj: ShaFile) -> None:
-    """Store ``obj`` as a loose object the way git does (see the module docstring)."""
+def write_loose_object(store: DiskObjectStore, obj: ShaFile) -> str | None:
+    """Store ``obj`` as a loose object the way git does (see the module docstring).
+
+    Returns the folder it was renamed into (None when it was already stored): fsync it
+    (:func:`modver._fs.fsync_dir`) before a ref names the object, so that the rename is durable.
+    """
     if store.contains_packed(obj.id):
-        return
+        return None
     hexsha = obj.id.decode("ascii")
     folder = os.path.join(store.path, hexsha[:2])
     path = os.path.join(folder, hexsha[2:])
     try:
         os.utime(path)  # already there: freshen it so that a concurrent `git gc` keeps it
-        return
+        return None
     except (FileNotFoundError, PermissionError):  # absent, or another user's: a fresh copy
         pass
     make_dir(folder, store.shared_perm)
@@ -153,6 +159,7 @@ def write_loose_object(store: DiskObjectStore, obj: ShaFile) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    return folder
 
 
 def write_pack(store: DiskObjectStore, objects: list[ShaFile]) -> None:

@@ -92,7 +92,7 @@ def resolve_remote(repo: GitRepo, name: str | None) -> Remote:
         listing = ", ".join(configured) if configured else "none"
         raise errors.RemoteError(
             f"no git remote {chosen!r} (configured remotes: {listing})",
-            where=str(repo.root / ".git" / "config"),
+            where=str(repo.common_dir / "config"),
             hint="add one with `git remote add origin URL`, or give a URL or path: `modver push URL`",
         )
     return Remote(chosen, chosen)

@@ -12,7 +12,7 @@ from modver import _output
 from modver.cli._app import JsonOpt, ProjectOpt, _project, app
 
 if TYPE_CHECKING:  # pragma: no cover
-    from modver.sharing import TagClash
+    from modver.sharing import Refusal, TagClash
     from modver.storage import Transfer
 
 
@@ -69,7 +69,8 @@ def pull(
             print(f"{r.old.stage} {r.old.version} (yours, {r.old.message!r}) {verb_is} {r.new.version}{pins}{runs}")
         _print_clashes(result.clashes, result.remote.name)
         _print_transfer(result.storage, "would bring" if dry_run else "brought")
-    if result.storage is not None and result.storage.damaged:
+    _print_refused(result.refused, result.remote.name)  # on stderr with --json too: why it exits 1
+    if result.refused or (result.storage is not None and result.storage.damaged):
         raise typer.Exit(1)
 
 
@@ -86,6 +87,18 @@ def _print_clashes(clashes: tuple[TagClash, ...], remote: str) -> None:
             f"tag {c.stage}@{c.name} is {c.here} here and {c.remote} on {remote}: both kept as they are "
             f"(rename yours: `modver tag {c.stage}@{c.here} NEW-NAME`)",
             file=sys.stderr,
+        )
+
+
+def _print_refused(refused: tuple[Refusal, ...], remote: str) -> None:
+    for r in refused:
+        print(f"refused from {remote}: {r.what}: {r.why}", file=sys.stderr)
+    if refused:
+        items = f"{len(refused)} item{'s' if len(refused) != 1 else ''}"
+        _output.fail(
+            f"{items} of {remote} refused (everything else was taken)",
+            f"{remote}'s refs/modver/ was changed outside modver: restore the refused refs there "
+            "from a clone that has them right",
         )
 
 

@@ -71,3 +71,43 @@ def test_a_running_record_whose_process_is_gone_reads_as_died(runs: RunStore):
 def test_python_info_names_the_installed_packages():
     python, packages = python_info()
     assert python.count(".") == 2 and "dulwich" in packages and "pytest" in packages
+
+
+def test_each_write_numbers_versions_as_they_are_and_waits_for_a_renumbering(tmp_path: Path, runs: RunStore):
+    """Issue 15, item 2: a record's version numbers are derived from its fingerprints when it is
+    written, under the numbering lock a pull holds while it renumbers and repairs records."""
+    import threading
+
+    from modver._git import GitRepo
+    from modver.history import History
+    from tests.test_history import SRC, DictTree, closure, fp, git
+
+    (tmp_path / "p").mkdir()
+    git(tmp_path / "p", "init", "-q", "-b", "main")
+    history = History(GitRepo.discover(tmp_path / "p"))
+    ref = "refs/modver/stages/model"
+    for n in (1, 3):  # the remote's model v1, v2
+        v, _ = history.register("model", closure(n), DictTree(dict(SRC)), origin=None)
+    theirs = v.commit
+    assert history.repo.set_ref_if_equals(ref, theirs, history.versions("model")[0].commit)
+    ours, _ = history.register("model", closure(2), DictTree(dict(SRC)), origin=None)  # here: v2, fp(2), this run's
+    run_id = new_run_id()
+    stages = {"model": StageRecord(StageStatus.PENDING, "k", fingerprint=fp(2), version="v2")}
+    record = RunRecord(run_id, RunStatus.RUNNING, now_iso(), stages=stages, manifest_content={
+        "stages": {"model": {"entry": "pipeline/pre.py:preprocess", "version": "v2"}}
+    })  # fmt: skip
+    recorder = Recorder.start(runs, record, started=time.perf_counter(), history=history)
+    write = threading.Thread(target=recorder.stage, args=("model",), kwargs={"status": StageStatus.SUCCEEDED})
+    with history.numbering(shared=False):  # a pull renumbers: its refs move, then it repairs the records
+        write.start()
+        write.join(0.3)
+        assert write.is_alive()  # the run's write waits for the pull to finish
+        (renumbered,) = history.restack("model", theirs, [ours])  # as pull does: ours after theirs, as v3
+        assert history.repo.set_ref_if_equals(ref, ours.commit, renumbered.commit)
+        assert runs.load(run_id).stages["model"].status is StageStatus.PENDING  # nothing written meanwhile
+    write.join(30)
+    written = runs.load(run_id)
+    assert written.stages["model"].status is StageStatus.SUCCEEDED
+    assert written.versions == {"model": "v3"} and written.fingerprints == {"model": fp(2)}
+    assert written.manifest_content["stages"]["model"]["version"] == "v3"
+    assert recorder.finish(RunStatus.SUCCEEDED, planned=0.0).versions == {"model": "v3"}

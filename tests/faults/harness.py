@@ -184,11 +184,13 @@ def undisturbed(base: Project, dest: Path, *commands: list[str]) -> Versions:
     return versions
 
 
-def write_points(base: Project, args: list[str], dest: Path) -> list[str]:
-    """The write points of ``modver ARGS`` on a copy of ``base`` (each ``<n> <event> <path>...``)."""
+def write_points(base: Project, args: list[str], dest: Path, root: str | None = None) -> list[str]:
+    """The write points of ``modver ARGS`` on a copy of ``base`` (each ``<n> <event> <path>...``),
+    those under the folder ``root`` of the project only when it is given (e.g. ``.git``)."""
     traced = base.copy(dest)
     trace = dest.parent / f"{dest.name}.trace"
-    done = traced.modver(*args, env={"MODVER_FAULT_TRACE": str(trace), "MODVER_FAULT_ROOT": str(traced.root)})
+    where = traced.root / root if root else traced.root
+    done = traced.modver(*args, env={"MODVER_FAULT_TRACE": str(trace), "MODVER_FAULT_ROOT": str(where)})
     ok(done, f"traced modver {' '.join(args)}")
     points = trace.read_text().splitlines()
     shutil.rmtree(dest)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._forge import forge
 from tests.faults.harness import _IDENTITY, Project, choose, ok, record
 
 pytestmark = pytest.mark.slow
@@ -202,3 +203,120 @@ def test_two_pushes_at_once_one_wins_the_other_is_told_to_pull(tmp_path):
     assert sorted(v["message"] for v in logs[0][1:]) == sorted(f"{w} {r}" for w in ("alice", "bob") for r in range(3))
     runs = [sorted(r["run"] for r in json.loads(p.modver("runs", "--json").stdout)) for p in (alice, bob)]
     assert runs[0] == runs[1] and len(runs[0]) == 2 + 6  # every run of both, nothing lost
+
+
+def test_a_hostile_remote_gives_exactly_its_genuine_versions(tmp_path):
+    """A remote with many damaged or forged items at once: pull takes exactly the genuine ones, names
+    every refused one, and the clone stays whole (issue 15: nothing from a remote is trusted)."""
+    team = build_team(tmp_path / "team")
+    alice = Project(team / "alice")
+    ok(alice.modver("push"), "push")
+    bob = clone(team, "bob")
+    ok(bob.modver("pull"), "pull")
+    (team / "alice" / "pipe" / "load.py").write_text("def load(n):\n    return list(range(n, 0, -1))\n")
+    ok(alice.modver("snapshot", "load", "--message", "load: reversed"), "snapshot")
+    ok(alice.modver("push"), "push")  # genuine: load v2
+    remote = team / "remote.git"
+    model_v1 = _git(remote, "rev-parse", "refs/modver/stages/model").strip()
+    load_v1 = _git(remote, "rev-parse", "refs/modver/stages/load~1").strip()
+    other = json.loads(alice.modver("log", "load", "--json").stdout)[0]["fingerprint"]
+    forged = forge(remote, "model", {"pipe/model.py": "def train(values, C):\n    return []\n"}, fingerprint=other)
+    forge(remote, "model", {})  # built on the forged one
+    forge(remote, "load", {}, meta_text="{not json")  # after the genuine v2
+    for name in ("v1", "latest", "abcdef12"):
+        _git(remote, "update-ref", f"refs/modver/tags/model/{name}", model_v1)
+    _git(remote, "update-ref", "refs/modver/tags/model/good", forged)
+    _git(remote, "update-ref", "refs/modver/stages/a/b", model_v1)
+    _git(remote, "update-ref", "refs/modver/stages/evil", load_v1)  # another stage's version
+    hostile = {
+        "model v2", "model v3", "load v3", "tag model@v1", "tag model@latest", "tag model@abcdef12",
+        "tag model@good", "stage 'a/b'", "evil v1",
+    }  # fmt: skip
+
+    done = bob.modver("pull", "--json")
+    assert done.returncode == 1 and "Traceback" not in done.stderr and "internal error" not in done.stderr, done.stderr
+    result = json.loads(done.stdout)
+    assert result["new_versions"] == {"load": 1} and result["new_tags"] == []
+    assert {r["what"] for r in result["refused"]} == hostile
+    named = [line for line in done.stderr.splitlines() if line.startswith("refused from origin: ")]
+    assert len(named) == len(hostile), done.stderr
+    versions = json.loads(bob.modver("log", "--json").stdout)
+    assert sorted((v["stage"], v["version"], v["tags"]) for v in versions) == [
+        ("load", "v1", []), ("load", "v2", []), ("model", "v1", []),
+    ]  # fmt: skip
+    ok(bob.modver("verify"), "verify")
+    ok(bob.git("fsck", "--full"), "fsck")
+    ok(bob.modver("run"), "a run after the pull")
+    refused = bob.modver("push")
+    assert refused.returncode == 1 and "has versions this clone lacks" in refused.stderr
+    assert "the remote's history was changed outside modver" in refused.stderr
+    record("modver pull", "hostile remote", survived=len(hostile) + 1, tried=len(hostile) + 1, refused=len(hostile))
+
+
+def test_a_pull_whose_git_write_fails_is_one_clear_error_and_finished_by_the_next(tmp_path):
+    """Each write a renumbering pull makes in the clone's git directory fails once (a full disk, an
+    I/O error, a read-only file system): one clear error, no ref naming a missing object, and the
+    next pull finishes the work (issue 15, item 5)."""
+    base = diverged_team(tmp_path)
+    copy = Path(shutil.copytree(base, tmp_path / "traced", symlinks=True))
+    log = tmp_path / "traced.trace"
+    env = {"MODVER_FAULT_TRACE": str(log), "MODVER_FAULT_ROOT": str(copy / "bob" / ".git")}
+    ok(Project(copy / "bob").modver("pull", env=env), "traced pull")
+    points = log.read_text().splitlines()
+    shutil.rmtree(copy)
+    errnos = ("ENOSPC", "EIO", "EROFS", "EDQUOT")
+    tried = failed = 0
+    for i, n in enumerate(choose(points, PULL_POINTS)):
+        team = Path(shutil.copytree(base, tmp_path / f"fail-{n}", symlinks=True))
+        bob = Project(team / "bob")
+        env = {"MODVER_FAULT_FAIL_AT": str(n), "MODVER_FAULT_ERRNO": errnos[i % 4]}
+        done = bob.modver("pull", env={**env, "MODVER_FAULT_ROOT": str(team / "bob" / ".git")})
+        assert "Traceback" not in done.stderr and "internal error" not in done.stderr, (n, done.stderr)
+        assert done.returncode in (0, 1), (n, done.stderr)
+        failed += done.returncode == 1
+        fsck = bob.git("fsck", "--full")
+        assert fsck.returncode == 0 and "invalid" not in fsck.stderr and "error" not in fsck.stderr, (n, fsck.stderr)
+        ok(bob.modver("log", "--json"), f"log after write {n} failed")
+        ok(bob.modver("pull"), f"the pull after write {n} failed")
+        versions = json.loads(bob.modver("log", "model", "--json").stdout)
+        assert [v["message"] for v in versions] == ["pipeline", "alice: plus", "bob: minus"], n
+        assert "version: v3" in (team / "bob" / "manifest.yaml").read_text(), f"pin after write {n} failed"
+        runs = json.loads(bob.modver("runs", "--json").stdout)
+        mine = [r for r in runs if r["fingerprints"]["model"] == versions[2]["fingerprint"]]
+        assert mine and all(r["versions"]["model"] == "v3" for r in mine), f"records after write {n} failed"
+        assert not (team / "bob" / ".git" / "modver" / "renumber.json").exists()
+        tried += 1
+        shutil.rmtree(team)
+    record(
+        "modver pull", "failed git writes (renumbering)", survived=tried, tried=tried, failed=failed, points=len(points)
+    )
+    assert failed >= tried / 2
+
+
+def test_a_push_whose_write_to_the_remote_fails_is_one_clear_error_and_finished_by_the_next(tmp_path):
+    """Each write a push makes in a remote on this file system fails once: one clear error, no ref of
+    the remote names a missing object, and the next push finishes the work (issue 15, item 5)."""
+    base = build_team(tmp_path / "base")
+    copy = Path(shutil.copytree(base, tmp_path / "traced", symlinks=True))
+    log = tmp_path / "traced.trace"
+    env = {"MODVER_FAULT_TRACE": str(log), "MODVER_FAULT_ROOT": str(copy / "remote.git")}
+    ok(Project(copy / "alice").modver("push", env=env), "traced push")
+    points = log.read_text().splitlines()
+    shutil.rmtree(copy)
+    tried = failed = 0
+    for i, n in enumerate(choose(points, PUSH_POINTS)):
+        team = Path(shutil.copytree(base, tmp_path / f"fail-{n}", symlinks=True))
+        alice = Project(team / "alice")
+        env = {"MODVER_FAULT_FAIL_AT": str(n), "MODVER_FAULT_ERRNO": ("ENOSPC", "EIO", "EROFS", "EDQUOT")[i % 4]}
+        done = alice.modver("push", env={**env, "MODVER_FAULT_ROOT": str(team / "remote.git")})
+        assert "Traceback" not in done.stderr and "internal error" not in done.stderr, (n, done.stderr)
+        assert done.returncode in (0, 1), (n, done.stderr)
+        failed += done.returncode == 1
+        fsck = subprocess.run(["git", "fsck", "--full"], cwd=team / "remote.git", capture_output=True, text=True)
+        assert fsck.returncode == 0 and "invalid" not in fsck.stderr and "error" not in fsck.stderr, (n, fsck.stderr)
+        ok(alice.modver("push"), f"the push after write {n} failed")
+        assert_everything_arrived(team, "bob")
+        tried += 1
+        shutil.rmtree(team)
+    record("modver push", "failed writes to the remote", survived=tried, tried=tried, failed=failed, points=len(points))
+    assert failed >= tried / 2
