@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modver.cache import OutputCache
+from modver.store.cache import OutputCache
 
 KEY = "mv1:" + "0123456789abcdef" * 4
 

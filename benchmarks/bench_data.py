@@ -5,8 +5,8 @@
 
 In one temporary project, a folder ``data/images`` of 100 class folders holding ``--files``
 random files (``--size-mb`` MB in all) is written once; the benchmark then waits until the
-files are older than ``modver.data.RACY_NS`` (a file written within that window of being hashed
-is not remembered, see modver/data.py), untimed. Each round times, in alternating order:
+files are older than ``modver.store.data.RACY_NS`` (a file written within that window of being hashed
+is not remembered, see modver/store/data.py), untimed. Each round times, in alternating order:
 
 - ``sha256sum`` over the same files (``xargs -0 sha256sum``), and ``b2sum`` for reference;
 - **first**: ``DataHasher.hash`` of the folder with no memo (``.modver/cache/data.json``
@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from modver import data
+from modver.store import data
 
 
 def _write_folder(folder: Path, files: int, total: int) -> list[Path]:

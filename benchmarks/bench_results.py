@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import ENV, MODVER, timed
 from modver.record import RunRecord, RunStatus, StageRecord, StageStatus
-from modver.runstore import RUN_FILE, new_run_id
+from modver.store.runstore import RUN_FILE, new_run_id
 
 STAGES = ("preprocess", "augment", "model", "evaluate")
 

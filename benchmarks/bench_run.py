@@ -82,7 +82,7 @@ def main() -> None:
             ).stdout
         )
         sys.path.insert(0, str(ROOT))
-        from modver.cache import OutputCache
+        from modver.store.cache import OutputCache
 
         cache = OutputCache(concurrent / ".modver" / "cache" / "outputs")
         entries = list(cache.entries())

@@ -43,9 +43,9 @@ def settled(cmd: list[str], cwd: Path) -> float:
 
 def make_runs(project: Path, runs: int, total_mb: int) -> int:
     """``runs`` succeeded run records, each naming one cached output of ``total_mb / runs`` MB."""
-    from modver.cache import OutputCache
     from modver.record import RunRecord, RunStatus, StageRecord, StageStatus
-    from modver.runstore import RunStore, new_run_id, now_iso
+    from modver.store.cache import OutputCache
+    from modver.store.runstore import RunStore, new_run_id, now_iso
 
     store = project / ".modver"
     cache, records = OutputCache(store / "cache" / "outputs"), RunStore(store / "runs")

@@ -4,9 +4,9 @@
 ...     project.index()
 ...     [v.version for v in project.log("preprocess")]
 
-It computes nothing itself: versions come from :class:`~modver.registry.Registry`, the history
-walk from :mod:`modver.indexer`, runs from :mod:`modver.engine`, the runs table from
-:mod:`modver.runtable`; what it returns is in :mod:`modver.results`.
+It computes nothing itself: versions come from :class:`~modver.engine.registry.Registry`, the history
+walk from :mod:`modver.engine.indexer`, runs from :mod:`modver.engine.run`, the runs table from
+:mod:`modver.engine.runtable`; what it returns is in :mod:`modver.results`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from modver import errors
-from modver._sweep_facade import SweepMethods
+from modver.api.sweeps import SweepMethods
 from modver.models import Closure, SourceTree, StageSpec, StageVersion
 from modver.names import did_you_mean
 from modver.results import InitResult, PinResult, RunDiff, ShownRun, ShownVersion, SnapshotResult, StageState
@@ -27,22 +27,22 @@ if TYPE_CHECKING:  # pragma: no cover
     import pandas
 
     from modver._git import GitRepo
-    from modver.diff import ManifestDiff, StageDiff
-    from modver.engine import Event
+    from modver.engine.diff import ManifestDiff, StageDiff
+    from modver.engine.indexer import IndexResult, Progress
+    from modver.engine.planner import Pipeline, StagePlan
+    from modver.engine.registry import Registry
+    from modver.engine.run import Event
+    from modver.engine.verify import VersionCheck
     from modver.fingerprint import SummaryCache
-    from modver.history import History
-    from modver.indexer import IndexResult, Progress
     from modver.manifest import Manifest
-    from modver.planner import Pipeline, StagePlan
     from modver.record import KeyParts, RunRecord
-    from modver.registry import Registry
-    from modver.report import ReportResult
-    from modver.retention import GcResult
-    from modver.runindex import RunIndex
-    from modver.runstore import RunStore
-    from modver.sharing import PullResult, PushResult
-    from modver.storage import Storage
-    from modver.verify import VersionCheck
+    from modver.report.page import ReportResult
+    from modver.share.versions import PullResult, PushResult
+    from modver.store.history import History
+    from modver.store.retention import GcResult
+    from modver.store.runindex import RunIndex
+    from modver.store.runstore import RunStore
+    from modver.store.storage import Storage
 
 STORE_DIR = ".modver"
 DEFAULT_MANIFEST = "manifest.yaml"
@@ -101,7 +101,7 @@ def init(path: str | os.PathLike[str] = ".") -> InitResult:
 
 class Project(SweepMethods):
     """A git repository using modver: manifests, stage histories, runs and the store (sweeps:
-    :class:`~modver._sweep_facade.SweepMethods`).
+    :class:`~modver.api.sweeps.SweepMethods`).
 
     Use it as a context manager (or call :meth:`close`) so the git repository is closed.
     """
@@ -135,7 +135,7 @@ class Project(SweepMethods):
     @cached_property
     def history(self) -> History:
         """The stage histories under ``refs/modver/``."""
-        from modver.history import History
+        from modver.store.history import History
 
         return History(self._repo)
 
@@ -149,21 +149,21 @@ class Project(SweepMethods):
     @cached_property
     def registry(self) -> Registry:
         """Fingerprinting, registering and resolving the stages' versions."""
-        from modver.registry import Registry
+        from modver.engine.registry import Registry
 
         return Registry(self._repo, self.history, self.summary_cache)
 
     @property
     def runs_store(self) -> RunStore:
         """The run records (``.modver/runs/``)."""
-        from modver.runstore import RunStore
+        from modver.store.runstore import RunStore
 
         return RunStore(self.store / "runs")
 
     @property
     def run_index(self) -> RunIndex:
         """The cache of the run records' summaries (``.modver/cache/runs-index.sqlite``)."""
-        from modver.runindex import index_of
+        from modver.store.runindex import index_of
 
         return index_of(self.runs_store)
 
@@ -257,8 +257,8 @@ class Project(SweepMethods):
         progress: Progress | None = None,
     ) -> IndexResult:
         """Walk first-parent git history (oldest first) and register every declared stage's
-        versions; incremental (see :mod:`modver.indexer`)."""
-        from modver.indexer import index_history
+        versions; incremental (see :mod:`modver.engine.indexer`)."""
+        from modver.engine.indexer import index_history
 
         return index_history(
             self.registry, self.manifest(manifest), self.store / "index.json", rev,
@@ -326,7 +326,7 @@ class Project(SweepMethods):
 
     def show_version(self, ref: str, manifest: PathArg = None) -> ShownVersion:
         """A version's metadata, closure and the exact source of each of its definitions."""
-        from modver.diff import definition_text
+        from modver.engine.diff import definition_text
 
         version = self.resolve(ref, manifest)
         closure = self.history.closure(version)
@@ -345,7 +345,7 @@ class Project(SweepMethods):
         A version whose stored code does not give its fingerprint, or whose files are missing
         or damaged, comes back with its problems; nothing is written.
         """
-        from modver.verify import verify_history
+        from modver.engine.verify import verify_history
 
         have = set(self.history.stages())
         try:
@@ -392,16 +392,16 @@ class Project(SweepMethods):
 
     def status(self, manifest: PathArg = None) -> list[StageState]:
         """Per declared stage: the working tree's version against its pin or the version its last
-        run used, and whether a run now would be cached (see :mod:`modver.status`)."""
-        from modver.status import stage_states
+        run used, and whether a run now would be cached (see :mod:`modver.engine.status`)."""
+        from modver.engine.status import stage_states
 
         return stage_states(self.registry, self.manifest(manifest), self.store)
 
     def diff_working(self, manifest: PathArg = None) -> list[StageDiff]:
         """Each declared stage's working tree against its pin (or the version its last run used,
         or its latest version), definition by definition."""
-        from modver.diff import diff_closures
-        from modver.planner import last_key_parts
+        from modver.engine.diff import diff_closures
+        from modver.engine.planner import last_key_parts
 
         m = self.manifest(manifest)
         tree = self.working_tree()
@@ -427,7 +427,7 @@ class Project(SweepMethods):
     def diff_versions(self, a: str, b: str | None = None, manifest: PathArg = None) -> StageDiff:
         """Two versions of one stage (``STAGE@A``, ``STAGE@B`` or just ``B``); B defaults to the
         working tree."""
-        from modver.diff import diff_closures
+        from modver.engine.diff import diff_closures
 
         stage = a.partition("@")[0]
         va = self.resolve(a, manifest)
@@ -443,7 +443,7 @@ class Project(SweepMethods):
 
     def diff_manifests(self, a: str | os.PathLike[str], b: str | os.PathLike[str]) -> ManifestDiff:
         """Two manifests side by side: data, entries, pins, inputs and params."""
-        from modver.diff import diff_manifests
+        from modver.engine.diff import diff_manifests
 
         return diff_manifests(self.manifest(a), self.manifest(b), self.history)
 
@@ -458,8 +458,8 @@ class Project(SweepMethods):
     # -- runs --------------------------------------------------------------------------
 
     def pipeline(self, manifest: PathArg = None, sets: Sequence[str] = ()) -> Pipeline:
-        """The manifest as a :class:`modver.planner.Pipeline` in DAG order, ``--set`` applied."""
-        from modver.planner import Pipeline
+        """The manifest as a :class:`modver.engine.planner.Pipeline` in DAG order, ``--set`` applied."""
+        from modver.engine.planner import Pipeline
 
         return Pipeline.from_manifest(self.manifest(manifest), self.root, sets)
 
@@ -475,7 +475,7 @@ class Project(SweepMethods):
 
         ``previous``: the last recorded key parts per stage (read from the run records if None).
         """
-        from modver.planner import last_key_parts, plan
+        from modver.engine.planner import last_key_parts, plan
 
         pipeline = self.pipeline(manifest, sets)
         if previous is None:
@@ -494,14 +494,14 @@ class Project(SweepMethods):
     ) -> RunRecord:
         """Run the manifest at its pinned versions, with caching; the run's record. ``jobs`` > 1
         runs independent stages at once on a local Dask cluster of that many workers."""
-        from modver.engine import execute
+        from modver.engine.run import execute
 
         pipeline = self.pipeline(manifest, sets)
         if jobs is not None and jobs < 1:
             raise errors.UsageError(f"--jobs must be at least 1, not {jobs}", hint="give --jobs N with N >= 1")
         if jobs is not None and jobs > 1:
-            from modver.cluster import ExecutorSpec
-            from modver.driver import run_parallel
+            from modver.sweep.cluster import ExecutorSpec
+            from modver.sweep.driver import run_parallel
 
             return run_parallel(
                 self.registry, self.store, pipeline, ExecutorSpec(jobs=jobs), force=force, on_event=on_event
@@ -512,8 +512,8 @@ class Project(SweepMethods):
         self, ref: str, *, use_cache: bool = False, on_event: Event | None = None, echo: TextIO | None = None
     ) -> RunRecord:
         """Run again exactly the recorded versions, params and data; compare the metrics
-        (:func:`modver.engine.reproduce`)."""
-        from modver.engine import reproduce
+        (:func:`modver.engine.run.reproduce`)."""
+        from modver.engine.run import reproduce
 
         original = self.run_record(ref)
         return reproduce(self.registry, self.store, original, use_cache=use_cache, on_event=on_event, echo=echo)
@@ -524,7 +524,7 @@ class Project(SweepMethods):
         """Every run record, oldest first (or sorted by a column, ``-column`` descending);
         ``where`` filters, ``sweep`` keeps that sweep's points, ``last`` the N newest of those
         (see :meth:`run_summaries`)."""
-        from modver.recorder import mark_dead
+        from modver.engine.recorder import mark_dead
 
         selected = self.run_summaries(where, sort, last, sweep=sweep)
         return [mark_dead(self.runs_store.load_listed(s.run)) for s in selected]
@@ -533,10 +533,10 @@ class Project(SweepMethods):
         self, where: str | None = None, sort: str | None = None, last: int | None = None, sweep: str | None = None
     ) -> list[RunRecord]:
         """What :meth:`runs` selects, as summaries (records without manifest, series, packages
-        and tracebacks: :func:`modver.runindex.summarize`), read through the runs index: fast
+        and tracebacks: :func:`modver.store.runindex.summarize`), read through the runs index: fast
         for tables of many runs. ``last``: the N newest runs that ``where`` and ``sweep`` keep."""
-        from modver.recorder import mark_dead
-        from modver.runtable import filter_records, sort_records
+        from modver.engine.recorder import mark_dead
+        from modver.engine.runtable import filter_records, sort_records
 
         narrowed = bool(where) or sweep is not None
         records = [mark_dead(r) for r in self.run_index.summaries(last=None if narrowed else last)]
@@ -551,9 +551,9 @@ class Project(SweepMethods):
 
     def report(self, out: PathArg = None, *, where: str | None = None, sweep: str | None = None) -> ReportResult:
         """Write the HTML report of the runs (``where`` filters; ``sweep``: one sweep's runs) to
-        ``out`` (default ``.modver/report.html``): see :mod:`modver.report`."""
+        ``out`` (default ``.modver/report.html``): see :mod:`modver.report.page`."""
         from modver import _fs
-        from modver.report import ReportResult, render, report_data, stage_timelines
+        from modver.report.page import ReportResult, render, report_data, stage_timelines
 
         records = self.run_summaries(where, sweep=sweep)
         have = set(self.history.stages())
@@ -576,14 +576,14 @@ class Project(SweepMethods):
 
     def run_record(self, ref: str = "latest") -> RunRecord:
         """One run's record (a run id, a unique prefix, ``latest`` or ``latest~N``)."""
-        from modver.recorder import mark_dead
+        from modver.engine.recorder import mark_dead
 
         store = self.runs_store
         return mark_dead(store.load(store.resolve(ref)))
 
     def show_run(self, ref: str = "latest") -> ShownRun:
         """A run's record and what each of its stages printed."""
-        from modver.runstore import LOG_STREAMS
+        from modver.store.runstore import LOG_STREAMS
 
         record = self.run_record(ref)
         store = self.runs_store
@@ -596,8 +596,8 @@ class Project(SweepMethods):
         ``run="latest"`` is the newest run that has an output of ``stage`` (a run that failed
         before it, or ran another manifest, is passed over); any other reference names one run.
         """
-        from modver.cache import OutputCache
-        from modver.materialize import make_importable
+        from modver.store.cache import OutputCache
+        from modver.store.materialize import make_importable
 
         record = self._latest_with_output(stage) if run.strip() == "latest" else None
         record = record or self.run_record(run)
@@ -614,7 +614,7 @@ class Project(SweepMethods):
             )
         version = self.history.find(stage, info.fingerprint) if info.fingerprint else None
         if version is not None:  # a teammate's run: its classes live in a version not materialized here
-            from modver.materialize import materialize
+            from modver.store.materialize import materialize
 
             materialize(lambda: self.history.files(version), version.fingerprint, self.store, entry=version.entry)
         make_importable(self.store)
@@ -640,7 +640,7 @@ class Project(SweepMethods):
                 out.setdefault(label, []).append(record)
         return out
 
-    # -- sharing: push and pull (modver.sharing: git; modver.storage: records and outputs) -----
+    # -- sharing: push and pull (modver.share.versions: git; modver.store.storage: records and outputs) -----
 
     def push(self, remote: str | None = None, *, dry_run: bool = False) -> PushResult:
         """Send new stage versions, tags and notes to the git remote (default ``origin``), then
@@ -648,8 +648,8 @@ class Project(SweepMethods):
         Refuses ("pull first") when the remote has versions this clone lacks."""
         from dataclasses import replace
 
-        from modver.sharing import push
-        from modver.storage import push_items
+        from modver.share.versions import push
+        from modver.store.storage import push_items
 
         result = push(self.history, self.root, self.runs_store, remote, self._write_pin, dry_run=dry_run)
         storage = self._storage()
@@ -661,8 +661,8 @@ class Project(SweepMethods):
         clone lacks from the storage; with ``outputs``, every cached output too."""
         from dataclasses import replace
 
-        from modver.sharing import pull
-        from modver.storage import pull_items
+        from modver.share.versions import pull
+        from modver.store.storage import pull_items
 
         result = pull(self.history, self.root, self.runs_store, remote, self._write_pin, dry_run=dry_run)
         storage = self._storage()
@@ -672,7 +672,7 @@ class Project(SweepMethods):
 
     def _storage(self) -> Storage | None:
         """The storage ``modver.toml`` names, or None."""
-        from modver.storage import Storage, load_config
+        from modver.store.storage import Storage, load_config
 
         config = load_config(self.root)
         return None if config is None else Storage(config)
@@ -691,9 +691,9 @@ class Project(SweepMethods):
     ) -> GcResult:  # fmt: skip
         """Remove cached outputs and materialized versions that no kept run uses (all runs are
         kept unless ``keep_last``/``older_than`` — e.g. ``"30d"`` — narrow them); run records
-        only with ``remove_records``. Safe while runs are in progress (see modver/retention.py)."""
-        from modver.recorder import mark_dead
-        from modver.retention import collect_garbage, parse_duration, store_lock
+        only with ``remove_records``. Safe while runs are in progress (see modver/store/retention.py)."""
+        from modver.engine.recorder import mark_dead
+        from modver.store.retention import collect_garbage, parse_duration, store_lock
 
         seconds = parse_duration(older_than) if older_than is not None else None
         with store_lock(self.store, shared=False):
@@ -706,7 +706,7 @@ class Project(SweepMethods):
 
 def _run_columns(record: RunRecord) -> dict[str, Any]:
     """A run's row of the runs table, with its data hashes and which stages came from the cache."""
-    from modver.runtable import flatten_record
+    from modver.engine.runtable import flatten_record
 
     row = flatten_record(record)
     for name, info in record.data.items():
@@ -718,7 +718,7 @@ def _run_columns(record: RunRecord) -> dict[str, Any]:
 
 def runs(path: str | os.PathLike[str] = ".", sweep: str | None = None) -> pandas.DataFrame:
     """All runs of the project at ``path`` (or of one ``sweep``) as a pandas DataFrame, one row per run."""
-    from modver.runtable import runs_dataframe
+    from modver.engine.runtable import runs_dataframe
 
     with Project(path) as project:
         return runs_dataframe(project.run_summaries(sweep=sweep))

@@ -1,11 +1,11 @@
 """Run records as typed, frozen models, and their one JSON schema.
 
-A run's record is ``.modver/runs/<run-id>/run.json`` (:mod:`modver.runstore` keeps the files).
+A run's record is ``.modver/runs/<run-id>/run.json`` (:mod:`modver.store.runstore` keeps the files).
 This module is the schema, written once: the models below, :func:`RunRecord.to_json` and
 :func:`RunRecord.from_json`. ``run.json`` (sorted keys, indent 2)::
 
     format         int    FORMAT (absent in records of modver 0.1, which read the same)
-    run            str    the run id (modver.runstore.new_run_id)
+    run            str    the run id (modver.store.runstore.new_run_id)
     status         str    RunStatus: running | succeeded | failed | interrupted
     host, pid      str, int       where the run's process runs (a dead one reads as "died")
     user           str | null     who started it (the login name; shown in `modver runs` after a pull)
@@ -143,7 +143,7 @@ class KeyParts:
     version: str | None = None
 
     def keyed(self) -> dict[str, Any]:
-        """The parts the key digests: entry, fingerprint, params and inputs (modver.planner.cache_key)."""
+        """The parts the key digests: entry, fingerprint, params and inputs (modver.engine.planner.cache_key)."""
         return {
             "entry": self.entry,
             "fingerprint": self.fingerprint,

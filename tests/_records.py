@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from modver.record import RunRecord
-from modver.runstore import new_run_id, run_id_time
+from modver.store.runstore import new_run_id, run_id_time
 
 
 def record_json(run_id: str, *, versions: dict[str, str] | None = None, **extra: Any) -> dict[str, Any]:

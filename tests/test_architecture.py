@@ -21,50 +21,60 @@ OWNERS = {
     "dulwich": set(GIT) - {"_git/tree.py"},  # the git package (its GitTree reads through GitRepo)
     "ruamel": {"manifest/_yaml.py"},
     "typer": set(CLI),
-    "rich": set(CLI) | {"_output.py"},  # the command line: its commands, and how it shows things
-    "libcst": {"fingerprint/_cst.py", "_rewrite.py"},  # normalization; rewriting a version's imports
-    "pandas": {"runtable.py", "serialize.py"},  # the runs DataFrame; the DataFrame serializer
+    "rich": set(CLI) | {"cli/_output.py"},  # the command line: its commands, and how it shows things
+    "libcst": {"fingerprint/_cst.py", "store/_rewrite.py"},  # normalization; rewriting a version's imports
+    "pandas": {"engine/runtable.py", "serialize.py"},  # the runs DataFrame; the DataFrame serializer
     "numpy": {"serialize.py"},
     "torch": {"serialize.py"},
     "xxhash": {"serialize.py"},
     "filelock": {"_fs.py"},
-    "dask": {"cluster.py"},  # executors (issue 9): local, a running scheduler, batch jobs
-    "distributed": {"cluster.py"},
-    "dask_jobqueue": {"cluster.py"},
-    "fsspec": {"storage.py"},  # issue 10: the team's storage of run records and outputs
+    "dask": {"sweep/cluster.py"},  # executors (issue 9): local, a running scheduler, batch jobs
+    "distributed": {"sweep/cluster.py"},
+    "dask_jobqueue": {"sweep/cluster.py"},
+    "fsspec": {"store/storage.py"},  # issue 10: the team's storage of run records and outputs
     "s3fs": set(),  # reached through fsspec only
 }
-FACADE = {"modver.project", "modver.cli", "modver._output", "modver.results"}
-ENGINE = {"modver.engine", "modver.planner", "modver.executor", "modver.recorder", "modver.indexer", "modver.registry"}
+FACADE = {"modver.project", "modver.cli", "modver.cli._output", "modver.results"}
+ENGINE = {
+    "modver.engine.run",
+    "modver.engine.planner",
+    "modver.engine.executor",
+    "modver.engine.recorder",
+    "modver.engine.indexer",
+    "modver.engine.registry",
+}
 # module -> modules it must not import (dependency direction: cli -> project -> engine -> storage -> models)
 LAYERS = {
-    "models.py": FACADE | ENGINE | {"modver.history", "modver._git", "modver.record"},
-    "record.py": FACADE | ENGINE | {"modver.history", "modver._git", "modver.runstore"},
+    "models.py": FACADE | ENGINE | {"modver.store.history", "modver._git", "modver.record"},
+    "record.py": FACADE | ENGINE | {"modver.store.history", "modver._git", "modver.store.runstore"},
     "errors.py": FACADE | ENGINE | {"modver.models"},
-    "project.py": {"modver.cli", "modver._output"},
+    "project.py": {"modver.cli", "modver.cli._output"},
     "results.py": {"modver.cli", "modver.project"},
-    "engine.py": FACADE,
-    "planner.py": FACADE | {"modver.engine", "modver.executor", "modver.recorder"},
-    "executor.py": FACADE | {"modver.engine", "modver.planner", "modver.recorder", "modver.registry"},
-    "recorder.py": FACADE | {"modver.engine", "modver.planner", "modver.executor", "modver.registry"},
-    "registry.py": FACADE | ENGINE - {"modver.registry"},
-    "indexer.py": FACADE | {"modver.engine", "modver.planner", "modver.executor", "modver.recorder"},
-    "runstore.py": FACADE | ENGINE,
-    "cluster.py": FACADE | ENGINE - {"modver.executor"},  # runs stage tasks; knows nothing of runs
-    "runtable.py": FACADE | ENGINE,
-    "runindex.py": FACADE | ENGINE,
-    "report.py": FACADE | ENGINE,
-    "history.py": FACADE | ENGINE,
-    "notes.py": FACADE | ENGINE,
+    "engine/run.py": FACADE,
+    "engine/planner.py": FACADE | {"modver.engine.run", "modver.engine.executor", "modver.engine.recorder"},
+    "engine/executor.py": FACADE
+    | {"modver.engine.run", "modver.engine.planner", "modver.engine.recorder", "modver.engine.registry"},
+    "engine/recorder.py": FACADE
+    | {"modver.engine.run", "modver.engine.planner", "modver.engine.executor", "modver.engine.registry"},
+    "engine/registry.py": FACADE | ENGINE - {"modver.engine.registry"},
+    "engine/indexer.py": FACADE
+    | {"modver.engine.run", "modver.engine.planner", "modver.engine.executor", "modver.engine.recorder"},
+    "store/runstore.py": FACADE | ENGINE,
+    "sweep/cluster.py": FACADE | ENGINE - {"modver.engine.executor"},  # runs stage tasks; knows nothing of runs
+    "engine/runtable.py": FACADE | ENGINE,
+    "store/runindex.py": FACADE | ENGINE,
+    "report/page.py": FACADE | ENGINE,
+    "store/history.py": FACADE | ENGINE,
+    "store/notes.py": FACADE | ENGINE,
     # sweeps (issue 9, sweep-core): axes are models; records are storage; the graph and its driver are engine
-    "sweep.py": FACADE | ENGINE | {"modver.runstore", "modver.cluster"},
-    "sweepstore.py": FACADE | ENGINE | {"modver.cluster"},
-    "graph.py": FACADE | {"modver.recorder", "modver.cluster"},
-    "driver.py": FACADE,
-    "_sweep_facade.py": {"modver.cli", "modver._output"},  # the façade's sweep methods
-    **{module: FACADE | ENGINE | {"modver.history"} for module in GIT},
-    "sharing.py": FACADE | ENGINE,  # issue 10
-    "storage.py": FACADE | ENGINE | {"modver.history", "modver._git", "modver.sharing"},
+    "sweep/axes.py": FACADE | ENGINE | {"modver.store.runstore", "modver.sweep.cluster"},
+    "store/sweepstore.py": FACADE | ENGINE | {"modver.sweep.cluster"},
+    "sweep/graph.py": FACADE | {"modver.engine.recorder", "modver.sweep.cluster"},
+    "sweep/driver.py": FACADE,
+    "api/sweeps.py": {"modver.cli", "modver.cli._output"},  # the façade's sweep methods
+    **{module: FACADE | ENGINE | {"modver.store.history"} for module in GIT},
+    "share/versions.py": FACADE | ENGINE,  # issue 10
+    "store/storage.py": FACADE | ENGINE | {"modver.store.history", "modver._git", "modver.share.versions"},
 }
 
 

@@ -104,7 +104,7 @@ def test_every_package_is_in_the_wheel() -> None:
 
 def test_the_wheel_ships_the_report_templates(installed: Path, tmp_path: Path) -> None:
     """Package data (the report's page, style and script) is in the wheel: a report renders from it."""
-    code = "import modver, modver.report as r; print(modver.__file__); print(len(r.render({'title': 't', 'x': 1}, [])))"
+    code = "import modver, modver.report.page as r; print(modver.__file__); print(len(r.render({'title': 't', 'x': 1}, [])))"
     done = subprocess.run([str(installed / "python"), "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     module, size = done.stdout.split()

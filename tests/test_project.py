@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from modver.diff import ManifestDiff, StageDiff
+from modver.engine.diff import ManifestDiff, StageDiff
 from modver.project import Project
 from modver.record import RunRecord
 from modver.results import RunDiff, ShownRun, ShownVersion, StageState

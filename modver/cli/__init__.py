@@ -1,6 +1,6 @@
 """The ``modver`` command line: a thin typer layer over :mod:`modver.project`.
 
-Every command calls one façade method and renders what it returns (:mod:`modver._output`): rich
+Every command calls one façade method and renders what it returns (:mod:`modver.cli._output`): rich
 tables and syntax-highlighted diffs on a terminal, plain text otherwise, JSON with ``--json``.
 Errors go through one handler, installed once on the app (:class:`_Handled`): a
 :class:`ModverError` prints ``Error: ...`` and a hint on stderr and exits 1; anything else is an

@@ -13,7 +13,8 @@ import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from modver import __version__, _output, errors
+from modver import __version__, errors
+from modver.cli import _output
 
 if TYPE_CHECKING:  # pragma: no cover
     from modver.project import Project

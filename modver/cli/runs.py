@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from modver import _output
+from modver.cli import _output
 from modver.cli._app import JsonOpt, ManifestArg, ProjectOpt, _invoke, _project, app
 
 if TYPE_CHECKING:  # pragma: no cover
-    from modver.engine import StageEvent
+    from modver.engine.run import StageEvent
     from modver.record import RunRecord
 
 
@@ -139,7 +139,7 @@ def runs_(
     """All runs as one table: versions, params, metrics, status, time. The table fits the
     terminal: columns that do not fit are hidden (a line says which); "cached: all" marks a run
     served entirely from the cache; run ids are cut to unique prefixes."""
-    from modver.runtable import flatten_record, runs_view, table_columns
+    from modver.engine.runtable import flatten_record, runs_view, table_columns
 
     with _project(project) as p:
         records = p.runs(where, sort, last, sweep) if as_json else p.run_summaries(where, sort, last, sweep)

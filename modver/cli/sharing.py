@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from modver import _output
+from modver.cli import _output
 from modver.cli._app import JsonOpt, ProjectOpt, _project, app
 
 if TYPE_CHECKING:  # pragma: no cover
-    from modver.sharing import Refusal, TagClash
-    from modver.storage import Transfer
+    from modver.share.versions import Refusal, TagClash
+    from modver.store.storage import Transfer
 
 
 RemoteArg = Annotated[

@@ -11,7 +11,8 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from modver import _output, errors
+from modver import errors
+from modver.cli import _output
 from modver.cli._app import JsonOpt, ManifestArg, ProjectOpt, _project, _state, app
 
 JobsOpt = Annotated[
@@ -65,7 +66,7 @@ def sweep_(
 ) -> None:
     """Run many points at once: every combination of the --set axes (or --zip, or a sweep file),
     each point one run, shared stage tasks executed once, on Dask."""
-    from modver.sweepstore import parse_best
+    from modver.store.sweepstore import parse_best
 
     _check_options(manifest, set_, zip_, file, resume, dry_run, detach)
     following = parse_best(best) if best else None
@@ -171,7 +172,7 @@ def sweeps_(
     project: ProjectOpt = Path("."),
 ) -> None:
     """Every sweep: its status, points done, running and failed, and its best point by --best."""
-    from modver.sweepstore import parse_best
+    from modver.store.sweepstore import parse_best
 
     following = parse_best(best) if best else None
     with _project(project) as p:

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from modver import _output, errors
+from modver import errors
+from modver.cli import _output
 from modver.cli._app import JsonOpt, ManifestArg, ManifestOpt, ProjectOpt, _project, _state, app
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -11,7 +11,7 @@ Schema (see docs and ``STARTER_MANIFEST``)::
         params: {kwarg: value}                   # optional; JSON-like values
         deps: [path, ...]                        # optional; extra files fingerprinted whole
     fingerprint: {docstrings: false}             # optional
-    cluster: {kind: slurm, jobs: 8, options: {}} # optional; where `modver sweep` runs (modver.cluster)
+    cluster: {kind: slurm, jobs: 8, options: {}} # optional; where `modver sweep` runs (modver.sweep.cluster)
 
 Pin edits (:func:`set_pin`) change only the ``version`` line of one stage: block-style
 mappings are edited in place in the text (every other byte is kept: comments, order, quoting,

@@ -53,7 +53,7 @@ CLUSTER_KEYS = ("kind", "jobs", "options", "start_timeout")
 def cluster_section(doc: Any, where: str) -> dict[str, Any] | None:
     """The ``cluster:`` section as plain values (``kind``, ``jobs``, ``options``,
     ``start_timeout``), or None. Its keys are checked here, its values by
-    :meth:`modver.cluster.ClusterConfig.from_json`."""
+    :meth:`modver.sweep.cluster.ClusterConfig.from_json`."""
     hint = "write e.g. cluster: {kind: slurm, jobs: 8, options: {queue: gpu, cores: 4}}"
     if not isinstance(doc, Mapping) or doc.get("cluster") is None:
         return None

@@ -280,7 +280,7 @@ def test_concurrent_runs_lose_nothing(run_project):
     records = mv_json(p.root, "runs")
     assert len(records) == 4 and {r["status"] for r in records} == {"succeeded"}
     assert len({r["run"] for r in records}) == 4
-    from modver.cache import OutputCache
+    from modver.store.cache import OutputCache
 
     cache = OutputCache(p.root / ".modver" / "cache" / "outputs")
     entries = list(cache.entries())
@@ -378,7 +378,7 @@ def test_an_unreadable_cached_output_is_recomputed(run_project, damage):
     assert "recomputed: its cached output is damaged" in again["stages"]["prep"]["reason"]
     assert again["metrics"]["mean"] == first["metrics"]["mean"]
     assert obj.stat().st_size == size
-    from modver.cache import OutputCache
+    from modver.store.cache import OutputCache
 
     assert OutputCache(p.root / ".modver" / "cache" / "outputs").verify(key)  # healed, not kept damaged
 

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 from modver.fingerprint import fingerprint_stage
-from modver.materialize import version_dir
 from modver.sourcetree import WorkingTree
+from modver.store.materialize import version_dir
 from tests._forge import forge, git
 from tests.cli.test_sharing import Team, log, snapshot
 from tests.conftest import assert_versions_verify

@@ -6,12 +6,12 @@ import multiprocessing
 import pickle
 from pathlib import Path
 
-from modver.cache import OutputCache
-from modver.engine import task_for
-from modver.executor import StageTask, call_problem, run_task
-from modver.planner import Pipeline, plan
+from modver.engine.executor import StageTask, call_problem, run_task
+from modver.engine.planner import Pipeline, plan
+from modver.engine.run import task_for
 from modver.project import Project
 from modver.record import StageStatus
+from modver.store.cache import OutputCache
 
 
 def planned(root: Path) -> tuple[Path, dict[str, StageTask]]:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from modver import errors
+from modver.engine.planner import Pipeline, StagePlan, cache_key, explain, parse_sets, plan
 from modver.models import StageSpec
-from modver.planner import Pipeline, StagePlan, cache_key, explain, parse_sets, plan
 from modver.project import Project
 from modver.record import InputKey, KeyParts
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from modver.engine.recorder import Recorder, mark_dead, python_info
 from modver.record import ErrorInfo, RunRecord, RunStatus, StageRecord, StageStatus
-from modver.recorder import Recorder, mark_dead, python_info
-from modver.runstore import RunStore, new_run_id, now_iso
+from modver.store.runstore import RunStore, new_run_id, now_iso
 
 
 @pytest.fixture
@@ -79,8 +79,8 @@ def test_each_write_numbers_versions_as_they_are_and_waits_for_a_renumbering(tmp
     import threading
 
     from modver._git import GitRepo
-    from modver.history import History
-    from tests.test_history import SRC, DictTree, closure, fp, git
+    from modver.store.history import History
+    from tests.store.test_history import SRC, DictTree, closure, fp, git
 
     (tmp_path / "p").mkdir()
     git(tmp_path / "p", "init", "-q", "-b", "main")

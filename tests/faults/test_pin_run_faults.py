@@ -156,7 +156,7 @@ def check_run(project: Project, expected_metrics: dict) -> None:
     record_ = succeeded(project.modver("run", "--json"), "the next modver run")
     assert record_["status"] == "succeeded" and record_["metrics"] == expected_metrics
     ok(project.modver("verify"), "modver verify")
-    from modver.cache import OutputCache
+    from modver.store.cache import OutputCache
 
     cache = OutputCache(project.root / ".modver" / "cache" / "outputs")
     damaged = {e.key: cache.problems(e.key) for e in cache.entries() if cache.problems(e.key)}

@@ -7,9 +7,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from modver.engine import task_for
-from modver.executor import StageTask
-from modver.planner import Pipeline, plan
+from modver.engine.executor import StageTask
+from modver.engine.planner import Pipeline, plan
+from modver.engine.run import task_for
 from modver.project import Project
 from tests.helpers import GitProject
 

@@ -8,10 +8,10 @@ import sys
 
 import pytest
 
-from modver.cache import OutputCache
-from modver.cluster import ClusterConfig, ExecutorSpec, TaskEvent, detach, run_graph
 from modver.errors import ClusterError, ManifestError, UsageError
 from modver.record import StageStatus
+from modver.store.cache import OutputCache
+from modver.sweep.cluster import ClusterConfig, ExecutorSpec, TaskEvent, detach, run_graph
 from tests.sweep._cluster import by_stage, graph_project, graph_tasks
 
 TWO = ExecutorSpec(jobs=2)

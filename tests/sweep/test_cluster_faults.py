@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from modver.cache import OutputCache
-from modver.cluster import ExecutorSpec, TaskEvent, run_graph
 from modver.errors import ClusterError
 from modver.record import StageStatus
+from modver.store.cache import OutputCache
+from modver.sweep.cluster import ExecutorSpec, TaskEvent, run_graph
 from tests.sweep._cluster import by_stage, descendants, graph_project, graph_tasks, in_session
 
 REPO = Path(__file__).resolve().parents[2]
@@ -159,7 +159,7 @@ def test_a_task_that_kills_every_worker_running_it_fails_alone_with_a_clear_mess
 DRIVER = """\
 import json, os, sys
 from pathlib import Path
-from modver.cluster import ExecutorSpec, run_graph
+from modver.sweep.cluster import ExecutorSpec, run_graph
 from tests.sweep._cluster import descendants, graph_tasks
 
 root = Path(sys.argv[1])
@@ -202,7 +202,7 @@ def test_a_worker_that_joins_after_the_check_and_does_not_see_the_store_fails_th
 
     from distributed import Client, LocalCluster
 
-    from modver.cluster import _run_on_worker
+    from modver.sweep.cluster import _run_on_worker
 
     task = next(iter(graph_tasks(graph.root, stages=("first",)).values()))
     heard: queue.SimpleQueue[dict] = queue.SimpleQueue()

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from modver.cache import OutputCache
-from modver.cluster import ClusterConfig, ExecutorSpec, TaskEvent, run_graph
 from modver.project import Project
 from modver.record import StageStatus
+from modver.store.cache import OutputCache
+from modver.sweep.cluster import ClusterConfig, ExecutorSpec, TaskEvent, run_graph
 from tests.helpers import cli
 from tests.sweep._cluster import by_stage, graph_project, graph_tasks
 from tests.sweep.pipeline import write_sweep_project

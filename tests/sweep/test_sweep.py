@@ -282,7 +282,7 @@ def test_two_overlapping_sweeps_at_once_compute_a_shared_task_at_most_twice(swee
     import subprocess
     import sys
 
-    from modver.cache import OutputCache
+    from modver.store.cache import OutputCache
 
     root = sweep_project.root
     sweeps = [

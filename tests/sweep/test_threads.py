@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from modver.runstore import RunStore
+from modver.store.runstore import RunStore
 from tests.helpers import cli
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,0 +1,337 @@
+"""Running a pipeline: plan, record, and execute each stage at its version, with caching.
+
+:func:`execute` takes a run in three steps, each owned by a module of its own:
+
+1. **plan** (:mod:`modver.engine.planner`): every stage's version and cache key, and why it runs or is
+   served from the cache; then each stage that will run is turned into a :class:`StageTask`
+   and its callable loaded and checked (:func:`modver.engine.executor.prepare`). All of it happens under
+   the store's gc lock, shared (``modver gc`` waits), and before any record exists: a mistake
+   found before the first stage starts is not a run;
+2. **record** (:mod:`modver.engine.recorder`): the record is created with every stage pending, and
+   written again as each stage starts and ends, and at the end of the run, whatever it is;
+3. **execute** (:mod:`modver.engine.executor`): a cached stage is not run (its logged metrics are
+   replayed); a cached output that a stage that runs needs is loaded now — and recomputed if it is
+   damaged —; any other stage's task runs, in this process.
+
+:func:`reproduce` runs a recorded run again: its exact versions (by fingerprint), params and data.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, TextIO
+
+from modver import errors
+from modver.engine.executor import Prepared, StageTask, TaskResult, prepare, run_task
+from modver.engine.planner import Pipeline, StagePlan, check_force, last_key_parts, plan
+from modver.engine.recorder import Recorder, python_info, write_record
+from modver.engine.registry import Registry
+from modver.manifest import Manifest, load_manifest_text
+from modver.record import ErrorInfo, RunRecord, RunStatus, StageRecord, StageStatus
+from modver.store.cache import OutputCache
+from modver.store.data import DataHasher
+from modver.store.materialize import make_importable
+from modver.store.retention import store_lock
+from modver.store.runstore import RunStore, new_run_id, now_iso
+
+__all__ = ["Event", "StageEvent", "execute", "first_record", "recorded_manifest", "reproduce", "task_for"]
+
+
+@dataclass(frozen=True)
+class StageEvent:
+    """What a run says about a stage as it goes: ``kind`` is start, cached, done or failed."""
+
+    kind: str
+    name: str
+    label: str  # "v3"
+    reason: str = ""
+    notes: tuple[str, ...] = ()
+    duration: float | None = None
+    timings: Mapping[str, float] = field(default_factory=dict)
+
+
+Event = Callable[[StageEvent], None]
+
+
+def task_for(registry: Registry, store: Path, pipeline: Pipeline, p: StagePlan, run_id: str | None) -> StageTask:
+    """The :class:`StageTask` of planned stage ``p`` (its version registered: ``p.version``)."""
+    assert p.version is not None, "a run registers every stage's version while planning"
+    root = registry.repo.root
+    runs = RunStore(store / "runs")
+    logs = (
+        (str(runs.log_path(run_id, p.name, "stdout")), str(runs.log_path(run_id, p.name, "stderr")))
+        if run_id is not None
+        else None
+    )
+    inputs = {kw: i.key for kw, i in p.key_parts.inputs.items() if i.key is not None}
+    upstream = {kw: i.stage for kw, i in p.key_parts.inputs.items() if i.stage is not None}
+    data = {kw: str(root / i.data) for kw, i in p.key_parts.inputs.items() if i.data is not None}
+    return StageTask(
+        root=str(root),
+        store=str(store),
+        stage=p.name,
+        fingerprint=p.version.fingerprint,
+        commit=p.version.commit,
+        entry=p.entry,
+        key=p.key,
+        label=p.label,
+        inputs=inputs,
+        upstream=upstream,
+        data=data,
+        params=dict(p.spec.params),
+        logs=logs,
+        run=run_id,
+        key_parts=p.key_parts.to_json(),
+    )
+
+
+def execute(
+    registry: Registry,
+    store: Path,
+    pipeline: Pipeline,
+    *,
+    force: Sequence[str] = (),
+    on_event: Event | None = None,
+    echo: TextIO | None = None,
+    reproduces: str | None = None,
+) -> RunRecord:
+    """Run the pipeline (see the module docstring); the finished run's record.
+
+    A stage that fails ends the run: the record says "failed", then the stage's error is raised
+    (:class:`~modver.errors.StageFailedError` for an exception of its own code). Ctrl-C records
+    "interrupted", then re-raises.
+    """
+    check_force(pipeline, force)  # a mistyped option is not a run: no record
+    runs = RunStore(store / "runs")
+    run_id, started, t0 = new_run_id(), now_iso(), time.perf_counter()
+    with store_lock(store, shared=True):  # `modver gc` keeps what the record will name
+        previous = last_key_parts(runs, [s.name for s in pipeline.stages], exclude=run_id)
+        plans = plan(registry, store, pipeline, force=force, register=True, previous=previous)
+        planned = round(time.perf_counter() - t0, 6)  # materialize and import count per stage, below
+        tasks = {p.name: task_for(registry, store, pipeline, p, run_id) for p in plans}
+        prepared = {p.name: prepare(tasks[p.name], echo) for p in plans if not p.cached}
+        record = first_record(registry, pipeline, plans, run_id, started, reproduces=reproduces)
+        logs = {name: ready.printed for name, ready in prepared.items() if ready is not None}
+        recorder = Recorder.start(runs, record, started=t0, logs=logs, history=registry.history)
+    try:
+        _run_stages(store, plans, tasks, prepared, recorder, on_event, echo)
+    except KeyboardInterrupt:
+        recorder.finish(RunStatus.INTERRUPTED, planned=planned, error=ErrorInfo("KeyboardInterrupt", "interrupted"))
+        raise
+    except BaseException as exc:
+        if recorder.record.error is None:
+            error = ErrorInfo(type(exc).__name__, str(exc), traceback=traceback.format_exc())
+            recorder.finish(RunStatus.FAILED, planned=planned, error=error)
+        else:
+            recorder.finish(RunStatus.FAILED, planned=planned)
+        raise
+    return recorder.finish(RunStatus.SUCCEEDED, planned=planned)
+
+
+def first_record(
+    registry: Registry,
+    pipeline: Pipeline,
+    plans: Sequence[StagePlan],
+    run_id: str,
+    started: str,
+    *,
+    reproduces: str | None = None,
+    sweep: str | None = None,
+) -> RunRecord:
+    """The record a run starts with: every stage pending, with its version and key."""
+    stages = {
+        p.name: StageRecord(
+            StageStatus.PENDING,
+            p.key,
+            fingerprint=p.fingerprint,
+            version=p.version.version if p.version else None,
+            key_parts=p.key_parts,
+            entry=p.spec.entry,
+            reason=p.reason,
+            notes=p.notes,
+        )
+        for p in plans
+    }
+    data = {
+        p.spec.inputs[kw][len("data.") :]: {"path": i.data, "hash": i.hash}
+        for p in plans
+        for kw, i in p.key_parts.inputs.items()
+        if i.data is not None and i.hash is not None
+    }
+    python, packages = python_info()
+    return RunRecord(
+        run=run_id,
+        status=RunStatus.RUNNING,
+        started=started,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        user=_user(),
+        manifest_path=pipeline.manifest_path,
+        manifest_content=pipeline.manifest_content,
+        stages=stages,
+        params={s.name: dict(s.params) for s in pipeline.stages},
+        data=data,
+        git_commit=registry.repo.head_commit(),
+        git_dirty=registry.repo.is_dirty(),
+        python=python,
+        packages=packages,
+        reproduces=reproduces,
+        sweep=sweep,
+    )
+
+
+def _user() -> str | None:
+    """Who starts the run: the login name (``getpass.getuser``), or None when there is none."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no USER/LOGNAME and no passwd entry (some containers)
+        return None
+
+
+def _run_stages(
+    store: Path,
+    plans: list[StagePlan],
+    tasks: Mapping[str, StageTask],
+    prepared: Mapping[str, Prepared | None],
+    recorder: Recorder,
+    on_event: Event | None,
+    echo: TextIO | None,
+) -> None:
+    """Each stage in order: served from the cache, or its task run in this process."""
+    cache = OutputCache(store / "cache" / "outputs")
+    outputs: dict[str, Any] = {}  # cache key -> an output a later stage takes
+    consumers = {p.name: [q.name for q in plans if p.name in q.spec.inputs.values()] for p in plans}
+    to_run = {p.name for p in plans if not p.cached}
+
+    def emit(kind: str, p: StagePlan, stage: StageRecord) -> None:
+        if on_event is not None:
+            on_event(StageEvent(kind, p.name, p.label, stage.reason, stage.notes, stage.duration, stage.timings))
+
+    for p in plans:
+        needed = any(name in to_run for name in consumers[p.name])
+        cached = p.cached
+        if cached and needed:  # a stage that runs takes this output: load it now, recompute it if damaged
+            try:
+                make_importable(store)
+                outputs[p.key] = cache.load(p.key)
+            except errors.CacheError as exc:
+                cache.remove(p.key)
+                cached = False
+                to_run.add(p.name)
+                recorder.stage(p.name, reason=f"cached output unreadable, recomputed ({exc})")
+        if cached:
+            entry = cache.get(p.key)
+            metrics = tuple(entry.metrics) if entry is not None else ()
+            duration = entry.duration if entry is not None else None
+            emit("cached", p, recorder.stage(p.name, status=StageStatus.CACHED, duration=duration, events=metrics))
+            continue
+        emit("start", p, recorder.stage(p.name, status=StageStatus.RUNNING))
+        result = run_task(tasks[p.name], prepared=prepared.get(p.name), loaded=outputs, echo=echo, keep_output=needed)
+        stage = recorder.stage(
+            p.name, status=result.status, duration=result.duration, timings=dict(result.timings),
+            error=result.error, events=result.metrics,
+        )  # fmt: skip
+        if result.status is StageStatus.FAILED:
+            emit("failed", p, stage)
+            raise _failure(p, result, recorder)
+        if needed:
+            outputs[p.key] = result.output
+        emit("done", p, stage)
+
+
+def _failure(p: StagePlan, result: TaskResult, recorder: Recorder) -> errors.RunError:
+    """The error a failed stage ends its run with; the record names it too."""
+    assert result.error is not None
+    recorder.amend(error=result.error)
+    message = result.message or f"stage {p.name} failed"
+    if result.error.traceback and message.startswith(f"stage {p.name} failed:"):
+        return errors.StageFailedError(message, where=p.name, hint=result.hint)
+    return errors.RunError(message, where=p.name, hint=result.hint)
+
+
+def recorded_manifest(record: RunRecord, root: Path, runs: RunStore) -> Manifest:
+    """The manifest a run recorded, validated again (as a manifest, and against the recorded
+    versions): what ``reproduce`` runs. A damaged one is a :class:`~modver.errors.StoreError`."""
+    import json
+
+    try:
+        manifest = load_manifest_text(
+            json.dumps(dict(record.manifest_content)), Path(record.manifest_path or "manifest.yaml"), root
+        )
+    except errors.ModverError as exc:
+        raise runs.damaged(record.run, f"its manifest does not load: {exc.message}") from exc
+    fingerprints = record.fingerprints
+    used = {name for name in fingerprints if name in manifest.stages}
+    inputs = {src for name in used for src in manifest.stages[name].inputs.values() if src in manifest.stages}
+    missing = sorted((set(fingerprints) - used) | (inputs - set(fingerprints)))
+    if missing:
+        raise runs.damaged(record.run, f"its manifest and its versions disagree on {', '.join(missing)}")
+    return manifest
+
+
+def reproduce(
+    registry: Registry,
+    store: Path,
+    original: RunRecord,
+    *,
+    use_cache: bool = False,
+    on_event: Event | None = None,
+    echo: TextIO | None = None,
+) -> RunRecord:
+    """Run ``original`` again with exactly its versions, params and data; compare the metrics.
+
+    Every stage is executed again unless ``use_cache``. The code comes from the store, so this
+    works after it is gone from the working tree and every branch.
+    """
+    if not original.fingerprints:
+        raise errors.RunError(
+            f"run {original.run} recorded no stage versions (it failed before planning)",
+            hint="reproduce a run that got past planning; see `modver runs`",
+        )
+    runs = RunStore(store / "runs")
+    recorded = recorded_manifest(original, registry.repo.root, runs)
+    hasher = DataHasher(registry.repo.root, store)
+    changed = []
+    for name, info in original.data.items():
+        try:
+            now = hasher.hash(name, info["path"])
+        except errors.ModverError:
+            now = None
+        if now != info["hash"]:
+            changed.append(info["path"])
+    if changed:
+        raise errors.RunError(
+            f"cannot reproduce run {original.run}: its data changed since: {', '.join(changed)}",
+            hint="restore the data files the run used (their content hashes are in its record)",
+        )
+    fingerprints = original.fingerprints
+    stages = tuple(
+        replace(recorded.stages[name], version=None, params=dict(original.params.get(name, {})))
+        for name in recorded.order()
+        if name in fingerprints
+    )
+    data = {**dict(recorded.data), **{name: info["path"] for name, info in original.data.items()}}
+    pipeline = Pipeline(
+        stages,
+        data,
+        original.manifest_path,
+        original.manifest_content,
+        bool(recorded.options.get("docstrings", False)),
+        exact=fingerprints,
+    )
+    force = () if use_cache else tuple(s.name for s in stages)
+    record = execute(registry, store, pipeline, force=force, on_event=on_event, echo=echo, reproduces=original.run)
+    old, new = original.metrics, record.metrics
+    comparison = {
+        name: {"original": old.get(name), "reproduced": new.get(name), "match": old.get(name) == new.get(name)}
+        for name in [*old, *(n for n in new if n not in old)]
+    }
+    return write_record(runs, replace(record, comparison=comparison), registry.history)
