@@ -34,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from modver.store import data
+from modver.store.layout import Store
 
 
 def _write_folder(folder: Path, files: int, total: int) -> list[Path]:
@@ -67,12 +68,12 @@ def main(argv: list[str] | None = None) -> int:
     total = args.size_mb * 1_000_000
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         root = Path(tmp)
-        store = root / ".modver"
+        store = Store(root)
         folder = root / "data" / "images"
         paths = _write_folder(folder, args.files, total)
         listing = b"".join(os.fsencode(p) + b"\0" for p in paths)
         _wait_until_not_racy(paths)
-        memo = store / "cache" / "data.json"
+        memo = store.data_hashes
         print(
             f"folder: {args.files:,} files, {total / 1e6:,.0f} MB; {args.rounds} rounds; "
             f"{os.cpu_count()} cores; python {sys.version.split()[0]}; hashing threads: {data._THREADS}"
@@ -83,13 +84,13 @@ def main(argv: list[str] | None = None) -> int:
 
         def first() -> str:
             memo.unlink(missing_ok=True)
-            hasher = data.DataHasher(root, store)
+            hasher = data.DataHasher(store)
             digest = hasher.hash("images", "data/images")
             hasher.save()
             return digest
 
         def again() -> str:
-            hasher = data.DataHasher(root, store)
+            hasher = data.DataHasher(store)
             digest = hasher.hash("images", "data/images")
             hasher.save()
             return digest

@@ -45,10 +45,11 @@ def make_runs(project: Path, runs: int, total_mb: int) -> int:
     """``runs`` succeeded run records, each naming one cached output of ``total_mb / runs`` MB."""
     from modver.record import RunRecord, RunStatus, StageRecord, StageStatus
     from modver.store.cache import OutputCache
+    from modver.store.layout import Store
     from modver.store.runstore import RunStore, new_run_id, now_iso
 
-    store = project / ".modver"
-    cache, records = OutputCache(store / "cache" / "outputs"), RunStore(store / "runs")
+    store = Store(project)
+    cache, records = OutputCache(store.outputs), RunStore(store.runs)
     size = total_mb * 1024 * 1024 // runs
     for i in range(runs):
         key = f"mv1:{i:064x}"

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from modver import errors
 
 
 class SourceTree(Protocol):
@@ -120,3 +125,69 @@ class StageVersion:
             "tags": list(self.tags),
             "committed": self.committed,
         }
+
+
+# -- sweeps ----------------------------------------------------------------------------------------
+
+MAX_POINTS = 10_000  # points of one sweep: each is a run record
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One param and the values a sweep gives it."""
+
+    target: str  # "stage.param"
+    values: tuple[Any, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target": self.target, "values": list(self.values)}
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """The axes of a sweep: ``grid`` axes combine as a product, ``zip`` axes pair in order (one
+    more axis of the product); ``sets`` are the plain ``--set`` values every point shares."""
+
+    grid: tuple[Axis, ...] = ()
+    zip: tuple[Axis, ...] = ()
+    sets: tuple[str, ...] = ()
+
+    @property
+    def axes(self) -> tuple[Axis, ...]:
+        return self.grid + self.zip
+
+    def size(self) -> int:
+        """How many points the sweep has (computed without making them)."""
+        size = math.prod(len(a.values) for a in self.grid)
+        return size * (len(self.zip[0].values) if self.zip else 1)
+
+    def points(self) -> list[dict[str, Any]]:
+        """Every point, ``{target: value}`` in axis order; :class:`SweepError` beyond :data:`MAX_POINTS`."""
+        size = self.size()
+        if size > MAX_POINTS:
+            shape = " x ".join(str(len(a.values)) for a in self.grid) + (
+                f" x {len(self.zip[0].values)} (zipped)" if self.zip else ""
+            )
+            raise errors.SweepError(
+                f"the sweep has {size:,} points ({shape}), more than {MAX_POINTS:,}",
+                hint="sweep fewer values, pair axes with --zip, or split the sweep into several",
+            )
+        zipped: list[tuple[Any, ...]] = list(zip(*(a.values for a in self.zip), strict=True)) if self.zip else [()]
+        out = []
+        for combo in itertools.product(*(a.values for a in self.grid), zipped):
+            *grid_values, zip_values = combo
+            point = dict(zip((a.target for a in self.grid), grid_values, strict=True))
+            point.update(zip((a.target for a in self.zip), zip_values, strict=True))
+            out.append(point)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {"grid": [a.to_json() for a in self.grid], "zip": [a.to_json() for a in self.zip],
+                "sets": list(self.sets)}  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SweepSpec:
+        def axes(key: str) -> tuple[Axis, ...]:
+            return tuple(Axis(a["target"], tuple(a["values"])) for a in data.get(key) or ())
+
+        return cls(axes("grid"), axes("zip"), tuple(data.get("sets") or ()))

@@ -1,54 +1,39 @@
-"""The sweep half of the façade (issue 9): :class:`~modver.project.Project` inherits these methods.
+"""Sweeps, the façade's part: ``project.sweeps`` — their axes, dry run, run, detaching, and records.
 
-A mixin of the façade only to keep ``project.py`` a readable size: every method is a thin call
-of :mod:`modver.sweep.axes` (axes), :mod:`modver.sweep.graph` (the dry run), :mod:`modver.sweep.driver` (running
-and detaching a sweep) or :mod:`modver.store.sweepstore` (the records), and returns their models.
+Every method is a thin call of :mod:`modver.sweep.axes` (axes), :mod:`modver.sweep.graph` (the dry
+run), :mod:`modver.sweep.driver` (running and detaching a sweep) or :mod:`modver.store.sweepstore`
+(the records), and returns their models.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from modver import errors
+from modver.api.workspace import PathArg, Workspace
+from modver.store.sweepstore import SweepStore
 
 if TYPE_CHECKING:  # pragma: no cover
-    from modver.engine.planner import Pipeline
-    from modver.engine.registry import Registry
-    from modver.manifest import Manifest
-    from modver.store.runstore import RunStore
+    from modver.models import SweepSpec
     from modver.store.sweepstore import Best, SweepPoint, SweepRecord
-    from modver.sweep.axes import SweepSpec
     from modver.sweep.cluster import ExecutorSpec
     from modver.sweep.driver import OnProgress
     from modver.sweep.graph import Graph
 
-PathArg = str | os.PathLike[str] | None
-
-__all__ = ["SweepMethods"]
+__all__ = ["Sweeps"]
 
 
-class SweepMethods:
-    """Sweeps: their axes, dry run, run, detaching, and records (see the module docstring)."""
+class Sweeps:
+    """A project's sweeps (see the module docstring); ``sweeps()`` lists their records, oldest first."""
 
-    if TYPE_CHECKING:  # what the façade provides
-        root: Path
-        _base: Path
+    def __init__(self, workspace: Workspace):
+        self._ws = workspace
 
-        @property
-        def store(self) -> Path: ...
-
-        @property
-        def registry(self) -> Registry: ...
-
-        @property
-        def runs_store(self) -> RunStore: ...
-
-        def manifest(self, manifest: PathArg = None) -> Manifest: ...
-
-        def pipeline(self, manifest: PathArg = None, sets: Sequence[str] = ()) -> Pipeline: ...
+    def __call__(self) -> list[SweepRecord]:
+        """Every sweep's record, oldest first."""
+        return SweepStore(self._ws.store.sweeps).list()
 
     def executor(
         self, manifest: PathArg = None, *, jobs: int | None = None, scheduler: str | None = None,
@@ -58,14 +43,14 @@ class SweepMethods:
         ``cluster:`` section (:func:`modver.sweep.driver.executor_spec`)."""
         from modver.sweep.driver import executor_spec
 
-        m = self.manifest(manifest)
+        m = self._ws.manifest(manifest)
         return executor_spec(m.cluster, f"{m.path}: cluster", jobs=jobs, scheduler=scheduler, kind=cluster, debug=debug)
 
-    def sweep_spec(self, sets: Sequence[str], *, zip_axes: bool = False, file: PathArg = None) -> SweepSpec:
+    def spec(self, sets: Sequence[str], *, zip_axes: bool = False, file: PathArg = None) -> SweepSpec:
         """The axes of ``--set`` options (:func:`modver.sweep.axes.parse_axes`), or of a sweep file with them."""
         from modver.sweep.axes import load_sweep_file, parse_axes
 
-        path = None if file is None else self._base / Path(file)  # an absolute file stays itself
+        path = None if file is None else self._ws.base / Path(file)  # an absolute file stays itself
         spec = (
             load_sweep_file(path, sets, zip_axes=zip_axes) if path is not None else parse_axes(sets, zip_axes=zip_axes)
         )
@@ -77,9 +62,7 @@ class SweepMethods:
             )
         return spec
 
-    def plan_sweep(
-        self, spec: SweepSpec | None = None, manifest: PathArg = None, *, resume: str | None = None
-    ) -> Graph:
+    def plan(self, spec: SweepSpec | None = None, manifest: PathArg = None, *, resume: str | None = None) -> Graph:
         """What a sweep would do, point by point and stage by stage — or, with ``resume``, what
         resuming that recorded sweep would (its points that did not succeed). Nothing is executed
         or recorded; each stage's entry is checked against the point's arguments from its source
@@ -89,19 +72,20 @@ class SweepMethods:
         from modver.sweep.graph import check_calls, plan_graph
 
         if resume is not None:
-            record = self.sweep_record(resume)
-            spec, manifest = record.spec, self.root / record.manifest
-            points = [(p.index, p.params) for p in points_to_run(record, self.runs_store)]
+            record = self.record(resume)
+            spec, manifest = record.spec, self._ws.root / record.manifest
+            points = [(p.index, p.params) for p in points_to_run(record, self._ws.runs_store)]
         else:
             assert spec is not None, "give a sweep spec or a sweep to resume"
             points = list(enumerate(spec.points()))
-        base = self.pipeline(manifest, spec.sets)
-        previous = last_key_parts(self.runs_store, [s.name for s in base.stages])
-        graph = plan_graph(self.registry, self.store, base, points, register=False, previous=previous)
-        check_calls(self.registry, self.store, graph)
+        ws = self._ws
+        base = ws.pipeline(manifest, spec.sets)
+        previous = last_key_parts(ws.runs_store, [s.name for s in base.stages])
+        graph = plan_graph(ws.registry, ws.store, base, points, register=False, previous=previous)
+        check_calls(ws.registry, ws.store, graph)
         return graph
 
-    def sweep(
+    def run(
         self, spec: SweepSpec | None = None, manifest: PathArg = None, *, resume: str | None = None,
         executor: ExecutorSpec | None = None, fail_fast: bool = False, best: Best | None = None,
         on_progress: OnProgress | None = None,
@@ -110,58 +94,50 @@ class SweepMethods:
         did not succeed, with its manifest and axes — shared stage tasks once, on Dask; the record."""
         from modver.sweep.driver import sweep
 
-        record = self.sweep_record(resume) if resume is not None else None
+        record = self.record(resume) if resume is not None else None
         if record is not None:
-            spec, manifest = record.spec, self.root / record.manifest
+            spec, manifest = record.spec, self._ws.root / record.manifest
         assert spec is not None, "give a sweep spec or a sweep to resume"
-        base = self.pipeline(manifest, spec.sets)
+        base = self._ws.pipeline(manifest, spec.sets)
         executor = executor if executor is not None else self.executor(manifest)
-        return sweep(self.registry, self.store, base, spec, executor, resume=record, fail_fast=fail_fast, best=best,
-                     on_progress=on_progress)  # fmt: skip
+        return sweep(self._ws.registry, self._ws.store, base, spec, executor, resume=record, fail_fast=fail_fast,
+                     best=best, on_progress=on_progress)  # fmt: skip
 
-    def detach_sweep(
+    def detach(
         self, spec: SweepSpec | None = None, manifest: PathArg = None, *, resume: str | None = None,
         executor: ExecutorSpec, fail_fast: bool = False,
     ) -> tuple[SweepRecord, str]:  # fmt: skip
         """Record the sweep as ``queued`` (its points planned once, to check them) — or take the
         recorded sweep ``resume`` — and submit ``modver sweep --resume ID`` as a batch job
         (:func:`modver.sweep.cluster.detach`); the record and the job's id."""
-        from modver.store.sweepstore import SweepRecord, SweepStore
+        from modver.store.sweepstore import SweepRecord
         from modver.sweep.cluster import detach
         from modver.sweep.driver import describe_executor, executor_args
 
-        store = SweepStore(self.store / "sweeps")
+        store = SweepStore(self._ws.store.sweeps)
         if resume is not None:
-            record = self.sweep_record(resume)
+            record = self.record(resume)
         else:
             assert spec is not None, "give a sweep spec or a sweep to resume"
-            base = self.pipeline(manifest, spec.sets)
-            self.plan_sweep(spec, manifest)  # its points checked before the job is submitted
+            base = self._ws.pipeline(manifest, spec.sets)
+            self.plan(spec, manifest)  # its points checked before the job is submitted
             record = SweepRecord.new(base.manifest_path, spec, spec.points(), describe_executor(executor), "queued")
             store.save(record)
         argv = ["sweep", "--resume", record.sweep, *executor_args(executor), *(["--fail-fast"] if fail_fast else [])]
         try:
-            return record, detach(argv, executor, self.root)
+            return record, detach(argv, executor, self._ws.store)
         except BaseException:
             if resume is None:
                 store.path(record.sweep).unlink(missing_ok=True)  # never submitted: not a sweep
             raise
 
-    def sweeps(self) -> list[SweepRecord]:
-        """Every sweep's record, oldest first."""
-        from modver.store.sweepstore import SweepStore
-
-        return SweepStore(self.store / "sweeps").list()
-
-    def sweep_record(self, ref: str = "latest") -> SweepRecord:
+    def record(self, ref: str = "latest") -> SweepRecord:
         """One sweep's record (an id, a unique prefix or ``latest``)."""
-        from modver.store.sweepstore import SweepStore
-
-        store = SweepStore(self.store / "sweeps")
+        store = SweepStore(self._ws.store.sweeps)
         return store.load(store.resolve(ref))
 
     def best_point(self, record: SweepRecord, best: Best) -> tuple[SweepPoint, float] | None:
         """The sweep's succeeded point with the best value of ``best.metric``, or None."""
         from modver.store.sweepstore import best_point
 
-        return best_point(record, self.runs_store, best)
+        return best_point(record, self._ws.runs_store, best)

@@ -13,7 +13,7 @@ from modver.cli import _output
 from modver.cli._app import JsonOpt, ManifestArg, ProjectOpt, _invoke, _project, app
 
 if TYPE_CHECKING:  # pragma: no cover
-    from modver.engine.run import StageEvent
+    from modver.engine.recorder import StageEvent
     from modver.record import RunRecord
 
 
@@ -142,7 +142,7 @@ def runs_(
     from modver.engine.runtable import flatten_record, runs_view, table_columns
 
     with _project(project) as p:
-        records = p.runs(where, sort, last, sweep) if as_json else p.run_summaries(where, sort, last, sweep)
+        records = p.runs(where, sort, last, sweep) if as_json else p.runs.summaries(where, sort, last, sweep)
         ids = p.runs_store.ids()
     if as_json:
         _output.print_json([r.to_json() for r in records])
@@ -186,7 +186,9 @@ def gc(
 ) -> None:
     """Remove cached outputs and materialized versions that no kept run uses (safe during runs)."""
     with _project(project) as p:
-        result = p.gc(keep_last=keep_last, older_than=older_than, remove_records=remove_records, dry_run=dry_run)
+        result = p.outputs.gc(
+            keep_last=keep_last, older_than=older_than, remove_records=remove_records, dry_run=dry_run
+        )
     if as_json:
         _output.print_json(result.to_json())
         return
@@ -231,7 +233,7 @@ def report(
     each metric across runs coloured by a stage's version, step series as curves, params and
     sweeps as lines and heat maps, and each stage's versions with their diffs."""
     with _project(project) as p:
-        result = p.report(out, where=where, sweep=sweep)
+        result = p.runs.report(out, where=where, sweep=sweep)
     if as_json:
         _output.print_json(result.to_json())
     else:

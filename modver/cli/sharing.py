@@ -28,7 +28,7 @@ def push(remote: RemoteArg = None, dry_run: DryRunOpt = False, as_json: JsonOpt 
     """Send new stage versions and tags to the git remote, then run records and cached outputs to
     the storage (modver.toml). Refused when the remote has versions this clone lacks: pull first."""
     with _project(project) as p:
-        result = p.push(remote, dry_run=dry_run)
+        result = p.sharing.push(remote, dry_run=dry_run)
     if as_json:
         _output.print_json(result.to_json())
     else:
@@ -55,7 +55,7 @@ def pull(
     """Take the remote's stage versions and tags (yours that clash are renumbered after them, pins
     and run records updated), then the run records from the storage (modver.toml)."""
     with _project(project) as p:
-        result = p.pull(remote, outputs=outputs, dry_run=dry_run)
+        result = p.sharing.pull(remote, outputs=outputs, dry_run=dry_run)
     if as_json:
         _output.print_json(result.to_json())
     else:

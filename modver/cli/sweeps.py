@@ -71,18 +71,18 @@ def sweep_(
     _check_options(manifest, set_, zip_, file, resume, dry_run, detach)
     following = parse_best(best) if best else None
     with _project(project, manifest) as p:
-        recorded = p.sweep_record(resume) if resume is not None else None
-        spec = recorded.spec if recorded is not None else p.sweep_spec(set_ or (), zip_axes=zip_, file=file)
-        executor = p.executor(  # checked before anything runs, a dry run too
+        recorded = p.sweeps.record(resume) if resume is not None else None
+        spec = recorded.spec if recorded is not None else p.sweeps.spec(set_ or (), zip_axes=zip_, file=file)
+        executor = p.sweeps.executor(  # checked before anything runs, a dry run too
             p.root / recorded.manifest if recorded is not None else None, jobs=jobs, scheduler=scheduler,
             cluster=cluster, debug=_state["debug"],
         )  # fmt: skip
         if dry_run:
-            graph = p.plan_sweep(spec, resume=recorded.sweep if recorded is not None else None)
+            graph = p.sweeps.plan(spec, resume=recorded.sweep if recorded is not None else None)
             _output.print_json(graph.to_json()) if as_json else _output.sweep_plan(graph)
             return
         if detach:
-            queued, job = p.detach_sweep(
+            queued, job = p.sweeps.detach(
                 None if resume else spec, resume=resume, executor=executor, fail_fast=fail_fast
             )
             _output.print_json({**queued.to_json(), "job": job}) if as_json else print(
@@ -92,11 +92,11 @@ def sweep_(
             return
         with _stopped_by_sigterm() as stop, _output.sweep_progress(following, quiet=as_json) as on_progress:
             try:
-                record = p.sweep(None if resume else spec, resume=resume, executor=executor, fail_fast=fail_fast,
-                                 best=following, on_progress=on_progress)  # fmt: skip
+                record = p.sweeps.run(None if resume else spec, resume=resume, executor=executor,
+                                      fail_fast=fail_fast, best=following, on_progress=on_progress)  # fmt: skip
             except KeyboardInterrupt as exc:
                 stop.interrupted(getattr(exc, "sweep", None))
-        leader = p.best_point(record, following) if following else None
+        leader = p.sweeps.best_point(record, following) if following else None
     _output.print_json(record.to_json()) if as_json else _output.sweep_summary(record, following, leader)
     failed = [pt for pt in record.points if pt.status == "failed"]
     if failed:
@@ -177,7 +177,7 @@ def sweeps_(
     following = parse_best(best) if best else None
     with _project(project) as p:
         records = p.sweeps()
-        leaders = [p.best_point(r, following) if following else None for r in records]
+        leaders = [p.sweeps.best_point(r, following) if following else None for r in records]
     if as_json:
         _output.print_json(
             [

@@ -46,11 +46,11 @@ def index(
 
             with Progress(transient=True) as bar:
                 task = bar.add_task("indexing commits", total=None)
-                result = p.index(
+                result = p.versions.index(
                     rev, all_branches=all_, progress=lambda done, total: bar.update(task, completed=done, total=total)
                 )
         else:
-            result = p.index(rev, all_branches=all_)
+            result = p.versions.index(rev, all_branches=all_)
     if as_json:
         _output.print_json(result.to_json())
         return
@@ -89,7 +89,7 @@ def snapshot(
 ) -> None:
     """Register the working tree's version of each stage (code that was never committed)."""
     with _project(project, manifest) as p:
-        results = p.snapshot(stages or (), message)
+        results = p.versions.snapshot(stages or (), message)
     if as_json:
         _output.print_json([r.to_json() for r in results])
         return
@@ -106,8 +106,8 @@ def log(
 ) -> None:
     """Per-stage history: version, fingerprint, date, origin commit, message, tags, runs."""
     with _project(project) as p:
-        versions = p.log(stage)
-        used = {s: p.version_runs(s) for s in {v.stage for v in versions}}
+        versions = p.versions.log(stage)
+        used = {s: p.runs.by_version(s) for s in {v.stage for v in versions}}
 
     def runs_of(stage: str, version: str) -> list[RunRecord]:
         return used[stage].get(version, [])
@@ -219,18 +219,18 @@ def show(
     `Project.show_version`); or a run's record and logs (`Project.show_run`)."""
     with _project(project, manifest) as p:
         if "@" not in ref and ref not in p.stage_names():
-            run = p.show_run(ref)
+            run = p.runs.show(ref)
             _output.print_json(run.to_json()) if as_json else _output.shown_run(run)
             return
         if "@" not in ref:
-            if p.names_run(ref):
+            if p.runs.is_ref(ref):
                 print(
                     f"note: {ref!r} is a stage and also names a run: showing {ref}@latest "
                     "(give the run's full id to see the run)",
                     file=sys.stderr,
                 )
             ref = f"{ref}@latest"
-        shown = p.show_version(ref)
+        shown = p.versions.show(ref)
     _output.print_json(shown.to_json()) if as_json else _output.shown_version(shown)
 
 
@@ -242,7 +242,7 @@ def pin(
 ) -> None:
     """Pin a stage to a version in the manifest (comments and formatting are kept)."""
     with _project(project, manifest) as p:
-        result = p.pin(ref)
+        result = p.versions.pin(ref)
     assert result.version is not None
     v = result.version
     print(f"Pinned {result.stage} to {v.version} ({_output.short(v.fingerprint)}) in {result.manifest}")
@@ -256,7 +256,7 @@ def unpin(
 ) -> None:
     """Clear a stage's pin: it follows the working tree again."""
     with _project(project, manifest) as p:
-        result = p.unpin(stage)
+        result = p.versions.unpin(stage)
     print(f"Unpinned {result.stage} in {result.manifest}: it follows the working tree")
 
 
@@ -269,7 +269,7 @@ def tag(
 ) -> None:
     """Name a version, so that STAGE@NAME refers to it."""
     with _project(project) as p:
-        version = p.tag(ref, name, force=force)
+        version = p.versions.tag(ref, name, force=force)
     print(f"Tagged {version.stage}@{version.version} as {version.stage}@{name}")
 
 
@@ -283,7 +283,7 @@ def verify(
 ) -> None:
     """Check that every stored version holds exactly the code of its fingerprint (exit 1 if not)."""
     with _project(project) as p:
-        checks = p.verify(stages or ())
+        checks = p.versions.verify(stages or ())
     if as_json:
         _output.print_json([c.to_json() for c in checks])
     else:
@@ -320,7 +320,7 @@ def diff(
             manifests = p.diff_manifests(a, b)
             _output.print_json(manifests.to_json()) if as_json else _output.manifest_diff(manifests)
         elif b is not None and not _is_manifest(a) and not _is_manifest(b) and "@" not in b:
-            runs = p.diff_runs(a, b)
+            runs = p.runs.diff(a, b)
             _output.print_json(runs.to_json()) if as_json else _output.run_diff(runs)
         else:
             raise errors.UsageError(

@@ -2,9 +2,10 @@
 
 A :class:`StageTask` says everything a stage run needs — the stage, its version's fingerprint,
 the git commit that stores its files and the entry they run under, the keys of its inputs'
-cached outputs, its data paths and params, and where the project and its store are. It needs
-neither the façade nor the manifest: :func:`run_task` runs it in this process or any other one
-that sees the project folder (a worker started with ``spawn``, a Dask worker, a batch job):
+cached outputs, its data paths and params, and the project's store (:func:`task_for` makes the
+task of a planned stage). It needs neither the façade nor the manifest: :func:`run_task` runs it
+in this process or any other one that sees the project folder (a worker started with ``spawn``,
+a Dask worker, a batch job):
 
 1. the version is materialized from the git history (once; then reused) and its entry imported;
 2. the inputs are loaded from the cache (verified) unless the caller hands them over in memory;
@@ -29,21 +30,24 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from modver import errors
 from modver.names import did_you_mean
 from modver.record import ErrorInfo, StageStatus
+from modver.store.layout import Store
 
-__all__ = ["Prepared", "StageTask", "TaskResult", "call_problem", "capture_into", "prepare", "run_task"]
+if TYPE_CHECKING:  # pragma: no cover
+    from modver.engine.planner import StagePlan
+
+__all__ = ["Prepared", "StageTask", "TaskResult", "call_problem", "capture_into", "prepare", "run_task", "task_for"]
 
 
 @dataclass(frozen=True)
 class StageTask:
     """One stage to run (see the module docstring). Plain data: it pickles."""
 
-    root: str  # the project folder
-    store: str  # its .modver folder
+    store: Store  # the project's store (``store.root``: the project folder)
     stage: str
     fingerprint: str
     commit: str  # the history commit that stores the version's files
@@ -62,6 +66,37 @@ class StageTask:
     def is_module(self) -> bool:
         """Whether the entry is a whole module (``train.py``), run as ``__main__``."""
         return ":" not in self.entry
+
+
+def task_for(store: Store, p: StagePlan, run_id: str | None) -> StageTask:
+    """The :class:`StageTask` of planned stage ``p`` (its version registered:
+    ``p.version``); what it prints is logged under run ``run_id`` (None: not logged)."""
+    assert p.version is not None, "a run registers every stage's version while planning"
+    runs = store.run_store()
+    logs = (
+        (str(runs.log_path(run_id, p.name, "stdout")), str(runs.log_path(run_id, p.name, "stderr")))
+        if run_id is not None
+        else None
+    )
+    inputs = {kw: i.key for kw, i in p.key_parts.inputs.items() if i.key is not None}
+    upstream = {kw: i.stage for kw, i in p.key_parts.inputs.items() if i.stage is not None}
+    data = {kw: str(store.root / i.data) for kw, i in p.key_parts.inputs.items() if i.data is not None}
+    return StageTask(
+        store=store,
+        stage=p.name,
+        fingerprint=p.version.fingerprint,
+        commit=p.version.commit,
+        entry=p.entry,
+        key=p.key,
+        label=p.label,
+        inputs=inputs,
+        upstream=upstream,
+        data=data,
+        params=dict(p.spec.params),
+        logs=logs,
+        run=run_id,
+        key_parts=p.key_parts.to_json(),
+    )
 
 
 @dataclass(frozen=True)
@@ -204,7 +239,7 @@ def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
         timings[phase] = round(timings.get(phase, 0.0) + time.perf_counter() - start, 6)
 
 
-def _version_files(root: str, commit: str) -> dict[str, bytes]:
+def _version_files(root: Path, commit: str) -> dict[str, bytes]:
     """A version's files, read from the git history of the project at ``root``."""
     from modver._git import GitRepo
     from modver.store.history import History
@@ -216,10 +251,10 @@ def _version_files(root: str, commit: str) -> dict[str, bytes]:
 def _load_callable(task: StageTask, timings: dict[str, float]) -> Callable[..., Any]:
     from modver.store import materialize
 
-    store = Path(task.store)
+    store = task.store
     with _timed(timings, "materialize"):
         materialize.materialize(
-            lambda: _version_files(task.root, task.commit), task.fingerprint, store, entry=task.entry
+            lambda: _version_files(store.root, task.commit), task.fingerprint, store, entry=task.entry
         )
     with _timed(timings, "import"):
         return materialize.load_entry(store, task.fingerprint, task.entry)
@@ -308,12 +343,11 @@ def run_task(
     the result, for a caller in this process that passes it on.
     """
     from modver.metrics import collect_metrics
-    from modver.store.cache import OutputCache
     from modver.store.materialize import make_importable
 
     timings = dict(prepared.timings) if prepared is not None else {}
-    store = Path(task.store)
-    cache = OutputCache(store / "cache" / "outputs")
+    store = task.store
+    cache = store.output_cache()
     started = time.perf_counter()
     metrics: tuple[dict[str, Any], ...] = ()
     try:

@@ -24,6 +24,7 @@ from modver.names import did_you_mean
 from modver.record import InputKey, KeyParts
 from modver.store.cache import OutputCache
 from modver.store.data import DataHasher
+from modver.store.layout import Store
 from modver.store.runstore import RunStore
 
 __all__ = ["CACHE_KEY_SCHEME", "Pipeline", "StagePlan", "cache_key", "check_force", "check_param", "explain",
@@ -163,7 +164,7 @@ class StagePlan:
 
 def plan(
     registry: Registry,
-    store: Path,
+    store: Store,
     pipeline: Pipeline,
     *,
     force: Sequence[str] = (),
@@ -175,8 +176,8 @@ def plan(
     ``register``: snapshot unregistered working-tree code (a run does; ``status`` does not).
     ``previous``: the last recorded key parts per stage, to explain cache misses.
     """
-    cache = OutputCache(store / "cache" / "outputs")
-    hasher = DataHasher(registry.repo.root, store)
+    cache = store.output_cache()
+    hasher = DataHasher(store)
     tree = registry.working_tree()
     check_force(pipeline, force)
     manifest_rel = (

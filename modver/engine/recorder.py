@@ -6,7 +6,10 @@ run starts (after planning, with every stage pending and its key known), when a 
 (so a record shows which stage was running should the process die in it), when it ends, and at
 the end of the run, whatever the end is — success, a stage that failed, or Ctrl-C. Progress
 writes are not fsynced; the first and the last are. A ``running`` record whose process is gone
-reads as ``died`` (:func:`mark_dead`).
+reads as ``died`` (:func:`mark_dead`). A run starts from :func:`first_record` (every stage
+pending, with its version and key) and tells its caller what each stage does as it goes
+(:class:`StageEvent`); a run (:mod:`modver.engine.run`) and a sweep's points
+(:mod:`modver.sweep.driver`) share both.
 
 A record names each version by its number, and a ``modver pull`` may renumber a version made here
 while the run is in progress (SPEC: a result is recorded under the version whose code produced it).
@@ -26,8 +29,8 @@ import platform
 import socket
 import sys
 import time
-from collections.abc import Mapping
-from dataclasses import replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,9 +40,27 @@ from modver.record import ErrorInfo, RunRecord, RunStatus, StageRecord, StageSta
 from modver.store.runstore import RunStore, now_iso
 
 if TYPE_CHECKING:
+    from modver.engine.planner import Pipeline, StagePlan
+    from modver.engine.registry import Registry
     from modver.store.history import History
 
-__all__ = ["Recorder", "mark_dead", "python_info", "write_record"]
+__all__ = ["Event", "Recorder", "StageEvent", "first_record", "mark_dead", "python_info", "write_record"]
+
+
+@dataclass(frozen=True)
+class StageEvent:
+    """What a run says about a stage as it goes: ``kind`` is start, cached, done or failed."""
+
+    kind: str
+    name: str
+    label: str  # "v3"
+    reason: str = ""
+    notes: tuple[str, ...] = ()
+    duration: float | None = None
+    timings: Mapping[str, float] = field(default_factory=dict)
+
+
+Event = Callable[[StageEvent], None]
 
 
 def write_record(
@@ -138,6 +159,68 @@ class Recorder:
         self.record = replace(self.record, **changes)
         self._write(durable=True)
         return self.record
+
+
+def first_record(
+    registry: Registry,
+    pipeline: Pipeline,
+    plans: Sequence[StagePlan],
+    run_id: str,
+    started: str,
+    *,
+    reproduces: str | None = None,
+    sweep: str | None = None,
+) -> RunRecord:
+    """The record a run starts with: every stage pending, with its version and key."""
+    stages = {
+        p.name: StageRecord(
+            StageStatus.PENDING,
+            p.key,
+            fingerprint=p.fingerprint,
+            version=p.version.version if p.version else None,
+            key_parts=p.key_parts,
+            entry=p.spec.entry,
+            reason=p.reason,
+            notes=p.notes,
+        )
+        for p in plans
+    }
+    data = {
+        p.spec.inputs[kw][len("data.") :]: {"path": i.data, "hash": i.hash}
+        for p in plans
+        for kw, i in p.key_parts.inputs.items()
+        if i.data is not None and i.hash is not None
+    }
+    python, packages = python_info()
+    return RunRecord(
+        run=run_id,
+        status=RunStatus.RUNNING,
+        started=started,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        user=_user(),
+        manifest_path=pipeline.manifest_path,
+        manifest_content=pipeline.manifest_content,
+        stages=stages,
+        params={s.name: dict(s.params) for s in pipeline.stages},
+        data=data,
+        git_commit=registry.repo.head_commit(),
+        git_dirty=registry.repo.is_dirty(),
+        python=python,
+        packages=packages,
+        reproduces=reproduces,
+        sweep=sweep,
+    )
+
+
+def _user() -> str | None:
+    """Who starts the run: the login name (``getpass.getuser``), or None when there is none."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no USER/LOGNAME and no passwd entry (some containers)
+        return None
 
 
 def python_info() -> tuple[str, dict[str, str]]:

@@ -18,82 +18,32 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
 from modver import errors
-from modver.engine.executor import Prepared, StageTask, TaskResult, prepare, run_task
+from modver.engine.executor import Prepared, StageTask, TaskResult, prepare, run_task, task_for
 from modver.engine.planner import Pipeline, StagePlan, check_force, last_key_parts, plan
-from modver.engine.recorder import Recorder, python_info, write_record
+from modver.engine.recorder import Event, Recorder, StageEvent, first_record, write_record
 from modver.engine.registry import Registry
 from modver.manifest import Manifest, load_manifest_text
 from modver.record import ErrorInfo, RunRecord, RunStatus, StageRecord, StageStatus
-from modver.store.cache import OutputCache
 from modver.store.data import DataHasher
+from modver.store.layout import Store
 from modver.store.materialize import make_importable
 from modver.store.retention import store_lock
 from modver.store.runstore import RunStore, new_run_id, now_iso
 
-__all__ = ["Event", "StageEvent", "execute", "first_record", "recorded_manifest", "reproduce", "task_for"]
-
-
-@dataclass(frozen=True)
-class StageEvent:
-    """What a run says about a stage as it goes: ``kind`` is start, cached, done or failed."""
-
-    kind: str
-    name: str
-    label: str  # "v3"
-    reason: str = ""
-    notes: tuple[str, ...] = ()
-    duration: float | None = None
-    timings: Mapping[str, float] = field(default_factory=dict)
-
-
-Event = Callable[[StageEvent], None]
-
-
-def task_for(registry: Registry, store: Path, pipeline: Pipeline, p: StagePlan, run_id: str | None) -> StageTask:
-    """The :class:`StageTask` of planned stage ``p`` (its version registered: ``p.version``)."""
-    assert p.version is not None, "a run registers every stage's version while planning"
-    root = registry.repo.root
-    runs = RunStore(store / "runs")
-    logs = (
-        (str(runs.log_path(run_id, p.name, "stdout")), str(runs.log_path(run_id, p.name, "stderr")))
-        if run_id is not None
-        else None
-    )
-    inputs = {kw: i.key for kw, i in p.key_parts.inputs.items() if i.key is not None}
-    upstream = {kw: i.stage for kw, i in p.key_parts.inputs.items() if i.stage is not None}
-    data = {kw: str(root / i.data) for kw, i in p.key_parts.inputs.items() if i.data is not None}
-    return StageTask(
-        root=str(root),
-        store=str(store),
-        stage=p.name,
-        fingerprint=p.version.fingerprint,
-        commit=p.version.commit,
-        entry=p.entry,
-        key=p.key,
-        label=p.label,
-        inputs=inputs,
-        upstream=upstream,
-        data=data,
-        params=dict(p.spec.params),
-        logs=logs,
-        run=run_id,
-        key_parts=p.key_parts.to_json(),
-    )
+__all__ = ["execute", "recorded_manifest", "reproduce"]
 
 
 def execute(
     registry: Registry,
-    store: Path,
+    store: Store,
     pipeline: Pipeline,
     *,
     force: Sequence[str] = (),
@@ -108,13 +58,13 @@ def execute(
     "interrupted", then re-raises.
     """
     check_force(pipeline, force)  # a mistyped option is not a run: no record
-    runs = RunStore(store / "runs")
+    runs = store.run_store()
     run_id, started, t0 = new_run_id(), now_iso(), time.perf_counter()
     with store_lock(store, shared=True):  # `modver gc` keeps what the record will name
         previous = last_key_parts(runs, [s.name for s in pipeline.stages], exclude=run_id)
         plans = plan(registry, store, pipeline, force=force, register=True, previous=previous)
         planned = round(time.perf_counter() - t0, 6)  # materialize and import count per stage, below
-        tasks = {p.name: task_for(registry, store, pipeline, p, run_id) for p in plans}
+        tasks = {p.name: task_for(store, p, run_id) for p in plans}
         prepared = {p.name: prepare(tasks[p.name], echo) for p in plans if not p.cached}
         record = first_record(registry, pipeline, plans, run_id, started, reproduces=reproduces)
         logs = {name: ready.printed for name, ready in prepared.items() if ready is not None}
@@ -134,70 +84,8 @@ def execute(
     return recorder.finish(RunStatus.SUCCEEDED, planned=planned)
 
 
-def first_record(
-    registry: Registry,
-    pipeline: Pipeline,
-    plans: Sequence[StagePlan],
-    run_id: str,
-    started: str,
-    *,
-    reproduces: str | None = None,
-    sweep: str | None = None,
-) -> RunRecord:
-    """The record a run starts with: every stage pending, with its version and key."""
-    stages = {
-        p.name: StageRecord(
-            StageStatus.PENDING,
-            p.key,
-            fingerprint=p.fingerprint,
-            version=p.version.version if p.version else None,
-            key_parts=p.key_parts,
-            entry=p.spec.entry,
-            reason=p.reason,
-            notes=p.notes,
-        )
-        for p in plans
-    }
-    data = {
-        p.spec.inputs[kw][len("data.") :]: {"path": i.data, "hash": i.hash}
-        for p in plans
-        for kw, i in p.key_parts.inputs.items()
-        if i.data is not None and i.hash is not None
-    }
-    python, packages = python_info()
-    return RunRecord(
-        run=run_id,
-        status=RunStatus.RUNNING,
-        started=started,
-        host=socket.gethostname(),
-        pid=os.getpid(),
-        user=_user(),
-        manifest_path=pipeline.manifest_path,
-        manifest_content=pipeline.manifest_content,
-        stages=stages,
-        params={s.name: dict(s.params) for s in pipeline.stages},
-        data=data,
-        git_commit=registry.repo.head_commit(),
-        git_dirty=registry.repo.is_dirty(),
-        python=python,
-        packages=packages,
-        reproduces=reproduces,
-        sweep=sweep,
-    )
-
-
-def _user() -> str | None:
-    """Who starts the run: the login name (``getpass.getuser``), or None when there is none."""
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):  # no USER/LOGNAME and no passwd entry (some containers)
-        return None
-
-
 def _run_stages(
-    store: Path,
+    store: Store,
     plans: list[StagePlan],
     tasks: Mapping[str, StageTask],
     prepared: Mapping[str, Prepared | None],
@@ -206,7 +94,7 @@ def _run_stages(
     echo: TextIO | None,
 ) -> None:
     """Each stage in order: served from the cache, or its task run in this process."""
-    cache = OutputCache(store / "cache" / "outputs")
+    cache = store.output_cache()
     outputs: dict[str, Any] = {}  # cache key -> an output a later stage takes
     consumers = {p.name: [q.name for q in plans if p.name in q.spec.inputs.values()] for p in plans}
     to_run = {p.name for p in plans if not p.cached}
@@ -279,7 +167,7 @@ def recorded_manifest(record: RunRecord, root: Path, runs: RunStore) -> Manifest
 
 def reproduce(
     registry: Registry,
-    store: Path,
+    store: Store,
     original: RunRecord,
     *,
     use_cache: bool = False,
@@ -296,9 +184,9 @@ def reproduce(
             f"run {original.run} recorded no stage versions (it failed before planning)",
             hint="reproduce a run that got past planning; see `modver runs`",
         )
-    runs = RunStore(store / "runs")
+    runs = store.run_store()
     recorded = recorded_manifest(original, registry.repo.root, runs)
-    hasher = DataHasher(registry.repo.root, store)
+    hasher = DataHasher(store)
     changed = []
     for name, info in original.data.items():
         try:

@@ -56,6 +56,7 @@ from modver.models import StageVersion
 from modver.names import is_name, validate_name
 from modver.record import RunRecord
 from modver.store.history import STAGES_PREFIX, TAGS_PREFIX, History, tag_name_problem
+from modver.store.layout import Store
 from modver.store.notes import COMMITTED_REF
 from modver.store.runstore import RunStore
 
@@ -66,7 +67,6 @@ __all__ = ["PullResult", "PushResult", "Refusal", "Renumbered", "TagClash", "fin
 
 PREFIX = "refs/modver/"
 TRACKING = "refs/modver-remotes/"
-JOURNAL = "renumber.json"
 _SKIP_DIRS = {".git", ".modver", "node_modules", "__pycache__"}
 
 PinWriter = Callable[[Path, str, str], None]  # (manifest, stage, version): the façade's locked set_pin
@@ -566,7 +566,7 @@ def _merge_notes(history: History, remote_tip: str, commits: dict[str, str]) -> 
 
 def _journal_path(repo: GitRepo) -> Path:
     """The renumbering record: in the git directory every worktree shares (refs are shared too)."""
-    return repo.common_dir / "modver" / JOURNAL
+    return Store.of(repo).renumber_journal
 
 
 def _write_journal(repo: GitRepo, data: dict[str, Any] | None) -> None:

@@ -40,7 +40,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -105,9 +105,10 @@ def key_hex(key: str) -> str:
 class OutputCache:
     """Stage outputs addressed by key, under ``root`` (normally ``.modver/cache/outputs``)."""
 
-    def __init__(self, root: Path, *, lock_dir: Path | None = None):
+    def __init__(self, root: Path, *, lock_dir: Path | None = None, fetch: Callable[[str], bool] | None = None):
         self.root = Path(root)
         self.lock_dir = Path(lock_dir) if lock_dir is not None else self.root / ".locks"
+        self.fetch = fetch  # brings a missing entry (by key hex) from elsewhere; whether it came
 
     def __repr__(self) -> str:
         return f"OutputCache({str(self.root)!r})"
@@ -126,15 +127,13 @@ class OutputCache:
             return None
 
     def lookup(self, key: str) -> Entry | None:
-        """:meth:`get`, falling back to the project's storage: an entry missing here that a
-        teammate pushed (``storage =`` in ``modver.toml``) is fetched, verified, into this cache
-        (:func:`modver.store.storage.fetch_output`). Runs and ``load`` look entries up this way."""
+        """:meth:`get`, falling back to ``fetch``: the project's cache fetches an entry missing here
+        that a teammate pushed to the team's storage, verified, into this cache
+        (:meth:`modver.store.layout.Store.output_cache`). Runs and ``load`` look entries up this way."""
         entry = self.get(key)
-        if entry is not None or not (self.root.parent.parent.parent / "modver.toml").is_file():
+        if entry is not None or self.fetch is None:
             return entry
-        from modver.store.storage import fetch_output
-
-        return self.get(key) if fetch_output(self.root, key_hex(key)) else None
+        return self.get(key) if self.fetch(key_hex(key)) else None
 
     def _intact(self, key: str) -> Entry | None:
         """The entry for ``key`` if its files are all there with their recorded sizes and

@@ -44,10 +44,10 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from modver import _encoding, _fs, errors
 from modver._paths import check_kind, resolve_inside
+from modver.store.layout import Store
 
 __all__ = ["FILE_SCHEME", "FOLDER_SCHEME", "RACY_NS", "DataHasher"]
 
@@ -98,10 +98,10 @@ class DataHasher:
     "folders": {key: "stats-digest hash"}}`` (keys: real paths from the project root).
     """
 
-    def __init__(self, root: Path, store: Path):
-        self.root = Path(root)
+    def __init__(self, store: Store):
+        self.root = store.root
         self._real_root = os.path.realpath(self.root)
-        self.path = Path(store) / "cache" / "data.json"
+        self.path = store.data_hashes
         self.files: dict[str, str] = {}
         self.folders: dict[str, str] = {}
         try:

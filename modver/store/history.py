@@ -34,6 +34,7 @@ from modver._git import GitRepo, GitTree
 from modver._git.faults import write_failure
 from modver.models import Closure, Definition, SourceTree, StageVersion, Unresolved
 from modver.names import did_you_mean, is_name, validate_name
+from modver.store.layout import Store
 from modver.store.notes import COMMITTED_REF, CommittedNotes
 
 if TYPE_CHECKING:
@@ -644,7 +645,7 @@ class History:
         if not self.repo.on_disk:
             yield  # an in-memory repository (tests): one process
             return
-        path = self.repo.common_dir / "modver" / "numbering"
+        path = Store.of(self.repo).numbering_lock
         what = "version numbers: a pull is renumbering versions" if shared else "version numbers: a run is recording"
         with contextlib.ExitStack() as held:
             try:

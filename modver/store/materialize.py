@@ -72,9 +72,9 @@ from typing import Any
 from modver import _fs
 from modver._encoding import digest_hex
 from modver.errors import EntryNotFoundError, MaterializeError, SourceError, StageFailedError, format_syntax_error
+from modver.store.layout import VERSIONS_DIR, Store
 
 PACKAGE_PREFIX = "_modver_"
-VERSIONS_DIR = "versions"
 INFO_FILE = ".modver-version.json"
 
 
@@ -91,9 +91,9 @@ def package_name(fingerprint: str) -> str:
     return PACKAGE_PREFIX + fingerprint_hex(fingerprint)[:16]
 
 
-def version_dir(root: Path, fingerprint: str) -> Path:
-    """Where a version is (or would be) materialized: ``<root>/versions/_modver_<hex16>``."""
-    return Path(root) / VERSIONS_DIR / package_name(fingerprint)
+def version_dir(store: Store, fingerprint: str) -> Path:
+    """Where a version is (or would be) materialized: ``.modver/versions/_modver_<hex16>``."""
+    return store.versions / package_name(fingerprint)
 
 
 def module_name(fingerprint: str, path: str) -> str:
@@ -113,7 +113,7 @@ def module_name(fingerprint: str, path: str) -> str:
 def materialize(
     files: Mapping[str, bytes] | Callable[[], Mapping[str, bytes]],
     fingerprint: str,
-    root: Path,
+    store: Store,
     *,
     entry: str | None = None,
 ) -> Path:
@@ -121,14 +121,14 @@ def materialize(
 
     ``files`` may be a function returning them: it is called only when the version is not
     materialized yet (reading a version's files from git is then skipped on every later run).
-    ``root`` is the store (``.modver``). ``entry`` (``"scripts/train.py:main"`` or just the
-    path) tells which folder sibling imports resolve in; without it, each file's own folder is
-    searched after the root and ``src/``. An existing materialization is reused as it is.
+    It goes under the project ``store``'s ``versions/``. ``entry`` (``"scripts/train.py:main"`` or
+    just the path) tells which folder sibling imports resolve in; without it, each file's own folder
+    is searched after the root and ``src/``. An existing materialization is reused as it is.
     """
-    final = version_dir(root, fingerprint)
+    final = version_dir(store, fingerprint)
     if (final / INFO_FILE).is_file():
         _check_same_version(final, fingerprint)
-        make_importable(Path(root))
+        make_importable(store)
         return final
     package = package_name(fingerprint)
     if callable(files):
@@ -164,7 +164,7 @@ def materialize(
         raise
     _fs.publish_dir(tmp, final)
     _check_same_version(final, fingerprint)
-    make_importable(Path(root))
+    make_importable(store)
     return final
 
 
@@ -278,7 +278,7 @@ def project_file(path: str) -> str:
     if found is None:
         return path
     folder, inside = found
-    return str(folder.parents[2].joinpath(*inside))  # <root>/.modver/versions/_modver_X
+    return str(Store.around(folder).root.joinpath(*inside))
 
 
 def version_file(path: str, rel: str) -> str:
@@ -304,12 +304,12 @@ def rewrite_imports(source: bytes, path: str, locator: _Locator) -> bytes:
 _importable_lock = threading.Lock()
 
 
-def make_importable(root: Path) -> Path:
-    """Put store ``root``'s ``versions/`` folder on ``sys.path`` (idempotent); return it.
+def make_importable(store: Store) -> Path:
+    """Put the store's ``versions/`` folder on ``sys.path`` (idempotent); return it.
 
     It goes last, so it shadows nothing: only ``_modver_<hex16>`` packages live there.
     """
-    folder = (Path(root) / VERSIONS_DIR).resolve()
+    folder = store.versions.resolve()
     entry = str(folder)
     with _importable_lock:
         if entry not in sys.path:
@@ -319,33 +319,33 @@ def make_importable(root: Path) -> Path:
     return folder
 
 
-def import_version_module(root: Path, fingerprint: str, path: str) -> Any:
+def import_version_module(store: Store, fingerprint: str, path: str) -> Any:
     """Import the module of project file ``path`` from a materialized version."""
-    make_importable(root)
-    if not (version_dir(root, fingerprint) / INFO_FILE).is_file():
+    make_importable(store)
+    if not (version_dir(store, fingerprint) / INFO_FILE).is_file():
         raise EntryNotFoundError(
-            f"version {fingerprint} is not materialized in {Path(root) / VERSIONS_DIR}",
+            f"version {fingerprint} is not materialized in {store.versions}",
             where=path,
             hint="call materialize() with the version's files first",
         )
     name = module_name(fingerprint, path)
-    if not (version_dir(root, fingerprint) / path).is_file():
+    if not (version_dir(store, fingerprint) / path).is_file():
         raise EntryNotFoundError(f"{path} is not part of version {fingerprint}", where=path)
     return importlib.import_module(name)
 
 
-def load_entry(root: Path, fingerprint: str, entry: str) -> Callable[..., Any]:
+def load_entry(store: Store, fingerprint: str, entry: str) -> Callable[..., Any]:
     """The callable of ``entry`` (``file.py:func``, ``file.py:Class``, ``file.py:Class.method``,
     ``file.py``) in a materialized version; see the module docstring for methods and modules."""
     path, _, target = entry.partition(":")
     if not target:
 
         def run_module(**params: Any) -> None:
-            run_module_as_main(root, fingerprint, path, params_to_argv(params))
+            run_module_as_main(store, fingerprint, path, params_to_argv(params))
 
         run_module.__name__ = run_module.__qualname__ = PurePosixPath(path).stem
         return run_module
-    module = import_version_module(root, fingerprint, path)
+    module = import_version_module(store, fingerprint, path)
     owner: Any = module
     value: Any = module
     for part in target.split("."):
@@ -407,14 +407,14 @@ def params_to_argv(params: Mapping[str, Any]) -> list[str]:
     return argv
 
 
-def run_module_as_main(root: Path, fingerprint: str, path: str, argv: list[str]) -> dict[str, Any]:
+def run_module_as_main(store: Store, fingerprint: str, path: str, argv: list[str]) -> dict[str, Any]:
     """Run a version's module as ``__main__`` with ``sys.argv[1:] = argv``; return its globals.
 
     ``sys.argv`` is restored afterwards. ``sys.exit(0)`` / ``sys.exit()`` count as success; any
     other exit status raises :class:`~modver.errors.StageFailedError`.
     """
-    make_importable(root)
-    folder = version_dir(root, fingerprint)
+    make_importable(store)
+    folder = version_dir(store, fingerprint)
     if not (folder / path).is_file():
         raise EntryNotFoundError(f"{path} is not part of version {fingerprint}", where=path)
     saved = sys.argv[:]

@@ -31,14 +31,15 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modver import _fs, errors
 from modver.record import RunRecord, RunStatus
 
-__all__ = ["GC_LOCK", "GcResult", "Removal", "collect_garbage", "parse_duration", "store_lock"]
+if TYPE_CHECKING:  # pragma: no cover
+    from modver.store.layout import Store
 
-GC_LOCK = Path("locks") / "gc.lock"  # inside the store
+__all__ = ["GcResult", "Removal", "collect_garbage", "parse_duration", "store_lock"]
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -92,10 +93,10 @@ def parse_duration(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def store_lock(store: Path, *, shared: bool) -> AbstractContextManager[None]:
+def store_lock(store: Store, *, shared: bool) -> AbstractContextManager[None]:
     """The store's gc lock: shared for a run that plans, exclusive for ``gc`` (see module doc)."""
     what = "the store: a run is planning" if not shared else "the store: `modver gc` is removing outputs"
-    return _fs.shared_or_exclusive_lock(store / GC_LOCK, shared=shared, what=what)
+    return _fs.shared_or_exclusive_lock(store.gc_lock, shared=shared, what=what)
 
 
 def _size(path: Path) -> int:
@@ -134,13 +135,13 @@ def kept_runs(
     return kept
 
 
-def _sweeps_without_runs(store: Path, left: set[str]) -> list[Removal]:
+def _sweeps_without_runs(store: Store, left: set[str]) -> list[Removal]:
     """The records of finished sweeps none of whose points' runs is ``left`` (the runs whose
     records stay): a sweep record names its points' runs, and would name nothing.
     A sweep with some runs left keeps its record: resuming it runs the points whose runs are gone."""
     from modver.store.sweepstore import SweepStore
 
-    sweeps = SweepStore(store / "sweeps")
+    sweeps = SweepStore(store.sweeps)
     out = []
     for record in sweeps.list():
         runs = [p.run for p in record.points if p.run is not None]
@@ -154,7 +155,7 @@ def _sweeps_without_runs(store: Path, left: set[str]) -> list[Removal]:
 
 
 def collect_garbage(
-    store: Path,
+    store: Store,
     records: Iterable[RunRecord],
     *,
     keep_last: int | None = None,
@@ -166,9 +167,7 @@ def collect_garbage(
     """Remove what no kept run uses (see the module docstring); call it holding
     :func:`store_lock` exclusive, with ``records`` read under that lock, oldest first (a
     "running" record whose process is gone must already read as "died")."""
-    from modver.store.cache import OutputCache
-    from modver.store.materialize import VERSIONS_DIR, package_name
-    from modver.store.runstore import RunStore
+    from modver.store.materialize import package_name
 
     if keep_last is not None and keep_last < 0:
         raise errors.UsageError(f"--keep-last must be 0 or more, not {keep_last}", hint="e.g. --keep-last 10")
@@ -184,20 +183,20 @@ def collect_garbage(
                 except errors.ModverError:
                     continue  # a fingerprint no version is materialized under
     removed: list[Removal] = []
-    cache = OutputCache(store / "cache" / "outputs")
+    cache = store.output_cache()
     for entry in cache.entries():
         if entry.key not in keys:
             removed.append(Removal("output", entry.path, _size(entry.path), f"{entry.stage}@{entry.version}"))
-    versions = store / VERSIONS_DIR
+    versions = store.versions
     if versions.is_dir():
         for folder in sorted(versions.iterdir()):
             if folder.is_dir() and not folder.name.startswith(".") and folder.name not in packages:
                 removed.append(Removal("version", folder, _size(folder), folder.name))
-    for parent in (cache.root, versions, store / "runs", store / "tmp"):
+    for parent in (cache.root, versions, store.runs, store.tmp):
         for leftover in _fs.stale_temps(parent):
             removed.append(Removal("leftover", leftover, _size(leftover), "left by a crashed writer"))
     if remove_records:
-        runs = RunStore(store / "runs")
+        runs = store.run_store()
         kept_ids = {r.run for r in kept}
         for r in records:
             if r.run not in kept_ids and r.status is not RunStatus.RUNNING:

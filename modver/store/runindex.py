@@ -10,8 +10,9 @@ inode each time), and any other write to the file changes its change time (ctime
 whose modification time is then restored (``touch -r``) -- so a stamp that matches means the
 summary is of the record as it is now.
 
-The record is the truth, the index only a cache. :meth:`RunStore.update` indexes a record's
-final write at once (:meth:`RunIndex.note`); every other record is indexed by the first reader:
+The record is the truth, the index only a cache. The project's :class:`RunStore` indexes a
+record's final write at once (its ``on_final`` calls :meth:`RunIndex.note`: see
+:meth:`modver.store.layout.Store.run_store`); every other record is indexed by the first reader:
 
 - every read lists the runs folder and stats the ``run.json`` of each run it returns; a run
   missing from the index or whose stamp changed is read from its record and its row rewritten;
@@ -44,14 +45,13 @@ from typing import Any
 from modver.record import RunRecord, RunStatus
 from modver.store.runstore import RUN_FILE, RunStore, sort_by_start
 
-__all__ = ["BUSY_SECONDS", "FORMAT", "INDEX_FILE", "RunIndex", "Steps", "index_of", "step_series", "summarize"]
+__all__ = ["BUSY_SECONDS", "FORMAT", "NOTE_SECONDS", "RunIndex", "Steps", "step_series", "summarize"]
 
 Steps = tuple[list[int], list[float]]  # a metric's steps and its values at them
 
 FORMAT = 2  # of the rows: a change rebuilds every index
 BUSY_SECONDS = 2.0
 NOTE_SECONDS = 0.2  # how long a run's own process waits to index its record (then it leaves it to readers)
-INDEX_FILE = Path("cache") / "runs-index.sqlite"  # inside the store
 # primary result codes (https://sqlite.org/rescode.html) of errors that say nothing about the
 # file's content: PERM, BUSY, LOCKED, NOMEM, READONLY, INTERRUPT, IOERR, FULL, CANTOPEN, PROTOCOL
 _TRANSIENT = frozenset({3, 5, 6, 7, 8, 9, 10, 13, 14, 15})
@@ -94,11 +94,6 @@ def _stamp(path: Path) -> str | None:
     except OSError:
         return None
     return f"{st.st_ino}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_size}"
-
-
-def index_of(runs: RunStore, busy: float = BUSY_SECONDS) -> RunIndex:
-    """The index of the runs in ``runs`` (``<store>/runs``): ``<store>/cache/runs-index.sqlite``."""
-    return RunIndex(runs, runs.root.parent / INDEX_FILE, busy)
 
 
 class RunIndex:

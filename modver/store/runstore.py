@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -53,10 +53,13 @@ def run_id_time(run_id: str) -> str | None:
 
 
 class RunStore:
-    """The run records under ``root`` (normally ``.modver/runs``)."""
+    """The run records under ``root`` (normally ``.modver/runs``). ``on_final`` is called with a
+    run's id after each final (durable) write of its record: the project's runs index takes it
+    (:meth:`modver.store.layout.Store.run_store`)."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, on_final: Callable[[str], None] | None = None):
         self.root = Path(root)
+        self.on_final = on_final
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.root)!r})"
@@ -92,10 +95,8 @@ class RunStore:
         if not self.path(record.run).is_dir():
             raise UnknownRunError(f"no run {record.run}", where=str(self.root), hint="create() it first")
         _fs.write_json_atomic(self.path(record.run) / RUN_FILE, record.to_json(), durable=durable)
-        if durable:  # a final state (progress updates are not): indexed now, so listings need not read it
-            from modver.store.runindex import NOTE_SECONDS, index_of
-
-            index_of(self, NOTE_SECONDS).note(record.run)
+        if durable and self.on_final is not None:  # a final state (progress updates are not): indexed now
+            self.on_final(record.run)
 
     def log_path(self, run_id: str, stage: str, stream: str) -> Path:
         """``<run-id>/<stage>.stdout`` or ``.stderr``."""

@@ -50,12 +50,14 @@ import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from modver import _fs, errors, serialize
 
+if TYPE_CHECKING:  # pragma: no cover
+    from modver.store.layout import Store
+
 __all__ = [
-    "CONFIG_FILE",
     "DamagedItemError",
     "Storage",
     "StorageConfig",
@@ -66,7 +68,6 @@ __all__ = [
     "push_items",
 ]
 
-CONFIG_FILE = "modver.toml"
 FORMAT = 1
 RUNS, OUTPUTS = "runs", "outputs"
 _INDEX = ".json"
@@ -89,16 +90,17 @@ class StorageConfig:
     path: Path  # the modver.toml
 
 
-def load_config(root: Path) -> StorageConfig | None:
-    """The storage that ``root/modver.toml`` names, or None when there is no file or no ``storage``."""
-    path = root / CONFIG_FILE
+def load_config(store: Store) -> StorageConfig | None:
+    """The storage that the project's ``modver.toml`` names, or None when there is no file or no
+    ``storage``."""
+    path = store.config
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise errors.StorageError(
-            f"cannot read {CONFIG_FILE}: {exc}", where=str(path), hint='it is TOML, e.g. storage = "s3://bucket/modver"'
+            f"cannot read {path.name}: {exc}", where=str(path), hint='it is TOML, e.g. storage = "s3://bucket/modver"'
         ) from exc
     url, options = data.get("storage"), data.get("storage_options", {})
     if url is None:
@@ -111,7 +113,7 @@ def load_config(root: Path) -> StorageConfig | None:
         )
     url = url.strip()
     if "://" not in url and not os.path.isabs(url):
-        url = str((root / url).resolve())  # a folder relative to the project root
+        url = str((store.root / url).resolve())  # a folder relative to the project root
     return StorageConfig(url, dict(options), path)
 
 
@@ -472,12 +474,11 @@ def _copy_local(source: Path, target: Path) -> None:
 # -- what moves --------------------------------------------------------------------------------------
 
 
-def _finished_runs(store: Path, skip: set[str]) -> dict[str, Path]:
+def _finished_runs(store: Store, skip: set[str]) -> dict[str, Path]:
     """Finished runs here that are not in ``skip`` (a running one travels once it ends): id -> folder."""
     from modver.record import RunStatus
-    from modver.store.runstore import RunStore
 
-    runs = RunStore(store / "runs")
+    runs = store.run_store()
     out = {}
     for run_id in runs.ids():
         if run_id in skip:
@@ -491,7 +492,7 @@ def _finished_runs(store: Path, skip: set[str]) -> dict[str, Path]:
     return out
 
 
-def push_items(storage: Storage, store: Path, *, dry_run: bool = False) -> Transfer:
+def push_items(storage: Storage, store: Store, *, dry_run: bool = False) -> Transfer:
     """Send every finished run record and intact cached output that the storage lacks.
 
     What is missing is decided by the storage's own indexes, never by what git says was pushed:
@@ -499,7 +500,7 @@ def push_items(storage: Storage, store: Path, *, dry_run: bool = False) -> Trans
     that cannot be sent while the storage answers (a file in its way, an unreadable local file) is
     named in :attr:`Transfer.failed` and the others are sent; a storage that stops answering ends
     the push with its error."""
-    from modver.store.cache import ENTRY_FILE, OutputCache
+    from modver.store.cache import ENTRY_FILE
 
     result = Transfer(storage.config.url, dry_run=dry_run)
     for run_id, folder in _finished_runs(store, storage.items(RUNS)).items():
@@ -508,7 +509,7 @@ def push_items(storage: Storage, store: Path, *, dry_run: bool = False) -> Trans
             result.bytes += sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
         elif _send(storage, RUNS, run_id, folder, {}, None, result):
             result.runs.append(run_id)
-    cache = OutputCache(store / "cache" / "outputs")
+    cache = store.output_cache()
     have = storage.items(OUTPUTS)
     names = sorted(p.name for p in cache.root.iterdir() if p.name not in have) if cache.root.is_dir() else []
     for name in names:
@@ -546,18 +547,15 @@ def _send(
     return True
 
 
-def pull_items(storage: Storage, store: Path, *, outputs: bool = False, dry_run: bool = False) -> Transfer:
+def pull_items(storage: Storage, store: Store, *, outputs: bool = False, dry_run: bool = False) -> Transfer:
     """Bring the run records this clone lacks (and, with ``outputs``, every cached output)."""
-    from modver.store.cache import OutputCache
-    from modver.store.runstore import RunStore
-
     result = Transfer(storage.config.url, dry_run=dry_run)
-    runs_root = RunStore(store / "runs").root
-    have = set(RunStore(runs_root).ids())
+    runs_root = store.runs
+    have = set(store.run_store().ids())
     for run_id in sorted(storage.items(RUNS) - have):
         _pull_one(storage, RUNS, run_id, runs_root, result, result.runs, dry_run)
     if outputs:
-        cache_root = OutputCache(store / "cache" / "outputs").root
+        cache_root = store.outputs
         local = {p.name for p in cache_root.iterdir()} if cache_root.is_dir() else set()
         for name in sorted(storage.items(OUTPUTS) - local):
             _pull_one(storage, OUTPUTS, name, cache_root, result, result.outputs, dry_run)
@@ -607,16 +605,14 @@ def _pull_one(
 _opened: dict[Path, Storage | None] = {}
 
 
-def fetch_output(cache_root: Path, hexkey: str) -> bool:
-    """Bring cache entry ``hexkey`` from the project's storage into ``cache_root`` (a project's
-    ``.modver/cache/outputs``); whether it came. Storage that cannot be reached counts as a miss
-    (said once on the ``modver`` logger): the stage is computed here instead."""
-    root = cache_root.parent.parent.parent
-    if cache_root.parent.name != "cache" or cache_root.parent.parent.name != ".modver":
-        return False
+def fetch_output(store: Store, hexkey: str) -> bool:
+    """Bring cache entry ``hexkey`` from the project's storage into its cached outputs; whether it
+    came. Storage that cannot be reached counts as a miss (said once on the ``modver`` logger):
+    the stage is computed here instead."""
+    root, cache_root = store.root, store.outputs
     try:
         if root not in _opened:
-            config = load_config(root)
+            config = load_config(store)
             _opened[root] = Storage(config) if config is not None else None
         storage = _opened[root]
         if storage is None or not storage.has(OUTPUTS, hexkey):

@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from modver import _fs, errors
+from modver.models import SweepSpec
 from modver.names import suggest
 from modver.store.runstore import RunStore, new_run_id, now_iso
-from modver.sweep.axes import SweepSpec
 
 __all__ = ["FORMAT", "Best", "SweepPoint", "SweepRecord", "SweepStore", "best_point", "parse_best"]
 

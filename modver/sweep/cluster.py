@@ -65,6 +65,7 @@ from typing import TYPE_CHECKING, Any
 from modver import _fs, errors
 from modver.engine.executor import StageTask, TaskResult, run_task
 from modver.record import ErrorInfo, StageStatus
+from modver.store.layout import Store
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -231,7 +232,7 @@ def run_graph(
     *,
     on_event: Callable[[TaskEvent], None],
     fail_fast: bool = False,
-    store: Path,
+    store: Store,
 ) -> dict[str, TaskResult]:
     """Run ``tasks`` (keyed by cache key) on the executor of ``spec``; every task's result by key
     (see the module docstring). ``on_event`` is called in this thread. Ctrl-C cancels what has not
@@ -263,12 +264,12 @@ class _LogFile(logging.Handler):
 
 
 @contextlib.contextmanager
-def _quiet(debug: bool, store: Path) -> Iterator[None]:
+def _quiet(debug: bool, store: Store) -> Iterator[None]:
     """Dask's, dask-jobqueue's, tornado's and asyncio's log lines (warnings and worse) go to
     ``.modver/logs/cluster/dask.log`` for the block — not to the terminal, unless ``debug``."""
     import distributed  # noqa: F401 - its loggers exist, with the handlers its config gave them
 
-    to_file = _LogFile(store / "logs" / "cluster" / "dask.log")
+    to_file = _LogFile(store.cluster_logs / "dask.log")
     names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in LOGGERS]
     saved_levels = {name: logging.getLogger(name).level for name in names}
     saved = {}
@@ -322,7 +323,7 @@ def _signals_deferred(*signals: signal.Signals, spawn: bool = False) -> Iterator
 
 
 @contextlib.contextmanager
-def _client(spec: ExecutorSpec, store: Path) -> Iterator[tuple[Client, Callable[[], None]]]:
+def _client(spec: ExecutorSpec, store: Store) -> Iterator[tuple[Client, Callable[[], None]]]:
     """A client of the executor of ``spec``, and what to call now and then to keep its workers up
     (:class:`_JobWatch` for batch jobs); the cluster it started is shut down at the end."""
     from distributed import Client
@@ -362,7 +363,7 @@ def _close(client: Client | None, cluster: Any) -> None:
                 logging.getLogger("distributed").warning("closing %s failed", what, exc_info=True)
 
 
-def _start_cluster(spec: ExecutorSpec, store: Path, refused: queue.SimpleQueue[str]) -> Any:
+def _start_cluster(spec: ExecutorSpec, store: Store, refused: queue.SimpleQueue[str]) -> Any:
     kind = spec.kind
     # the worker processes log only what is fatal (their stderr is this terminal)
     level = logging.WARNING if spec.debug else logging.CRITICAL
@@ -381,7 +382,7 @@ def _start_cluster(spec: ExecutorSpec, store: Path, refused: queue.SimpleQueue[s
 
     assert spec.cluster is not None
     cls = getattr(dask_jobqueue, JOBQUEUE[kind])
-    options = {"log_directory": str(store / "logs" / "cluster"), **JOB_DEFAULTS, **spec.cluster.options}
+    options = {"log_directory": str(store.cluster_logs), **JOB_DEFAULTS, **spec.cluster.options}
     options["scheduler_options"] = {**QUIET_SCHEDULER, **SCHEDULER_PATIENCE, **options.get("scheduler_options", {})}
     try:
         cluster = cls(silence_logs=level, dashboard_address=None, job_cls=_reporting_job(cls.job_cls, refused),
@@ -487,11 +488,11 @@ def _read_token(path: str) -> tuple[str, str | None]:  # runs on each worker
 
 
 @contextlib.contextmanager
-def _run_folder(client: Client, store: Path) -> Iterator[Path]:
+def _run_folder(client: Client, store: Store) -> Iterator[Path]:
     """This run's folder under the store's ``tmp/`` (removed at the end); every worker reads back
     the token written in it, or :class:`~modver.errors.ClusterError` names the one that cannot.
     Folders of drivers on this host that died are removed first."""
-    tmp = store / "tmp"
+    tmp = store.tmp
     _remove_dead_folders(tmp)
     folder = _fs.make_temp_dir(tmp, f"cluster-{socket.gethostname()}")
     try:
@@ -529,8 +530,8 @@ def _remove_dead_folders(tmp: Path) -> None:
             continue
 
 
-def _store_unseen(worker: str, host: str, store: Path | str) -> str:
-    return f"Dask worker {worker} (on {host}) does not see the store {store}"
+def _store_unseen(worker: str, host: str, store: Store) -> str:
+    return f"Dask worker {worker} (on {host}) does not see the store {store.path}"
 
 
 _SHARED_HINT = "workers need the project folder on a shared file system, at the same path as here"
@@ -875,8 +876,8 @@ def _failed_on_worker(task: StageTask, exc: BaseException | None) -> TaskResult:
 # -- the driver as a batch job ---------------------------------------------------------------------
 
 
-def detach(argv: list[str], spec: ExecutorSpec, root: Path) -> str:
-    """Submit ``modver ARGV`` (run in ``root``) as a Slurm batch job; the job's id.
+def detach(argv: list[str], spec: ExecutorSpec, store: Store) -> str:
+    """Submit ``modver ARGV`` (run in the project's root) as a Slurm batch job; the job's id.
 
     The job runs the sweep's driver, which submits its workers as jobs of their own; its output
     goes to ``.modver/logs/cluster/driver-<job>.out``.
@@ -886,7 +887,7 @@ def detach(argv: list[str], spec: ExecutorSpec, root: Path) -> str:
             f"--detach submits the driver to Slurm; the cluster here is {spec.kind}",
             hint="use --cluster slurm (or cluster: {kind: slurm} in the manifest)",
         )
-    logs = root / ".modver" / "logs" / "cluster"
+    root, logs = store.root, store.cluster_logs
     logs.mkdir(parents=True, exist_ok=True)
     options = spec.cluster.options if spec.cluster is not None else {}
     lines = [

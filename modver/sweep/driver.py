@@ -25,21 +25,19 @@ import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modver import errors
 from modver.engine.executor import StageTask, prepare
 from modver.engine.planner import Pipeline, last_key_parts
-from modver.engine.recorder import Recorder
+from modver.engine.recorder import Event, Recorder, StageEvent, first_record
 from modver.engine.registry import Registry
-from modver.engine.run import Event, StageEvent, first_record
+from modver.models import SweepSpec
 from modver.record import ErrorInfo, RunRecord, RunStatus, StageRecord, StageStatus
-from modver.store.cache import OutputCache
+from modver.store.layout import Store
 from modver.store.retention import store_lock
 from modver.store.runstore import RunStore, new_run_id, now_iso
 from modver.store.sweepstore import Best, SweepPoint, SweepRecord, SweepStore
-from modver.sweep.axes import SweepSpec
 from modver.sweep.graph import Graph, build_tasks, plan_graph
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -140,9 +138,9 @@ class _Points:
             self.on_stage(StageEvent(kind, stage, p.label, record.reason, record.notes, record.duration,
                                      record.timings))  # fmt: skip
 
-    def mark_cached(self, store: Path) -> None:
+    def mark_cached(self, store: Store) -> None:
         """Stages served from the cache at planning; finishes points with nothing to run."""
-        cache = OutputCache(store / "cache" / "outputs")
+        cache = store.output_cache()
         for point in self.graph.points:
             for p in point.plans:
                 if p.cached:
@@ -233,7 +231,7 @@ def _check_callables(tasks: Mapping[str, StageTask]) -> None:
 
 def _execute(
     registry: Registry,
-    store: Path,
+    store: Store,
     base: Pipeline,
     points: Sequence[tuple[int, Mapping[str, Any]]],
     executor: ExecutorSpec,
@@ -249,13 +247,13 @@ def _execute(
     """Plan, record and execute ``points`` (see the module docstring); each point's final record."""
     from modver.sweep import cluster
 
-    runs = RunStore(store / "runs")
+    runs = store.run_store()
     t0 = time.perf_counter()
     with store_lock(store, shared=True):
         previous = last_key_parts(runs, [s.name for s in base.stages])
         graph = plan_graph(registry, store, base, points, register=True, previous=previous, force=force)
         run_ids = {index: new_run_id() for index, _ in points}
-        tasks = build_tasks(registry, store, graph, run_ids)
+        tasks = build_tasks(store, graph, run_ids)
         _check_callables(tasks)
         planned = round((time.perf_counter() - t0) / max(len(points), 1), 6)
         recorders = {}
@@ -289,7 +287,7 @@ def _execute(
 
 def run_parallel(
     registry: Registry,
-    store: Path,
+    store: Store,
     pipeline: Pipeline,
     executor: ExecutorSpec,
     *,
@@ -399,7 +397,7 @@ def points_to_run(record: SweepRecord, runs: RunStore) -> list[SweepPoint]:
 
 def sweep(
     registry: Registry,
-    store: Path,
+    store: Store,
     base: Pipeline,
     spec: SweepSpec,
     executor: ExecutorSpec,
@@ -413,7 +411,7 @@ def sweep(
     sweep's final record. Failed points do not raise: the record lists them. The sweep's lock
     is held while it runs: a second driver of the same sweep (two ``--resume``) is refused
     (:class:`~modver.errors.SweepError`). Ctrl-C raises :class:`SweepInterrupted`."""
-    sweeps = SweepStore(store / "sweeps")
+    sweeps = SweepStore(store.sweeps)
     new = resume is None
     record = SweepRecord.new(base.manifest_path, spec, spec.points(), describe_executor(executor)) if new else resume
     assert record is not None
@@ -422,7 +420,7 @@ def sweep(
             held.enter_context(sweeps.hold(resume.sweep))
             record = replace(sweeps.load(resume.sweep, alive=False), status="running", finished=None,
                              executor=describe_executor(executor), host=socket.gethostname(), pid=os.getpid())  # fmt: skip
-        todo = points_to_run(record, RunStore(store / "runs")) if resume is not None else list(record.points)
+        todo = points_to_run(record, store.run_store()) if resume is not None else list(record.points)
         # a new sweep takes its lock once planned, before its record is first written
         lock = (lambda: held.enter_context(sweeps.hold(record.sweep))) if new else None
         book = _Book(sweeps, record, best, on_progress, lock)

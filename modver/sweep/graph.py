@@ -19,14 +19,13 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
-from modver.engine.executor import StageTask, call_problem
+from modver.engine.executor import StageTask, call_problem, task_for
 from modver.engine.planner import Pipeline, StagePlan, check_param, plan, with_params
 from modver.engine.registry import Registry
-from modver.engine.run import task_for
 from modver.record import KeyParts
+from modver.store.layout import Store
 
 __all__ = ["Graph", "PlannedPoint", "build_tasks", "check_calls", "plan_graph"]
 
@@ -106,7 +105,7 @@ class Graph:
 
 def plan_graph(
     registry: Registry,
-    store: Path,
+    store: Store,
     base: Pipeline,
     points: Iterable[tuple[int, Mapping[str, Any]]],
     *,
@@ -139,17 +138,17 @@ def plan_graph(
     return Graph(tuple(planned), owners)
 
 
-def build_tasks(registry: Registry, store: Path, graph: Graph, runs: Mapping[int, str | None]) -> dict[str, StageTask]:
+def build_tasks(store: Store, graph: Graph, runs: Mapping[int, str | None]) -> dict[str, StageTask]:
     """The task of every key the graph computes; its logs go to the owner point's run (``runs``)."""
     tasks = {}
     for key, (index, stage) in graph.owners.items():
         point = graph.point(index)
         p = next(p for p in point.plans if p.name == stage)
-        tasks[key] = task_for(registry, store, point.pipeline, p, runs.get(index))
+        tasks[key] = task_for(store, p, runs.get(index))
     return tasks
 
 
-def check_calls(registry: Registry, store: Path, graph: Graph) -> None:
+def check_calls(registry: Registry, store: Store, graph: Graph) -> None:
     """Every stage of every point can be called with its inputs and params, judged from the
     entry's source (its ``def``, read from its version or the working tree) without importing
     it — the dry run's twin of the real sweep's check (:func:`modver.engine.executor.call_problem`, the
@@ -166,8 +165,8 @@ def check_calls(registry: Registry, store: Path, graph: Graph) -> None:
                 continue
             seen.add((p.entry, p.fingerprint, tuple(sorted(names))))
             path, _, target = p.entry.partition(":")
-            task = StageTask(str(registry.repo.root), str(store), p.name, p.fingerprint, "", p.entry, p.key,
-                             inputs=inputs, data=data, params=dict(p.spec.params))  # fmt: skip
+            task = StageTask(store, p.name, p.fingerprint, "", p.entry, p.key, inputs=inputs, data=data,
+                             params=dict(p.spec.params))  # fmt: skip
             call: Callable[..., Any] = _no_call
             if target:
                 commit = p.version.commit if p.version is not None else None

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from modver.fingerprint import fingerprint_stage
 from modver.sourcetree import WorkingTree
+from modver.store.layout import Store
 from modver.store.materialize import version_dir
 from tests._forge import forge, git
 from tests.cli.test_sharing import Team, log, snapshot
@@ -115,7 +116,7 @@ def test_forged_code_fetched_with_git_itself_is_never_run(tmp_path: Path):
     refused = cli(carol.root, "run", code=1)
     assert "model@v2" in refused.stderr and "fingerprints as" in refused.stderr and "not used" in refused.stderr
     assert not (carol.root / "PWNED").exists() and not (carol.root / ".modver" / "versions" / "PWNED").exists()
-    assert not version_dir(carol.root / ".modver", claimed).exists()  # never materialized
+    assert not version_dir(Store(carol.root), claimed).exists()  # never materialized
     checks = mv(carol.root, "verify", code=1)
     assert "model@v2" in checks.stdout + checks.stderr
 

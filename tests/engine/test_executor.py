@@ -6,20 +6,20 @@ import multiprocessing
 import pickle
 from pathlib import Path
 
-from modver.engine.executor import StageTask, call_problem, run_task
+from modver.engine.executor import StageTask, call_problem, run_task, task_for
 from modver.engine.planner import Pipeline, plan
-from modver.engine.run import task_for
 from modver.project import Project
 from modver.record import StageStatus
 from modver.store.cache import OutputCache
+from modver.store.layout import Store
 
 
-def planned(root: Path) -> tuple[Path, dict[str, StageTask]]:
+def planned(root: Path) -> tuple[Store, dict[str, StageTask]]:
     """The run_project's stages planned (versions registered) and turned into tasks."""
     with Project(root) as project:
         pipeline = Pipeline.from_manifest(project.manifest(), project.root)
         plans = plan(project.registry, project.store, pipeline, register=True)
-        return project.store, {p.name: task_for(project.registry, project.store, pipeline, p, None) for p in plans}
+        return project.store, {p.name: task_for(project.store, p, None) for p in plans}
 
 
 TaskOutcome = tuple[str, float | None]
@@ -38,7 +38,7 @@ def _run(task: StageTask) -> TaskOutcome:  # runs in the spawned process: plain 
 
 def test_a_task_runs_in_a_spawned_process_and_gives_the_same_cache_entry(run_project):
     store, tasks = planned(run_project.root)
-    cache = OutputCache(store / "cache" / "outputs")
+    cache = OutputCache(store.outputs)
     for name in ("prep", "train"):  # train takes prep's output from the cache, in the other process
         task = tasks[name]
         assert pickle.loads(pickle.dumps(task)) == task  # plain data: it travels to any process
@@ -70,7 +70,7 @@ def test_a_failing_stage_gives_a_failed_result_with_its_error(run_project):
     )
     assert result.message == "stage train failed: ValueError: bad data (at pipe/train.py:3)"
     assert result.error.traceback and "ValueError" in result.error.traceback
-    assert OutputCache(store / "cache" / "outputs").get(tasks["train"].key) is None
+    assert OutputCache(store.outputs).get(tasks["train"].key) is None
 
 
 def test_a_callable_that_refuses_the_arguments_is_named_with_a_suggestion(run_project):

@@ -17,6 +17,7 @@ from modver import _encoding
 from modver.errors import PathError, RunError
 from modver.store import data
 from modver.store.data import DataHasher
+from modver.store.layout import Store
 
 _opened: list[str] | None = None  # set by a test to record the files opened for reading
 
@@ -55,7 +56,7 @@ def make(root: Path, files: dict[str, bytes | None]) -> None:
 
 
 def digest(root: Path, rel: str, name: str = "d") -> str:
-    hasher = DataHasher(root, root / ".modver")
+    hasher = DataHasher(Store(root))
     result = hasher.hash(name, rel)
     hasher.save()
     return result
@@ -320,7 +321,7 @@ def test_fifos_sockets_and_devices_are_refused_before_anything_opens_them(
 def test_a_fifo_swapped_in_after_the_walk_does_not_block(project: Path) -> None:
     """The file is opened without blocking (O_NONBLOCK) and checked on the open descriptor."""
     os.mkfifo(project / "data/pipe")
-    hasher = DataHasher(project, project / ".modver")
+    hasher = DataHasher(Store(project))
     with pytest.raises(PathError, match="is a FIFO"):
         hasher._hash_files("d", [data._File(str(project / "data/pipe"), "data/pipe", "data/pipe")])
 

@@ -18,6 +18,7 @@ import pytest
 from modver.errors import EntryNotFoundError, MaterializeError, SourceError, StageFailedError
 from modver.store import materialize as mat
 from modver.store.cache import OutputCache
+from modver.store.layout import Store
 from tests._syncspy import SyncSpy
 
 
@@ -74,8 +75,8 @@ def factor():
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Path:
-    return tmp_path / ".modver"
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path)
 
 
 @pytest.fixture(autouse=True)
@@ -84,7 +85,7 @@ def fingerprints() -> None:
     FP_A, FP_B = new_fingerprint(), new_fingerprint()
 
 
-def test_two_versions_of_one_helper_side_by_side(store: Path) -> None:
+def test_two_versions_of_one_helper_side_by_side(store: Store) -> None:
     mat.materialize(version(2), FP_A, store, entry="pipe/prep.py:prep")
     mat.materialize(version(3), FP_B, store, entry="pipe/prep.py:prep")
     prep_a = mat.load_entry(store, FP_A, "pipe/prep.py:prep")
@@ -96,7 +97,7 @@ def test_two_versions_of_one_helper_side_by_side(store: Path) -> None:
     assert "pipe.util" not in sys.modules  # the working tree's name is never imported
 
 
-def test_rewritten_source_keeps_lines_and_third_party_imports(store: Path) -> None:
+def test_rewritten_source_keeps_lines_and_third_party_imports(store: Store) -> None:
     folder = mat.materialize(version(2), FP_A, store, entry="pipe/prep.py:prep")
     original = version(2)["pipe/prep.py"].decode()
     written = (folder / "pipe/prep.py").read_text()
@@ -115,7 +116,7 @@ def test_rewritten_source_keeps_lines_and_third_party_imports(store: Path) -> No
             assert before == after
 
 
-def test_file_is_read_as_the_project_files_path(store: Path, tmp_path: Path) -> None:
+def test_file_is_read_as_the_project_files_path(store: Store, tmp_path: Path) -> None:
     source = textwrap.dedent("""\
         import os
         from pathlib import Path
@@ -145,14 +146,14 @@ def test_file_is_read_as_the_project_files_path(store: Path, tmp_path: Path) -> 
     assert written.count("\n") == source.decode().count("\n") and "os.__file__" in written
     compile(written, "paths.py", "exec")
     here, os_file, param, kw = mat.load_entry(store, fp, "pipe/paths.py:where")("given")
-    assert here == str(store.parent / "pipe")  # the project's folder, where its other files are
+    assert here == str(store.root / "pipe")  # the project's folder, where its other files are
     assert os_file.endswith("os.py") and param == "given" and kw == {"__file__": 1}
     module = sys.modules[mat.module_name(fp, "pipe/paths.py")]
-    assert f"at {store.parent / 'pipe' / 'paths.py'}" * 3 == module.NAMED
+    assert f"at {store.root / 'pipe' / 'paths.py'}" * 3 == module.NAMED
     assert mat.load_entry(store, fp, "pipe/paths.py:unpack")() == "c"
 
 
-def test_tracebacks_and_getsource_point_at_the_materialized_file(store: Path) -> None:
+def test_tracebacks_and_getsource_point_at_the_materialized_file(store: Store) -> None:
     folder = mat.materialize(version(2), FP_A, store, entry="pipe/prep.py:prep")
     fails = mat.load_entry(store, FP_A, "pipe/prep.py:fails")
     with pytest.raises(ValueError) as info:
@@ -165,7 +166,7 @@ def test_tracebacks_and_getsource_point_at_the_materialized_file(store: Path) ->
     assert Path(inspect.getsourcefile(fails)).name == "prep.py"
 
 
-def test_materialize_is_immutable_and_reused(store: Path) -> None:
+def test_materialize_is_immutable_and_reused(store: Store) -> None:
     first = mat.materialize(version(2), FP_A, store)
     info = (first / mat.INFO_FILE).read_text()
     again = mat.materialize(version(99), FP_A, store)  # same fingerprint: never rewritten
@@ -175,7 +176,7 @@ def test_materialize_is_immutable_and_reused(store: Path) -> None:
     assert not [p for p in first.parent.iterdir() if p.name.startswith(".")]
 
 
-def test_pickled_object_loads_in_a_fresh_process_with_only_the_store(store: Path, tmp_path: Path) -> None:
+def test_pickled_object_loads_in_a_fresh_process_with_only_the_store(store: Store, tmp_path: Path) -> None:
     """An output whose class lives in user code, cached, loads later without that code."""
     files = {
         "model.py": b"from shapes import Box\n\n\ndef train(n):\n    return Box(n)\n",
@@ -184,7 +185,7 @@ def test_pickled_object_loads_in_a_fresh_process_with_only_the_store(store: Path
     mat.materialize(files, FP_A, store, entry="model.py:train")
     box = mat.load_entry(store, FP_A, "model.py:train")(4)
     key = "mv1:" + "5" * 64
-    OutputCache(store / "cache" / "outputs").put(key, box, {"stage": "train"})
+    OutputCache(store.outputs).put(key, box, {"stage": "train"})
     blob = tmp_path / "box.pkl"
     blob.write_bytes(pickle.dumps(box))
     elsewhere = tmp_path / "elsewhere"
@@ -194,10 +195,11 @@ def test_pickled_object_loads_in_a_fresh_process_with_only_the_store(store: Path
         import pickle
         from pathlib import Path
         from modver.store.cache import OutputCache
+        from modver.store.layout import Store
         from modver.store.materialize import make_importable
-        store = Path({str(store)!r})
+        store = Store(Path({str(store.root)!r}))
         make_importable(store)
-        box = OutputCache(store / "cache" / "outputs").load({key!r})
+        box = OutputCache(store.outputs).load({key!r})
         again = pickle.loads(open({str(blob)!r}, "rb").read())
         print(type(box).__module__, box.area(), again.area())
         """
@@ -206,23 +208,23 @@ def test_pickled_object_loads_in_a_fresh_process_with_only_the_store(store: Path
     assert done.stdout.split() == [mat.package_name(FP_A) + ".shapes", "16", "16"]
 
 
-def _materialize_worker(files: dict[str, bytes], fingerprint: str, store: str, barrier) -> str:
+def _materialize_worker(files: dict[str, bytes], fingerprint: str, store: Store, barrier) -> str:
     barrier.wait()
-    folder = mat.materialize(files, fingerprint, Path(store))
-    return mat.load_entry(Path(store), fingerprint, "pipe/prep.py:prep")(1) and str(folder)
+    folder = mat.materialize(files, fingerprint, store)
+    return mat.load_entry(store, fingerprint, "pipe/prep.py:prep")(1) and str(folder)
 
 
-def test_concurrent_materialize_from_processes(store: Path) -> None:
+def test_concurrent_materialize_from_processes(store: Store) -> None:
     ctx = multiprocessing.get_context("spawn")
     with ctx.Manager() as manager:
         barrier = manager.Barrier(4)
         with ctx.Pool(4) as pool:
-            folders = pool.starmap(_materialize_worker, [(version(2), FP_A, str(store), barrier)] * 4)
+            folders = pool.starmap(_materialize_worker, [(version(2), FP_A, store, barrier)] * 4)
     assert len(set(folders)) == 1
-    assert sorted(p.name for p in (store / "versions").iterdir()) == [mat.package_name(FP_A)]
+    assert sorted(p.name for p in store.versions.iterdir()) == [mat.package_name(FP_A)]
 
 
-def test_entries_classes_methods_and_errors(store: Path) -> None:
+def test_entries_classes_methods_and_errors(store: Store) -> None:
     files = {
         "stage.py": b"""\
 class Trainer:
@@ -264,7 +266,7 @@ VALUE = 3
         mat.load_entry(store, FP_B, "stage.py:Trainer")
 
 
-def test_whole_module_stage_runs_as_main_with_arguments(store: Path, tmp_path: Path) -> None:
+def test_whole_module_stage_runs_as_main_with_arguments(store: Store, tmp_path: Path) -> None:
     out = tmp_path / "out.txt"
     files = {
         "scripts/train.py": f"""\
@@ -300,7 +302,7 @@ def test_params_to_argv() -> None:
     ]  # fmt: skip
 
 
-def test_src_layout_and_root_modules(store: Path) -> None:
+def test_src_layout_and_root_modules(store: Store) -> None:
     files = {
         "src/lib/__init__.py": b"",
         "src/lib/core.py": b"def f():\n    return 'src'\n",
@@ -311,7 +313,7 @@ def test_src_layout_and_root_modules(store: Path) -> None:
     assert mat.load_entry(store, FP_A, "jobs/run.py:main")() == ("src", "root")
 
 
-def test_bad_input(store: Path) -> None:
+def test_bad_input(store: Store) -> None:
     with pytest.raises(MaterializeError, match="invalid fingerprint"):
         mat.materialize({}, "nope", store)
     for bad in ["../evil.py", "/abs.py", mat.INFO_FILE]:
@@ -319,8 +321,8 @@ def test_bad_input(store: Path) -> None:
             mat.materialize({bad: b""}, FP_A, store)
     with pytest.raises(SourceError, match=r"bad\.py:2:"):
         mat.materialize({"bad.py": b"import os\ndef f(:\n"}, FP_B, store)
-    assert not (store / "versions" / mat.package_name(FP_B)).exists()
-    assert not [p for p in (store / "versions").iterdir() if p.name.startswith(".")]
+    assert not (store.versions / mat.package_name(FP_B)).exists()
+    assert not [p for p in store.versions.iterdir() if p.name.startswith(".")]
     folder = mat.materialize(version(2), FP_A, store)
     (folder / mat.INFO_FILE).unlink()  # damaged by hand
     with pytest.raises(MaterializeError, match="unreadable") as info:
@@ -328,7 +330,7 @@ def test_bad_input(store: Path) -> None:
     assert "delete that folder" in info.value.hint
 
 
-def test_two_fingerprints_sharing_a_package_name_are_refused(store: Path) -> None:
+def test_two_fingerprints_sharing_a_package_name_are_refused(store: Store) -> None:
     folder = mat.materialize(version(2), FP_A, store)
     twin = FP_A[:-4] + ("0000" if not FP_A.endswith("0000") else "1111")  # same first 64 bits
     assert mat.package_name(twin) == folder.name
@@ -338,7 +340,7 @@ def test_two_fingerprints_sharing_a_package_name_are_refused(store: Path) -> Non
     assert json.loads((folder / mat.INFO_FILE).read_text())["fingerprint"] == FP_A  # the first is untouched
 
 
-def test_files_are_read_only_to_materialize_a_new_version(store: Path) -> None:
+def test_files_are_read_only_to_materialize_a_new_version(store: Store) -> None:
     reads = []
 
     def files() -> dict[str, bytes]:

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from modver.record import RunRecord, RunStatus
-from modver.store.runindex import RunIndex, index_of, summarize
+from modver.store.layout import Store
+from modver.store.runindex import RunIndex, summarize
 from modver.store.runstore import RUN_FILE, RunStore, new_run_id
 from tests._records import full_record_json, ids_at, record
 
@@ -24,8 +25,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def runs(tmp_path: Path) -> RunStore:
-    return RunStore(tmp_path / ".modver" / "runs")
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path)
+
+
+@pytest.fixture
+def runs(store: Store) -> RunStore:
+    return store.run_store()
 
 
 def rows(index: RunIndex) -> dict[str, str]:
@@ -41,18 +47,18 @@ def seen(index: RunIndex, last: int | None = None) -> list[dict[str, object]]:
     return [summarize(r) if r.status is not RunStatus.CORRUPT else r.to_json() for r in index.summaries(last)]
 
 
-def test_summaries_are_the_records_without_their_heavy_parts(runs: RunStore) -> None:
+def test_summaries_are_the_records_without_their_heavy_parts(store: Store, runs: RunStore) -> None:
     full = RunRecord.from_json(full_record_json(new_run_id()))
     runs.create(full)
-    [summary] = index_of(runs).summaries()
+    [summary] = store.run_index().summaries()
     assert summary.run == full.run and summary.versions == full.versions and summary.params == full.params
     assert summary.metrics == full.metrics and summary.cached == full.cached and summary.host == full.host
     assert summary.manifest_content == {} and summary.metric_series == {} and summary.packages == {}
     assert summarize(summary) == summarize(full)
 
 
-def test_the_index_follows_new_changed_and_removed_records(runs: RunStore) -> None:
-    index = index_of(runs)
+def test_the_index_follows_new_changed_and_removed_records(store: Store, runs: RunStore) -> None:
+    index = store.run_index()
     ids = ids_at(5)
     for run_id in ids:
         runs.create(record(run_id))
@@ -70,8 +76,8 @@ def test_the_index_follows_new_changed_and_removed_records(runs: RunStore) -> No
     assert index.summaries(last=0) == []
 
 
-def test_rows_come_from_the_index_while_the_record_is_unchanged(runs: RunStore) -> None:
-    index = index_of(runs)
+def test_rows_come_from_the_index_while_the_record_is_unchanged(store: Store, runs: RunStore) -> None:
+    index = store.run_index()
     [run_id] = ids_at(1)
     runs.create(record(run_id))
     index.summaries()
@@ -85,8 +91,8 @@ def test_rows_come_from_the_index_while_the_record_is_unchanged(runs: RunStore) 
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "empty", "bad row", "other schema"])
-def test_a_damaged_index_is_rebuilt_from_the_records(runs: RunStore, damage: str) -> None:
-    index = index_of(runs)
+def test_a_damaged_index_is_rebuilt_from_the_records(store: Store, runs: RunStore, damage: str) -> None:
+    index = store.run_index()
     for run_id in ids_at(30):
         runs.create(record(run_id, metrics={"accuracy": 0.1, "f1": 0.2}))
     index.summaries()
@@ -109,8 +115,8 @@ def test_a_damaged_index_is_rebuilt_from_the_records(runs: RunStore, damage: str
     assert len(rows(index)) == 30
 
 
-def test_a_damaged_record_is_listed_as_corrupt_and_not_cached(runs: RunStore) -> None:
-    index = index_of(runs)
+def test_a_damaged_record_is_listed_as_corrupt_and_not_cached(store: Store, runs: RunStore) -> None:
+    index = store.run_index()
     good, bad = ids_at(2)
     runs.create(record(good))
     runs.create(record(bad))
@@ -126,13 +132,13 @@ def test_a_damaged_record_is_listed_as_corrupt_and_not_cached(runs: RunStore) ->
 WRITER = """
 import sys
 from pathlib import Path
-from modver.store.runstore import RunStore, new_run_id
-from modver.store.runindex import RunIndex
+from modver.store.layout import Store
+from modver.store.runstore import new_run_id
 from tests._records import record
 
-runs = RunStore(Path(sys.argv[1]))
-index = RunIndex(runs, Path(sys.argv[2]))
-for i in range(int(sys.argv[3])):
+store = Store(Path(sys.argv[1]))
+runs, index = store.run_store(), store.run_index()
+for i in range(int(sys.argv[2])):
     r = record(new_run_id(), metrics={"accuracy": i / 100})
     runs.create(r)
     runs.update(r)
@@ -140,13 +146,10 @@ for i in range(int(sys.argv[3])):
 """
 
 
-def test_concurrent_writers_leave_an_index_that_agrees_with_the_records(runs: RunStore) -> None:
-    index = index_of(runs)
+def test_concurrent_writers_leave_an_index_that_agrees_with_the_records(store: Store, runs: RunStore) -> None:
+    index = store.run_index()
     runs.root.mkdir(parents=True)
-    procs = [
-        subprocess.Popen([sys.executable, "-c", WRITER, str(runs.root), str(index.path), "25"], cwd=ROOT)
-        for _ in range(4)
-    ]
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(store.root), "25"], cwd=ROOT) for _ in range(4)]
     assert [p.wait(timeout=300) for p in procs] == [0, 0, 0, 0]
     assert len(runs.ids()) == 100
     assert rows(index).keys() <= set(runs.ids())
@@ -174,8 +177,8 @@ while True:  # every record changes, so every pass rewrites every row
 """
 
 
-def test_an_index_writer_killed_at_any_moment_leaves_a_usable_index(runs: RunStore) -> None:
-    index = index_of(runs)
+def test_an_index_writer_killed_at_any_moment_leaves_a_usable_index(store: Store, runs: RunStore) -> None:
+    index = store.run_index()
     for run_id in ids_at(200):
         runs.create(record(run_id))
     for delay in (0.3, 0.7, 1.1):
@@ -211,8 +214,8 @@ def test_long_series_are_shape_checked_in_one_pass_with_the_same_answer(point: o
     assert check_shape(data) == problem
 
 
-def test_step_series_come_from_the_index_as_from_the_records(runs: RunStore) -> None:
-    index = index_of(runs)
+def test_step_series_come_from_the_index_as_from_the_records(store: Store, runs: RunStore) -> None:
+    index = store.run_index()
     a, b = ids_at(2)
     series = {"loss": [{"step": s, "value": 1 / (s + 1), "stage": "t"} for s in range(4)],
               "acc": [{"step": None, "value": 0.5, "stage": "t"}]}  # fmt: skip
@@ -224,8 +227,8 @@ def test_step_series_come_from_the_index_as_from_the_records(runs: RunStore) -> 
     assert len(rows(index)) == 2
 
 
-def test_a_final_record_is_indexed_when_written_and_a_progress_update_is_not(runs: RunStore) -> None:
-    index = index_of(runs)
+def test_a_final_record_is_indexed_when_written_and_a_progress_update_is_not(store: Store, runs: RunStore) -> None:
+    index = store.run_index()
     [run_id] = ids_at(1)
     runs.create(record(run_id, status="running"))
     runs.update(record(run_id, status="running", metrics={"accuracy": 0.1}), durable=False)
@@ -302,12 +305,12 @@ def _real_errors(tmp_path: Path) -> dict[str, sqlite3.DatabaseError]:
 
 
 def test_a_transient_error_with_an_extended_code_leaves_the_index_and_its_journal(
-    runs: RunStore, tmp_path: Path
+    store: Store, runs: RunStore, tmp_path: Path
 ) -> None:
     errors = _real_errors(tmp_path)
     assert errors["busy snapshot"].sqlite_errorname == "SQLITE_BUSY_SNAPSHOT"
     assert errors["db moved"].sqlite_errorname == "SQLITE_READONLY_DBMOVED"
-    index = index_of(runs)
+    index = store.run_index()
     for run_id in ids_at(3):
         runs.create(record(run_id))
     index.summaries()

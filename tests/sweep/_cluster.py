@@ -7,9 +7,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from modver.engine.executor import StageTask
+from modver.engine.executor import StageTask, task_for
 from modver.engine.planner import Pipeline, plan
-from modver.engine.run import task_for
 from modver.project import Project
 from tests.helpers import GitProject
 
@@ -96,7 +95,7 @@ def graph_tasks(root: Path, sets: Sequence[str] = (), stages: Sequence[str] | No
     with Project(root) as project:
         pipeline = Pipeline.from_manifest(project.manifest(), project.root, sets)
         plans = plan(project.registry, project.store, pipeline, register=True)
-        tasks = [task_for(project.registry, project.store, pipeline, p, None) for p in plans]
+        tasks = [task_for(project.store, p, None) for p in plans]
     return {t.key: t for t in tasks if stages is None or t.stage in stages}
 
 

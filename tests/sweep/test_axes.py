@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from modver import errors
-from modver.sweep.axes import MAX_POINTS, SweepSpec, load_sweep_file, parse_axes, split_top_level
+from modver.models import MAX_POINTS, SweepSpec
+from modver.sweep.axes import load_sweep_file, parse_axes, split_top_level
 
 
 def test_commas_make_an_axis_and_a_list_stays_one_value():

@@ -11,6 +11,7 @@ import pytest
 from modver.errors import ClusterError, ManifestError, UsageError
 from modver.record import StageStatus
 from modver.store.cache import OutputCache
+from modver.store.layout import Store
 from modver.sweep.cluster import ClusterConfig, ExecutorSpec, TaskEvent, detach, run_graph
 from tests.sweep._cluster import by_stage, graph_project, graph_tasks
 
@@ -31,11 +32,11 @@ def run(tasks, store, **kwargs):
 def test_each_task_runs_after_its_inputs_and_saves_its_output_in_the_store(graph):
     tasks = graph_tasks(graph.root, stages=("first", "second", "boom", "after_boom"))
     key = by_stage(tasks)
-    store = graph.root / ".modver"
+    store = Store(graph.root)
     results, events = run(tasks, store)
     assert {results[k].status for k in tasks} == {StageStatus.SUCCEEDED}
     assert all(r.output is None for r in results.values())  # outputs stay in the store
-    cache = OutputCache(store / "cache" / "outputs")
+    cache = OutputCache(store.outputs)
     first, second = cache.load(key["first"]), cache.load(key["second"])
     assert second["upstream_end"] == first["end"] and second["start"] >= first["end"]
     workers = {cache.load(k)["pid"] for k in tasks}
@@ -52,7 +53,7 @@ def test_each_task_runs_after_its_inputs_and_saves_its_output_in_the_store(graph
 
 def test_independent_tasks_run_at_the_same_time(graph):
     tasks = graph_tasks(graph.root, ["first.wait=1.0"], stages=("first", "boom"))
-    results, _ = run(tasks, graph.root / ".modver")
+    results, _ = run(tasks, Store(graph.root))
     cache = OutputCache(graph.root / ".modver" / "cache" / "outputs")
     first, boom = (cache.load(k) for k in by_stage(tasks).values())
     assert first["pid"] != boom["pid"]  # two workers: boom ran while first slept
@@ -62,7 +63,7 @@ def test_independent_tasks_run_at_the_same_time(graph):
 def test_a_task_whose_upstream_failed_is_skipped_and_the_others_go_on(graph):
     tasks = graph_tasks(graph.root, ["boom.fail=true"], stages=("first", "second", "boom", "after_boom"))
     key = by_stage(tasks)
-    results, events = run(tasks, graph.root / ".modver")
+    results, events = run(tasks, Store(graph.root))
     assert results[key["boom"]].status is StageStatus.FAILED
     assert (
         results[key["boom"]].message == "stage boom failed: RuntimeError: boom was told to fail (at pipe/stages.py:21)"
@@ -78,7 +79,7 @@ def test_fail_fast_cancels_the_rest_at_the_first_failure(graph):
         graph.root, ["boom.fail=true", "first.wait=3"], stages=("first", "second", "boom", "after_boom")
     )
     key = by_stage(tasks)
-    results, _ = run(tasks, graph.root / ".modver", spec=ExecutorSpec(jobs=2), fail_fast=True)
+    results, _ = run(tasks, Store(graph.root), spec=ExecutorSpec(jobs=2), fail_fast=True)
     assert results[key["boom"]].status is StageStatus.FAILED
     assert results[key["second"]].status is StageStatus.SKIPPED  # cancelled while first still slept
     assert "--fail-fast" in (results[key["second"]].message or "")
@@ -86,7 +87,7 @@ def test_fail_fast_cancels_the_rest_at_the_first_failure(graph):
 
 
 def test_an_empty_graph_starts_nothing(tmp_path):
-    assert run_graph({}, TWO, on_event=lambda e: None, store=tmp_path) == {}
+    assert run_graph({}, TWO, on_event=lambda e: None, store=Store(tmp_path)) == {}
 
 
 def test_the_cluster_section_is_checked():
@@ -119,7 +120,7 @@ def test_bad_batch_options_and_detach_off_slurm_are_clear_errors(graph):
     tasks = graph_tasks(graph.root, stages=("first",))
     bad = ExecutorSpec(cluster=ClusterConfig("slurm", 1, {"bogus": 1}))
     with pytest.raises(ClusterError, match="cannot start a slurm cluster with options {'bogus': 1}") as caught:
-        run_graph(tasks, bad, on_event=lambda e: None, store=graph.root / ".modver")
+        run_graph(tasks, bad, on_event=lambda e: None, store=Store(graph.root))
     assert "jobqueue.dask.org" in (caught.value.hint or "")
     with pytest.raises(ClusterError, match="--detach submits the driver to Slurm; the cluster here is local"):
-        detach(["sweep"], TWO, graph.root)
+        detach(["sweep"], TWO, Store(graph.root))

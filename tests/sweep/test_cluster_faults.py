@@ -19,6 +19,7 @@ import pytest
 from modver.errors import ClusterError
 from modver.record import StageStatus
 from modver.store.cache import OutputCache
+from modver.store.layout import Store
 from modver.sweep.cluster import ExecutorSpec, TaskEvent, run_graph
 from tests.sweep._cluster import by_stage, descendants, graph_project, graph_tasks, in_session
 
@@ -83,7 +84,7 @@ def test_a_running_scheduler_runs_the_graph(graph, scheduler):
     address, start_worker = scheduler
     start_worker()
     tasks = graph_tasks(graph.root, stages=("first", "second"))
-    results = run_graph(tasks, ExecutorSpec(scheduler=address), on_event=lambda e: None, store=graph.root / ".modver")
+    results = run_graph(tasks, ExecutorSpec(scheduler=address), on_event=lambda e: None, store=Store(graph.root))
     assert {r.status for r in results.values()} == {StageStatus.SUCCEEDED}
     assert list((graph.root / ".modver" / "tmp").glob("worker-check-*")) == []  # the token is gone
 
@@ -97,7 +98,7 @@ def test_a_worker_that_does_not_see_the_store_is_named_before_anything_runs(grap
     tasks = graph_tasks(graph.root, stages=("first",))
     events: list[TaskEvent] = []
     with pytest.raises(ClusterError) as caught:
-        run_graph(tasks, ExecutorSpec(scheduler=address), on_event=events.append, store=graph.root / ".modver")
+        run_graph(tasks, ExecutorSpec(scheduler=address), on_event=events.append, store=Store(graph.root))
     assert re.fullmatch(
         rf"Dask worker tcp://127\.0\.0\.1:\d+ \(on .+\) does not see the store {re.escape(str(graph.root))}/\.modver",
         str(caught.value),
@@ -110,7 +111,7 @@ def test_a_worker_that_does_not_see_the_store_is_named_before_anything_runs(grap
 def test_an_unreachable_scheduler_is_a_clear_error(graph):
     tasks = graph_tasks(graph.root, stages=("first",))
     with pytest.raises(ClusterError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
-        run_graph(tasks, ExecutorSpec(scheduler="tcp://127.0.0.1:9"), on_event=lambda e: None, store=graph.root)
+        run_graph(tasks, ExecutorSpec(scheduler="tcp://127.0.0.1:9"), on_event=lambda e: None, store=Store(graph.root))
 
 
 def _kill_when_written(marker: Path, killed: list[int]) -> None:
@@ -131,7 +132,7 @@ def test_a_worker_killed_mid_task_is_replaced_and_the_task_runs_again_once(graph
     killer.start()
     events: list[TaskEvent] = []
     try:
-        results = run_graph(tasks, ExecutorSpec(jobs=2), on_event=events.append, store=graph.root / ".modver")
+        results = run_graph(tasks, ExecutorSpec(jobs=2), on_event=events.append, store=Store(graph.root))
     finally:
         killer.join()
     assert results[key].status is StageStatus.SUCCEEDED
@@ -144,7 +145,7 @@ def test_a_worker_killed_mid_task_is_replaced_and_the_task_runs_again_once(graph
 def test_a_task_that_kills_every_worker_running_it_fails_alone_with_a_clear_message(graph):
     tasks = graph_tasks(graph.root, stages=("crash", "first"))
     key = by_stage(tasks)
-    results = run_graph(tasks, ExecutorSpec(jobs=2), on_event=lambda e: None, store=graph.root / ".modver")
+    results = run_graph(tasks, ExecutorSpec(jobs=2), on_event=lambda e: None, store=Store(graph.root))
     crashed = results[key["crash"]]
     assert crashed.status is StageStatus.FAILED and crashed.error is not None
     assert crashed.error.type == "WorkerDied"
@@ -159,13 +160,14 @@ def test_a_task_that_kills_every_worker_running_it_fails_alone_with_a_clear_mess
 DRIVER = """\
 import json, os, sys
 from pathlib import Path
+from modver.store.layout import Store
 from modver.sweep.cluster import ExecutorSpec, run_graph
 from tests.sweep._cluster import descendants, graph_tasks
 
 root = Path(sys.argv[1])
 tasks = graph_tasks(root, ["first.wait=60"], stages=("first", "second", "boom"))
 try:
-    run_graph(tasks, ExecutorSpec(jobs=2), on_event=lambda e: print(e.kind, e.key, flush=True), store=root / ".modver")
+    run_graph(tasks, ExecutorSpec(jobs=2), on_event=lambda e: print(e.kind, e.key, flush=True), store=Store(root))
 except KeyboardInterrupt:
     print("left", json.dumps(descendants(os.getpid())), flush=True)
     sys.exit(130)

@@ -13,6 +13,7 @@ import pytest
 from modver.project import Project
 from modver.record import StageStatus
 from modver.store.cache import OutputCache
+from modver.store.layout import Store
 from modver.sweep.cluster import ClusterConfig, ExecutorSpec, TaskEvent, run_graph
 from tests.helpers import cli
 from tests.sweep._cluster import by_stage, graph_project, graph_tasks
@@ -40,14 +41,14 @@ def test_the_test_cluster_runs_batch_jobs(slurm: Slurm, tmp_path):
 
 def test_tasks_run_inside_slurm_jobs(slurm: Slurm, graph):
     tasks = graph_tasks(graph.root, stages=("first", "second", "boom"))
-    store = graph.root / ".modver"
+    store = Store(graph.root)
     events: list[TaskEvent] = []
     results = run_graph(tasks, SLURM, on_event=events.append, store=store)
     assert {r.status for r in results.values()} == {StageStatus.SUCCEEDED}
-    cache = OutputCache(store / "cache" / "outputs")
+    cache = OutputCache(store.outputs)
     jobs = {cache.load(k)["job"] for k in tasks}
     assert None not in jobs and all(j.isdigit() for j in jobs)  # SLURM_JOB_ID was set in every stage
-    assert list((store / "logs" / "cluster").glob("dask-worker-*.err"))  # the workers' logs are in the store
+    assert list(store.cluster_logs.glob("dask-worker-*.err"))  # the workers' logs are in the store
     slurm.wait_until_idle()  # the worker jobs ended with the run
 
 
@@ -68,7 +69,7 @@ def test_a_job_cancelled_mid_task_is_replaced_and_its_task_runs_again(slurm: Slu
             slurm.run("scancel", cancelled[0])  # the job running the task
 
     one_job = ExecutorSpec(cluster=ClusterConfig("slurm", 1))  # nothing runs it again but a new job
-    results = run_graph(tasks, one_job, on_event=on_event, store=graph.root / ".modver")
+    results = run_graph(tasks, one_job, on_event=on_event, store=Store(graph.root))
     assert results[key].status is StageStatus.SUCCEEDED
     assert [e.kind for e in events if e.key == key] == ["started", "retried", "done"]
     cache = OutputCache(graph.root / ".modver" / "cache" / "outputs")
