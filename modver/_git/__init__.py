@@ -22,6 +22,9 @@ The package's modules, one job each:
 - :mod:`~modver._git.lock`: the modver lock, its owner record, the repair of what a dead holder
   left, the wait for a ``<ref>.lock`` that git holds;
 - :mod:`~modver._git.faults`: which exceptions are store faults, and their mapping to StoreError.
+
+May import: the ground modules of ``modver/`` (errors, ``_fs``, ``_encoding``...); never another
+folder of modver (tests/test_architecture.py).
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ internal error whose traceback shows only with ``--debug``.
 The app, its error handler and shared options are in :mod:`modver.cli._app`; the commands, one
 module per subject, register themselves on it: :mod:`~modver.cli.versions`,
 :mod:`~modver.cli.runs`, :mod:`~modver.cli.sweeps`, :mod:`~modver.cli.sharing`.
+
+May import: every layer below — the façade (:mod:`modver.project`, :mod:`modver.demo`) and the
+models it returns; it is the only layer that imports typer and rich (tests/test_architecture.py).
 """
 
 from __future__ import annotations

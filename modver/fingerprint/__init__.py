@@ -5,6 +5,9 @@ follows project-local imports over a :class:`~modver.models.SourceTree`. Both pa
 stdlib ``ast``; libcst is only imported by :func:`definition_source`, lazily. The schemes
 (``mv1``; ``mv2``, which adds files run by ``exec``; ``mv3``, which encodes importlib imports
 as their module) are described in docs/fingerprint.md.
+
+May import: the ground modules of ``modver/`` (models, errors, ``_encoding``, sourcetree...); never
+another folder of modver (tests/test_architecture.py).
 """
 
 from __future__ import annotations

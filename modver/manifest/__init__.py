@@ -26,6 +26,9 @@ manifests; the package's other modules, one job each:
   ``--help``); every ruamel exception becomes :class:`~modver.errors.ManifestError`;
 - :mod:`~modver.manifest._schema`: what a manifest may hold, and the check that a parsed one does;
 - :mod:`~modver.manifest._pin`: changing one stage's ``version`` in the text.
+
+May import: the ground modules of ``modver/`` (models, errors, names, ``_fs``...); never another
+folder of modver (tests/test_architecture.py).
 """
 
 from __future__ import annotations
