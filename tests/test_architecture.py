@@ -59,9 +59,7 @@ SIZE_EXCEPTIONS = {
     "fingerprint/_summary.py:_summarize": "one pass over a module's syntax tree, a branch per node kind",
     "store/history.py": "one noun, the stage histories: chains, tags, notes, trust checks, restacking",
     "store/history.py:History": "the same: every method reads or writes the chains under one lock discipline",
-    "store/storage.py": "the team's storage: fsspec and a local folder behind one interface, items checked both ways",
     "record.py": "the run record's one schema: every model, to_json/from_json and the shape checks of 0.1's records",
-    "share/versions.py": "push, pull, the numbering rule and the renumbering journal (one crash-safety story)",
     "sweep/cluster.py": "the only importer of dask: local, scheduler and batch-job executors, worker checks, detach",
 }
 

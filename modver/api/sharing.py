@@ -1,6 +1,6 @@
 """Sharing, the façade's part: ``project.sharing`` — ``push`` and ``pull``: stage versions, tags and
 notes with the git remote (:mod:`modver.share.versions`), then run records and cached outputs with
-the storage that ``modver.toml`` names (:mod:`modver.store.storage`)."""
+the storage that ``modver.toml`` names (:mod:`modver.share.transfer`)."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ class Sharing:
         """Send new stage versions, tags and notes to the git remote (default ``origin``), then
         finished run records and cached outputs to the storage that ``modver.toml`` names.
         Refuses ("pull first") when the remote has versions this clone lacks."""
+        from modver.share.transfer import push_items
         from modver.share.versions import push
-        from modver.store.storage import push_items
 
         ws = self._ws
         result = push(ws.history, ws.root, ws.runs_store, remote, ws.write_pin, dry_run=dry_run)
@@ -38,8 +38,8 @@ class Sharing:
         """Take the remote's stage versions, tags and notes (versions made here that clash are
         renumbered after the remote's, their pins and records updated), then the run records this
         clone lacks from the storage; with ``outputs``, every cached output too."""
+        from modver.share.transfer import pull_items
         from modver.share.versions import pull
-        from modver.store.storage import pull_items
 
         ws = self._ws
         result = pull(ws.history, ws.root, ws.runs_store, remote, ws.write_pin, dry_run=dry_run)

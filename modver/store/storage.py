@@ -1,4 +1,4 @@
-"""The project's storage: run records and cached outputs shared by a team (``modver push``/``pull``).
+"""The project's storage: run records and cached outputs shared by a team, and reaching it.
 
 ``modver.toml`` at the project root (committed, so the whole team shares it) names it::
 
@@ -28,13 +28,9 @@ are atomic, are written directly); an item's folders are fsynced before its inde
 Locally, what comes in is built in a temporary folder, fsynced and published with one rename.
 A cache entry travels without its ``stamp.json`` (stat stamps mean nothing on another machine).
 
-What moves when: ``push`` sends every finished run record and intact cached output that the
-storage lacks -- judged by the storage's own indexes, never by whether the git refs had anything
-new, so a push whose storage part failed is finished by the next one; an item the storage
-refuses while it answers fails alone (:attr:`Transfer.failed`); ``pull`` brings the records the
-clone lacks; outputs come on demand — a run whose
-stage output a teammate computed fetches that one entry (:func:`fetch_output`, the cache's
-fallback) — or all at once with ``pull --outputs``.
+What moves when is :mod:`modver.share.transfer`'s (``push`` and ``pull``); outputs also come on
+demand: a run whose stage output a teammate computed fetches that one entry
+(:func:`fetch_output`, the cache's fallback: :meth:`modver.store.layout.Store.output_cache`).
 """
 
 from __future__ import annotations
@@ -58,14 +54,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from modver.store.layout import Store
 
 __all__ = [
+    "OUTPUTS",
+    "RUNS",
     "DamagedItemError",
     "Storage",
     "StorageConfig",
     "Transfer",
     "fetch_output",
     "load_config",
-    "pull_items",
-    "push_items",
+    "pull_item",
+    "valid_name",
 ]
 
 FORMAT = 1
@@ -155,7 +153,7 @@ class DamagedItemError(errors.StorageError):
     removed, and the other items are not affected."""
 
 
-def _valid_name(kind: str, name: str) -> bool:
+def valid_name(kind: str, name: str) -> bool:
     """Whether ``name`` can be an item of ``kind``: a cache key's hex digits for outputs, a name a
     run folder can have for runs (never ``.``, ``..``, hidden or with a separator)."""
     if kind == OUTPUTS:
@@ -291,7 +289,7 @@ class Storage:
             except FileNotFoundError:
                 return set()
         names = {name.rsplit("/", 1)[-1][: -len(_INDEX)] for name in listed if name.endswith(_INDEX)}
-        return {name for name in names if _valid_name(kind, name)}
+        return {name for name in names if valid_name(kind, name)}
 
     def has(self, kind: str, name: str) -> bool:
         """Whether item ``kind/name`` is complete in the storage (its index is there)."""
@@ -471,103 +469,15 @@ def _copy_local(source: Path, target: Path) -> None:
         shutil.copyfileobj(src, dst, _CHUNK)
 
 
-# -- what moves --------------------------------------------------------------------------------------
+# -- bringing an item -------------------------------------------------------------------------------
 
 
-def _finished_runs(store: Store, skip: set[str]) -> dict[str, Path]:
-    """Finished runs here that are not in ``skip`` (a running one travels once it ends): id -> folder."""
-    from modver.record import RunStatus
-
-    runs = store.run_store()
-    out = {}
-    for run_id in runs.ids():
-        if run_id in skip:
-            continue  # the storage has it: not even read
-        try:
-            record = runs.load(run_id)
-        except errors.StoreError:
-            continue  # a damaged record stays here
-        if record.status is not RunStatus.RUNNING:
-            out[run_id] = runs.path(run_id)
-    return out
-
-
-def push_items(storage: Storage, store: Store, *, dry_run: bool = False) -> Transfer:
-    """Send every finished run record and intact cached output that the storage lacks.
-
-    What is missing is decided by the storage's own indexes, never by what git says was pushed:
-    a push whose refs went out but whose storage part failed is finished by the next one. An item
-    that cannot be sent while the storage answers (a file in its way, an unreadable local file) is
-    named in :attr:`Transfer.failed` and the others are sent; a storage that stops answering ends
-    the push with its error."""
-    from modver.store.cache import ENTRY_FILE
-
-    result = Transfer(storage.config.url, dry_run=dry_run)
-    for run_id, folder in _finished_runs(store, storage.items(RUNS)).items():
-        if dry_run:
-            result.runs.append(run_id)
-            result.bytes += sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-        elif _send(storage, RUNS, run_id, folder, {}, None, result):
-            result.runs.append(run_id)
-    cache = store.output_cache()
-    have = storage.items(OUTPUTS)
-    names = sorted(p.name for p in cache.root.iterdir() if p.name not in have) if cache.root.is_dir() else []
-    for name in names:
-        entry = cache.get(name) if _valid_name(OUTPUTS, name) else None
-        if entry is None:
-            continue  # a temporary, or an entry that does not read: nothing to share
-        if dry_run:
-            result.outputs.append(name)
-            result.bytes += entry.size
-            continue
-        expected = {rel: str(info.get("checksum", "")) for rel, info in entry.files.items()}
-        only = [*entry.files, ENTRY_FILE]  # not the clone's own stamps, nor a stray file
-        if _send(storage, OUTPUTS, name, entry.path, expected, only, result):
-            result.outputs.append(name)
-    return result
-
-
-def _send(
-    storage: Storage, kind: str, name: str, folder: Path, expected: dict[str, str], only: list[str] | None,
-    result: Transfer,
-) -> bool:  # fmt: skip
-    """Put one item; whether it went. A damaged local entry is named in ``result.damaged``, an
-    item the storage refused in ``result.failed`` -- unless the storage itself no longer answers
-    (its listing fails too): then that error ends the push."""
-    try:
-        result.bytes += storage.put(kind, name, folder, expected, only)
-    except errors.CacheError:
-        result.damaged.append(f"{kind}/{name}")  # damaged here: never sent
-        return False
-    except (errors.StorageError, OSError) as exc:
-        storage.items(kind)  # raises when the storage is unreachable: nothing more can go
-        why = exc.message if isinstance(exc, errors.StorageError) else f"{exc.strerror or exc}"
-        result.failed.append(f"{kind}/{name}: {why}")
-        return False
-    return True
-
-
-def pull_items(storage: Storage, store: Store, *, outputs: bool = False, dry_run: bool = False) -> Transfer:
-    """Bring the run records this clone lacks (and, with ``outputs``, every cached output)."""
-    result = Transfer(storage.config.url, dry_run=dry_run)
-    runs_root = store.runs
-    have = set(store.run_store().ids())
-    for run_id in sorted(storage.items(RUNS) - have):
-        _pull_one(storage, RUNS, run_id, runs_root, result, result.runs, dry_run)
-    if outputs:
-        cache_root = store.outputs
-        local = {p.name for p in cache_root.iterdir()} if cache_root.is_dir() else set()
-        for name in sorted(storage.items(OUTPUTS) - local):
-            _pull_one(storage, OUTPUTS, name, cache_root, result, result.outputs, dry_run)
-    return result
-
-
-def _pull_one(
+def pull_item(
     storage: Storage, kind: str, name: str, parent: Path, result: Transfer, moved: list[str], dry_run: bool
 ) -> None:
     """Bring one item (built in a temporary folder, fsynced, published with one rename); a
     damaged one is named in ``result.damaged`` and the others go on."""
-    if not _valid_name(kind, name):
+    if not valid_name(kind, name):
         return  # never an item: not ".", "..", a hidden or a path-like name
     if dry_run:
         try:
@@ -618,7 +528,7 @@ def fetch_output(store: Store, hexkey: str) -> bool:
         if storage is None or not storage.has(OUTPUTS, hexkey):
             return False
         result = Transfer(storage.config.url)
-        _pull_one(storage, OUTPUTS, hexkey, cache_root, result, result.outputs, False)
+        pull_item(storage, OUTPUTS, hexkey, cache_root, result, result.outputs, False)
     except errors.ModverError as exc:
         _opened[root] = None
         _log.warning("note: the storage is not used for cached outputs: %s", exc)
