@@ -288,6 +288,19 @@ def version_file(path: str, rel: str) -> str:
     return rel if found is None else str(found[0].joinpath(*PurePosixPath(rel).parts))
 
 
+def version_import(
+    target: str, name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0
+) -> Any:
+    """``__import__(name, globals, locals, fromlist, level)`` in a materialized version, whose
+    module ``name`` is ``target`` in the version's package: what ``__import__`` gives, from the
+    version -- the module itself when ``fromlist`` names something, else the top package of
+    ``name`` (``__import__("a.b")`` is ``a``)."""
+    module = __import__(target, globals, locals, fromlist, level)
+    if fromlist:
+        return module
+    return sys.modules[target[: len(target) - len(name)] + name.split(".", 1)[0]]
+
+
 def rewrite_imports(source: bytes, path: str, locator: _Locator) -> bytes:
     """The module's bytes with project-local imports pointing into the private package, and
     ``__file__`` read as the project file's path (:func:`project_file`); see :mod:`modver._rewrite`."""
