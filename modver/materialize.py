@@ -138,7 +138,8 @@ def materialize(
     entry_dir = str(PurePosixPath(entry_path).parent) if entry_path else None
     locator = _Locator(paths, package, entry_dir)
     parent = final.parent
-    tmp = _fs.make_temp_dir(parent, final.name[:16])
+    with _fs.write_faults(f"cannot write version {fingerprint} to {parent}", str(parent)):
+        tmp = _fs.make_temp_dir(parent, final.name[:16])
     try:
         for path, data in sorted(paths.items()):
             target = tmp / path
@@ -154,7 +155,9 @@ def materialize(
         _fs.sync_tree(tmp)  # on disk before the rename publishes it: never a torn file in a version
     except OSError as exc:
         _fs.remove_tree(tmp)
-        raise MaterializeError(
+        raise _fs.write_failure(
+            f"cannot write version {fingerprint} to {parent}", exc, str(parent)
+        ) or MaterializeError(
             f"cannot write version {fingerprint} to {parent}: {exc.strerror or exc}",
             where=str(parent),
             hint="check free disk space and permissions of the .modver folder",

@@ -57,8 +57,9 @@ def make_store(root: Path) -> Path:
     if not (store / ".gitignore").is_file():
         from modver import _fs
 
-        store.mkdir(exist_ok=True)
-        _fs.write_text_atomic(store / ".gitignore", "# made by modver: git ignores the whole store\n*\n")
+        with _fs.write_faults(f"cannot make the store {store}", str(store)):
+            store.mkdir(exist_ok=True)
+            _fs.write_text_atomic(store / ".gitignore", "# made by modver: git ignores the whole store\n*\n")
     return store
 
 
