@@ -21,7 +21,14 @@ a file for writing or creating it (``open``, ``os.open``, ``tempfile``), ``renam
 an open file is not a point of its own; random-moment kills in the suite cover those.
 
 Nothing happens unless one of the variables is set: the console script checks the environment
-once (:func:`install_from_env`) and this module is not even imported otherwise.
+once (:func:`install_from_env`) and this module is not even imported otherwise. Only the
+``modver`` process itself counts: the Dask workers a sweep starts run no switch (their writes are
+the cache entries, which ``modver run`` writes itself and the suite fails there).
+
+The suites that use it: ``tests/faults/test_git_faults.py`` and ``test_pin_run_faults.py`` (kills),
+``test_write_failures.py`` (every git write of index and snapshot failing),
+``test_store_write_failures.py`` (every write of pin, run, sweep, gc, push and pull, anywhere in
+the project, the remote and the storage, failing) and ``test_share_faults.py``.
 """
 
 from __future__ import annotations

@@ -10,7 +10,10 @@ point leaves the store readable (SPEC invariant 5):
   the whole directory or nothing, even after a crash of the machine; when another process
   published the same name first, ours is discarded;
 - inter-process locks come from the ``filelock`` library (:func:`file_lock`), whose timeouts
-  become :class:`~modver.errors.ConcurrencyError`.
+  become :class:`~modver.errors.ConcurrencyError`;
+- a write the file system refuses (a full disk, a quota, a read-only file system, an I/O error:
+  :data:`WRITE_FAILURES`) becomes one :class:`~modver.errors.StoreError` saying what could not be
+  written, where, and what to do (:func:`write_failure`, :func:`write_faults`).
 
 Temporary names start with ``.tmp-`` so listings can skip them and :func:`remove_stale_temps`
 can clean what a crash left behind.
@@ -33,6 +36,45 @@ from modver.errors import ConcurrencyError, StoreError
 
 TEMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
+
+# A write that the file system refuses (SPEC: "Every write can also fail"): what it is called, and
+# what to do. Every write is to a temporary name first and every ref moves only after its objects
+# are written, so the command can simply be run again.
+_AGAIN = "then run the command again: nothing recorded was lost"
+WRITE_FAILURES: dict[int, tuple[str, str]] = {
+    errno.ENOSPC: ("no space left on device", f"free some space on that file system, {_AGAIN}"),
+    errno.EDQUOT: ("disk quota exceeded", f"free some space or ask for a larger quota, {_AGAIN}"),
+    errno.EROFS: ("read-only file system", f"make the file system writable, {_AGAIN}"),
+    errno.EIO: (
+        "I/O error",
+        f"the disk reported an error: check it (`dmesg`), {_AGAIN}; `git fsck` checks the repository",
+    ),
+}
+
+
+def write_failure(what: str, exc: BaseException, where: str | None = None) -> StoreError | None:
+    """``what: no space left on device writing PATH`` (and a hint) for a write the file system
+    refused (:data:`WRITE_FAILURES`); None for any other exception."""
+    if not isinstance(exc, OSError) or exc.errno not in WRITE_FAILURES:
+        return None
+    reason, hint = WRITE_FAILURES[exc.errno]
+    path = exc.filename if exc.filename is not None else where
+    target = f" writing {os.fsdecode(path)}" if path is not None else ""
+    return StoreError(f"{what}: {reason}{target}", where=where, hint=hint)
+
+
+@contextlib.contextmanager
+def write_faults(what: str, where: str | None = None) -> Iterator[None]:
+    """``with write_faults(what):`` raises a write of its block that the file system refused as
+    one :class:`StoreError` (:func:`write_failure`, ``from`` the OSError); any other exception
+    passes as it is."""
+    try:
+        yield
+    except OSError as exc:
+        failed = write_failure(what, exc, where)
+        if failed is None:
+            raise
+        raise failed from exc
 
 
 def _temp_name(stem: str) -> str:
@@ -224,7 +266,7 @@ def publish_dir(tmp: Path, final: Path) -> bool:
             remove_tree(tmp)
             return False
         remove_tree(tmp)
-        raise StoreError(
+        raise write_failure(f"cannot move {tmp.name} into place as {final}", exc, str(final)) or StoreError(
             f"cannot move {tmp.name} into place as {final}: {exc.strerror or exc}", where=str(final)
         ) from exc
     fsync_dir(final.parent)
@@ -289,8 +331,9 @@ def shared_or_exclusive_lock(
     import fcntl
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    with write_faults(f"cannot take the lock {path.name}", str(path)):  # `what` names its holder
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         deadline = time.monotonic() + timeout
         while True:
@@ -322,10 +365,11 @@ def file_lock(path: Path, *, timeout: float = 600.0, what: str | None = None) ->
     from filelock import FileLock, Timeout
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(path), timeout=timeout)
     try:
-        lock.acquire()
+        with write_faults(f"cannot take the lock on {what or path}", str(path)):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock.acquire()
     except Timeout as exc:
         raise ConcurrencyError(
             f"gave up waiting {timeout:g}s for the lock on {what or path}",

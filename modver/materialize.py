@@ -5,6 +5,6 @@ through ``__import__("modver.materialize").materialize.project_file(__file__)`` 
 
 from __future__ import annotations
 
-from modver.store.materialize import project_file, version_file
+from modver.store.materialize import project_file, version_file, version_import
 
-__all__ = ["project_file", "version_file"]
+__all__ = ["project_file", "version_file", "version_import"]

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from modver import _fs
 from modver.errors import CacheError
 
 OBJECT_NAME = "object"
@@ -130,7 +131,7 @@ def dump_with_checksum(obj: Any, directory: Path) -> tuple[str, str | None]:
     except (pickle.PicklingError, TypeError, AttributeError, ValueError, NotImplementedError) as exc:
         raise _cannot_serialize(obj, serializer, str(exc) or type(exc).__name__) from exc
     except OSError as exc:
-        raise CacheError(
+        raise _fs.write_failure(f"cannot write output of type {_type_name(obj)}", exc, str(target)) or CacheError(
             f"cannot write output of type {_type_name(obj)} to {target}: {exc.strerror or exc}",
             where=str(target),
             hint="check free disk space and permissions of the .modver folder",

@@ -8,7 +8,6 @@ are not a corrupt store: they propagate as they are. Tested with dulwich 1.2.13 
 
 from __future__ import annotations
 
-import errno
 import os
 import struct
 import traceback
@@ -29,6 +28,7 @@ from dulwich.refs import SymrefLoop
 from dulwich.repo import InvalidWorktreeConfiguration, UnsupportedExtension, UnsupportedVersion
 
 from modver import errors
+from modver._fs import write_failure
 
 FSCK_HINT = "the git object database may be corrupt; run `git fsck` to check it"
 # What dulwich 1.2 and the OS raise on a damaged or unreadable repository (read from dulwich's
@@ -71,29 +71,9 @@ CANDIDATES: tuple[type[Exception], ...] = (*STORE_FAULTS, *_DULWICH_CONVENTIONS,
 OPEN_FAULTS = (UnsupportedVersion, UnsupportedExtension, InvalidWorktreeConfiguration)
 
 
-# A write that the file system refuses (SPEC: "Every write can also fail"): what it is called, and
-# what to do. modver moves a ref only after its objects are written, so nothing recorded is lost.
-_AGAIN = "then run the command again: nothing recorded was lost"
-WRITE_FAILURES: dict[int, tuple[str, str]] = {
-    errno.ENOSPC: ("no space left on device", f"free some space on that file system, {_AGAIN}"),
-    errno.EDQUOT: ("disk quota exceeded", f"free some space or ask for a larger quota, {_AGAIN}"),
-    errno.EROFS: ("read-only file system", f"make the file system writable, {_AGAIN}"),
-    errno.EIO: (
-        "I/O error",
-        f"the disk reported an error: check it (`dmesg`), {_AGAIN}; `git fsck` checks the repository",
-    ),
-}
-
-
-def write_failure(what: str, exc: BaseException, where: str | None = None) -> errors.StoreError | None:
-    """``what: no space left on device writing PATH`` (and a hint) for a write the file system
-    refused (:data:`WRITE_FAILURES`); None for any other exception."""
-    if not isinstance(exc, OSError) or exc.errno not in WRITE_FAILURES:
-        return None
-    reason, hint = WRITE_FAILURES[exc.errno]
-    path = exc.filename if exc.filename is not None else where
-    target = f" writing {os.fsdecode(path)}" if path is not None else ""
-    return errors.StoreError(f"{what}: {reason}{target}", where=where, hint=hint)
+# A write that the file system refuses (a full disk, EIO, a read-only file system) is one StoreError
+# too, :func:`modver._fs.write_failure` (modver moves a ref only after its objects are written, so
+# nothing recorded is lost); ``write_failure`` is imported from here by modver's git callers.
 
 
 def store_error(what: str, exc: BaseException, where: str | None = None) -> errors.StoreError:

@@ -13,7 +13,7 @@ import typer
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
-from modver import __version__, errors
+from modver import __version__, _fs, errors
 from modver.cli import _output
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,6 +52,12 @@ def _handle(exc: BaseException) -> int:
         raise exc  # SystemExit and the like pass
     if _state["debug"]:
         traceback.print_exception(exc)
+    # the last resort for a write the file system refused that no code on the way named (a full
+    # disk, a quota, a read-only file system, an I/O error): still one clear error, not a bug
+    failed = _fs.write_failure("modver could not write a file", exc)
+    if failed is not None:
+        _output.fail(str(failed), failed.hint)
+        return 1
     _output.fail(f"internal error: {type(exc).__name__}: {exc}", "rerun with --debug for the traceback, and report it")
     return 1
 

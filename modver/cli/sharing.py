@@ -37,6 +37,7 @@ def push(remote: RemoteArg = None, dry_run: DryRunOpt = False, as_json: JsonOpt 
         print(f"{verb} to {result.remote.name}: {sent}" if sent else f"Nothing new to push to {result.remote.name}.")
         _print_clashes(result.clashes, result.remote.name)
         _print_transfer(result.storage, "would send" if dry_run else "sent")
+    _print_not_sent(result.storage)
     if result.storage is not None and (result.storage.damaged or result.storage.failed):
         raise typer.Exit(1)
 
@@ -114,3 +115,15 @@ def _print_transfer(transfer: Transfer | None, verb: str) -> None:
         print(f"damaged, not used: {item} does not match its checksums", file=sys.stderr)
     for item in transfer.failed:
         print(f"not sent (the next push tries again): {item}", file=sys.stderr)
+
+
+def _print_not_sent(transfer: Transfer | None) -> None:
+    """One error line for a push that exits 1 because items were not sent (with --json too):
+    the first reason; the others are listed above, or in the JSON."""
+    if transfer is None or not transfer.failed:
+        return
+    items = f"{len(transfer.failed)} item{'s' if len(transfer.failed) != 1 else ''}"
+    _output.fail(
+        f"{items} not sent to the storage: {transfer.failed[0]}",
+        "once what went wrong is fixed, `modver push` sends what the storage still lacks",
+    )

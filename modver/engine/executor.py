@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from modver import errors
+from modver import _fs, errors
 from modver.names import did_you_mean
 from modver.record import ErrorInfo, StageStatus
 from modver.store.layout import Store
@@ -221,13 +221,13 @@ def _capture(logs: tuple[str, str] | None, echo: TextIO | None) -> Iterator[None
         with capture_into(io.StringIO(), io.StringIO(), echo):
             yield
         return
-    Path(logs[0]).parent.mkdir(parents=True, exist_ok=True)
-    with (
-        open(logs[0], "a", encoding="utf-8") as out,
-        open(logs[1], "a", encoding="utf-8") as err,
-        capture_into(out, err, echo),
-    ):
-        yield
+    with contextlib.ExitStack() as files:
+        with _fs.write_faults("cannot write what the stage prints", logs[0]):
+            Path(logs[0]).parent.mkdir(parents=True, exist_ok=True)
+            out = files.enter_context(open(logs[0], "a", encoding="utf-8"))
+            err = files.enter_context(open(logs[1], "a", encoding="utf-8"))
+        with capture_into(out, err, echo):
+            yield
 
 
 @contextlib.contextmanager
@@ -395,6 +395,9 @@ def run_task(
     try:
         with _timed(timings, "save"):
             cache.put(task.key, output, meta)
+    except errors.StoreError as exc:  # a write the file system refused (a full disk): nothing published
+        error = ErrorInfo(type(exc).__name__, str(exc), task.stage)
+        return TaskResult(StageStatus.FAILED, duration, timings, metrics, error, f"stage {task.stage}: {exc}", exc.hint)
     except errors.CacheError as exc:
         error = ErrorInfo(type(exc).__name__, str(exc), task.stage)
         return TaskResult(

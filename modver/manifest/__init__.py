@@ -358,8 +358,10 @@ def _write_if_unchanged(path: Path, expected_old: bytes, data: bytes, temp_dir: 
 
     try:
         return _fs.replace_file(path, data, temp_dir=temp_dir, only_if=lambda: path.read_bytes() == expected_old)
-    except OSError as exc:
-        raise ManifestError(f"cannot write the manifest {path}: {exc.strerror or exc}", where=str(path)) from exc
+    except OSError as exc:  # the manifest is the old one or the new one, never a part
+        raise _fs.write_failure(f"cannot write the manifest {path}", exc, str(path)) or ManifestError(
+            f"cannot write the manifest {path}: {exc.strerror or exc}", where=str(path)
+        ) from exc
 
 
 # --------------------------------------------------------------------------- the parsed-manifest cache

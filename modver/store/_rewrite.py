@@ -2,7 +2,8 @@
 
 :func:`rewrite_source` points a module's project-local imports (``import``, ``from ... import``,
 ``importlib.import_module("...")`` of a literal name) into the version's private package, reads
-``__file__`` as the project file's path, and points the literal path of a file the code runs
+``__file__`` as the project file's path, makes ``__import__("...")`` of a literal project module
+take it from the version (:func:`modver.materialize.version_import`), and points the literal path of a file the code runs
 (``exec(open(P).read())``, ``runpy.run_path(P)``) at the version's own copy, without moving any
 line. A :class:`Locator` says which names are project-local. :mod:`modver.store.materialize` imports
 this module only when a file needs it, so libcst loads only then.
@@ -20,6 +21,7 @@ from modver.fingerprint._summary import _OPEN_CALLS, _READ_METHODS, run_deep
 
 _IMPORT_MODULE_CALLS = frozenset({"importlib.import_module", "import_module"})
 _PROJECT_FILE_CALL = '__import__("modver.materialize").materialize.project_file(__file__)'
+_VERSION_IMPORT = '__import__("modver.materialize").materialize.version_import'
 
 
 class Locator(Protocol):
@@ -202,6 +204,8 @@ class ImportTransformer(cst.CSTTransformer):
                     f'__import__("modver.materialize").materialize.version_file(__file__, {stored!r})'
                 )
                 return updated.deep_replace(literal, copy)
+        if isinstance(updated.func, cst.Name) and updated.func.value == "__import__":
+            return self._dunder_import(updated)
         if get_full_name_for_node(updated.func) not in _IMPORT_MODULE_CALLS or not updated.args:
             return updated
         first = updated.args[0]
@@ -216,3 +220,36 @@ class ImportTransformer(cst.CSTTransformer):
         quote = first.value.quote
         new_arg = first.with_changes(value=cst.SimpleString(f"{first.value.prefix}{quote}{target}{quote}"))
         return updated.with_changes(args=[new_arg, *updated.args[1:]])
+
+    def _dunder_import(self, call: cst.Call) -> cst.BaseExpression:
+        """``__import__("a.b", ...)`` of a project module (absolute: no ``level`` but 0) ->
+        ``version_import("<package>.a.b", "a.b", ...)``, on the same line: it returns what
+        ``__import__`` returns (the top package ``a`` without a ``fromlist``), from the version."""
+        args = call.args
+        if not args or args[0].keyword is not None or not isinstance(args[0].value, cst.SimpleString):
+            return call
+        name = args[0].value.evaluated_value
+        if not isinstance(name, str) or not name or name.startswith("."):
+            return call
+        level = next((a for a in args if a.keyword is not None and a.keyword.value == "level"), None)
+        if level is None and len(args) >= 5 and args[4].keyword is None:
+            level = args[4]
+        if level is not None and not (isinstance(level.value, cst.Integer) and level.value.evaluated_value == 0):
+            return call  # relative to the importer's package: left as written
+        if any(a.star for a in args):
+            return call
+        target = self.locator.target(name, self.path)
+        if target is None:
+            return call
+        used = "".join(self.quotes)  # inside an f-string, the other quote
+        quote = '"' if '"' not in used else "'" if "'" not in used else None
+        if quote is None:
+            return call
+        helper = cst.parse_expression(_VERSION_IMPORT.replace('"', quote))
+        first = args[0]
+        new_args = [
+            cst.Arg(cst.SimpleString(f"{quote}{target}{quote}")),
+            first.with_changes(value=cst.SimpleString(f"{quote}{name}{quote}")),
+            *args[1:],
+        ]
+        return call.with_changes(func=helper, args=new_args)

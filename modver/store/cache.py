@@ -251,17 +251,20 @@ class OutputCache:
         existing = self._intact(key)
         if existing is not None:
             return existing
-        if final.exists():  # a damaged entry: replace it, one process at a time
-            with _fs.file_lock(self.lock_dir / f"{hexkey}.lock", what=f"cache entry {hexkey}"):
-                if self._intact(key) is None:
-                    _fs.remove_tree(final)
-        tmp = _fs.make_temp_dir(self.root, hexkey[:16])
-        try:
-            record = self._write_entry(tmp, key, obj, meta)
-        except BaseException:
-            _fs.remove_tree(tmp)
-            raise
-        if not _fs.publish_dir(tmp, final):
+        of = f" of stage {meta['stage']}" if isinstance(meta.get("stage"), str) else ""
+        with _fs.write_faults(f"cannot store the output{of} in the cache", str(final)):
+            if final.exists():  # a damaged entry: replace it, one process at a time
+                with _fs.file_lock(self.lock_dir / f"{hexkey}.lock", what=f"cache entry {hexkey}"):
+                    if self._intact(key) is None:
+                        _fs.remove_tree(final)
+            tmp = _fs.make_temp_dir(self.root, hexkey[:16])
+            try:
+                record = self._write_entry(tmp, key, obj, meta)
+            except BaseException:
+                _fs.remove_tree(tmp)
+                raise
+            published = _fs.publish_dir(tmp, final)
+        if not published:
             winner = self.get(key)
             if winner is not None:
                 return winner
@@ -437,7 +440,7 @@ def _sync_tree(folder: Path) -> None:
     try:
         _fs.sync_tree(folder)
     except OSError as exc:
-        raise CacheError(
+        raise _fs.write_failure("cannot write a cached output to disk", exc, str(folder)) or CacheError(
             f"cannot write a cached output to disk: {exc.strerror or exc}",
             where=str(folder),
             hint="check free disk space and permissions of the .modver folder",

@@ -73,8 +73,9 @@ class Store:
         """Make ``.modver/`` if it is missing, with a ``.gitignore`` of ``*`` inside, so git ignores
         the store whichever command makes it first, without editing any file of the user's."""
         if not (self.path / ".gitignore").is_file():
-            self.path.mkdir(exist_ok=True)
-            _fs.write_text_atomic(self.path / ".gitignore", _GITIGNORE)
+            with _fs.write_faults(f"cannot make the store {self.path}", str(self.path)):
+                self.path.mkdir(exist_ok=True)
+                _fs.write_text_atomic(self.path / ".gitignore", _GITIGNORE)
         return self
 
     # -- .modver/ -------------------------------------------------------------------------------

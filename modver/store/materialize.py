@@ -138,7 +138,8 @@ def materialize(
     entry_dir = str(PurePosixPath(entry_path).parent) if entry_path else None
     locator = _Locator(paths, package, entry_dir)
     parent = final.parent
-    tmp = _fs.make_temp_dir(parent, final.name[:16])
+    with _fs.write_faults(f"cannot write version {fingerprint} to {parent}", str(parent)):
+        tmp = _fs.make_temp_dir(parent, final.name[:16])
     try:
         for path, data in sorted(paths.items()):
             target = tmp / path
@@ -154,7 +155,9 @@ def materialize(
         _fs.sync_tree(tmp)  # on disk before the rename publishes it: never a torn file in a version
     except OSError as exc:
         _fs.remove_tree(tmp)
-        raise MaterializeError(
+        raise _fs.write_failure(
+            f"cannot write version {fingerprint} to {parent}", exc, str(parent)
+        ) or MaterializeError(
             f"cannot write version {fingerprint} to {parent}: {exc.strerror or exc}",
             where=str(parent),
             hint="check free disk space and permissions of the .modver folder",
@@ -286,6 +289,19 @@ def version_file(path: str, rel: str) -> str:
     (a materialized file); ``rel`` unchanged outside a materialized version."""
     found = _in_version(path)
     return rel if found is None else str(found[0].joinpath(*PurePosixPath(rel).parts))
+
+
+def version_import(
+    target: str, name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0
+) -> Any:
+    """``__import__(name, globals, locals, fromlist, level)`` in a materialized version, whose
+    module ``name`` is ``target`` in the version's package: what ``__import__`` gives, from the
+    version -- the module itself when ``fromlist`` names something, else the top package of
+    ``name`` (``__import__("a.b")`` is ``a``)."""
+    module = __import__(target, globals, locals, fromlist, level)
+    if fromlist:
+        return module
+    return sys.modules[target[: len(target) - len(name)] + name.split(".", 1)[0]]
 
 
 def rewrite_imports(source: bytes, path: str, locator: _Locator) -> bytes:

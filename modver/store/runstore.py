@@ -76,13 +76,15 @@ class RunStore:
         """Start a run's record; its run id must be new."""
         folder = self.path(record.run)
         # the folder appears with its run.json in it: a reader never sees a run without a record
-        tmp = _fs.make_temp_dir(self.root, record.run)
-        try:
-            _fs.write_json_atomic(tmp / RUN_FILE, record.to_json())
-        except BaseException:
-            _fs.remove_tree(tmp)
-            raise
-        if not _fs.publish_dir(tmp, folder):
+        with _fs.write_faults(f"cannot write the record of run {record.run}", str(folder)):
+            tmp = _fs.make_temp_dir(self.root, record.run)
+            try:
+                _fs.write_json_atomic(tmp / RUN_FILE, record.to_json())
+            except BaseException:
+                _fs.remove_tree(tmp)
+                raise
+            published = _fs.publish_dir(tmp, folder)
+        if not published:
             raise StoreError(
                 f"run {record.run} exists already", where=str(folder), hint="use new_run_id() for every run"
             )
@@ -94,7 +96,9 @@ class RunStore:
         """
         if not self.path(record.run).is_dir():
             raise UnknownRunError(f"no run {record.run}", where=str(self.root), hint="create() it first")
-        _fs.write_json_atomic(self.path(record.run) / RUN_FILE, record.to_json(), durable=durable)
+        path = self.path(record.run) / RUN_FILE
+        with _fs.write_faults(f"cannot write the record of run {record.run}", str(path)):
+            _fs.write_json_atomic(path, record.to_json(), durable=durable)
         if durable and self.on_final is not None:  # a final state (progress updates are not): indexed now
             self.on_final(record.run)
 
@@ -109,7 +113,8 @@ class RunStore:
         """Store what a stage printed (atomically, not fsynced)."""
         path = self.log_path(run_id, stage, stream)
         data = content.encode("utf-8") if isinstance(content, str) else bytes(content)
-        _fs.write_bytes_atomic(path, data, durable=False)
+        with _fs.write_faults(f"cannot write what stage {stage} printed in run {run_id}", str(path)):
+            _fs.write_bytes_atomic(path, data, durable=False)
         return path
 
     def read_log(self, run_id: str, stage: str, stream: str) -> str | None:

@@ -145,6 +145,9 @@ def _faults(config: StorageConfig, what: str) -> Iterator[None]:
     except Exception as exc:
         if not _is_fault(exc):
             raise
+        failed = _fs.write_failure(f"{what} {config.url}", exc)  # a full disk, EIO, a read-only storage
+        if failed is not None:
+            raise errors.StorageError(failed.message, where=str(config.path), hint=failed.hint) from exc
         raise _storage_error(config, what, exc) from exc
 
 
@@ -414,9 +417,10 @@ class Storage:
         with _faults(self.config, "cannot read from"):
             for rel, info in sorted(files.items()):
                 target = folder / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    complete = self._get_file(self._path(kind, name, rel), target, info["size"])
+                try:  # a write here that fails (a full disk) is this clone's, not the storage's
+                    with _fs.write_faults(f"cannot bring {kind}/{name} from the storage"):
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        complete = self._get_file(self._path(kind, name, rel), target, info["size"])
                 except (FileNotFoundError, IsADirectoryError) as exc:
                     raise self._damaged(kind, name, f"{rel} is missing") from exc
                 if not complete:
@@ -487,7 +491,9 @@ def pull_item(
             return
         moved.append(name)
         return
-    tmp = _fs.make_temp_dir(parent, name[:24])
+    what = f"cannot bring {kind}/{name} from the storage"
+    with _fs.write_faults(what, str(parent)):
+        tmp = _fs.make_temp_dir(parent, name[:24])
     try:
         size = storage.get(kind, name, tmp)
         _fs.sync_tree(tmp)  # on disk before the rename publishes it
@@ -497,7 +503,7 @@ def pull_item(
         return
     except OSError as exc:
         _fs.remove_tree(tmp)
-        raise errors.StoreError(
+        raise _fs.write_failure(what, exc, str(parent)) or errors.StoreError(
             f"cannot write {kind}/{name} from the storage to {parent}: {exc.strerror or exc}",
             where=str(parent),
             hint="check free disk space and permissions of the .modver folder",

@@ -192,8 +192,10 @@ class SweepStore:
 
     def save(self, record: SweepRecord, *, durable: bool = True) -> None:
         """Write the record atomically (``durable=False``: a progress write, not fsynced)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        _fs.write_json_atomic(self.path(record.sweep), record.to_json(), durable=durable)
+        path = self.path(record.sweep)
+        with _fs.write_faults(f"cannot write the record of sweep {record.sweep}", str(path)):
+            self.root.mkdir(parents=True, exist_ok=True)
+            _fs.write_json_atomic(path, record.to_json(), durable=durable)
 
     def ids(self) -> list[str]:
         """Every sweep id, oldest first."""
@@ -214,8 +216,9 @@ class SweepStore:
         holder dies, so a sweep whose driver was killed can be resumed at once."""
         import fcntl
 
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path(sweep_id), os.O_RDWR | os.O_CREAT, 0o644)
+        with _fs.write_faults(f"cannot take the lock of sweep {sweep_id}", str(self.lock_path(sweep_id))):
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.lock_path(sweep_id), os.O_RDWR | os.O_CREAT, 0o644)
         try:
             deadline = time.monotonic() + wait
             while True:

@@ -494,10 +494,12 @@ def _run_folder(client: Client, store: Store) -> Iterator[Path]:
     Folders of drivers on this host that died are removed first."""
     tmp = store.tmp
     _remove_dead_folders(tmp)
-    folder = _fs.make_temp_dir(tmp, f"cluster-{socket.gethostname()}")
+    with _fs.write_faults("cannot make the folder through which the workers return results", str(tmp)):
+        folder = _fs.make_temp_dir(tmp, f"cluster-{socket.gethostname()}")
     try:
         token = secrets.token_hex(16)
-        (folder / _CHECK).write_text(token, encoding="utf-8")
+        with _fs.write_faults("cannot write the token by which the workers check the store", str(folder)):
+            (folder / _CHECK).write_text(token, encoding="utf-8")
         seen = client.run(_read_token, str(folder / _CHECK))
         for worker, (host, got) in sorted(seen.items()):
             if got != token:
@@ -720,7 +722,8 @@ class _Graph:
             elif isinstance(name, str) and re.fullmatch(r"\d+\.result", name):
                 path = self.folder / name
                 data = path.read_bytes()
-                path.unlink()
+                with contextlib.suppress(OSError):  # read: a file left goes with the run's folder
+                    path.unlink()
             else:
                 raise OSError(f"a malformed event: {sorted(message)}")
             result = pickle.loads(data)

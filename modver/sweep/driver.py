@@ -260,7 +260,9 @@ def _execute(
         for point in graph.points:
             started = now_iso()
             record = first_record(registry, point.pipeline, point.plans, run_ids[point.index], started, sweep=sweep_id)
-            recorders[point.index] = Recorder.start(runs, record, started=time.perf_counter())
+            # every write names the versions by their numbers at that moment: a pull during the
+            # sweep may renumber one (SPEC: a result is recorded under the version whose code ran)
+            recorders[point.index] = Recorder.start(runs, record, started=time.perf_counter(), history=registry.history)
     if on_started is not None:
         on_started(graph, run_ids)
     state = _Points(graph, recorders, planned, on_point, on_stage)

@@ -245,3 +245,46 @@ def test_a_pull_during_a_run_leaves_the_record_naming_the_version_whose_code_ran
     assert record["versions"]["model"] == "v3" and record["fingerprints"]["model"] == bob_v2
     assert record["stages"]["model"]["key_parts"]["version"] == "v3"
     assert [(v["version"], v["fingerprint"]) for v in mv_json(bob.root, "log", "model")][2] == ("v3", bob_v2)
+
+
+def test_a_pull_during_a_sweep_leaves_every_record_naming_the_version_whose_code_ran(tmp_path: Path):
+    """The sweep twin of the test above: the sweep's driver writes each point's record again as
+    its stages end, and each write names the versions by their numbers at that moment."""
+    team = Team(tmp_path)
+    mv(team.alice.root, "index")
+    mv(team.alice.root, "push")
+    bob = team.clone("bob")
+    mv(bob.root, "pull")
+    snapshot(team.alice, "C * 2", "alice: x2")
+    mv(team.alice.root, "push")
+    snapshot(bob, "C / 3", "bob: C/3")  # bob's v2, not published
+    started, gate = tmp_path / "started", tmp_path / "gate"
+    bob.write("manifest.yaml", WAITING.replace("STARTED", str(started)).replace("GATE", str(gate)))
+    bob.write("pipe/wait.py", WAIT_CODE)
+    bob_v2 = mv_json(bob.root, "log", "model")[1]["fingerprint"]
+
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "modver", "sweep", "--set", "model.C=1.0,2.0", "--jobs", "1", "--json"], cwd=bob.root,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not started.exists():  # a point's stage wait is running: its record says model v2
+            assert sweep.poll() is None and time.monotonic() < deadline, sweep.communicate()
+            time.sleep(0.02)
+        assert {r["versions"]["model"] for r in mv_json(bob.root, "runs")} == {"v2"}
+        pulled = mv(bob.root, "pull")
+        assert "model v2 (yours, 'bob: C/3') is now v3; manifest.yaml pin updated" in pulled.stdout
+        gate.write_text("open")
+        out, err = sweep.communicate(timeout=120)
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+    assert sweep.returncode == 0, err
+    assert json.loads(out)["status"] == "succeeded"
+    records = mv_json(bob.root, "runs")
+    assert len(records) == 2 and all(r["status"] == "succeeded" for r in records)
+    for record in records:
+        assert record["versions"]["model"] == "v3" and record["fingerprints"]["model"] == bob_v2
+        assert record["stages"]["model"]["key_parts"]["version"] == "v3"
+    assert [(v["version"], v["fingerprint"]) for v in mv_json(bob.root, "log", "model")][2] == ("v3", bob_v2)

@@ -36,6 +36,14 @@ ignores and ``git prune`` removes, may remain); and the versions (stage -> [(num
 fingerprint)], from ``modver log --json``) equal ``expected``, what an undisturbed run gives
 (None: not compared). It returns what it saw, e.g. which leftovers the kill left.
 
+Failed writes (``MODVER_FAULT_FAIL_AT=N``, see ``test_store_write_failures.py``): ``fail_at(project,
+args, n, errno)`` makes the nth write point fail with ``errno`` (``ERRNOS`` rotate over the points:
+ENOSPC, EIO, EROFS); ``failed_cleanly(done, errno, what)`` asserts one ``Error:`` line naming the
+failure and no traceback (exit 1), or exit 0 where the write was one the command can do without;
+``git_whole(project)`` asserts ``git fsck --full`` and that no ref names a missing object;
+``each_point(chosen, check)`` runs the check of every chosen point, two at a time (each on its
+own copy). ``fail_limit(default)``: the points per command, ``MODVER_FAULT_MAX_POINTS`` when set.
+
 ``record(command, what, survived, tried, **details)`` adds counts to the JSON file named by
 ``MODVER_FAULT_REPORT`` (when set), for docs/reliability.md::
 
@@ -57,12 +65,23 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MAX_POINTS = int(os.environ.get("MODVER_FAULT_MAX_POINTS", "60"))
+ERRNOS = ("ENOSPC", "EIO", "EROFS")  # rotated over the chosen points (EDQUOT: tests/faults/test_write_failures.py)
+MESSAGES = {
+    "ENOSPC": "no space left on device",
+    "EIO": "I/O error",
+    "EROFS": "read-only file system",
+    "EDQUOT": "disk quota exceeded",
+}
 REPORT = "MODVER_FAULT_REPORT"
 TIMEOUT = 120  # seconds any one command may take
 _IDENTITY = {
@@ -251,6 +270,56 @@ def kill_after(project: Project, args: list[str], delay: float) -> int:
     if proc.returncode != -signal.SIGKILL:
         ok(subprocess.CompletedProcess(args, proc.returncode, out, err), f"modver {' '.join(args)}")
     return proc.returncode
+
+
+def fail_at(
+    project: Project, args: list[str], n: int, errno_name: str, root: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``modver ARGS`` with its nth write point (counted under ``root``, default the project)
+    failing with ``errno_name``; the completed process."""
+    where = root if root is not None else project.root
+    env = {"MODVER_FAULT_FAIL_AT": str(n), "MODVER_FAULT_ERRNO": errno_name, "MODVER_FAULT_ROOT": str(where)}
+    return project.modver(*args, env=env)
+
+
+def fail_limit(default: int) -> int:
+    """How many write points of a command to fail: ``MODVER_FAULT_MAX_POINTS`` when it is set,
+    else ``default`` (each costs a few commands; the suite's time is the sum)."""
+    return int(os.environ.get("MODVER_FAULT_MAX_POINTS", default))
+
+
+def failed_cleanly(done: subprocess.CompletedProcess[str], errno_name: str, what: str) -> bool:
+    """Assert how a command whose write failed with ``errno_name`` ended: exit 1 with one ``Error:``
+    line that names the failure, or exit 0 (a write it could do without); never a traceback or an
+    "internal error". Whether it failed (exit 1)."""
+    assert "Traceback" not in done.stderr and "internal error" not in done.stderr, f"{what}: {done.stderr}"
+    if done.returncode == 0:
+        return False
+    assert done.returncode == 1, f"{what}: exit {done.returncode}: {done.stderr}"
+    errors_printed = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors_printed) == 1, f"{what}: one clear error expected: {done.stderr}"
+    assert MESSAGES[errno_name] in errors_printed[0], f"{what}: {done.stderr}"
+    return True
+
+
+def git_whole(project: Project, what: str, git_dir: Path | None = None) -> None:
+    """``git fsck --full`` passes and no ref names a missing object (in ``git_dir``, default the project)."""
+    cwd = git_dir if git_dir is not None else project.root
+    run = functools.partial(subprocess.run, cwd=cwd, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    fsck = run(["git", "fsck", "--full"])
+    assert fsck.returncode == 0 and not re.search(r"error|invalid|missing|broken|fatal", fsck.stderr), (
+        f"{what}: git fsck: {fsck.stderr}"
+    )
+    refs = run(["git", "for-each-ref", "--format=%(objectname)"]).stdout
+    missing = run(["git", "cat-file", "--batch-check"], input=refs).stdout
+    assert " missing" not in missing, f"{what}: a ref names a missing object: {missing}"
+
+
+def each_point(chosen: Sequence[int], check: Callable[[int, int], T], workers: int = 2) -> list[T]:
+    """``check(i, n)`` for every chosen point ``n`` (``i``: its place, to rotate the errors),
+    ``workers`` at a time: each works on a copy of its own, so they run side by side."""
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(check, range(len(chosen)), chosen))
 
 
 def timed(project: Project, args: list[str]) -> float:

@@ -12,6 +12,7 @@ import textwrap
 from modver.fingerprint import SummaryCache, fingerprint_stage, scheme_of
 from modver.fingerprint._closure import ClosureBuilder
 from modver.sourcetree import DictTree
+from modver.store._rewrite import rewrite_source
 from tests.helpers import GitProject, mv, mv_json
 
 PLUGINS = "def p():\n    return 1\n"
@@ -116,3 +117,66 @@ def test_an_importlib_stage_runs_at_an_mv3_version(git_project: GitProject) -> N
     assert record["status"] == "succeeded"
     assert record["fingerprints"]["load"].startswith("mv3:")
     assert mv_json(git_project.root, "run")["cached"] == {"load": True}
+
+
+DUNDER_RUN = """
+    import modver
+
+    def run():
+        plugins = __import__('plugins')  # the module
+        tools = __import__('tools.scale')  # the top package, its submodule loaded
+        scale = __import__('tools.scale', None, None, ['double'], 0)  # the submodule itself
+        total = plugins.p() + tools.scale.double(2) + scale.double(3) + len(f"{__import__('plugins').p()}")
+        modver.log_metrics(total=total)
+        return total
+"""
+
+
+def test_a_dunder_import_stage_runs_from_its_version(git_project: GitProject) -> None:
+    """`__import__('m')` and `__import__('a.b')` of project modules fingerprint (mv3) and run from
+    the materialized version (before: ModuleNotFoundError), not from the working tree."""
+    git_project.write("manifest.yaml", "stages:\n  load:\n    entry: main.py:run\n")
+    git_project.write("main.py", textwrap.dedent(DUNDER_RUN))
+    git_project.write("plugins.py", PLUGINS)
+    git_project.write("tools/__init__.py", "")
+    git_project.write("tools/scale.py", "def double(x):\n    return 2 * x\n")
+    git_project.write(".gitignore", ".modver/\n")
+    git_project.commit("a stage that imports its plugins with __import__")
+    record = mv_json(git_project.root, "run")
+    assert record["status"] == "succeeded" and record["metrics"] == {"total": 1 + 4 + 6 + 1}
+    assert record["fingerprints"]["load"].startswith("mv3:")
+    mv(git_project.root, "pin", "load@v1")
+    git_project.write("plugins.py", PLUGINS.replace("1", "100"))  # the working tree moves on
+    git_project.write("tools/scale.py", "def double(x):\n    return 0\n")
+    again = mv_json(git_project.root, "run", "--force", "load")
+    assert again["metrics"] == {"total": 12} and again["versions"]["load"] == "v1"  # the version's code ran
+
+
+class _Locator:
+    """Project modules ``plugins`` and ``tools.*``, in the package ``_modver_x``."""
+
+    def target(self, dotted: str, importer: str) -> str | None:
+        return f"_modver_x.{dotted}" if dotted.split(".")[0] in ("plugins", "tools") else None
+
+    def run_file(self, literal: str) -> str | None:
+        return None
+
+
+def test_the_rewrite_of_dunder_import_keeps_lines_and_leaves_relative_and_foreign_imports() -> None:
+    source = textwrap.dedent("""
+        a = __import__('plugins')
+        b = __import__(
+            "tools.scale",
+            fromlist=["double"],
+        )
+        c = __import__('plugins', globals(), None, [], 1)  # relative: as written
+        d = __import__('json'), __import__(name), f"{__import__('plugins')}"
+    """).encode()
+    out = rewrite_source(source, "main.py", _Locator()).decode()
+    assert out.count("\n") == source.decode().count("\n")
+    helper = "materialize.version_import"
+    assert f'a = __import__("modver.materialize").{helper}("_modver_x.plugins", "plugins")' in out
+    assert f'{helper}(\n    "_modver_x.tools.scale", "tools.scale",\n    fromlist=["double"],\n)' in out
+    assert "c = __import__('plugins', globals(), None, [], 1)" in out
+    assert "__import__('json'), __import__(name)" in out
+    assert f"""f"{{__import__('modver.materialize').{helper}('_modver_x.plugins', 'plugins')}}\"""" in out
