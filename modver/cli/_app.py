@@ -72,11 +72,16 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-# Shared options, declared once; `-m` is the manifest in every command.
+# Shared options, declared once. `-m` is the manifest where no message takes it (index, pin, unpin,
+# diff); `snapshot -m` is its message, as in git and modver 0.1 (CHANGELOG.md).
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 ManifestOpt = Annotated[
     Path | None, typer.Option("--manifest", "-m", help="Manifest file (default: manifest.yaml at the project root).")
 ]
+LongManifestOpt = Annotated[
+    Path | None, typer.Option("--manifest", help="Manifest file (default: manifest.yaml at the project root).")
+]
+NoPagerOpt = Annotated[bool, typer.Option("--no-pager", help="Do not send long output through the pager.")]
 ManifestArg = Annotated[Path | None, typer.Argument(help="Manifest (default: manifest.yaml).")]
 ProjectOpt = Annotated[Path, typer.Option("--project", "-C", help="Run as if started in this folder.")]
 
@@ -103,7 +108,7 @@ class _StderrLines(logging.Handler):
 @app.callback()
 def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
-    no_pager: Annotated[bool, typer.Option("--no-pager", help="Do not send long output through the pager.")] = False,
+    no_pager: NoPagerOpt = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")
     ] = False,
@@ -119,11 +124,16 @@ def main(
         logger.setLevel(logging.INFO)
 
 
-def _invoke(args: list[str]) -> int:
-    """Run one modver command in-process, as the demo's narration shows it."""
+def root_command() -> Any:
+    """The app as typer's click group (its commands and parameters: :mod:`modver.cli._surface`)."""
     from typer.main import get_command
 
-    command = get_command(app)
+    return get_command(app)
+
+
+def _invoke(args: list[str]) -> int:
+    """Run one modver command in-process, as the demo's narration shows it."""
+    command = root_command()
     try:
         code = command.main(args=args, prog_name="modver", standalone_mode=False)
     except typer.Exit as exc:

@@ -10,7 +10,17 @@ import typer
 
 from modver import errors
 from modver.cli import _output
-from modver.cli._app import JsonOpt, ManifestArg, ManifestOpt, ProjectOpt, _project, _state, app
+from modver.cli._app import (
+    JsonOpt,
+    LongManifestOpt,
+    ManifestArg,
+    ManifestOpt,
+    NoPagerOpt,
+    ProjectOpt,
+    _project,
+    _state,
+    app,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from modver.record import RunRecord
@@ -82,8 +92,8 @@ def index(
 @app.command()
 def snapshot(
     stages: Annotated[list[str] | None, typer.Argument(help="Stages to snapshot (default: all declared).")] = None,
-    message: Annotated[str, typer.Option("--message", help="A note stored with new versions.")] = "",
-    manifest: ManifestOpt = None,
+    message: Annotated[str, typer.Option("--message", "-m", help="A note stored with new versions.")] = "",
+    manifest: LongManifestOpt = None,
     as_json: JsonOpt = False,
     project: ProjectOpt = Path("."),
 ) -> None:
@@ -102,6 +112,7 @@ def snapshot(
 def log(
     stage: Annotated[str | None, typer.Argument(help="Stage (default: every stage).")] = None,
     as_json: JsonOpt = False,
+    no_pager: NoPagerOpt = False,
     project: ProjectOpt = Path("."),
 ) -> None:
     """Per-stage history: version, fingerprint, date, origin commit, message, tags, runs."""
@@ -145,7 +156,7 @@ def log(
                 _runs_cell(runs_of(v.stage, v.version)),
             ]
         )
-    with _output.paged(_state["no_pager"]):
+    with _output.paged(no_pager or _state["no_pager"]):
         _output.table(
             ["version", "fingerprint", "created", "origin", "tags", "message", "runs"],
             rows,

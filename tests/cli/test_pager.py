@@ -50,3 +50,11 @@ def test_log_on_a_terminal_goes_through_the_pager(pipeline_project, tmp_path):
     assert not paged.exists() and "prep@v1" in shown
     shown = on_a_terminal(p.root, "log", env={"PAGER": ""})
     assert "prep@v1" in shown
+
+
+def test_no_pager_is_accepted_after_the_paging_command_too(pipeline_project, tmp_path):
+    p = pipeline_project
+    subprocess.run([sys.executable, "-m", "modver", "index"], cwd=p.root, check=True, capture_output=True)
+    paged = tmp_path / "paged.txt"
+    shown = on_a_terminal(p.root, "log", "--no-pager", env={"PAGER": f"cat > {paged}"})
+    assert not paged.exists() and "prep@v1" in shown
