@@ -12,7 +12,7 @@ point leaves the store readable (SPEC invariant 5):
 - inter-process locks come from the ``filelock`` library (:func:`file_lock`), whose timeouts
   become :class:`~modver.errors.ConcurrencyError`;
 - a write the file system refuses (a full disk, a quota, a read-only file system, an I/O error:
-  :data:`WRITE_FAILURES`) becomes one :class:`~modver.errors.StoreError` saying what could not be
+  :data:`WRITE_FAILURES`) becomes one :class:`~modver.errors.WriteFailedError` saying what could not be
   written, where, and what to do (:func:`write_failure`, :func:`write_faults`).
 
 Temporary names start with ``.tmp-`` so listings can skip them and :func:`remove_stale_temps`
@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from modver.errors import ConcurrencyError, StoreError
+from modver.errors import ConcurrencyError, StoreError, WriteFailedError
 
 TEMP_PREFIX = ".tmp-"
 TRASH_PREFIX = ".trash-"
@@ -52,7 +52,7 @@ WRITE_FAILURES: dict[int, tuple[str, str]] = {
 }
 
 
-def write_failure(what: str, exc: BaseException, where: str | None = None) -> StoreError | None:
+def write_failure(what: str, exc: BaseException, where: str | None = None) -> WriteFailedError | None:
     """``what: no space left on device writing PATH`` (and a hint) for a write the file system
     refused (:data:`WRITE_FAILURES`); None for any other exception."""
     if not isinstance(exc, OSError) or exc.errno not in WRITE_FAILURES:
@@ -60,7 +60,7 @@ def write_failure(what: str, exc: BaseException, where: str | None = None) -> St
     reason, hint = WRITE_FAILURES[exc.errno]
     path = exc.filename if exc.filename is not None else where
     target = f" writing {os.fsdecode(path)}" if path is not None else ""
-    return StoreError(f"{what}: {reason}{target}", where=where, hint=hint)
+    return WriteFailedError(f"{what}: {reason}{target}", where=where, hint=hint)
 
 
 @contextlib.contextmanager

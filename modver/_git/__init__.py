@@ -32,10 +32,12 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import random
 import re
 import stat
+import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -76,6 +78,9 @@ _SUFFIX = re.compile(r"(~|\^)(\d*)")
 def _ref(name: str) -> Ref:
     """A ref name as dulwich's ref (bytes)."""
     return cast("Ref", encode_name(name))
+
+
+CAS_ATTEMPTS = 10  # compare-and-swap attempts of :meth:`GitRepo.update_ref` before it gives up, loudly
 
 
 def _close_repo(repo: Repo | MemoryRepo) -> None:
@@ -340,7 +345,10 @@ class GitRepo:
             if len(commits) == 1:
                 return commits[0]
             if len(commits) > 1:
-                raise self._unknown_rev(rev, "ambiguous: " + ", ".join(c[:12] for c in commits))
+                raise errors.AmbiguousVersionError(
+                    f"unknown git revision {rev!r} (ambiguous: {', '.join(c[:12] for c in commits)})",
+                    hint="give more digits of the commit sha",
+                )
         raise self._unknown_rev(rev)
 
     def _peel_to_commit(self, sha: str, rev: str) -> str:
@@ -546,6 +554,31 @@ class GitRepo:
             return self._swap_ref(name, old, new)
         self._sync_objects()
         return ModverLock(self._disk()).update_ref(name, lambda: self._swap_ref(name, old, new))
+
+    def update_ref(self, name: str, change: Callable[[str | None], str | None], *, what: str,
+                   attempts: int = CAS_ATTEMPTS) -> str | None:  # fmt: skip
+        """Compare-and-swap ``name`` to ``change(current)`` — the one bounded retry of a ref update.
+
+        ``change`` gets the ref's sha (None: absent) and returns the sha it should name, or None
+        when there is nothing to do. When another process moved the ref meanwhile, it is read
+        again and ``change`` asked again, at most ``attempts`` times; then
+        :class:`~modver.errors.ConcurrencyError` names the ref and ``what`` was being done —
+        never a silent give-up. Returns the sha the ref names now (None: left absent).
+        """
+        for attempt in range(attempts):
+            current = self.read_ref(name)
+            new = change(current)
+            if new is None or new == current:
+                return current
+            if self.set_ref_if_equals(name, current, new):
+                return new
+            if attempt + 1 < attempts:
+                time.sleep(0.01 * random.random())  # let the other writer finish
+        raise errors.ConcurrencyError(
+            f"gave up {what}: {name} changed under it {attempts} times in a row",
+            where=name,
+            hint="other modver processes keep changing it; run the command again when they are done",
+        )
 
     def _sync_objects(self) -> None:
         """Make the renames of the loose objects written so far durable (one fsync per folder)."""

@@ -67,8 +67,10 @@ class Runs:
         """Whether ``ref`` reads as a run reference: ``latest``, ``latest~N``, or a prefix of a run id."""
         try:
             self._ws.runs_store.resolve(ref)
-        except errors.UnknownRunError as exc:
-            return "ambiguous" in str(exc)
+        except errors.AmbiguousRunError:
+            return True  # a prefix of several runs: a run reference, still
+        except errors.UnknownRunError:
+            return False
         return True
 
     def show(self, ref: str = "latest") -> ShownRun:

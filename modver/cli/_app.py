@@ -41,7 +41,7 @@ def _handle(exc: BaseException) -> int:
         if _state["debug"]:
             traceback.print_exception(exc)
         _output.fail(str(exc), exc.hint)
-        return 1
+        return exc.exit_code
     if isinstance(exc, KeyboardInterrupt):
         _output.fail("interrupted", None)
         return 130

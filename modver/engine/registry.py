@@ -76,7 +76,7 @@ class Registry:
         if head is not None and self.find(spec.name, closure.fingerprint) is None:
             try:
                 at_head = self.fingerprint(spec, self.repo.tree_at(head), docstrings=docstrings)
-            except errors.ModverError:  # the stage is new or broken at HEAD
+            except (errors.NotFoundError, errors.InvalidError):  # the stage is new or broken at HEAD
                 at_head = None
             if at_head is not None and at_head.fingerprint == closure.fingerprint:
                 origin, message = head, self.subject(head)
@@ -143,6 +143,6 @@ class Registry:
             data = tree.read(rel) if rel and blob else None
             try:
                 cache[blob] = dict(load_manifest_text(data, Path(rel or "")).stages) if data is not None else {}
-            except errors.ModverError:
+            except errors.InvalidError:
                 cache[blob] = {}  # that commit's manifest was malformed: use the current entries
         return cache[blob]

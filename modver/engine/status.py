@@ -45,8 +45,8 @@ def stage_states(registry: Registry, manifest: Manifest, store: Store) -> list[S
     try:
         pipeline = Pipeline.from_manifest(manifest, registry.repo.root)
         cached = {p.name: p.cached for p in plan(registry, store, pipeline, previous=previous)}
-    except errors.ModverError:
-        cached = {}  # a missing data file or an unresolvable pin: not knowable now
+    except (errors.NotFoundError, errors.AmbiguousError, errors.InvalidError, errors.FailedError):
+        cached = {}  # a missing data file or an unresolvable pin: not knowable now (a damaged store is an error)
     return [replace(r, cached=cached.get(r.stage)) for r in rows]
 
 

@@ -38,6 +38,7 @@ pull, and nothing is lost.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -316,10 +317,12 @@ def _remember(repo: GitRepo, remote: Remote, refs: dict[str, str]) -> None:
         if not repo.has_object(sha):
             continue  # a remote's ref this clone never fetched (a tag it refuses): nothing to remember
         tracking = base + name[len(PREFIX) :]
-        for _attempt in range(10):
-            current = repo.read_ref(tracking)
-            if current == sha or repo.set_ref_if_equals(tracking, current, sha):
-                break
+        repo.update_ref(tracking, _to(sha), what=f"recording what {remote.name} has")
+
+
+def _to(sha: str) -> Callable[[str | None], str | None]:
+    """The change of :meth:`GitRepo.update_ref` that points a ref at ``sha``, whatever it names now."""
+    return lambda _current: sha
 
 
 # -- pull ------------------------------------------------------------------------------------------
@@ -540,18 +543,16 @@ def _merge_tags(
 def _merge_notes(history: History, remote_tip: str, commits: dict[str, str]) -> None:
     """Take the remote's committed notes; notes made here that the remote lacks are written on top."""
     repo = history.repo
-    for _attempt in range(10):
-        mine = repo.read_ref(COMMITTED_REF)
+
+    def merged(mine: str | None) -> str | None:
         if mine is None or mine in _ancestry(repo, remote_tip):
-            if repo.set_ref_if_equals(COMMITTED_REF, mine, remote_tip):
-                return
-            continue
+            return remote_tip
         if remote_tip in _ancestry(repo, mine) and not commits:
-            return  # ours has everything theirs has
+            return None  # ours has everything theirs has
         entries = dict(repo.tree_entries(repo.commit_tree(remote_tip)))
         for name, entry in repo.tree_entries(repo.commit_tree(mine)).items():
             entries.setdefault(commits.get(name, name), entry)
         tree = repo.write_tree(dict(entries))
-        commit = repo.write_commit(tree, [remote_tip], "modver: versions found committed (merged in a pull)\n")
-        if repo.set_ref_if_equals(COMMITTED_REF, mine, commit):
-            return
+        return repo.write_commit(tree, [remote_tip], "modver: versions found committed (merged in a pull)\n")
+
+    repo.update_ref(COMMITTED_REF, merged, what="merging the remote's notes of committed versions")

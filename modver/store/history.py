@@ -345,7 +345,7 @@ class History:
                 return hits[0]
             if len(hits) > 1:
                 listing = ", ".join(f"{v.version} ({v.fingerprint[:16]}…)" for v in hits)
-                raise errors.UnknownVersionError(
+                raise errors.AmbiguousVersionError(
                     f"ambiguous version {stage}@{ref}: it matches {listing}",
                     where=f"{stage}@{ref}",
                     hint="give more digits of the fingerprint, or use vN",

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from modver import _fs
-from modver.errors import StoreError, UnknownRunError
+from modver.errors import AmbiguousRunError, StoreError, UnknownRunError
 from modver.names import suggest, validate_name
 from modver.record import ErrorInfo, RunRecord
 
@@ -201,7 +201,7 @@ class RunStore:
             return matches[0]
         if matches:
             shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
-            raise UnknownRunError(
+            raise AmbiguousRunError(
                 f"run {ref!r} is ambiguous: {len(matches)} runs match ({shown})",
                 hint="give more characters of the run id",
             )

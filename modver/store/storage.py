@@ -117,9 +117,22 @@ def load_config(store: Store) -> StorageConfig | None:
 
 def _is_fault(exc: BaseException) -> bool:
     """Whether ``exc`` is the storage's trouble (network, access, a missing backend), not a bug here."""
-    if isinstance(exc, (OSError, ValueError, TimeoutError, ImportError)):
+    if isinstance(exc, (OSError, TimeoutError, ImportError)):
         return True
-    return any(c.__module__.split(".")[0] in _BACKENDS for c in type(exc).__mro__)
+    if any(c.__module__.split(".")[0] in _BACKENDS for c in type(exc).__mro__):
+        return True
+    return isinstance(exc, ValueError) and _raised_in_backend(exc)  # a bad URL or bucket name; not a bug here
+
+
+def _raised_in_backend(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised inside a call of a storage backend (fsspec, s3fs, ...): one of the
+    frames it passed through is the backend's, not only modver's own."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if str(tb.tb_frame.f_globals.get("__name__", "")).split(".")[0] in _BACKENDS:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _storage_error(config: StorageConfig, what: str, exc: BaseException) -> errors.StorageError:
@@ -151,7 +164,7 @@ def _faults(config: StorageConfig, what: str) -> Iterator[None]:
         raise _storage_error(config, what, exc) from exc
 
 
-class DamagedItemError(errors.StorageError):
+class DamagedItemError(errors.StorageError, errors.DamagedError):
     """One item of the storage is damaged (its index or a file): it is not used, its index is
     removed, and the other items are not affected."""
 

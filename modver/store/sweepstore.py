@@ -310,10 +310,10 @@ class SweepStore:
         if len(matches) == 1:
             return matches[0]
         if matches:
-            raise errors.SweepError(f"sweep {ref!r} is ambiguous: {len(matches)} sweeps match",
+            raise errors.AmbiguousSweepError(f"sweep {ref!r} is ambiguous: {len(matches)} sweeps match",
                                     hint="give more characters of the sweep id")  # fmt: skip
         near = suggest(ref, (i[: len(ref)] for i in ids)) if ref else None
-        raise errors.SweepError(
+        raise errors.UnknownSweepError(
             f"no sweep {ref!r}; the latest is {ids[-1]}", where=str(self.root),
             hint=(f"did you mean {near!r}? " if near else "") + "see `modver sweeps`",
         )  # fmt: skip
