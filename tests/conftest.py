@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-from tests.helpers import PIPELINE, RUN_PIPELINE, GitProject
+from tests.helpers import PIPELINE, RUN_PIPELINE, GitProject, build_project
 
 settings.register_profile(
     "ci", derandomize=True, deadline=None, max_examples=40, suppress_health_check=[HealthCheck.too_slow]
@@ -19,6 +19,19 @@ settings.register_profile("dev", deadline=None, max_examples=60)
 settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The slow set (`-m slow`): whole suites of minutes each, run in full by .ci/run after the default
+# set (README: `-m "not slow"`). Single slow tests elsewhere carry @pytest.mark.slow themselves.
+SLOW_SUITES = (
+    "tests/faults/",  # a real CLI killed or refused at every write point
+    "tests/fuzz/",  # every command on generated input
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(item.path).resolve().relative_to(ROOT).as_posix().startswith(SLOW_SUITES):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(autouse=True)
@@ -53,6 +66,25 @@ def git_project(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[GitP
     yield project
     if request.node.get_closest_marker("damages_history") is None:
         assert_versions_verify(root)
+
+
+@pytest.fixture
+def make_project(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., GitProject]]:
+    """``make_project(files, name="proj")``: a git repository in tmp_path holding ``files``
+    (path: text, e.g. :data:`~tests.helpers.PIPELINE`), committed once, ``.modver/`` ignored.
+    Call it again with another ``name`` for a second project. When the test ends, every version
+    registered in each verifies, as with ``git_project``."""
+    made: list[Path] = []
+
+    def make(files: Mapping[str, str], name: str = "proj", message: str = "a project") -> GitProject:
+        project = build_project(tmp_path / name, files, message=message)
+        made.append(project.root)
+        return project
+
+    yield make
+    if request.node.get_closest_marker("damages_history") is None:
+        for root in made:
+            assert_versions_verify(root)
 
 
 def assert_versions_verify(root: Path) -> None:

@@ -1,22 +1,27 @@
 """Test helpers: real git projects in temporary folders, and the CLI driven as a user would.
 
 - :class:`GitProject`: a real git repository, driven with the git binary (tests only);
+  :func:`build_project` makes one from a mapping of files (the ``make_project`` fixture);
 - :data:`PIPELINE`, :data:`RUN_PIPELINE`: the files of the fixture pipelines;
-- :func:`cli`: the real ``modver`` in a subprocess; :func:`mv` / :func:`mv_json`: the CLI in this
-  process (typer's CliRunner), with ``--project`` instead of changing the working directory.
+- :func:`run_cli`: the one way tests run ``modver``. In this process (typer's CliRunner, with
+  ``--project`` instead of changing the working directory) by default — fast, and safe because
+  the CLI keeps no state between calls; in a real subprocess (``process=True``) when the test
+  needs one: an environment variable, a signal, a kill, a terminal, a timeout, a real exit code.
+  :func:`mv` / :func:`mv_json` (in process) and :func:`cli` (subprocess) are its short names.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from typer.testing import CliRunner, Result
-
-from modver.cli import app
+from typer.testing import CliRunner
 
 _runner = CliRunner()
 
@@ -164,37 +169,90 @@ class Model:
 }
 
 
-def cli(root: Path, *args: str, code: int | None = 0, env: dict[str, str] | None = None,
-        timeout: float = 120) -> subprocess.CompletedProcess[str]:  # fmt: skip
-    """Run ``modver ARGS`` in a subprocess in ``root``; assert the exit code (None: any)."""
-    import os
+@dataclass(frozen=True)
+class Ran:
+    """What one ``modver`` command did: its exit code and what it printed (either way it ran)."""
 
-    done = subprocess.run(
-        [sys.executable, "-m", "modver", *args], cwd=root, capture_output=True, text=True, timeout=timeout,
-        env=None if env is None else {**os.environ, **env},
-    )  # fmt: skip
-    if code is not None:
-        assert done.returncode == code, f"exit {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
-    assert "internal error" not in done.stderr, done.stderr
-    return done
+    args: tuple[str, ...]
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def returncode(self) -> int:  # as subprocess.CompletedProcess
+        return self.code
+
+    @property
+    def exit_code(self) -> int:  # as typer's Result
+        return self.code
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
 
 
 _NO_PROJECT = {"init", "demo"}  # commands without --project
 
 
-def mv(root: Path, *args: str, code: int = 0) -> Result:
-    """Invoke the CLI in this process on the project at ``root``; assert the exit code."""
-    argv = list(args)
+def run_cli(root: Path, *args: str, code: int | None = 0, process: bool = False,
+            env: Mapping[str, str] | None = None, timeout: float = 120) -> Ran:  # fmt: skip
+    """Run ``modver ARGS`` on the project at ``root``; assert the exit code (None: any) and that
+    nothing was an internal error.
+
+    In this process by default; in a subprocess started in ``root`` with ``process=True`` (or
+    when ``env`` is given: variables are read at start-up), killed after ``timeout`` seconds.
+    """
+    if process or env is not None:
+        done = subprocess.run(
+            [sys.executable, "-m", "modver", *args], cwd=root, capture_output=True, text=True, timeout=timeout,
+            env=None if env is None else {**os.environ, **env},
+        )  # fmt: skip
+        ran = Ran(tuple(args), done.returncode, done.stdout, done.stderr)
+    else:
+        from modver.cli import app
+
+        result = _runner.invoke(app, _with_project(root, list(args)))
+        ran = Ran(tuple(args), result.exit_code, result.stdout, result.stderr)
+    if code is not None:
+        assert ran.code == code, (
+            f"modver {' '.join(args)}: exit {ran.code}\nstdout:\n{ran.stdout}\nstderr:\n{ran.stderr}"
+        )
+    assert "internal error" not in ran.stderr, ran.stderr
+    return ran
+
+
+def _with_project(root: Path, argv: list[str]) -> list[str]:
+    """``argv`` naming the project at ``root`` (``--project``, or init's path) as a subprocess's cwd would."""
     command = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
     if command is not None and argv[command] == "init" and len(argv) == command + 1:
-        argv.append(str(root))
-    elif command is not None and argv[command] not in _NO_PROJECT and "--help" not in argv:
-        argv += ["--project", str(root)]
-    result = _runner.invoke(app, argv)
-    assert result.exit_code == code, f"exit {result.exit_code}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
-    return result
+        return [*argv, str(root)]
+    if command is not None and argv[command] not in _NO_PROJECT and "--help" not in argv:
+        return [*argv, "--project", str(root)]
+    return argv
+
+
+def cli(root: Path, *args: str, code: int | None = 0, env: dict[str, str] | None = None,
+        timeout: float = 120) -> Ran:  # fmt: skip
+    """``modver ARGS`` in a subprocess in ``root`` (:func:`run_cli` with ``process=True``)."""
+    return run_cli(root, *args, code=code, process=True, env=env, timeout=timeout)
+
+
+def mv(root: Path, *args: str, code: int = 0) -> Ran:
+    """``modver ARGS`` in this process on the project at ``root`` (:func:`run_cli`)."""
+    return run_cli(root, *args, code=code)
 
 
 def mv_json(root: Path, *args: str) -> Any:
     """:func:`mv` with ``--json``, its output parsed."""
     return json.loads(mv(root, *args, "--json").stdout)
+
+
+def build_project(root: Path, files: Mapping[str, str], *, message: str = "a project") -> GitProject:
+    """A git repository at ``root`` holding ``files`` (path: text), committed once; ``.modver/``
+    is ignored unless ``files`` has a .gitignore of its own."""
+    root.mkdir(parents=True, exist_ok=True)
+    project = GitProject(root)
+    for path, text in {".gitignore": ".modver/\n", **files}.items():
+        project.write(path, text)
+    project.commit(message)
+    return project

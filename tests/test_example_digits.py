@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -41,34 +40,21 @@ def example(monkeypatch):
 
 def test_digits_pipeline_end_to_end(example):
     modules, logged = example
-    timings = {}
-
-    start = time.perf_counter()
     data = modules["preprocess"].preprocess(raw=str(EXAMPLE / "data" / "digits.npz"), scale=True)
-    timings["preprocess"] = time.perf_counter() - start
     assert data["X_train"].shape[1] == 64
     assert data["X_train"].min() >= 0.0 and data["X_train"].max() <= 1.0
     assert len(data["X_train"]) + len(data["X_test"]) == 1797
 
-    start = time.perf_counter()
     augmented = modules["augment"].augment(data=data, noise=0.1)
-    timings["augment"] = time.perf_counter() - start
     assert len(augmented["X_train"]) == 2 * len(data["X_train"])
     assert len(augmented["X_test"]) == len(data["X_test"])
 
-    start = time.perf_counter()
     model = modules["model"].train(data=augmented, C=1.0)
-    timings["model"] = time.perf_counter() - start
-
-    start = time.perf_counter()
     metrics = modules["evaluate"].evaluate(model=model, data=data)
-    timings["evaluate"] = time.perf_counter() - start
-
     assert metrics["accuracy"] > 0.8
     assert 0.0 < metrics["f1"] <= 1.0
     assert logged == [{"step": None, **metrics}]
-    for stage, seconds in timings.items():
-        assert seconds < 10, f"{stage} took {seconds:.1f}s"  # < 2 s on a laptop; slack for CI
+    # how fast each stage is: benchmarks/, not a wall-clock assertion that fails on a loaded machine
 
 
 def test_digits_pipeline_is_deterministic(example):

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
+import re
+
+from tests.helpers import cli as modver
 
 
-def modver(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        [sys.executable, "-m", "modver", *args], cwd=root, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done
+def seconds(pattern: str, text: str) -> float:
+    """The seconds ``pattern`` (with one ``(\\d+\\.\\d+)s?``) shows in ``text``."""
+    found = re.search(pattern, text)
+    assert found, f"{pattern!r} not in:\n{text}"
+    return float(found.group(1))
 
 
 def test_a_run_records_where_each_stage_spent_its_time(git_project):
@@ -28,14 +27,15 @@ def test_a_run_records_where_each_stage_spent_its_time(git_project):
     record = json.loads(modver(p.root, "run", "--json").stdout)
     a, b = record["stages"]["slow_import"]["timings"], record["stages"]["slow_call"]["timings"]
     assert set(a) == {"materialize", "import", "call", "save"} and all(v >= 0 for v in a.values())
-    assert a["import"] >= 0.3 > a["call"]
-    assert b["call"] >= 0.3 > b["import"]
+    assert a["import"] >= 0.3 and b["call"] >= 0.3  # the sleeps land in their phases (upper bounds are the load's)
     run = record["timings"]
     assert set(run) == {"plan", "stages", "other"}
     assert abs(run["plan"] + run["stages"] + run["other"] - record["duration"]) < 0.01
     assert run["stages"] >= 0.6
     shown = modver(p.root, "show", record["run"]).stdout
-    assert "where the time went" in shown and "import 0.3" in shown and "time:     planning" in shown
+    assert "where the time went" in shown and "time:     planning" in shown
+    assert seconds(r"import (\d+\.\d+)s", shown) >= 0.3
     explained = modver(p.root, "run", "--explain", "--force", "slow_call").stdout
-    assert "- slow_call@v1: done in 0.3" in explained and "call 0.3" in explained
+    assert seconds(r"- slow_call@v1: done in (\d+\.\d+)s", explained) >= 0.3
+    assert seconds(r"call (\d+\.\d+)s", explained) >= 0.3
     assert "time: planning" in explained

@@ -15,6 +15,7 @@ import pytest
 from tests.helpers import mv, mv_json
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = pytest.mark.xdist_group("chromium")  # one browser for the module, on one xdist worker
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from modver import errors
 from modver._git import GitRepo
 from modver.models import Closure, Definition, StageVersion, Unresolved
 from modver.store.history import History, load_index_state, save_index_state
+from tests.helpers import Ran, run_cli
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -558,12 +559,9 @@ def test_batch_replays_on_top_of_a_concurrent_writer(tmp_path: Path):
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def modver(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """The real CLI in a subprocess (this checkout's modver)."""
-    full_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **env}
-    return subprocess.run(
-        [sys.executable, "-m", "modver", *args], cwd=root, env=full_env, capture_output=True, text=True, check=False
-    )
+def modver(root: Path, *args: str, **env: str) -> Ran:
+    """The real CLI in a subprocess (this checkout's modver), any exit code."""
+    return run_cli(root, *args, code=None, process=True, env={"PYTHONPATH": str(REPO_ROOT), **env})
 
 
 def write_points(root: Path, trace: Path, *args: str) -> list[str]:

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from tests.sweep.slurm import Slurm
 
 pytest_plugins = ["tests.sweep.slurm"]  # its fixtures: slurm_cluster (the session's), slurm
+# one Slurm cluster for the run: every test of it on one xdist worker (--dist loadgroup), after the others
+pytestmark = [pytest.mark.xdist_group("slurm"), pytest.mark.slow]
 
 SLURM = ExecutorSpec(cluster=ClusterConfig("slurm", 2))
 
