@@ -25,6 +25,13 @@ ROOT = Path(__file__).resolve().parent.parent
 SLOW_SUITES = (
     "tests/faults/",  # a real CLI killed or refused at every write point
     "tests/fuzz/",  # every command on generated input
+    "tests/sweep/test_crash.py",  # clusters whose workers crash, are killed or signalled
+    "tests/sweep/test_cluster_faults.py",
+    "tests/sweep/test_signals.py",
+    "tests/sweep/test_threads.py",
+    "tests/sweep/test_resume.py",
+    "tests/sweep/test_slurm.py",  # a real Slurm cluster
+    "tests/test_packaging.py",  # builds wheels into fresh virtualenvs
 )
 
 

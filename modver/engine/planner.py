@@ -18,7 +18,7 @@ from typing import Any
 
 from modver import _encoding, errors
 from modver.engine.registry import Registry
-from modver.manifest import Manifest, dump_manifest_dict, parse_scalar
+from modver.manifest import Manifest, dump_manifest_dict, parse_scalar, split_set
 from modver.models import SourceTree, StageSpec, StageVersion
 from modver.names import did_you_mean
 from modver.record import InputKey, KeyParts
@@ -70,11 +70,10 @@ def parse_sets(sets: list[str], pipeline: Pipeline) -> Pipeline:
     """Apply ``--set stage.param=value`` overrides (values typed as YAML scalars)."""
     values: dict[str, Any] = {}
     for item in sets:
-        target, eq, text = item.partition("=")
-        stage, dot, param = target.partition(".")
-        shown = item if len(item) <= 80 else item[:77] + "..."
-        if not eq or not dot or not stage or not param:
+        split, shown = split_set(item), item if len(item) <= 80 else item[:77] + "..."
+        if split is None:
             raise errors.RunError(f"bad --set {shown!r}: expected stage.param=value", hint="e.g. --set model.C=0.5")
+        target, text = split
         check_param(pipeline, target, f"--set {shown!r}")
         if target in values:
             raise errors.RunError(

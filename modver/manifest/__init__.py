@@ -37,6 +37,7 @@ from __future__ import annotations
 # they are used.
 import copy
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,7 @@ from modver.names import did_you_mean
 __all__ = [
     "DEFAULT_OPTIONS",
     "FINGERPRINT_KEYS",
+    "SET_TARGET",
     "STAGE_KEYS",
     "STARTER_MANIFEST",
     "TOP_LEVEL_KEYS",
@@ -73,6 +75,7 @@ __all__ = [
     "parse_scalar",
     "read_manifest_bytes",
     "set_pin",
+    "split_set",
 ]
 
 STARTER_MANIFEST = """\
@@ -200,6 +203,17 @@ def dump_manifest_dict(manifest: Manifest) -> dict[str, Any]:
         },
         "fingerprint": dict(manifest.options),
     }
+
+
+SET_TARGET = re.compile(r"^[^.=\s]+\.[^=\s]+$")  # STAGE.PARAM: no space, no `=`, a dot after the stage
+
+
+def split_set(item: str) -> tuple[str, str] | None:
+    """``STAGE.PARAM=VALUE`` → (``STAGE.PARAM``, the value's text), or None when ``item`` is not
+    of that form: the one reader of ``--set`` for ``run`` and ``sweep`` (each raises its own error,
+    with its own example); the value is typed by :func:`parse_scalar` (or split into a sweep's axis)."""
+    target, eq, text = item.partition("=")
+    return (target, text) if eq and SET_TARGET.match(target) else None
 
 
 def parse_scalar(text: str, where: str = "--set value") -> Any:

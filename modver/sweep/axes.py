@@ -37,7 +37,6 @@ __all__ = ["MAX_FILE_CHARS", "load_sweep_file", "parse_axes", "split_top_level"]
 
 MAX_FILE_CHARS = 100_000  # a sweep file, as a --set value may be (manifest MAX_SET_CHARS)
 _RANGE = re.compile(r"^\s*range\((.*)\)\s*$", re.S)
-_TARGET = re.compile(r"^[^.=\s]+\.[^=\s]+$")
 
 
 def split_top_level(text: str) -> list[str]:
@@ -63,17 +62,18 @@ def split_top_level(text: str) -> list[str]:
 def parse_axes(sets: Sequence[str], *, zip_axes: bool = False) -> SweepSpec:
     """The axes in ``--set`` options (see the module docstring): values with top-level commas
     and ``range(...)`` are axes; the others are plain ``--set`` values kept in ``sets``."""
-    from modver.manifest import parse_scalar
+    from modver.manifest import parse_scalar, split_set
 
     axes: list[Axis] = []
     plain: list[str] = []
     for item in sets:
-        target, eq, text = item.partition("=")
-        shown = item if len(item) <= 80 else item[:77] + "..."
-        if not eq or not _TARGET.match(target):
+        split = split_set(item)
+        if split is None:
+            shown = item if len(item) <= 80 else item[:77] + "..."
             raise errors.SweepError(
                 f"bad --set {shown!r}: expected stage.param=value", hint="e.g. --set model.C=0.1,1,10"
             )
+        target, text = split
         where = f"--set {target}"
         ranged = _RANGE.match(text)
         if ranged:
@@ -202,13 +202,15 @@ def _read_sweep_file(path: Path) -> str:
 
 
 def _file_axes(node: Any, where: str) -> Iterator[Axis]:
+    from modver.manifest import SET_TARGET
+
     if node is None:
         return
     if not isinstance(node, dict):
         raise errors.SweepError(f"{where} must be a mapping of stage.param: [values]", where=where,
                                 hint="e.g. model.C: [0.1, 1, 10]")  # fmt: skip
     for target, values in node.items():
-        if not isinstance(target, str) or not _TARGET.match(target):
+        if not isinstance(target, str) or not SET_TARGET.match(target):
             raise errors.SweepError(f"{where}: {target!r} is not stage.param", where=where, hint="e.g. model.C")
         if not isinstance(values, list) or not values:
             raise errors.SweepError(

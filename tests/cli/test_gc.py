@@ -48,10 +48,16 @@ def test_gc_older_than_and_bad_input(run_project):
     assert "--keep-last must be 0 or more" in modver(p.root, "gc", "--keep-last", "-1", code=1).stderr
 
 
-def test_gc_during_a_run_keeps_what_the_run_uses(run_project):
+def test_gc_during_a_run_keeps_what_the_run_uses(run_project, tmp_path):
     p = run_project
     modver(p.root, "run")  # prep, other and train cached
-    p.write("pipe/train.py", "import time\n\n\ndef train(data):\n    time.sleep(3)\n    return sum(data)\n")
+    go = tmp_path / "go"  # train runs until the test has collected the garbage (an event, not a sleep)
+    p.write(
+        "pipe/train.py",
+        "import os\nimport time\n\n\ndef train(data):\n    deadline = time.monotonic() + 120\n"
+        f"    while not os.path.exists({str(go)!r}) and time.monotonic() < deadline:\n        time.sleep(0.05)\n"
+        "    return sum(data)\n",
+    )
     slow = subprocess.Popen(
         [sys.executable, "-m", "modver", "run", "--json"],
         cwd=p.root,
@@ -71,6 +77,7 @@ def test_gc_during_a_run_keeps_what_the_run_uses(run_project):
         result = json.loads(modver(p.root, "gc", "--keep-last", "0", "--json").stdout)
         assert result["kept_runs"] == 1  # the run in progress
         assert not any(r["kind"] == "version" and "running" in r["detail"] for r in result["removed"])
+        go.write_text("")
         out, err = slow.communicate(timeout=120)
     finally:
         slow.kill()

@@ -46,3 +46,11 @@ def test_the_same_set_twice_is_an_error_and_records_nothing(ran):
     done = modver(ran.root, "run", "--set", "other.x=1", "--set", "other.x=2", code=1)
     assert "--set other.x is given twice" in done.stderr
     assert len(json.loads(modver(ran.root, "runs", "--json").stdout)) == before
+
+
+def test_run_set_with_a_space_in_its_target_is_the_same_error_as_sweeps(run_project):
+    from tests.helpers import mv
+
+    for command in ("run", "sweep"):
+        error = mv(run_project.root, command, "--set", "prep.scale =3", code=1).stderr
+        assert "bad --set 'prep.scale =3': expected stage.param=value" in error, error

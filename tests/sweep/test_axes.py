@@ -117,3 +117,13 @@ def test_bad_sweep_files_are_one_clear_error(tmp_path, text, message):
 def test_a_missing_sweep_file_says_so(tmp_path):
     with pytest.raises(errors.SweepError, match="cannot read the sweep file"):
         load_sweep_file(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("item", ["C=1", "model.C", "model C=1", ".C=1", "model.=1", "model.C x=1", "model.C =1"])
+def test_run_and_sweep_read_set_with_one_parser(item):
+    from modver.manifest import split_set
+
+    assert split_set(item) is None
+    with pytest.raises(errors.SweepError, match="expected stage.param=value"):
+        parse_axes([item])
+    assert split_set("model.C=a=b") == ("model.C", "a=b")  # the first `=` ends the target

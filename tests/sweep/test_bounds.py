@@ -101,6 +101,7 @@ def _dead_port() -> int:
         return int(probe.getsockname()[1])  # closed again: nothing listens there
 
 
+@pytest.mark.slow  # dask-jobqueue waits for sbatch to give up on a dead controller (~30 s)
 @pytest.mark.skipif(shutil.which("sbatch") is None, reason="needs Slurm's sbatch (Debian's slurm-wlm)")
 def test_sbatch_failing_is_one_clear_error_at_once(sweep_project, tmp_path):
     root = sweep_project.root

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 pytest_plugins = ["tests.sweep.slurm"]  # its fixtures: slurm_cluster (the session's), slurm
 # one Slurm cluster for the run: every test of it on one xdist worker (--dist loadgroup), after the others
-pytestmark = [pytest.mark.xdist_group("slurm"), pytest.mark.slow]
+pytestmark = pytest.mark.xdist_group("slurm")  # slow: SLOW_SUITES in tests/conftest.py
 
 SLURM = ExecutorSpec(cluster=ClusterConfig("slurm", 2))
 
