@@ -317,17 +317,18 @@ def shown_version(shown: ShownVersion) -> None:
             print(f"to count the files these calls run or import, list them under `{v.stage}:` in the manifest:")
             print(f"    deps: [{', '.join([*c.deps, 'path/to/file.py'])}]")
     print()
-    lines = [str(d.line) if d.line == d.end_line else f"{d.line}-{d.end_line}" for d in c.definitions]
+    parts = shown.parts
+    lines = [str(d.line) if d.line == d.end_line else f"{d.line}-{d.end_line}" for d in parts]
     table(
         ["definition", "kind", "file", "lines"],
-        [[d.name, d.kind, d.path, n] for d, n in zip(c.definitions, lines)],
+        [[d.name, d.kind, d.path, n] for d, n in zip(parts, lines)],
         priorities=[0, 2, 1, 3],
         kinds=["id", "id", "text", "id"],
     )
-    for key, source in shown.sources.items():
+    for part in parts:
         print()
-        print(f"# {key}")
-        show_code(source, "python")
+        print(f"# {part.path}:{part.line}  {part.name}")
+        show_code(part.source, "python")
 
 
 def shown_run(shown: ShownRun) -> None:
