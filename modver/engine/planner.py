@@ -69,10 +69,10 @@ class Pipeline:
         pipeline = with_params_file(pipeline, root, manifest.params_file)
         return parse_sets(list(sets), pipeline) if sets else pipeline
 
-    def files(self, spec: StageSpec, root: Path) -> ScriptFiles:
+    def files(self, spec: StageSpec, root: Path, upstream_outs: tuple[str, ...] = ()) -> ScriptFiles:
         """Script stage ``spec``'s files, templates filled (:func:`~modver.engine.scriptplan.resolve_files`)."""
         params = (self.params_file, self.params_text, self.params_file.endswith(".json"))
-        return resolve_files(spec, root, self.data, self.params_doc, self.file_sets, params)
+        return resolve_files(spec, root, self.data, self.params_doc, self.file_sets, params, upstream_outs)
 
 
 def with_params_file(pipeline: Pipeline, root: Path, rel: str, sets: Mapping[str, Any] | None = None) -> Pipeline:
@@ -235,7 +235,7 @@ def plan(
         files, script = None, {}
         notes: list[str] = []
         if spec.is_script:
-            files = pipeline.files(spec, store.root)
+            files = pipeline.files(spec, store.root, tuple(o for outs in outs_of.values() for o in outs))
             deps, upstream = script_inputs(spec, files, outs_of, {n: q.key for n, q in plans.items()}, hasher)
             inputs.update(deps)
             files = replace(files, upstream=upstream)

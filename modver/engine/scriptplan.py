@@ -124,13 +124,18 @@ def resolve_files(
     doc: Mapping[str, Any],
     sets: Mapping[str, Any],
     params: tuple[str, str, bool],
+    upstream_outs: tuple[str, ...] = (),
 ) -> ScriptFiles:
-    """``spec``'s files with templates filled; ``params`` is the params file's (path, text, json)."""
+    """``spec``'s files with templates filled; ``params`` is the params file's (path, text, json).
+
+    An arg that names a path inside ``upstream_outs`` (earlier stages' outs), or an existing
+    project file or folder outside the stage's own outs, is a dep."""
     what = f"stage {spec.name}:"
     args = tuple(_fill(a, spec, data, doc, sets) for a in spec.args)
     code = set(spec.code_deps)  # in the version's files already
     deps = [_path(_fill(d, spec, data, doc, sets), f"{what} dep") for d in spec.deps if d not in code]
-    implied = []
+    outs = tuple(_path(_fill(o, spec, data, doc, sets), f"{what} out") for o in spec.outs)
+    implied: list[str] = []
     for arg in args:
         if arg.startswith("-") or "\0" in arg or len(arg) > 4096:
             continue
@@ -138,14 +143,10 @@ def resolve_files(
             candidate = _path(arg, "arg")
         except errors.ManifestError:
             continue
-        if (
-            candidate not in deps
-            and candidate not in code
-            and os.path.lexists(root / candidate)
-            and candidate != ".git"
-        ):
+        if candidate in deps or candidate in code or candidate in implied or _inside(candidate, outs):
+            continue
+        if _inside(candidate, upstream_outs) or (os.path.lexists(root / candidate) and candidate != ".git"):
             implied.append(candidate)
-    outs = tuple(_path(_fill(o, spec, data, doc, sets), f"{what} out") for o in spec.outs)
     metrics = tuple(_path(_fill(m, spec, data, doc, sets), f"{what} metrics file") for m in spec.metrics)
     plots = tuple(_path(_fill(m, spec, data, doc, sets), f"{what} plots file") for m in spec.plots)
     rel, text, is_json = params
@@ -163,6 +164,10 @@ def resolve_files(
         is_json,
         file_keys=spec.file_params,
     )
+
+
+def _inside(path: str, outs: tuple[str, ...]) -> bool:
+    return any(path == out or path.startswith(out + "/") for out in outs)
 
 
 def script_inputs(

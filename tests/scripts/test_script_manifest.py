@@ -61,12 +61,30 @@ def test_graph_order_comes_from_paths_even_against_the_file_order(tmp_path):
 
 
 BAD = [
-    ("misspelt key", "stages:\n  a:\n    entry: a.py\n    out: [x]\n", "4:5", "unknown key 'out'", "did you mean 'outs'"),
+    (
+        "misspelt key",
+        "stages:\n  a:\n    entry: a.py\n    out: [x]\n",
+        "4:5",
+        "unknown key 'out'",
+        "did you mean 'outs'",
+    ),
     ("outs of a function", "stages:\n  a:\n    entry: a.py:f\n    outs: [x]\n", "4:5", "only a script stage", None),
     ("outs string", "stages:\n  a:\n    entry: a.py\n    outs: x\n", "4:11", "must be a list of paths", "[x]"),
     ("out outside", "stages:\n  a:\n    entry: a.py\n    outs: [../x]\n", "4:12", "outside the project", None),
-    ("args mapping", "stages:\n  a:\n    entry: a.py\n    args: [{a: 1}]\n", "4:12", "must be a string or a number", None),
-    ("bad template", "stages:\n  a:\n    entry: a.py\n    args: ['${foo.x}']\n", "4:12", "unknown template", "${params.KEY}"),
+    (
+        "args mapping",
+        "stages:\n  a:\n    entry: a.py\n    args: [{a: 1}]\n",
+        "4:12",
+        "must be a string or a number",
+        None,
+    ),
+    (
+        "bad template",
+        "stages:\n  a:\n    entry: a.py\n    args: ['${foo.x}']\n",
+        "4:12",
+        "unknown template",
+        "${params.KEY}",
+    ),
     ("unclosed template", "stages:\n  a:\n    entry: a.py\n    outs: ['${params.x']\n", "4:12", "unclosed", None),
     ("bad params key", "stages:\n  a:\n    entry: a.py\n    params: [a..b]\n", "4:14", "params-file key", None),
     (
