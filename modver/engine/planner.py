@@ -234,6 +234,7 @@ def plan(
                 inputs[kw] = InputKey(stage=source, key=plans[source].key)
         files, script = None, {}
         notes: list[str] = []
+        implied: list[str] = []
         if spec.is_script:
             files = pipeline.files(spec, store.root, tuple(o for outs in outs_of.values() for o in outs))
             deps, upstream = script_inputs(spec, files, outs_of, {n: q.key for n, q in plans.items()}, hasher)
@@ -241,8 +242,11 @@ def plan(
             files = replace(files, upstream=upstream)
             outs_of[spec.name] = files.outs
             script = files.keyed()
-            notes += [
-                f"arg {dep} names a project file: it is a dep (its content is in the key)" for dep in files.implied
+            implied = [
+                f"arg {dep} is {upstream[dep]}'s out: {upstream[dep]} is upstream"
+                if dep in upstream
+                else f"arg {dep} names a project file: a dep (its content is in the key)"
+                for dep in files.implied
             ]
         label = version.version if version else None
         parts = KeyParts(spec.entry, fingerprint, dict(spec.params), inputs, label, script)
@@ -256,7 +260,10 @@ def plan(
             notes.append(
                 f"{version.version} was stored as {version.entry}: it runs from there (the manifest says {spec.entry})"
             )
-        plans[spec.name] = replace(p, reason=explain(p, (previous or {}).get(spec.name)), notes=tuple(notes))
+        reason = explain(p, (previous or {}).get(spec.name))
+        if spec.is_script and implied:  # said with the reason (--explain), not on every run
+            reason = "; ".join([reason, *implied])
+        plans[spec.name] = replace(p, reason=reason, notes=tuple(notes))
     hasher.save()
     return list(plans.values())
 
