@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+import os
 import threading
 import time
 from collections import deque
@@ -105,6 +106,20 @@ def log_metrics(step: int | None = None, **metrics: Any) -> None:
             collector.add(name, value, step)
         else:
             _unattached.append({"name": name, "value": value, "step": step, "stage": None, "time": time.time()})
+    if collector is None and os.environ.get("MODVER_METRICS_FILE"):  # a script stage, run in its workspace
+        _append_to_file(os.environ["MODVER_METRICS_FILE"], checked, step)
+
+
+def _append_to_file(path: str, checked: Mapping[str, float], step: int | None) -> None:
+    """One JSON line per metric, for the run that started this script (modver.engine.workspace)."""
+    import json
+
+    lines = "".join(
+        json.dumps({"name": name, "value": value, "step": step, "time": time.time()}) + "\n"
+        for name, value in checked.items()
+    )
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(lines)
 
 
 def unattached_metrics() -> list[dict[str, Any]]:

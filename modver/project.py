@@ -224,9 +224,12 @@ class Project(Workspace):
         on_event: Event | None = None,
         echo: TextIO | None = None,
         jobs: int | None = None,
+        force_outs: bool = False,
     ) -> RunRecord:
         """Run the manifest at its pinned versions, with caching; the run's record. ``jobs`` > 1
-        runs independent stages at once on a local Dask cluster of that many workers."""
+        runs independent stages at once on a local Dask cluster of that many workers. Script
+        stages' outs are placed in the working tree (not with ``jobs`` > 1); ``force_outs``
+        replaces outs edited by hand (:mod:`modver.engine.outs`)."""
         from modver.engine.run import execute
 
         pipeline = self.pipeline(manifest, sets)
@@ -239,7 +242,17 @@ class Project(Workspace):
             return run_parallel(
                 self.registry, self.store, pipeline, ExecutorSpec(jobs=jobs), force=force, on_event=on_event
             )
-        return execute(self.registry, self.store, pipeline, force=force, on_event=on_event, echo=echo)
+        return execute(
+            self.registry, self.store, pipeline, force=force, on_event=on_event, echo=echo, place=True,
+            force_outs=force_outs,
+        )  # fmt: skip
+
+    def checkout(self, ref: str = "latest", *, force: bool = False) -> list[str]:
+        """Put the outs of run ``ref``'s script stages at their paths in the working tree, from
+        the cache; the outs written. An out edited by hand is refused unless ``force``."""
+        from modver.engine.outs import place_outs
+
+        return place_outs(self.store, self.runs.record(ref), force=force)
 
     def reproduce(
         self, ref: str, *, use_cache: bool = False, on_event: Event | None = None, echo: TextIO | None = None

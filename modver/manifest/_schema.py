@@ -12,7 +12,7 @@ from __future__ import annotations
 import keyword
 import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from modver.errors import ManifestError
@@ -20,8 +20,10 @@ from modver.manifest._yaml import Budget, item_pos, pos, to_plain, type_name
 from modver.models import StageSpec
 from modver.names import did_you_mean, validate_name
 
-TOP_LEVEL_KEYS = ("data", "stages", "fingerprint", "cluster")
-STAGE_KEYS = ("entry", "version", "inputs", "params", "deps")
+TOP_LEVEL_KEYS = ("data", "stages", "fingerprint", "cluster", "params_file")
+STAGE_KEYS = ("entry", "version", "inputs", "params", "deps", "args", "outs", "metrics", "plots")
+SCRIPT_KEYS = ("args", "outs", "metrics", "plots")
+DEFAULT_PARAMS_FILE = "params.yaml"
 FINGERPRINT_KEYS = ("docstrings",)
 DEFAULT_OPTIONS: dict[str, Any] = {"docstrings": False}
 
@@ -120,13 +122,15 @@ def _stages(doc: Any, data: dict[str, str], where: str) -> dict[str, StageSpec]:
     budget = Budget("the manifest's stages hold")
     for name, body in stages_node.items():
         stages[name] = _stage(name, body, stages_node, data, where, budget)
+    check_files(stages, stages_node, where)
 
     _order, cycle = topological_order(stages)
     if cycle is not None:
-        first = cycle[-1]  # a consumer inside the cycle: point at its `inputs`
+        first = cycle[-1]  # a consumer inside the cycle: point at its `inputs` (or `deps`)
+        key = "inputs" if "inputs" in stages_node[first] else "deps"
         raise ManifestError(
             "the inputs of stages form a cycle: " + " -> ".join(cycle),
-            where=pos(where, stages_node[first], "inputs", value=True),
+            where=pos(where, stages_node[first], key, value=True),
             hint="a stage cannot take its own output as input, directly or through others",
         )
     return stages
@@ -159,9 +163,36 @@ def _stage(name: str, body: Any, stages_node: Any, data: dict[str, str], where: 
     entry = _parse_entry(body["entry"], pos(where, body, "entry", value=True))
     version = normalize_version(body.get("version"), pos(where, body, "version", value=True))
     inputs = _inputs(name, body, stages_node, data, where, budget)
-    params = _params(name, body, inputs, where, budget)
-    deps = _deps(name, body, where, budget)
-    return StageSpec(name=name, entry=entry, version=version, inputs=inputs, params=params, deps=deps)
+    script = ":" not in entry
+    if not script:
+        for key in SCRIPT_KEYS:
+            if body.get(key) is not None:
+                raise ManifestError(
+                    f"`{key}` of stage {name!r}: only a script stage (entry `file.py`) has {key}",
+                    where=pos(where, body, key),
+                    hint="make the entry the script's file, or return the result from the function",
+                )
+    file_params: tuple[str, ...] = ()
+    if isinstance(body.get("params"), list):
+        if not script:
+            raise ManifestError(
+                f"params of stage {name!r} must be a mapping: list-form params are for script stages",
+                where=pos(where, body, "params", value=True),
+                hint="write `params: {name: value}`",
+            )
+        file_params = _paths(name, body, "params", where, budget, _params_key)
+        params: dict[str, Any] = {}
+    else:
+        params = _params(name, body, inputs, where, budget)
+    deps = _deps(name, body, where, budget, script=script)
+    return StageSpec(
+        name=name, entry=entry, version=version, inputs=inputs, params=params, deps=deps,
+        args=_paths(name, body, "args", where, budget, _arg),
+        outs=_paths(name, body, "outs", where, budget, _template_path),
+        metrics=_paths(name, body, "metrics", where, budget, _template_path),
+        plots=_paths(name, body, "plots", where, budget, _template_path),
+        file_params=file_params,
+    )  # fmt: skip
 
 
 def _inputs(name: str, body: Any, stages_node: Any, data: dict[str, str], where: str, budget: Budget) -> dict[str, str]:
@@ -242,28 +273,121 @@ def _params(name: str, body: Any, inputs: dict[str, str], where: str, budget: Bu
     return params
 
 
-def _deps(name: str, body: Any, where: str, budget: Budget) -> tuple[str, ...]:
-    """A stage's ``deps``: project paths of extra files fingerprinted whole."""
-    deps_node = body.get("deps")
-    if deps_node is None:
+def _deps(name: str, body: Any, where: str, budget: Budget, *, script: bool = False) -> tuple[str, ...]:
+    """A stage's ``deps``: project paths of extra files fingerprinted whole (a function stage),
+    or of the files and folders a script stage reads (``${}`` templates allowed)."""
+    return _paths(name, body, "deps", where, budget, _template_path if script else _project_path)
+
+
+def _paths(
+    name: str, body: Any, key: str, where: str, budget: Budget, check: Callable[[Any, str, str], str]
+) -> tuple[str, ...]:
+    """A stage's list under ``key`` (``deps``, ``args``, ``outs``, ...), each item ``check``-ed."""
+    node = body.get(key)
+    if node is None:
         return ()
-    loc = pos(where, body, "deps", value=True)
-    if isinstance(deps_node, str):
+    loc = pos(where, body, key, value=True)
+    kind = "list" if key in ("args", "params") else "list of paths"
+    if isinstance(node, str):
         raise ManifestError(
-            f"deps of stage {name!r} must be a list of paths, found a string",
+            f"{key} of stage {name!r} must be a {kind}, found a string",
             where=loc,
-            hint=f"write `deps: [{deps_node}]`",
+            hint=f"write `{key}: [{node}]`",
         )
-    if not isinstance(deps_node, list):
+    if not isinstance(node, list):
         raise ManifestError(
-            f"deps of stage {name!r} must be a list of paths, found {type_name(deps_node)}",
+            f"{key} of stage {name!r} must be a {kind}, found {type_name(node)}",
             where=loc,
-            hint="write `deps: [path/to/file, ...]`",
+            hint=f"write `{key}: [path/to/file, ...]`" if kind != "list" else f"write `{key}: [item, ...]`",
         )
-    budget.start(f"the deps of stage {name!r}", loc)
-    budget.spend(values=len(deps_node))
-    what = f"dep of stage {name!r}"
-    return tuple(_project_path(item, what, item_pos(where, deps_node, i)) for i, item in enumerate(deps_node))
+    budget.start(f"the {key} of stage {name!r}", loc)
+    budget.spend(values=len(node))
+    what = f"{_SINGULAR.get(key, key)} of stage {name!r}"
+    items = tuple(check(item, what, item_pos(where, node, i)) for i, item in enumerate(node))
+    for i, item in enumerate(items):
+        if item in items[:i]:
+            raise ManifestError(f"{what} {item!r} is listed twice", where=item_pos(where, node, i))
+    return items
+
+
+_SINGULAR = {"deps": "dep", "args": "arg", "outs": "out", "metrics": "metrics file", "plots": "plots file",
+             "params": "params-file key"}  # fmt: skip
+_TEMPLATE = re.compile(r"\$\{([^}]*)\}")
+_TEMPLATE_REF = re.compile(r"(params|data)\.([A-Za-z_][\w.-]*)")
+
+
+def _check_templates(value: str, what: str, loc: str) -> None:
+    """Every ``${...}`` in ``value`` is ``${params.KEY}`` or ``${data.NAME}``."""
+    for match in _TEMPLATE.finditer(value):
+        if not _TEMPLATE_REF.fullmatch(match.group(1).strip()):
+            raise ManifestError(
+                f"{what} {value!r}: unknown template {match.group(0)!r}",
+                where=loc,
+                hint="templates are ${params.KEY} (a key of the params file) or ${data.NAME}",
+            )
+    if "${" in _TEMPLATE.sub("", value):
+        raise ManifestError(f"{what} {value!r}: an unclosed '${{'", where=loc, hint="write ${params.KEY}")
+
+
+def _template_path(value: Any, what: str, loc: str) -> str:
+    """A project path that may hold ``${}`` templates (checked again once they are filled)."""
+    if isinstance(value, str) and "${" in value:
+        _check_templates(value, what, loc)
+        return value
+    return _project_path(value, what, loc)
+
+
+def _arg(value: Any, what: str, loc: str) -> str:
+    """One positional argument: a string, a number or a boolean, written as the command line reads it."""
+    if isinstance(value, bool) or type(value).__name__ == "ScalarBoolean":
+        return "True" if value else "False"
+    if isinstance(value, int | float):
+        return repr(value)
+    if not isinstance(value, str):
+        raise ManifestError(
+            f"{what} must be a string or a number, found {type_name(value)}",
+            where=loc,
+            hint="write positional arguments as a list of strings, e.g. `args: [config/train.py]`",
+        )
+    _check_templates(value, what, loc)
+    return str(value)
+
+
+def _params_key(value: Any, what: str, loc: str) -> str:
+    """A key of the params file, ``section.key`` (dots go down into mappings)."""
+    if not isinstance(value, str) or not value.strip() or any(not part for part in value.split(".")):
+        raise ManifestError(
+            f"{what} must be a key of the params file like `train.lr`, found {type_name(value)} {value!r}",
+            where=loc,
+            hint="list-form params are keys of params_file (default params.yaml); "
+            "write `params: {name: value}` to pass values on the command line",
+        )
+    return value
+
+
+def check_files(stages: Mapping[str, StageSpec], stages_node: Any, where: str) -> None:
+    """Script stages' files: no two stages write one path (or one inside the other), and no
+    list-form key also names a dict-form ``STAGE.PARAM``."""
+    written: dict[str, str] = {}
+    for name, spec in stages.items():
+        for out in spec.outs:
+            for path, other in written.items():
+                if out == path or out.startswith(path + "/") or path.startswith(out + "/"):
+                    raise ManifestError(
+                        f"stages {other!r} and {name!r} both write {min(out, path, key=len)!r} (outs {path!r} and {out!r})",
+                        where=pos(where, stages_node[name], "outs", value=True),
+                        hint="each file or folder is the out of one stage; write to different paths",
+                    )
+            written[out] = name
+    for name, spec in stages.items():
+        for key in spec.file_params:
+            stage, _, param = key.partition(".")
+            if stage in stages and param in stages[stage].params:
+                raise ManifestError(
+                    f"params-file key {key!r} of stage {name!r} also names param {param!r} of stage {stage!r}",
+                    where=pos(where, stages_node[name], "params", value=True),
+                    hint=f"`--set {key}=...` would mean both; rename the param or the params-file section",
+                )
 
 
 def _check_keys(node: Any, allowed: tuple[str, ...], what: str, where: str) -> None:
@@ -367,6 +491,7 @@ def topological_order(stages: Mapping[str, StageSpec]) -> tuple[list[str], list[
     """(order, None), or (partial order, cycle) with the cycle as ``[a, b, a]`` in data flow."""
     needs = {
         name: [ref for ref in spec.inputs.values() if not ref.startswith(_DATA_PREFIX) and ref in stages]
+        + [up for dep in spec.deps if (up := producer(stages, dep)) is not None]
         for name, spec in stages.items()
     }
     # Kahn's algorithm; of the stages ready to run, the first in the file goes first
@@ -409,3 +534,28 @@ def _find_cycle(remaining: list[str], needs: dict[str, list[str]], done: set[str
     start = min(range(len(loop)), key=lambda i: rank[loop[i]])
     loop = loop[start:] + loop[:start]
     return [*loop, loop[0]]
+
+
+def producer(stages: Mapping[str, StageSpec], path: str) -> str | None:
+    """The stage whose ``outs`` hold ``path`` (the out itself or a path inside it), or None."""
+    for name, spec in stages.items():
+        for out in spec.outs:
+            if path == out or path.startswith(out + "/"):
+                return name
+    return None
+
+
+def params_file(doc: Any, where: str) -> str:
+    """The ``params_file:`` (default :data:`DEFAULT_PARAMS_FILE`), a project path."""
+    if not isinstance(doc, Mapping) or doc.get("params_file") is None:
+        return DEFAULT_PARAMS_FILE
+    value = doc["params_file"]
+    loc = pos(where, doc, "params_file", value=True)
+    path = _project_path(value, "params_file", loc)
+    if not path.endswith((".yaml", ".yml", ".json")):
+        raise ManifestError(
+            f"params_file {path!r} is not a YAML or JSON file",
+            where=loc,
+            hint="write e.g. `params_file: params.yaml`",
+        )
+    return path
