@@ -21,6 +21,8 @@ class InitResult:
     created_repository: bool
     created_manifest: bool
     updated_gitignore: bool
+    converted: Any = None  # with --from-dvc: the modver.manifest.from_dvc.Conversion
+    manifest_state: str = ""  # with --from-dvc: "written", "replaced" or "unchanged"
 
 
 @dataclass(frozen=True)
