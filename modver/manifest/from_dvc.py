@@ -114,7 +114,9 @@ class _Converter:
         self.stages: dict[str, dict[str, Any]] = {}
         self.stage_params: dict[str, list[tuple[str, str, int | None]]] = {}  # stage -> (file, key, line)
         self.files: dict[str, Any] = {}  # params/vars files read
-        self.params = self.load(DEFAULT_PARAMS, None) or {}
+        self.base = posixpath.dirname(where)  # dvc.yaml's folder: its paths are relative to it
+        self.default_params = self.at_base(DEFAULT_PARAMS)
+        self.params = self.load(self.default_params, None) or {}
         self.context: dict[str, Any] = {}
 
     # -- the whole file -------------------------------------------------------------------------
@@ -150,6 +152,10 @@ class _Converter:
         ordered = sorted(self.notes, key=lambda n: (n.line is None, n.line or 0))
         return Conversion(manifest, tuple(ordered), self.where, tuple(self.stages))
 
+    def at_base(self, path: str) -> str:
+        """A path of dvc.yaml as a path of the project (dvc.yaml may sit in a subfolder)."""
+        return posixpath.normpath(posixpath.join(self.base, path))
+
     def note(self, line: int | None, message: str, kind: str = "ignored") -> None:
         self.notes.append(Note(line, message, kind))
 
@@ -174,10 +180,11 @@ class _Converter:
                 context.update(_plain(item))
                 continue
             path, _, keys = str(item).partition(":")
+            path = self.at_base(path)
             loaded = self.load(path, line)
             if not isinstance(loaded, Mapping):
                 raise _Skip(f"vars file {path} (line {line}) is missing or not a mapping")
-            if path == DEFAULT_PARAMS and not keys:
+            if path == self.default_params and not keys:
                 continue  # the params file: its keys stay ${params.KEY} templates
             chosen = [k.strip() for k in keys.split(",")] if keys else list(loaded)
             context.update({k: loaded[k] for k in chosen if k in loaded})
@@ -227,8 +234,8 @@ class _Converter:
                 self.note(_line(body, key, line), f"stage {name!r}: `{key}` not converted" + (
                     f" ({what[key]})" if key in what else ""))  # fmt: skip
         ctx = self.vars(body.get("vars"), _line(body, "vars", line), ctx) if body.get("vars") else ctx
-        wdir = self.literal(str(body.get("wdir") or "."), ctx)
-        wdir = "" if posixpath.normpath(wdir) == "." else posixpath.normpath(wdir)
+        wdir = self.at_base(self.literal(str(body.get("wdir") or "."), ctx))
+        wdir = "" if wdir == "." else wdir
         if wdir.startswith("..") or wdir.startswith("/"):
             raise _Skip(f"wdir {wdir!r} is outside the project")
         if "cmd" not in body:
@@ -336,7 +343,7 @@ class _Converter:
             at = _item_line(node, index, line)
             if isinstance(item, Mapping):
                 for path, keys in item.items():
-                    path = self.interpolate(str(path), ctx, template=False)
+                    path = self.at_base(self.interpolate(str(path), ctx, template=False))
                     if not keys:
                         loaded = self.load(path, at)
                         if not isinstance(loaded, Mapping):
@@ -344,14 +351,14 @@ class _Converter:
                         keys = list(loaded)
                     refs.extend((path, self.interpolate(str(k), ctx, template=False), at) for k in keys)
             else:
-                refs.append((DEFAULT_PARAMS, self.interpolate(str(item), ctx, template=False), at))
+                refs.append((self.default_params, self.interpolate(str(item), ctx, template=False), at))
         return refs
 
     # -- after every stage ----------------------------------------------------------------------
     def finish_params(self) -> dict[str, Any]:
         """List-form params of the one params file; keys of other files become a dep on the file."""
         used = {file for refs in self.stage_params.values() for file, _, _ in refs}
-        main = DEFAULT_PARAMS if DEFAULT_PARAMS in used or len(used) != 1 else next(iter(used))
+        main = self.default_params if self.default_params in used or len(used) != 1 else next(iter(used))
         for name, refs in self.stage_params.items():
             stage = self.stages.get(name)
             if stage is None:
@@ -366,7 +373,7 @@ class _Converter:
                     deps.append(file)
                 self.note(at, f"stage {name!r}: params of {file} kept as a dep on the whole file (modver reads "
                           f"list-form params from one file, {main}): `--set` does not reach them")  # fmt: skip
-        return {} if main == DEFAULT_PARAMS else {"params_file": main}
+        return {} if main == DEFAULT_PARAMS or not used else {"params_file": main}
 
     def attach_top_level(self) -> None:
         """Top-level ``metrics:``/``plots:``: each file goes to the stage whose outs hold it."""
@@ -375,7 +382,7 @@ class _Converter:
             for index, item in enumerate(node):
                 at = _item_line(node, index, _line(self.doc, key))
                 for path in self.top_level_files(key, item, at):
-                    path = posixpath.normpath(self.interpolate(path, self.context, template=True))
+                    path = self.at_base(self.interpolate(path, self.context, template=True))
                     if key == "plots" and path.lower().endswith(_IMAGES):
                         self.note(at, f"plot {path} not converted: modver's plots are series files (csv, tsv, json)")
                         continue

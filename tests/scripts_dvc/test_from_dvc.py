@@ -218,3 +218,19 @@ stages:
 def test_python_dash_m_of_a_project_module():
     c = convert("stages:\n  p:\n    cmd: python -m src.train --fast\n")
     assert c.manifest["stages"]["p"] == {"entry": "src/train.py", "args": ["--fast"]}
+
+
+def test_a_dvc_yaml_in_a_subfolder_has_its_paths_relative_to_it():
+    tree = DictTree({
+        "sub/train.py": "print(1)\n", "sub/params.yaml": "lr: 0.1\n", "sub/data.csv": "x\n",
+    })  # fmt: skip
+    dvc_yaml = (
+        "stages:\n  t:\n    cmd: python train.py data.csv\n    deps: [data.csv]\n    params: [lr]\n    outs: [out]\n"
+    )
+    c = convert_dvc(dvc_yaml, tree, where="sub/dvc.yaml")
+    assert c.manifest == {
+        "params_file": "sub/params.yaml",
+        "stages": {"t": {"entry": "sub/train.py", "args": ["sub/data.csv"], "deps": ["sub/data.csv"],
+                         "params": ["lr"], "outs": ["sub/out"]}},
+    }  # fmt: skip
+    assert any("runs in sub/ under DVC" in n.message for n in c.notes)
