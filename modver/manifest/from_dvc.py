@@ -175,7 +175,7 @@ class _Converter:
     def vars(self, node: Any, line: int | None, base: dict[str, Any]) -> dict[str, Any]:
         """``vars:``: mappings merged in, and files (``file.yaml`` or ``file.yaml:key,...``) read."""
         context = dict(base)
-        for item in node or []:
+        for item in _listed(node, "`vars`"):
             if isinstance(item, Mapping):
                 context.update(_plain(item))
                 continue
@@ -207,13 +207,17 @@ class _Converter:
                 ]
             else:
                 raise _Skip("`foreach` must be a list, a mapping or a ${} of one")
+            if not pairs:
+                raise _Skip("`foreach` has no items")
             return [(f"{name}-{_slug(k)}", body.get("do"), {**self.context, **c}) for k, c in pairs]
         if "matrix" in body:
+            if not isinstance(body["matrix"], Mapping):
+                raise _Skip("`matrix` must be a mapping of lists")
             axes = {
                 k: (self.resolve_value(v, self.context) if isinstance(v, str) else v) for k, v in body["matrix"].items()
             }
-            if not all(isinstance(v, list) for v in axes.values()):
-                raise _Skip("every `matrix` axis must be a list")
+            if not axes or not all(isinstance(v, list) and v for v in axes.values()):
+                raise _Skip("`matrix` must have axes, each a list of values")
             out = []
             for combo in itertools.product(*axes.values()):
                 item = dict(zip(axes, combo))
@@ -316,13 +320,15 @@ class _Converter:
         for index, item in enumerate(node if isinstance(node, list) else [node]):
             at = _item_line(node, index, line)
             if isinstance(item, Mapping):
-                (path, options), *more = item.items()
-                if more:
-                    raise _Skip(f"an item of `{key}` names more than one path")
+                if len(item) != 1 or not isinstance(next(iter(item.values())) or {}, Mapping):
+                    raise _Skip(f"an item of `{key}` (line {at}) must be a path or one path with its options")
+                (path, options), *_ = item.items()
                 for option, value in (options or {}).items():
                     self.note(_line(options, option, at), _option_note(name, key, str(path), str(option), value))
-            else:
+            elif isinstance(item, str | int | float) and not isinstance(item, bool):
                 path = item
+            else:
+                raise _Skip(f"an item of `{key}` (line {at}) is not a path")
             path = self.interpolate(str(path), ctx, template=True)
             if key == "plots" and path.lower().endswith(_IMAGES):
                 self.note(at, f"stage {name!r}: plot {path} not converted: modver's plots are series files "
@@ -339,10 +345,12 @@ class _Converter:
     ) -> list[tuple[str, str, int | None]]:
         """(file, key, line) of every param a stage lists (a whole file: each of its top-level keys)."""
         refs: list[tuple[str, str, int | None]] = []
-        for index, item in enumerate(node or []):
+        for index, item in enumerate(_listed(node, "`params`")):
             at = _item_line(node, index, line)
             if isinstance(item, Mapping):
                 for path, keys in item.items():
+                    if keys is not None and not isinstance(keys, list):
+                        raise _Skip(f"params of {path} (line {at}) must be a list of keys")
                     path = self.at_base(self.interpolate(str(path), ctx, template=False))
                     if not keys:
                         loaded = self.load(path, at)
@@ -350,8 +358,10 @@ class _Converter:
                             raise _Skip(f"params file {path} is missing: its keys cannot be listed")
                         keys = list(loaded)
                     refs.extend((path, self.interpolate(str(k), ctx, template=False), at) for k in keys)
+            elif isinstance(item, str):
+                refs.append((self.default_params, self.interpolate(item, ctx, template=False), at))
             else:
-                refs.append((self.default_params, self.interpolate(str(item), ctx, template=False), at))
+                raise _Skip(f"a param (line {at}) must be a key of params.yaml or `file: [keys]`")
         return refs
 
     # -- after every stage ----------------------------------------------------------------------
@@ -379,6 +389,9 @@ class _Converter:
         """Top-level ``metrics:``/``plots:``: each file goes to the stage whose outs hold it."""
         for key in ("metrics", "plots"):
             node = self.doc.get(key) or []
+            if not isinstance(node, list):
+                self.note(_line(self.doc, key), f"top-level `{key}:` is not a list: not converted")
+                continue
             for index, item in enumerate(node):
                 at = _item_line(node, index, _line(self.doc, key))
                 for path in self.top_level_files(key, item, at):
@@ -399,7 +412,10 @@ class _Converter:
     def top_level_files(self, key: str, item: Any, line: int | None) -> list[str]:
         if not isinstance(item, Mapping):
             return [str(item)]
-        (plot_id, options), *_ = item.items()
+        (plot_id, options), *_ = item.items() or [(None, None)]
+        if plot_id is None or (options is not None and not isinstance(options, Mapping)):
+            self.note(line, f"{key} item is not a path or a plot definition: not converted")
+            return []
         options = options or {}
         shown = [o for o in options if o not in ("y",)]
         if shown:
@@ -442,6 +458,15 @@ class _Converter:
             if found:
                 return value
         raise _Skip(f"{text} is not in vars or {DEFAULT_PARAMS}")
+
+
+def _listed(node: Any, what: str) -> list[Any]:
+    """A list key's items (nothing for null); anything else is a stage that does not convert."""
+    if node is None:
+        return []
+    if not isinstance(node, list):
+        raise _Skip(f"{what} must be a list")
+    return list(node)
 
 
 def _option_note(stage: str, key: str, path: str, option: str, value: Any) -> str:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from modver.errors import ManifestError
 from modver.fingerprint import fingerprint_stage
 from modver.manifest import load_manifest_text
 from modver.manifest.from_dvc import Conversion, convert_dvc
@@ -234,3 +237,21 @@ def test_a_dvc_yaml_in_a_subfolder_has_its_paths_relative_to_it():
                          "params": ["lr"], "outs": ["sub/out"]}},
     }  # fmt: skip
     assert any("runs in sub/ under DVC" in n.message for n in c.notes)
+
+
+@pytest.mark.parametrize(
+    "key", ["cmd", "deps", "outs", "params", "metrics", "plots", "foreach", "matrix", "vars", "wdir"]
+)
+@pytest.mark.parametrize(
+    "value", ["5", "null", "{}", "[null]", "[{}]", "[{a: 5}]", "[{a: null, b: null}]", "'${nope}'", "[[1]]"]
+)
+@pytest.mark.parametrize("top", [False, True])
+def test_a_malformed_value_is_a_note_or_one_clear_error_never_a_crash(key: str, value: str, top: bool):
+    stage = "stages:\n  a:\n    cmd: python src/train.py\n"
+    text = f"{key}: {value}\n{stage}" if top else stage.replace("    cmd: python src/train.py\n", f"    {key}: {value}\n") if key == "cmd" else f"{stage}    {key}: {value}\n"  # fmt: skip
+    try:
+        c = convert(text)
+    except ManifestError as exc:
+        assert str(exc) and exc.where and exc.where.startswith("dvc.yaml")
+        return
+    assert c.stages == ("a",) or any(n.kind == "skipped" and n.line == 2 for n in c.notes)
