@@ -211,7 +211,7 @@ def _dump_stage(spec: StageSpec) -> dict[str, Any]:
         "version": spec.version,
         "inputs": dict(spec.inputs),
         "params": params,
-        "deps": list(spec.deps),
+        "deps": [*spec.deps, *({"path": path, "outside": True} for path in spec.outside)],
     }
     for key in ("args", "outs", "metrics", "plots"):
         if getattr(spec, key):

@@ -192,6 +192,7 @@ def _stage(name: str, body: Any, stages_node: Any, data: dict[str, str], where: 
         metrics=_paths(name, body, "metrics", where, budget, _template_path),
         plots=_paths(name, body, "plots", where, budget, _template_path),
         file_params=file_params,
+        outside=_outside_deps(name, body, where) if script else (),
     )  # fmt: skip
 
 
@@ -275,12 +276,52 @@ def _params(name: str, body: Any, inputs: dict[str, str], where: str, budget: Bu
 
 def _deps(name: str, body: Any, where: str, budget: Budget, *, script: bool = False) -> tuple[str, ...]:
     """A stage's ``deps``: project paths of extra files fingerprinted whole (a function stage),
-    or of the files and folders a script stage reads (``${}`` templates allowed)."""
-    return _paths(name, body, "deps", where, budget, _template_path if script else _project_path)
+    or of the files and folders a script stage reads (``${}`` templates allowed; the
+    ``{path: ..., outside: true}`` items are :func:`_outside_deps`)."""
+    check = _template_path if script else _project_path
+    return _paths(name, body, "deps", where, budget, check, skip=lambda item: script and isinstance(item, Mapping))
+
+
+_OUTSIDE_KEYS = ("path", "outside")
+
+
+def _outside_deps(name: str, body: Any, where: str) -> tuple[str, ...]:
+    """A script stage's deps outside the project, opted in per path with
+    ``{path: /abs/path, outside: true}``: absolute, normalised."""
+    node = body.get("deps")
+    if not isinstance(node, list):
+        return ()
+    found = []
+    for i, item in enumerate(node):
+        if not isinstance(item, Mapping):
+            continue
+        loc = item_pos(where, node, i)
+        _check_keys(item, _OUTSIDE_KEYS, f"a dep of stage {name!r}", where)
+        path, outside = item.get("path"), item.get("outside")
+        if not (isinstance(outside, bool) or type(outside).__name__ == "ScalarBoolean") or not bool(outside):
+            raise ManifestError(
+                f"dep {path!r} of stage {name!r}: a dep written as a mapping must say `outside: true`",
+                where=loc,
+                hint="write a project path as a plain string; `{path: /data/x, outside: true}` opts in to data outside the project",
+            )
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ManifestError(
+                f"outside dep of stage {name!r} must be an absolute path, found {type_name(path)} {path!r}",
+                where=loc,
+                hint="write e.g. `{path: /data/imagenet, outside: true}`",
+            )
+        found.append(posixpath.normpath(path))
+    return tuple(found)
 
 
 def _paths(
-    name: str, body: Any, key: str, where: str, budget: Budget, check: Callable[[Any, str, str], str]
+    name: str,
+    body: Any,
+    key: str,
+    where: str,
+    budget: Budget,
+    check: Callable[[Any, str, str], str],
+    skip: Callable[[Any], bool] = lambda item: False,
 ) -> tuple[str, ...]:
     """A stage's list under ``key`` (``deps``, ``args``, ``outs``, ...), each item ``check``-ed."""
     node = body.get(key)
@@ -303,7 +344,7 @@ def _paths(
     budget.start(f"the {key} of stage {name!r}", loc)
     budget.spend(values=len(node))
     what = f"{_SINGULAR.get(key, key)} of stage {name!r}"
-    items = tuple(check(item, what, item_pos(where, node, i)) for i, item in enumerate(node))
+    items = tuple(check(item, what, item_pos(where, node, i)) for i, item in enumerate(node) if not skip(item))
     for i, item in enumerate(items):
         if item in items[:i]:
             raise ManifestError(f"{what} {item!r} is listed twice", where=item_pos(where, node, i))

@@ -116,7 +116,10 @@ def test_outs_travel_with_push_and_pull(dvc, tmp_path):
 def test_two_stages_reporting_one_metric_name_are_qualified(git_project):
     p = git_project
     for name in ("a", "b"):
-        p.write(f"{name}.py", f"import json\njson.dump({{'acc': {len(name) / 2 + (name == 'b')}}}, open('m_{name}.json', 'w'))\n")
+        p.write(
+            f"{name}.py",
+            f"import json\njson.dump({{'acc': {len(name) / 2 + (name == 'b')}}}, open('m_{name}.json', 'w'))\n",
+        )
     p.write(
         "manifest.yaml",
         "stages:\n  a:\n    entry: a.py\n    outs: [m_a.json]\n    metrics: [m_a.json]\n"
