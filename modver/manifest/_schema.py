@@ -21,7 +21,7 @@ from modver.models import StageSpec
 from modver.names import did_you_mean, validate_name
 
 TOP_LEVEL_KEYS = ("data", "stages", "fingerprint", "cluster", "params_file")
-STAGE_KEYS = ("entry", "version", "inputs", "params", "deps", "args", "outs", "metrics", "plots")
+STAGE_KEYS = ("entry", "cmd", "version", "inputs", "params", "deps", "args", "outs", "metrics", "plots")
 SCRIPT_KEYS = ("args", "outs", "metrics", "plots")
 DEFAULT_PARAMS_FILE = "params.yaml"
 FINGERPRINT_KEYS = ("docstrings",)
@@ -138,7 +138,7 @@ def _stages(doc: Any, data: dict[str, str], where: str) -> dict[str, StageSpec]:
 
 def _stage(name: str, body: Any, stages_node: Any, data: dict[str, str], where: str, budget: Budget) -> StageSpec:
     head = pos(where, stages_node, name)
-    if body is None or (isinstance(body, Mapping) and "entry" not in body):
+    if body is None or (isinstance(body, Mapping) and "entry" not in body and "cmd" not in body):
         _check_keys(body or {}, STAGE_KEYS, f"stage {name!r}", where)
         raise ManifestError(
             f"stage {name!r} has no `entry`",
@@ -160,7 +160,11 @@ def _stage(name: str, body: Any, stages_node: Any, data: dict[str, str], where: 
     _check_keys(body, STAGE_KEYS, f"stage {name!r}", where)
     budget.start(f"stage {name!r}", head)
     budget.spend()
-    entry = _parse_entry(body["entry"], pos(where, body, "entry", value=True))
+    cmd_args: tuple[str, ...] | None = None
+    if "cmd" in body:
+        entry, cmd_args = _cmd(name, body, where)
+    else:
+        entry = _parse_entry(body["entry"], pos(where, body, "entry", value=True))
     version = normalize_version(body.get("version"), pos(where, body, "version", value=True))
     inputs = _inputs(name, body, stages_node, data, where, budget)
     script = ":" not in entry
@@ -187,13 +191,42 @@ def _stage(name: str, body: Any, stages_node: Any, data: dict[str, str], where: 
     deps = _deps(name, body, where, budget, script=script)
     return StageSpec(
         name=name, entry=entry, version=version, inputs=inputs, params=params, deps=deps,
-        args=_paths(name, body, "args", where, budget, _arg),
+        args=cmd_args if cmd_args is not None else _paths(name, body, "args", where, budget, _arg),
         outs=_paths(name, body, "outs", where, budget, _template_path),
         metrics=_paths(name, body, "metrics", where, budget, _template_path),
         plots=_paths(name, body, "plots", where, budget, _template_path),
         file_params=file_params,
         outside=_outside_deps(name, body, where) if script else (),
     )  # fmt: skip
+
+
+def _cmd(name: str, body: Any, where: str) -> tuple[str, tuple[str, ...]]:
+    """``cmd: python FILE ARGS...`` (DVC's spelling): the script's entry and its args."""
+    import shlex
+
+    loc = pos(where, body, "cmd", value=True)
+    value = body["cmd"]
+    for other in ("entry", "args"):
+        if other in body:
+            raise ManifestError(
+                f"stage {name!r} has both `cmd` and `{other}`",
+                where=pos(where, body, other),
+                hint="give the script and its arguments once: `cmd: python FILE ARGS` or `entry:` with `args:`",
+            )
+    try:
+        words = shlex.split(value) if isinstance(value, str) else []
+    except ValueError as exc:
+        raise ManifestError(f"cmd of stage {name!r} cannot be split into words: {exc}", where=loc) from exc
+    runner = posixpath.basename(words[0]) if words else ""
+    if not re.fullmatch(r"python[0-9.]*", runner) or len(words) < 2 or not words[1].endswith(".py"):
+        raise ManifestError(
+            f"cmd of stage {name!r} does not run a Python file: {value!r}",
+            where=loc,
+            hint="write `cmd: python path/to/script.py ARGS...`; commands that run other programs "
+            "are not supported yet: call them from a Python script (subprocess.run)",
+        )
+    entry = _project_path(words[1], "entry file", loc, suffix=".py")
+    return entry, tuple(_arg(word, f"arg of stage {name!r}", loc) for word in words[2:])
 
 
 def _inputs(name: str, body: Any, stages_node: Any, data: dict[str, str], where: str, budget: Budget) -> dict[str, str]:
