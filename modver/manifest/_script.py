@@ -190,6 +190,15 @@ def check_files(stages: Mapping[str, StageSpec], stages_node: Any, where: str) -
                     )
             written[out] = name
     for name, spec in stages.items():
+        for dep in spec.deps if spec.is_script else ():
+            holder = next(((o, w) for o, w in written.items() if o.startswith(dep + "/")), None)
+            if holder is not None:
+                raise ManifestError(
+                    f"dep {dep!r} of stage {name!r} holds {holder[0]!r}, an out of stage {holder[1]!r}",
+                    where=pos(where, stages_node[name], "deps", value=True),
+                    hint="list the files or folders it reads, not a folder that also holds outs",
+                )
+    for name, spec in stages.items():
         for key in spec.file_params:
             stage, _, param = key.partition(".")
             if stage in stages and param in stages[stage].params:

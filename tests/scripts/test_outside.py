@@ -45,3 +45,24 @@ def test_an_outside_path_needs_the_opt_in(git_project, tmp_path):
     assert "is absolute" in mv(p.root, "run", code=1).stderr
     p.write("manifest.yaml", f"stages:\n  count:\n    entry: count.py\n    deps: [{{path: {tmp_path}/x}}]\n")
     assert "must say `outside: true`" in mv(p.root, "run", code=1).stderr
+
+
+def test_a_dep_folder_that_holds_the_script_is_merged_with_the_versions_files(git_project):
+    """nanoGPT's data/shakespeare_char/ holds prepare.py and its input: listed as one dep folder,
+    the workspace gets both (the version's prepare.py, the project's input.txt)."""
+    p = git_project
+    p.write("data/sc/prepare.py", "import os\nhere = os.path.dirname(__file__)\n"
+            "open('n.txt', 'w').write(str(len(open(os.path.join(here, 'input.txt')).read())))\n")  # fmt: skip
+    p.write("data/sc/input.txt", "hello")
+    p.write(
+        "manifest.yaml",
+        "stages:\n  prep:\n    entry: data/sc/prepare.py\n    deps: [data/sc]\n    outs: [data/sc/n.txt]\n",
+    )
+    p.commit("a dep folder around the script")
+    err = mv(p.root, "run", code=1).stderr  # the dep folder would hold the stage's own out
+    assert "dep 'data/sc' of stage 'prep' holds 'data/sc/n.txt', an out of stage 'prep'" in err
+    p.write(
+        "manifest.yaml", "stages:\n  prep:\n    entry: data/sc/prepare.py\n    deps: [data/sc]\n    outs: [n.txt]\n"
+    )
+    assert mv_json(p.root, "run")["status"] == "succeeded" and (p.root / "n.txt").read_text() == "5"
+    assert all(mv_json(p.root, "run")["cached"].values())
