@@ -133,11 +133,25 @@ def clear_unattached() -> None:
 
 
 def summarize(events: Iterable[Mapping[str, Any]]) -> tuple[dict[str, float], dict[str, list[dict[str, Any]]]]:
-    """A run record's ``metrics`` (last value per name) and ``metric_series`` from events."""
+    """A run record's ``metrics`` (last value per name) and ``metric_series`` from events.
+
+    A name that two stages report, one of them from a metrics file (script stages), is
+    qualified with each stage's name (``evaluate.avg_prec``): files of two stages often use the
+    same keys, and neither value should hide the other."""
+    events = list(events)
+    stages_of: dict[str, set[Any]] = {}
+    from_file: set[str] = set()
+    for event in events:
+        stages_of.setdefault(event["name"], set()).add(event.get("stage"))
+        if event.get("source") == "file":
+            from_file.add(event["name"])
+    shared = {name for name in from_file if len(stages_of[name]) > 1}
     last: dict[str, float] = {}
     series: dict[str, list[dict[str, Any]]] = {}
     for event in events:
         name = event["name"]
+        if name in shared and event.get("stage"):
+            name = f"{event['stage']}.{name}"
         last[name] = event["value"]
         series.setdefault(name, []).append(
             {"step": event.get("step"), "value": event["value"], "stage": event.get("stage")}

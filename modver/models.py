@@ -82,6 +82,7 @@ class StageSpec:
     metrics: tuple[str, ...] = ()
     plots: tuple[str, ...] = ()
     file_params: tuple[str, ...] = ()
+    outside: tuple[str, ...] = ()  # deps outside the project (absolute, opted in): hashed, never stored
 
     @property
     def is_script(self) -> bool:

@@ -465,7 +465,7 @@ MANIFEST_STAGE = Fields(
         "version": Opt(str),
         "inputs": MapOf(str),
         "params": ANY,
-        "deps": ListOf(str),
+        "deps": ListOf(ANY),  # outside deps are {path, outside}
     },  # params: list-form too
     required=("entry",),
 )

@@ -61,16 +61,17 @@ def _stamp(path: Path) -> str | None:
     return _encoding.digest_value(["file", [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]])
 
 
-def _current(root: Path, out: str, state: Mapping[str, Any]) -> str | None:
+def _current(root: Path, out: str, state: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """The content hash of ``out`` in the working tree (None: not there), read only when its
-    stamp is not the one modver recorded when it placed it."""
+    stamp is not the one modver recorded when it placed it; and its stamp."""
     path = root / out
     if not os.path.lexists(path):
-        return None
+        return None, None
     known = state.get(out)
-    if isinstance(known, dict) and known.get("stamp") is not None and known.get("stamp") == _stamp(path):
-        return str(known.get("hash"))
-    return tree_hash(path)
+    stamp = _stamp(path)
+    if isinstance(known, dict) and known.get("stamp") is not None and known.get("stamp") == stamp:
+        return str(known.get("hash")), stamp
+    return tree_hash(path), stamp
 
 
 def _edited(out: str, stage: str) -> errors.RunError:
@@ -88,7 +89,7 @@ def check_outs(store: Store, outs: Iterable[tuple[str, str, str | None]], *, for
         return
     state = _load(store)
     for stage, out, target in outs:
-        now = _current(store.root, out, state)
+        now, _stamped = _current(store.root, out, state)
         if now is None:
             continue
         known = state.get(out)
@@ -115,11 +116,14 @@ def place_outs(store: Store, record: RunRecord, *, force: bool = False) -> list[
     written = []
     for _name, out, digest, source in wanted:
         target = store.root / out
-        if _current(store.root, out, state) != digest:
+        now, stamp = _current(store.root, out, state)
+        if now != digest:
             _copy_over(source, target)
             written.append(out)
-        state[out] = {"hash": digest, "stamp": _stamp(target)}
-        _fs.write_json_atomic(placed_path(store), state, durable=False)
+            stamp = _stamp(target)
+        if state.get(out) != {"hash": digest, "stamp": stamp}:
+            state[out] = {"hash": digest, "stamp": stamp}
+            _fs.write_json_atomic(placed_path(store), state, durable=False)
     return written
 
 

@@ -31,6 +31,7 @@ from modver.engine.outs import check_outs, place_outs
 from modver.engine.planner import Pipeline, StagePlan, check_force, last_key_parts, plan
 from modver.engine.recorder import Event, Recorder, StageEvent, first_record, write_record
 from modver.engine.registry import Registry
+from modver.engine.scriptplan import outside_hash
 from modver.manifest import Manifest, load_manifest_text
 from modver.record import ErrorInfo, RunRecord, RunStatus, StageRecord, StageStatus
 from modver.store.data import DataHasher
@@ -222,7 +223,8 @@ def reproduce(
     changed = []
     for name, info in original.data.items():
         try:
-            now = hasher.hash(name, info["path"])
+            path = info["path"]
+            now = outside_hash(name, path) if path.startswith("/") else hasher.hash(name, path)
         except errors.ModverError:
             now = None
         if now != info["hash"]:

@@ -25,7 +25,7 @@ from modver.models import StageSpec
 from modver.record import InputKey
 from modver.store.data import DataHasher
 
-__all__ = ["ScriptFiles", "fill_file_params", "resolve_files", "script_inputs"]
+__all__ = ["ScriptFiles", "fill_file_params", "outside_hash", "resolve_files", "script_inputs"]
 
 _TEMPLATE = re.compile(r"\$\{\s*(params|data)\.([^}\s]+)\s*\}")
 
@@ -193,4 +193,20 @@ def script_inputs(
                 where=dep,
                 hint="create it, or list it in the `outs:` of the stage that writes it",
             ) from exc
+    for path in spec.outside:  # opted in: hashed where it is, never copied or stored
+        inputs[path] = InputKey(data=path, hash=outside_hash(spec.name, path))
     return inputs, upstream
+
+
+def outside_hash(stage: str, path: str) -> str:
+    """The content hash of a dep outside the project (a file or folder; read in full)."""
+    from modver.engine.workspace import tree_hash
+
+    found = tree_hash(Path(path))
+    if found is None:
+        raise errors.RunError(
+            f"stage {stage}: outside dep {path} does not exist",
+            where=path,
+            hint="mount or create it, or remove it from the stage's `deps:`",
+        )
+    return found

@@ -84,14 +84,19 @@ class Workspace:
         target.write_text(text, encoding="utf-8")
 
     def place(self, rel: str, source: Path) -> None:
-        """A read-only copy of ``source`` (a file or folder) at ``rel``; one the version's files
-        already put there stays (the version's copy of its own code wins)."""
+        """A read-only copy of ``source`` (a file or folder) at ``rel``; a file the version's
+        files already put there stays (the version's copy of its own code wins), a folder is
+        merged."""
         target = self.root / rel
-        if target.exists():
+        if target.exists() and not (target.is_dir() and source.is_dir()):
             return
         target.parent.mkdir(parents=True, exist_ok=True)
         if source.is_dir():
-            shutil.copytree(source, target, symlinks=False)
+
+            def copy_new(src: str, dst: str) -> object:
+                return dst if os.path.lexists(dst) else shutil.copy2(src, dst)
+
+            shutil.copytree(source, target, symlinks=False, dirs_exist_ok=True, copy_function=copy_new)
         else:
             shutil.copy2(source, target)
         _read_only(target)

@@ -46,17 +46,15 @@ from modver.errors import InvalidNameError, ManifestError, UnknownStageError
 from modver.manifest._pin import edit_in_place, edit_round_trip
 from modver.manifest._schema import (
     DEFAULT_OPTIONS,
-    DEFAULT_PARAMS_FILE,
     FINGERPRINT_KEYS,
     STAGE_KEYS,
     TOP_LEVEL_KEYS,
     cluster_section,
     normalize_version,
-    params_file,
-    producer,
     topological_order,
     validate,
 )
+from modver.manifest._script import DEFAULT_PARAMS_FILE, params_file, producer
 from modver.manifest._yaml import BOUNDS_HINT, MAX_MANIFEST_BYTES, MAX_SET_CHARS, Budget, parse, to_plain
 from modver.models import StageSpec
 from modver.names import did_you_mean
@@ -211,7 +209,7 @@ def _dump_stage(spec: StageSpec) -> dict[str, Any]:
         "version": spec.version,
         "inputs": dict(spec.inputs),
         "params": params,
-        "deps": list(spec.deps),
+        "deps": [*spec.deps, *({"path": path, "outside": True} for path in spec.outside)],
     }
     for key in ("args", "outs", "metrics", "plots"):
         if getattr(spec, key):

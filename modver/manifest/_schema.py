@@ -9,21 +9,29 @@ fix (a did-you-mean for misspelt keys, stages and data). The schema is in
 
 from __future__ import annotations
 
-import keyword
 import posixpath
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from modver.errors import ManifestError
-from modver.manifest._yaml import Budget, item_pos, pos, to_plain, type_name
+from modver.manifest._check import check_keys as _check_keys
+from modver.manifest._check import is_identifier as _is_identifier
+from modver.manifest._check import mapping_or_empty as _mapping_or_empty
+from modver.manifest._check import project_path as _project_path
+from modver.manifest._script import arg as _arg
+from modver.manifest._script import check_files, producer
+from modver.manifest._script import cmd as _cmd
+from modver.manifest._script import outside_deps as _outside_deps
+from modver.manifest._script import params_key as _params_key
+from modver.manifest._script import paths as _paths
+from modver.manifest._script import template_path as _template_path
+from modver.manifest._yaml import Budget, pos, to_plain, type_name
 from modver.models import StageSpec
 from modver.names import did_you_mean, validate_name
 
 TOP_LEVEL_KEYS = ("data", "stages", "fingerprint", "cluster", "params_file")
-STAGE_KEYS = ("entry", "version", "inputs", "params", "deps", "args", "outs", "metrics", "plots")
+STAGE_KEYS = ("entry", "cmd", "version", "inputs", "params", "deps", "args", "outs", "metrics", "plots")
 SCRIPT_KEYS = ("args", "outs", "metrics", "plots")
-DEFAULT_PARAMS_FILE = "params.yaml"
 FINGERPRINT_KEYS = ("docstrings",)
 DEFAULT_OPTIONS: dict[str, Any] = {"docstrings": False}
 
@@ -138,7 +146,7 @@ def _stages(doc: Any, data: dict[str, str], where: str) -> dict[str, StageSpec]:
 
 def _stage(name: str, body: Any, stages_node: Any, data: dict[str, str], where: str, budget: Budget) -> StageSpec:
     head = pos(where, stages_node, name)
-    if body is None or (isinstance(body, Mapping) and "entry" not in body):
+    if body is None or (isinstance(body, Mapping) and "entry" not in body and "cmd" not in body):
         _check_keys(body or {}, STAGE_KEYS, f"stage {name!r}", where)
         raise ManifestError(
             f"stage {name!r} has no `entry`",
@@ -160,7 +168,11 @@ def _stage(name: str, body: Any, stages_node: Any, data: dict[str, str], where: 
     _check_keys(body, STAGE_KEYS, f"stage {name!r}", where)
     budget.start(f"stage {name!r}", head)
     budget.spend()
-    entry = _parse_entry(body["entry"], pos(where, body, "entry", value=True))
+    cmd_args: tuple[str, ...] | None = None
+    if "cmd" in body:
+        entry, cmd_args = _cmd(name, body, where)
+    else:
+        entry = _parse_entry(body["entry"], pos(where, body, "entry", value=True))
     version = normalize_version(body.get("version"), pos(where, body, "version", value=True))
     inputs = _inputs(name, body, stages_node, data, where, budget)
     script = ":" not in entry
@@ -187,11 +199,12 @@ def _stage(name: str, body: Any, stages_node: Any, data: dict[str, str], where: 
     deps = _deps(name, body, where, budget, script=script)
     return StageSpec(
         name=name, entry=entry, version=version, inputs=inputs, params=params, deps=deps,
-        args=_paths(name, body, "args", where, budget, _arg),
+        args=cmd_args if cmd_args is not None else _paths(name, body, "args", where, budget, _arg),
         outs=_paths(name, body, "outs", where, budget, _template_path),
         metrics=_paths(name, body, "metrics", where, budget, _template_path),
         plots=_paths(name, body, "plots", where, budget, _template_path),
         file_params=file_params,
+        outside=_outside_deps(name, body, where) if script else (),
     )  # fmt: skip
 
 
@@ -275,176 +288,10 @@ def _params(name: str, body: Any, inputs: dict[str, str], where: str, budget: Bu
 
 def _deps(name: str, body: Any, where: str, budget: Budget, *, script: bool = False) -> tuple[str, ...]:
     """A stage's ``deps``: project paths of extra files fingerprinted whole (a function stage),
-    or of the files and folders a script stage reads (``${}`` templates allowed)."""
-    return _paths(name, body, "deps", where, budget, _template_path if script else _project_path)
-
-
-def _paths(
-    name: str, body: Any, key: str, where: str, budget: Budget, check: Callable[[Any, str, str], str]
-) -> tuple[str, ...]:
-    """A stage's list under ``key`` (``deps``, ``args``, ``outs``, ...), each item ``check``-ed."""
-    node = body.get(key)
-    if node is None:
-        return ()
-    loc = pos(where, body, key, value=True)
-    kind = "list" if key in ("args", "params") else "list of paths"
-    if isinstance(node, str):
-        raise ManifestError(
-            f"{key} of stage {name!r} must be a {kind}, found a string",
-            where=loc,
-            hint=f"write `{key}: [{node}]`",
-        )
-    if not isinstance(node, list):
-        raise ManifestError(
-            f"{key} of stage {name!r} must be a {kind}, found {type_name(node)}",
-            where=loc,
-            hint=f"write `{key}: [path/to/file, ...]`" if kind != "list" else f"write `{key}: [item, ...]`",
-        )
-    budget.start(f"the {key} of stage {name!r}", loc)
-    budget.spend(values=len(node))
-    what = f"{_SINGULAR.get(key, key)} of stage {name!r}"
-    items = tuple(check(item, what, item_pos(where, node, i)) for i, item in enumerate(node))
-    for i, item in enumerate(items):
-        if item in items[:i]:
-            raise ManifestError(f"{what} {item!r} is listed twice", where=item_pos(where, node, i))
-    return items
-
-
-_SINGULAR = {"deps": "dep", "args": "arg", "outs": "out", "metrics": "metrics file", "plots": "plots file",
-             "params": "params-file key"}  # fmt: skip
-_TEMPLATE = re.compile(r"\$\{([^}]*)\}")
-_TEMPLATE_REF = re.compile(r"(params|data)\.([A-Za-z_][\w.-]*)")
-
-
-def _check_templates(value: str, what: str, loc: str) -> None:
-    """Every ``${...}`` in ``value`` is ``${params.KEY}`` or ``${data.NAME}``."""
-    for match in _TEMPLATE.finditer(value):
-        if not _TEMPLATE_REF.fullmatch(match.group(1).strip()):
-            raise ManifestError(
-                f"{what} {value!r}: unknown template {match.group(0)!r}",
-                where=loc,
-                hint="templates are ${params.KEY} (a key of the params file) or ${data.NAME}",
-            )
-    if "${" in _TEMPLATE.sub("", value):
-        raise ManifestError(f"{what} {value!r}: an unclosed '${{'", where=loc, hint="write ${params.KEY}")
-
-
-def _template_path(value: Any, what: str, loc: str) -> str:
-    """A project path that may hold ``${}`` templates (checked again once they are filled)."""
-    if isinstance(value, str) and "${" in value:
-        _check_templates(value, what, loc)
-        return value
-    return _project_path(value, what, loc)
-
-
-def _arg(value: Any, what: str, loc: str) -> str:
-    """One positional argument: a string, a number or a boolean, written as the command line reads it."""
-    if isinstance(value, bool) or type(value).__name__ == "ScalarBoolean":
-        return "True" if value else "False"
-    if isinstance(value, int | float):
-        return repr(value)
-    if not isinstance(value, str):
-        raise ManifestError(
-            f"{what} must be a string or a number, found {type_name(value)}",
-            where=loc,
-            hint="write positional arguments as a list of strings, e.g. `args: [config/train.py]`",
-        )
-    _check_templates(value, what, loc)
-    return str(value)
-
-
-def _params_key(value: Any, what: str, loc: str) -> str:
-    """A key of the params file, ``section.key`` (dots go down into mappings)."""
-    if not isinstance(value, str) or not value.strip() or any(not part for part in value.split(".")):
-        raise ManifestError(
-            f"{what} must be a key of the params file like `train.lr`, found {type_name(value)} {value!r}",
-            where=loc,
-            hint="list-form params are keys of params_file (default params.yaml); "
-            "write `params: {name: value}` to pass values on the command line",
-        )
-    return value
-
-
-def check_files(stages: Mapping[str, StageSpec], stages_node: Any, where: str) -> None:
-    """Script stages' files: no two stages write one path (or one inside the other), and no
-    list-form key also names a dict-form ``STAGE.PARAM``."""
-    written: dict[str, str] = {}
-    for name, spec in stages.items():
-        for out in spec.outs:
-            for path, other in written.items():
-                if out == path or out.startswith(path + "/") or path.startswith(out + "/"):
-                    raise ManifestError(
-                        f"stages {other!r} and {name!r} both write {min(out, path, key=len)!r} (outs {path!r} and {out!r})",
-                        where=pos(where, stages_node[name], "outs", value=True),
-                        hint="each file or folder is the out of one stage; write to different paths",
-                    )
-            written[out] = name
-    for name, spec in stages.items():
-        for key in spec.file_params:
-            stage, _, param = key.partition(".")
-            if stage in stages and param in stages[stage].params:
-                raise ManifestError(
-                    f"params-file key {key!r} of stage {name!r} also names param {param!r} of stage {stage!r}",
-                    where=pos(where, stages_node[name], "params", value=True),
-                    hint=f"`--set {key}=...` would mean both; rename the param or the params-file section",
-                )
-
-
-def _check_keys(node: Any, allowed: tuple[str, ...], what: str, where: str) -> None:
-    for key in node:
-        if not isinstance(key, str):
-            raise ManifestError(
-                f"keys in {what} must be strings, found {type_name(key)} {key!r}",
-                where=pos(where, node, key),
-                hint=f"allowed keys: {', '.join(allowed)}",
-            )
-        if key not in allowed:
-            raise ManifestError(
-                f"unknown key {key!r} in {what}",
-                where=pos(where, node, key),
-                hint=f"{did_you_mean(key, allowed)}allowed keys: {', '.join(allowed)}",
-            )
-
-
-def _mapping_or_empty(parent: Any, key: str, what: str, where: str, hint: str) -> Any:
-    value = parent.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ManifestError(
-            f"{what} must be a mapping, found {type_name(value)}",
-            where=pos(where, parent, key, value=True),
-            hint=hint,
-        )
-    return value
-
-
-def _is_identifier(name: Any) -> bool:
-    return isinstance(name, str) and name.isidentifier() and not keyword.iskeyword(name)
-
-
-def _project_path(value: Any, what: str, loc: str, *, suffix: str | None = None) -> str:
-    """A ``/``-separated path inside the project, normalised; else ManifestError."""
-    if not isinstance(value, str) or not value.strip():
-        raise ManifestError(
-            f"{what} must be a file path, found {type_name(value)}",
-            where=loc,
-            hint="write a path relative to the project root, e.g. `configs/model.yaml`",
-        )
-    if "\\" in value:
-        raise ManifestError(f"{what} {value!r} uses '\\'", where=loc, hint="write paths with '/' on every platform")
-    if value.startswith("/") or re.match(r"[A-Za-z]:", value):
-        raise ManifestError(f"{what} {value!r} is absolute", where=loc, hint="write it relative to the project root")
-    norm = posixpath.normpath(value)
-    if norm == ".." or norm.startswith("../") or norm == ".":
-        raise ManifestError(
-            f"{what} {value!r} is outside the project",
-            where=loc,
-            hint="stage code must live inside the project root",
-        )
-    if suffix is not None and (not norm.endswith(suffix) or posixpath.basename(norm) == suffix):
-        raise ManifestError(f"{what} {value!r} is not a {suffix} file", where=loc)
-    return norm
+    or of the files and folders a script stage reads (``${}`` templates allowed; the
+    ``{path: ..., outside: true}`` items are :func:`_outside_deps`)."""
+    check = _template_path if script else _project_path
+    return _paths(name, body, "deps", where, budget, check, skip=lambda item: script and isinstance(item, Mapping))
 
 
 def _parse_entry(value: Any, loc: str) -> str:
@@ -534,28 +381,3 @@ def _find_cycle(remaining: list[str], needs: dict[str, list[str]], done: set[str
     start = min(range(len(loop)), key=lambda i: rank[loop[i]])
     loop = loop[start:] + loop[:start]
     return [*loop, loop[0]]
-
-
-def producer(stages: Mapping[str, StageSpec], path: str) -> str | None:
-    """The stage whose ``outs`` hold ``path`` (the out itself or a path inside it), or None."""
-    for name, spec in stages.items():
-        for out in spec.outs:
-            if path == out or path.startswith(out + "/"):
-                return name
-    return None
-
-
-def params_file(doc: Any, where: str) -> str:
-    """The ``params_file:`` (default :data:`DEFAULT_PARAMS_FILE`), a project path."""
-    if not isinstance(doc, Mapping) or doc.get("params_file") is None:
-        return DEFAULT_PARAMS_FILE
-    value = doc["params_file"]
-    loc = pos(where, doc, "params_file", value=True)
-    path = _project_path(value, "params_file", loc)
-    if not path.endswith((".yaml", ".yml", ".json")):
-        raise ManifestError(
-            f"params_file {path!r} is not a YAML or JSON file",
-            where=loc,
-            hint="write e.g. `params_file: params.yaml`",
-        )
-    return path

@@ -111,3 +111,20 @@ def test_outs_travel_with_push_and_pull(dvc, tmp_path):
     assert again["metrics"] == record["metrics"]
     assert _tree(bob.root / "data" / "features") == _tree(p.root / "data" / "features")
     assert (bob.root / "model.pkl").read_bytes() == (p.root / "model.pkl").read_bytes()
+
+
+def test_two_stages_reporting_one_metric_name_are_qualified(git_project):
+    p = git_project
+    for name in ("a", "b"):
+        p.write(
+            f"{name}.py",
+            f"import json\njson.dump({{'acc': {len(name) / 2 + (name == 'b')}}}, open('m_{name}.json', 'w'))\n",
+        )
+    p.write(
+        "manifest.yaml",
+        "stages:\n  a:\n    entry: a.py\n    outs: [m_a.json]\n    metrics: [m_a.json]\n"
+        "  b:\n    entry: b.py\n    outs: [m_b.json]\n    metrics: [m_b.json]\n",
+    )
+    p.commit("two stages, one metric name")
+    record = mv_json(p.root, "run")
+    assert record["metrics"] == {"a.acc": 0.5, "b.acc": 1.5}

@@ -3,6 +3,7 @@ their outs cached and placed, reruns served from the cache, sweeps sharing upstr
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import pytest
@@ -104,5 +105,10 @@ def test_a_sweep_shares_upstream_stages_and_leaves_the_working_tree_alone(nano):
     assert calls(log) == {"prepare": 1, "train": 3, "sample": 3}  # prepare ran once, before the sweep
     assert _files(p.root, *OUTS) == before  # sweeps never write the working tree
     runs = mv_json(p.root, "runs")
-    losses = sorted(r["metrics"]["train.loss"] for r in runs if r.get("sweep"))
+    points = sorted((r for r in runs if r.get("sweep")), key=lambda r: r["metrics"]["train.loss"])
+    losses = [r["metrics"]["train.loss"] for r in points]
     assert losses == [pytest.approx(10 * 0.97**20, abs=1e-5), pytest.approx(10 * 0.98**20, abs=1e-5)]
+    # a point's outs are placed on demand
+    assert mv_json(p.root, "checkout", points[0]["run"])["written"] == ["out-tiny"]
+    placed = json.loads((p.root / "out-tiny" / "metrics.json").read_text())
+    assert placed["train"]["loss"] == pytest.approx(10 * 0.97**20, abs=1e-5)

@@ -142,3 +142,13 @@ def test_a_listed_key_missing_from_the_params_file_is_a_clear_error(git_project)
     err = mv(p.root, "run", code=1).stderr
     assert "stage 't' lists param 'train.n_eset', which the params file params.yaml does not have" in err
     assert "did you mean 'train.n_est'" in err
+
+
+def test_cmd_python_file_is_an_entry_with_args_and_other_commands_are_refused(tmp_path):
+    m = _load(tmp_path, "stages:\n  t:\n    cmd: python src/train.py data/features 'model dir' --seed=1\n")
+    assert m.stages["t"].entry == "src/train.py" and m.stages["t"].args == ("data/features", "model dir", "--seed=1")
+    with pytest.raises(ManifestError) as info:
+        _load(tmp_path, "stages:\n  t:\n    cmd: sort -u data/x\n")
+    assert str(info.value).endswith(":3:10: cmd of stage 't' does not run a Python file: 'sort -u data/x'")
+    with pytest.raises(ManifestError, match="both `cmd` and `args`"):
+        _load(tmp_path, "stages:\n  t:\n    cmd: python t.py\n    args: [x]\n")
