@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+import os
 import threading
 import time
 from collections import deque
@@ -105,6 +106,20 @@ def log_metrics(step: int | None = None, **metrics: Any) -> None:
             collector.add(name, value, step)
         else:
             _unattached.append({"name": name, "value": value, "step": step, "stage": None, "time": time.time()})
+    if collector is None and os.environ.get("MODVER_METRICS_FILE"):  # a script stage, run in its workspace
+        _append_to_file(os.environ["MODVER_METRICS_FILE"], checked, step)
+
+
+def _append_to_file(path: str, checked: Mapping[str, float], step: int | None) -> None:
+    """One JSON line per metric, for the run that started this script (modver.engine.workspace)."""
+    import json
+
+    lines = "".join(
+        json.dumps({"name": name, "value": value, "step": step, "time": time.time()}) + "\n"
+        for name, value in checked.items()
+    )
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(lines)
 
 
 def unattached_metrics() -> list[dict[str, Any]]:
@@ -118,11 +133,25 @@ def clear_unattached() -> None:
 
 
 def summarize(events: Iterable[Mapping[str, Any]]) -> tuple[dict[str, float], dict[str, list[dict[str, Any]]]]:
-    """A run record's ``metrics`` (last value per name) and ``metric_series`` from events."""
+    """A run record's ``metrics`` (last value per name) and ``metric_series`` from events.
+
+    A name that two stages report, one of them from a metrics file (script stages), is
+    qualified with each stage's name (``evaluate.avg_prec``): files of two stages often use the
+    same keys, and neither value should hide the other."""
+    events = list(events)
+    stages_of: dict[str, set[Any]] = {}
+    from_file: set[str] = set()
+    for event in events:
+        stages_of.setdefault(event["name"], set()).add(event.get("stage"))
+        if event.get("source") == "file":
+            from_file.add(event["name"])
+    shared = {name for name in from_file if len(stages_of[name]) > 1}
     last: dict[str, float] = {}
     series: dict[str, list[dict[str, Any]]] = {}
     for event in events:
         name = event["name"]
+        if name in shared and event.get("stage"):
+            name = f"{event['stage']}.{name}"
         last[name] = event["value"]
         series.setdefault(name, []).append(
             {"step": event.get("step"), "value": event["value"], "stage": event.get("stage")}

@@ -73,7 +73,29 @@ class StageSpec:
     version: str | None = None  # the pin ("v3", a tag, ...) or None for the working tree
     inputs: dict[str, str] = field(default_factory=dict)  # kwarg -> "data.<name>" | "<stage>"
     params: dict[str, Any] = field(default_factory=dict)
-    deps: tuple[str, ...] = ()
+    deps: tuple[str, ...] = ()  # function stage: files fingerprinted whole; script stage: files it reads
+    # script stages (docs/scripts.md): positional args, files written, metrics and plots files, and
+    # list-form params (keys of the manifest's params file; their values are in ``params`` under
+    # the full key once the pipeline is built). ``args``/``deps``/``outs`` may hold ${} templates.
+    args: tuple[str, ...] = ()
+    outs: tuple[str, ...] = ()
+    metrics: tuple[str, ...] = ()
+    plots: tuple[str, ...] = ()
+    file_params: tuple[str, ...] = ()
+    outside: tuple[str, ...] = ()  # deps outside the project (absolute, opted in): hashed, never stored
+
+    @property
+    def is_script(self) -> bool:
+        """Whether the stage is a whole module (``train.py``), run as ``__main__`` in a workspace."""
+        return ":" not in self.entry
+
+    @property
+    def code_deps(self) -> tuple[str, ...]:
+        """The ``deps`` fingerprinted whole, part of the version: all of a function stage's; a
+        script stage's ``.py`` files (its other deps are files it reads, content-hashed)."""
+        if not self.is_script:
+            return self.deps
+        return tuple(d for d in self.deps if d.endswith(".py") and "${" not in d)
 
     @property
     def path(self) -> str:

@@ -57,8 +57,13 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Project", "init", "load", "runs"]
 
 
-def init(path: str | os.PathLike[str] = ".") -> InitResult:
-    """Make ``.modver/``, git-ignore it, write a starter manifest, ``git init`` if needed."""
+def init(path: str | os.PathLike[str] = ".", *, from_dvc: str | None = None, force: bool = False) -> InitResult:
+    """Make ``.modver/``, git-ignore it, write a starter manifest, ``git init`` if needed.
+
+    With ``from_dvc`` (the path of a ``dvc.yaml``, relative to the project folder), the manifest
+    is converted from that DVC pipeline instead (docs/from-dvc.md): written when there is none,
+    left as it is when it already says the same, replaced only with ``force``. dvc.yaml,
+    dvc.lock, params files and ``.dvc/`` are only read."""
     from modver import _fs, _git, manifest
 
     folder = Path(path).resolve()
@@ -88,10 +93,65 @@ def init(path: str | os.PathLike[str] = ".") -> InitResult:
         updated = True
     manifest_path = root / DEFAULT_MANIFEST
     created_manifest = False
+    if from_dvc is not None:
+        conversion, state = _init_from_dvc(root, folder / from_dvc, manifest_path, force, temp_dir)
+        return InitResult(root, created_repo, state != "unchanged", updated, conversion, state)
     if not manifest_path.exists():
         _fs.replace_file(manifest_path, manifest.STARTER_MANIFEST.encode(), temp_dir=temp_dir)
         created_manifest = True
     return InitResult(root, created_repo, created_manifest, updated)
+
+
+def _init_from_dvc(root: Path, dvc_yaml: Path, manifest_path: Path, force: bool, temp_dir: Path) -> tuple[Any, str]:
+    """Convert ``dvc_yaml`` and write the manifest: ``(conversion, "written"|"replaced"|"unchanged")``."""
+    from modver import _fs, manifest
+    from modver.fingerprint import fingerprint_stage
+    from modver.manifest.from_dvc import convert_dvc
+    from modver.sourcetree import WorkingTree
+
+    if not dvc_yaml.is_file():
+        raise errors.UsageError(
+            f"no DVC pipeline at {dvc_yaml}", where=str(dvc_yaml),
+            hint="run `modver init --from-dvc` in the DVC project, or give the dvc.yaml's path: --from-dvc path/to/dvc.yaml",
+        )  # fmt: skip
+    try:
+        where = dvc_yaml.resolve().relative_to(root).as_posix()
+    except ValueError:
+        raise errors.UsageError(
+            f"{dvc_yaml} is not inside the project {root}", where=str(dvc_yaml), hint="give a dvc.yaml of this project"
+        ) from None
+    text = manifest.read_manifest_bytes(dvc_yaml).decode("utf-8", "replace")
+    tree = WorkingTree(root)
+
+    def closure(entry: str) -> tuple[str, ...]:
+        try:
+            return fingerprint_stage(tree, entry).files
+        except errors.ModverError:  # a script that does not parse: only the script itself is dropped
+            return (entry,)
+
+    conversion = convert_dvc(text, tree, closure, where=where)
+    if not conversion.stages:
+        lines = "\n  ".join(n.render(where) for n in conversion.notes)
+        raise errors.ManifestError(
+            f"no stage of {where} converts:\n  {lines}", where=where,
+            hint="modver converts stages whose cmd runs a Python script of the project (`python FILE ARGS`)",
+        )  # fmt: skip
+    new = conversion.text()
+    manifest.load_manifest_text(new, manifest_path, root)  # the SPEC's keys, checked as any manifest is
+    state = "written"
+    if manifest_path.exists():
+        old = manifest.read_manifest_bytes(manifest_path).decode("utf-8", "replace")
+        if old == new:
+            return conversion, "unchanged"
+        if not force:
+            raise errors.UsageError(
+                f"{DEFAULT_MANIFEST} already exists and differs from the conversion of {where}",
+                where=str(manifest_path),
+                hint="`modver init --from-dvc --force` replaces it (git keeps the old one if it is committed)",
+            )
+        state = "replaced"
+    _fs.replace_file(manifest_path, new.encode(), temp_dir=temp_dir)
+    return conversion, state
 
 
 class Project(Workspace):
@@ -224,9 +284,12 @@ class Project(Workspace):
         on_event: Event | None = None,
         echo: TextIO | None = None,
         jobs: int | None = None,
+        force_outs: bool = False,
     ) -> RunRecord:
         """Run the manifest at its pinned versions, with caching; the run's record. ``jobs`` > 1
-        runs independent stages at once on a local Dask cluster of that many workers."""
+        runs independent stages at once on a local Dask cluster of that many workers. Script
+        stages' outs are placed in the working tree (not with ``jobs`` > 1); ``force_outs``
+        replaces outs edited by hand (:mod:`modver.engine.outs`)."""
         from modver.engine.run import execute
 
         pipeline = self.pipeline(manifest, sets)
@@ -239,7 +302,17 @@ class Project(Workspace):
             return run_parallel(
                 self.registry, self.store, pipeline, ExecutorSpec(jobs=jobs), force=force, on_event=on_event
             )
-        return execute(self.registry, self.store, pipeline, force=force, on_event=on_event, echo=echo)
+        return execute(
+            self.registry, self.store, pipeline, force=force, on_event=on_event, echo=echo, place=True,
+            force_outs=force_outs,
+        )  # fmt: skip
+
+    def checkout(self, ref: str = "latest", *, force: bool = False) -> list[str]:
+        """Put the outs of run ``ref``'s script stages at their paths in the working tree, from
+        the cache; the outs written. An out edited by hand is refused unless ``force``."""
+        from modver.engine.outs import place_outs
+
+        return place_outs(self.store, self.runs.record(ref), force=force)
 
     def reproduce(
         self, ref: str, *, use_cache: bool = False, on_event: Event | None = None, echo: TextIO | None = None

@@ -141,15 +141,21 @@ class KeyParts:
     params: Mapping[str, Any]
     inputs: Mapping[str, InputKey]
     version: str | None = None
+    # a script stage's command line and files ({"args": [...], "outs": [...], ...}); keyed only
+    # when present, so function stages keep their keys
+    script: Mapping[str, Any] = field(default_factory=dict)
 
     def keyed(self) -> dict[str, Any]:
         """The parts the key digests: entry, fingerprint, params and inputs (modver.engine.planner.cache_key)."""
-        return {
+        keyed = {
             "entry": self.entry,
             "fingerprint": self.fingerprint,
             "params": dict(self.params),
             "inputs": {kw: i.to_json() for kw, i in self.inputs.items()},
         }
+        if self.script:
+            keyed["script"] = dict(self.script)
+        return keyed
 
     def to_json(self) -> dict[str, Any]:
         return {**self.keyed(), "version": self.version}
@@ -157,7 +163,10 @@ class KeyParts:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> KeyParts:
         inputs = {kw: InputKey.from_json(i) for kw, i in (data.get("inputs") or {}).items()}
-        return cls(data["entry"], data["fingerprint"], dict(data.get("params") or {}), inputs, data.get("version"))
+        return cls(
+            data["entry"], data["fingerprint"], dict(data.get("params") or {}), inputs, data.get("version"),
+            dict(data.get("script") or {}),
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -175,9 +184,11 @@ class StageRecord:
     notes: tuple[str, ...] = ()
     error: ErrorInfo | None = None
     timings: Mapping[str, float] = field(default_factory=dict)  # materialize, import, load, call, save
+    outs: Mapping[str, str] = field(default_factory=dict)  # a script stage's out path -> its content hash
 
     def to_json(self) -> dict[str, Any]:
         return {
+            **({"outs": dict(self.outs)} if self.outs else {}),
             "status": str(self.status),
             "duration": self.duration,
             "cache_key": self.cache_key,
@@ -369,6 +380,7 @@ def _stage_from_json(data: Mapping[str, Any], version: str | None, fingerprint: 
         notes=tuple(data.get("notes") or ()),
         error=None if data.get("error") is None else ErrorInfo.from_json(data["error"]),
         timings=dict(data.get("timings") or {}),
+        outs=dict(data.get("outs") or {}),
     )
 
 
@@ -443,11 +455,18 @@ STAGE = Fields(
         "error": Opt(ERROR),
         "entry": Opt(str),
         "timings": MapOf(NUMBER),
+        "outs": MapOf(str),
     },
     required=("cache_key",),
 )
 MANIFEST_STAGE = Fields(
-    {"entry": str, "version": Opt(str), "inputs": MapOf(str), "params": MapOf(ANY), "deps": ListOf(str)},
+    {
+        "entry": str,
+        "version": Opt(str),
+        "inputs": MapOf(str),
+        "params": ANY,
+        "deps": ListOf(ANY),  # outside deps are {path, outside}
+    },  # params: list-form too
     required=("entry",),
 )
 SHAPE = Fields(

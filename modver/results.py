@@ -21,6 +21,8 @@ class InitResult:
     created_repository: bool
     created_manifest: bool
     updated_gitignore: bool
+    converted: Any = None  # with --from-dvc: the modver.manifest.from_dvc.Conversion
+    manifest_state: str = ""  # with --from-dvc: "written", "replaced" or "unchanged"
 
 
 @dataclass(frozen=True)
@@ -66,14 +68,49 @@ class StageState:
         }
 
 
+GROUPED = {"assignment": "assignments", "import": "imports"}
+
+
+@dataclass(frozen=True)
+class ClosurePart:
+    """One definition of a closure, or a run of assignments or imports next to each other."""
+
+    path: str
+    name: str  # the definition's name; "first … last (n)" for a run; a statement's first line
+    kind: str  # the definition's kind, or "assignments" / "imports" for a run
+    line: int  # where ``source`` starts in the file (comments above a definition included)
+    end_line: int
+    names: tuple[str, ...]  # the names of the definitions it holds
+    source: str
+
+    @property
+    def key(self) -> str:
+        """Unique in one closure: ``path:name`` for a single named definition, else its lines."""
+        if len(self.names) == 1 and self.kind not in ("statement", *GROUPED.values()):
+            return f"{self.path}:{self.name}"
+        return f"{self.path}:{self.line}-{self.end_line}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "path": self.path,
+            "name": self.name,
+            "kind": self.kind,
+            "line": self.line,
+            "end_line": self.end_line,
+            "names": list(self.names),
+        }
+
+
 @dataclass(frozen=True)
 class ShownVersion:
     """``modver show``: a version, its closure and the source of each definition."""
 
     version: StageVersion
     closure: Closure
-    sources: dict[str, str]  # "path:name" -> exact source text
+    sources: dict[str, str]  # part key ("path:name", or "path:LINE-END" for a run or a statement) -> source
     declared_entry: str | None = None  # the manifest's entry for the stage, when it declares one
+    parts: tuple[ClosurePart, ...] = ()  # what ``sources`` shows, in file and line order
 
     def to_json(self) -> dict[str, Any]:
         c = self.closure
@@ -97,6 +134,7 @@ class ShownVersion:
             "unresolved": [
                 {"path": u.path, "line": u.line, "reason": u.reason, "included": u.included} for u in c.unresolved
             ],
+            "parts": [part.to_json() for part in self.parts],
             "sources": self.sources,
         }
 

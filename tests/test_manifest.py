@@ -324,11 +324,19 @@ BAD = [
         None,
     ),
     (
-        "params list",
+        "params list of numbers",  # list-form params are keys of the params file (script stages)
         "stages:\n  a:\n    entry: a.py\n    params: [1, 2]\n",
         ManifestError,
+        "4:14",
+        "params-file key of stage 'a' must be a key of the params file",
+        None,
+    ),
+    (
+        "params list on a function stage",
+        "stages:\n  a:\n    entry: a.py:f\n    params: [x.y]\n",
+        ManifestError,
         "4:13",
-        "params of stage 'a' must be a mapping",
+        "params of stage 'a' must be a mapping: list-form params are for script stages",
         None,
     ),
     (

@@ -48,7 +48,14 @@ class Outputs:
         if version is not None:  # a teammate's run: its classes live in a version not materialized here
             materialize(lambda: ws.history.files(version), version.fingerprint, ws.store, entry=version.entry)
         make_importable(ws.store)
-        return ws.store.output_cache().load(info.cache_key)
+        cache = ws.store.output_cache()
+        output = cache.load(info.cache_key)  # verified: a script stage's outs are files of the entry
+        if info.outs:  # a script stage: the path of its out in the cache (one out), or out -> path
+            from modver.engine.workspace import OUTS_DIR
+
+            paths = {out: cache.path(info.cache_key) / OUTS_DIR / out for out in info.outs}
+            return next(iter(paths.values())) if len(paths) == 1 else paths
+        return output
 
     def gc(
         self, *, keep_last: int | None = None, older_than: str | None = None, remove_records: bool = False,

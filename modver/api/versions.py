@@ -127,8 +127,9 @@ class Versions:
         return self._ws.history.resolve(version.stage, name)
 
     def show(self, ref: str, manifest: PathArg = None) -> ShownVersion:
-        """A version's metadata, closure and the exact source of each of its definitions."""
-        from modver.engine.diff import definition_text
+        """A version's metadata, closure and the exact source of each of its parts (neighbouring
+        assignments and imports as one part, each module-level statement on its own)."""
+        from modver.engine.parts import closure_parts
 
         version = self.resolve(ref, manifest)
         closure = self._ws.history.closure(version)
@@ -137,9 +138,9 @@ class Versions:
             declared = self._ws.manifest(manifest).stages.get(version.stage)
         except errors.ModverError:
             declared = None  # a broken manifest: the version is still shown
-        cache: dict[tuple[int, str], str] = {}
-        sources = {f"{d.path}:{d.name}": definition_text(tree, d, cache) for d in closure.definitions}
-        return ShownVersion(version, closure, sources, declared.entry if declared is not None else None)
+        parts = closure_parts(tree, closure)
+        sources = {part.key: part.source for part in parts}
+        return ShownVersion(version, closure, sources, declared.entry if declared is not None else None, parts)
 
     def verify(self, stages: Sequence[str] = ()) -> list[VersionCheck]:
         """Re-fingerprint every stored version (of ``stages``, default all) and compare.

@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -317,17 +318,18 @@ def shown_version(shown: ShownVersion) -> None:
             print(f"to count the files these calls run or import, list them under `{v.stage}:` in the manifest:")
             print(f"    deps: [{', '.join([*c.deps, 'path/to/file.py'])}]")
     print()
-    lines = [str(d.line) if d.line == d.end_line else f"{d.line}-{d.end_line}" for d in c.definitions]
+    parts = shown.parts
+    lines = [str(d.line) if d.line == d.end_line else f"{d.line}-{d.end_line}" for d in parts]
     table(
         ["definition", "kind", "file", "lines"],
-        [[d.name, d.kind, d.path, n] for d, n in zip(c.definitions, lines)],
+        [[d.name, d.kind, d.path, n] for d, n in zip(parts, lines)],
         priorities=[0, 2, 1, 3],
         kinds=["id", "id", "text", "id"],
     )
-    for key, source in shown.sources.items():
+    for part in parts:
         print()
-        print(f"# {key}")
-        show_code(source, "python")
+        print(f"# {part.path}:{part.line}  {part.name}")
+        show_code(part.source, "python")
 
 
 def shown_run(shown: ShownRun) -> None:
@@ -392,6 +394,30 @@ def run_summary(record: RunRecord) -> None:
     print(f"run {record.run}: {record.status} in {record.duration or 0:.2f}s{served}")
     for name, value in record.metrics.items():
         print(f"  {name} = {num(value)}")
+
+
+def dvc_conversion(conversion: Any, state: str, root: Path) -> None:
+    """``modver init --from-dvc``: what converted, what did not (with dvc.yaml's lines)."""
+    where = conversion.source
+    done = {
+        "written": "Wrote",
+        "replaced": "Replaced",
+        "unchanged": "Already there, unchanged:",
+    }[state]
+    stages = ", ".join(conversion.stages)
+    print(f"{done} {root / 'manifest.yaml'}: {len(conversion.stages)} stages from {where} ({stages})")
+    titles = {
+        "skipped": "Not converted:",
+        "ignored": "Ignored (converted without it):",
+        "info": "Notes:",
+    }
+    for kind, title in titles.items():
+        notes = [n for n in conversion.notes if n.kind == kind]
+        if notes:
+            print(title)
+            for note in notes:
+                print(f"  {note.render(where)}")
+    print(f"{where}, dvc.lock, params files and .dvc/ are unchanged; next: `modver index` or `modver run`")
 
 
 def stage_diffs(diffs: Sequence[StageDiff]) -> None:

@@ -66,13 +66,19 @@ def run_(
     jobs: Annotated[
         int | None, typer.Option("--jobs", "-j", metavar="N", help="Run independent stages at once on N Dask workers.")
     ] = None,
+    force_outs: Annotated[
+        bool,
+        typer.Option("--force-outs", help="Replace script stages' outs in the working tree even if edited by hand."),
+    ] = False,
     as_json: JsonOpt = False,
     project: ProjectOpt = Path("."),
 ) -> None:
     """Run the pipeline at its pinned versions, reusing cached stage outputs; record the run."""
     with _project(project, manifest) as p:
         record = _with_progress(
-            lambda on_event, echo: p.run(sets=set_ or (), force=force or (), on_event=on_event, echo=echo, jobs=jobs),
+            lambda on_event, echo: p.run(
+                sets=set_ or (), force=force or (), on_event=on_event, echo=echo, jobs=jobs, force_outs=force_outs
+            ),
             explain,
             as_json,
         )
@@ -82,6 +88,22 @@ def run_(
     _output.run_summary(record)
     if explain and record.timings is not None:
         print(f"  time: {_output.run_timings(record.timings)}")
+
+
+@app.command()
+def checkout(
+    run: Annotated[str, typer.Argument(help="Run id, unique prefix, latest or latest~N.")] = "latest",
+    force: Annotated[bool, typer.Option("--force", help="Replace outs edited by hand.")] = False,
+    as_json: JsonOpt = False,
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Put a run's script outs at their paths in the working tree, from the cache."""
+    with _project(project) as p:
+        written = p.checkout(run, force=force)
+    if as_json:
+        _output.print_json({"written": written})
+        return
+    print(f"{len(written)} out(s) written" + (": " + ", ".join(written) if written else " (all in place)"))
 
 
 @app.command()

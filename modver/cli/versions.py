@@ -27,17 +27,33 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 @app.command()
-def init(path: Annotated[Path, typer.Argument(help="Project folder.")] = Path(".")) -> None:
-    """Create .modver/, git-ignore it, and write a starter manifest (git init if needed)."""
+def init(
+    path: Annotated[
+        Path, typer.Argument(help="Project folder; with --from-dvc, the dvc.yaml or its folder.", metavar="[PATH]")
+    ] = Path("."),
+    from_dvc: Annotated[
+        bool, typer.Option("--from-dvc", help="Convert the DVC pipeline (PATH's dvc.yaml) into manifest.yaml.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="With --from-dvc: replace a manifest.yaml that differs.")
+    ] = False,
+) -> None:
+    """Create .modver/, git-ignore it, and write a starter manifest (git init if needed), or
+    convert a DVC pipeline: `modver init --from-dvc [dvc.yaml]` (`init(path, from_dvc=...)`)."""
     from modver.project import init as init_project
 
-    result = init_project(path)
+    dvc_yaml = None
+    if from_dvc:
+        dvc_yaml, path = ("dvc.yaml", path) if not path.is_file() else (path.name, path.parent)
+    result = init_project(path, from_dvc=dvc_yaml, force=force)
+    if result.converted is not None:
+        _output.dvc_conversion(result.converted, result.manifest_state, result.root)
     if result.created_repository:
         print(f"Initialized an empty git repository in {result.root}")
     print(f"modver store: {result.root / '.modver'}")
     if result.updated_gitignore:
         print("Added .modver/ to .gitignore")
-    if result.created_manifest:
+    if result.created_manifest and result.converted is None:
         print(f"Wrote a starter manifest: {result.root / 'manifest.yaml'}")
 
 

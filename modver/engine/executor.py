@@ -39,6 +39,7 @@ from modver.store.layout import Store
 
 if TYPE_CHECKING:  # pragma: no cover
     from modver.engine.planner import StagePlan
+    from modver.engine.scriptplan import ScriptFiles
 
 __all__ = ["Prepared", "StageTask", "TaskResult", "call_problem", "capture_into", "prepare", "run_task", "task_for"]
 
@@ -61,6 +62,7 @@ class StageTask:
     logs: tuple[str, str] | None = None  # stdout, stderr log files (appended)
     run: str | None = None  # the run it belongs to (kept with the cache entry)
     key_parts: Mapping[str, Any] = field(default_factory=dict)  # kept with the cache entry
+    script: ScriptFiles | None = None  # a script stage: its files (run in a workspace)
 
     @property
     def is_module(self) -> bool:
@@ -96,6 +98,7 @@ def task_for(store: Store, p: StagePlan, run_id: str | None) -> StageTask:
         logs=logs,
         run=run_id,
         key_parts=p.key_parts.to_json(),
+        script=p.files,
     )
 
 
@@ -111,6 +114,7 @@ class TaskResult:
     message: str | None = None  # the one-line error for the user, when it failed
     hint: str | None = None
     output: Any = field(default=None, compare=False, repr=False)  # in-process callers only
+    outs: Mapping[str, str] = field(default_factory=dict)  # a script stage's out path -> its content hash
 
 
 @dataclass
@@ -241,11 +245,9 @@ def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
 
 def _version_files(root: Path, commit: str) -> dict[str, bytes]:
     """A version's files, read from the git history of the project at ``root``."""
-    from modver._git import GitRepo
-    from modver.store.history import History
+    from modver.engine.scriptrun import version_files
 
-    with GitRepo.discover(root) as repo:
-        return History(repo).files_at(commit)
+    return version_files(root, commit)
 
 
 def _load_callable(task: StageTask, timings: dict[str, float]) -> Callable[..., Any]:
@@ -264,7 +266,8 @@ def call_problem(task: StageTask, fn: Callable[..., Any], names: Iterable[str]) 
     """Why ``fn`` cannot take keyword arguments ``names`` (the stage's inputs and params), or None."""
     names = list(names)
     if task.is_module:
-        if task.inputs:
+        deps = set(task.script.deps) if task.script is not None else set()
+        if set(task.inputs) - deps:
             return errors.RunError(
                 f"stage {task.stage} is a whole module ({task.entry}): it takes params and data files, not stage outputs",
                 where=task.stage,
@@ -302,6 +305,8 @@ def prepare(task: StageTask, echo: TextIO | None = None) -> Prepared | None:
     A stage whose code does not even import is left alone (None): it fails when it runs, with
     its traceback. A callable that refuses the arguments raises :class:`~modver.errors.RunError`.
     """
+    if task.script is not None:
+        return None  # a script runs in a process of its own: nothing to load here
     timings: dict[str, float] = {}
     out, err = io.StringIO(), io.StringIO()
     try:
@@ -345,6 +350,12 @@ def run_task(
     from modver.metrics import collect_metrics
     from modver.store.materialize import make_importable
 
+    if task.script is not None:
+        from modver.engine.scriptrun import run_script
+
+        done = run_script(task, echo)
+        return TaskResult(done.status, done.duration, done.timings, done.metrics, done.error, done.message, done.hint,
+                          outs=done.outs)  # fmt: skip
     timings = dict(prepared.timings) if prepared is not None else {}
     store = task.store
     cache = store.output_cache()

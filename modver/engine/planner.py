@@ -18,7 +18,9 @@ from typing import Any
 
 from modver import _encoding, errors
 from modver.engine.registry import Registry
-from modver.manifest import Manifest, dump_manifest_dict, parse_scalar, split_set
+from modver.engine.scriptplan import ScriptFiles, fill_file_params, resolve_files, script_inputs
+from modver.manifest import DEFAULT_PARAMS_FILE, Manifest, dump_manifest_dict, parse_scalar, split_set
+from modver.manifest._params import read_params
 from modver.models import SourceTree, StageSpec, StageVersion
 from modver.names import did_you_mean
 from modver.record import InputKey, KeyParts
@@ -46,6 +48,11 @@ class Pipeline:
     manifest_content: Mapping[str, Any]
     docstrings: bool = False
     exact: Mapping[str, str] = field(default_factory=dict)
+    # script stages' params file: its path, text and content; ``file_sets``: --set of its keys
+    params_file: str = DEFAULT_PARAMS_FILE
+    params_text: str = ""
+    params_doc: Mapping[str, Any] = field(default_factory=dict)
+    file_sets: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_manifest(cls, manifest: Manifest, root: Path, sets: Sequence[str] = ()) -> Pipeline:
@@ -59,7 +66,24 @@ class Pipeline:
             dump_manifest_dict(manifest),
             bool(manifest.options.get("docstrings", False)),
         )
+        pipeline = with_params_file(pipeline, root, manifest.params_file)
         return parse_sets(list(sets), pipeline) if sets else pipeline
+
+    def files(self, spec: StageSpec, root: Path, upstream_outs: tuple[str, ...] = ()) -> ScriptFiles:
+        """Script stage ``spec``'s files, templates filled (:func:`~modver.engine.scriptplan.resolve_files`)."""
+        params = (self.params_file, self.params_text, self.params_file.endswith(".json"))
+        return resolve_files(spec, root, self.data, self.params_doc, self.file_sets, params, upstream_outs)
+
+
+def with_params_file(pipeline: Pipeline, root: Path, rel: str, sets: Mapping[str, Any] | None = None) -> Pipeline:
+    """The pipeline with the params file at ``rel`` read (when a script stage may read it) and the
+    listed keys' values put in the stages' params (``sets``: values that win over the file's)."""
+    if not any(s.is_script for s in pipeline.stages):
+        return pipeline
+    text, doc = read_params(root / rel, rel)
+    sets = dict(sets or {})
+    stages = fill_file_params(pipeline.stages, doc, sets, rel)
+    return replace(pipeline, stages=stages, params_file=rel, params_text=text, params_doc=doc, file_sets=sets)
 
     def stage(self, name: str) -> StageSpec:
         """The stage called ``name``."""
@@ -71,6 +95,9 @@ def parse_sets(sets: list[str], pipeline: Pipeline) -> Pipeline:
     values: dict[str, Any] = {}
     for item in sets:
         split, shown = split_set(item), item if len(item) <= 80 else item[:77] + "..."
+        key, eq, text = item.partition("=")
+        if split is None and eq and key and any(key in s.file_params for s in pipeline.stages):
+            split = (key, text)  # a key of a params file a stage lists: any number of dots
         if split is None:
             raise errors.RunError(f"bad --set {shown!r}: expected stage.param=value", hint="e.g. --set model.C=0.5")
         target, text = split
@@ -87,6 +114,8 @@ def check_param(pipeline: Pipeline, target: str, what: str) -> None:
     """``target`` (``stage.param``) names a param of a stage of the pipeline, or a clear error
     (``what`` says where it was given: ``--set 'model.C=1'``, a sweep file's key)."""
     by_name = {s.name: s for s in pipeline.stages}
+    if any(target in s.file_params for s in pipeline.stages):
+        return  # a key of the params file that a stage lists
     stage, _, param = target.partition(".")
     if stage not in by_name:
         raise errors.UnknownStageError(
@@ -105,10 +134,17 @@ def check_param(pipeline: Pipeline, target: str, what: str) -> None:
 def with_params(pipeline: Pipeline, values: Mapping[str, Any]) -> Pipeline:
     """The pipeline with params set: ``{"stage.param": value}`` (targets checked by :func:`check_param`)."""
     params = {s.name: dict(s.params) for s in pipeline.stages}
+    file_sets = dict(pipeline.file_sets)
     for target, value in values.items():
+        if any(target in s.file_params for s in pipeline.stages):
+            file_sets[target] = value
+            continue
         stage, _, param = target.partition(".")
         params[stage][param] = value
-    return replace(pipeline, stages=tuple(replace(s, params=params[s.name]) for s in pipeline.stages))
+    stages = tuple(replace(s, params=params[s.name]) for s in pipeline.stages)
+    if file_sets != pipeline.file_sets:
+        stages = fill_file_params(stages, pipeline.params_doc, file_sets, pipeline.params_file)
+    return replace(pipeline, stages=stages, file_sets=file_sets)
 
 
 def check_force(pipeline: Pipeline, force: Iterable[str]) -> None:
@@ -140,6 +176,7 @@ class StagePlan:
     reason: str = ""
     damage: str = ""  # what is wrong with the stage's cached output, when it has a damaged one
     notes: tuple[str, ...] = ()  # worth saying whether or not it runs
+    files: ScriptFiles | None = None  # a script stage's files, templates filled
 
     @property
     def name(self) -> str:
@@ -185,6 +222,7 @@ def plan(
     if register:
         _check_before_registering(registry, pipeline, tree, hasher, manifest_rel)
     plans: dict[str, StagePlan] = {}
+    outs_of: dict[str, tuple[str, ...]] = {}
     for spec in pipeline.stages:
         version, fingerprint = _version(registry, pipeline, spec, tree, register, manifest_rel)
         inputs: dict[str, InputKey] = {}
@@ -194,19 +232,38 @@ def plan(
                 inputs[kw] = InputKey(data=rel, hash=hasher.hash(source[5:], rel))
             else:
                 inputs[kw] = InputKey(stage=source, key=plans[source].key)
-        parts = KeyParts(spec.entry, fingerprint, dict(spec.params), inputs, version.version if version else None)
+        files, script = None, {}
+        notes: list[str] = []
+        implied: list[str] = []
+        if spec.is_script:
+            files = pipeline.files(spec, store.root, tuple(o for outs in outs_of.values() for o in outs))
+            deps, upstream = script_inputs(spec, files, outs_of, {n: q.key for n, q in plans.items()}, hasher)
+            inputs.update(deps)
+            files = replace(files, upstream=upstream)
+            outs_of[spec.name] = files.outs
+            script = files.keyed()
+            implied = [
+                f"arg {dep} is {upstream[dep]}'s out: {upstream[dep]} is upstream"
+                if dep in upstream
+                else f"arg {dep} names a project file: a dep (its content is in the key)"
+                for dep in files.implied
+            ]
+        label = version.version if version else None
+        parts = KeyParts(spec.entry, fingerprint, dict(spec.params), inputs, label, script)
         key = cache_key(parts)
         forced = spec.name in force
         damage = None if forced else _damage(cache, key, register)
-        p = StagePlan(spec, version, parts, key, cached=damage == "", forced=forced, damage=damage or "")
-        notes: list[str] = []
+        p = StagePlan(spec, version, parts, key, cached=damage == "", forced=forced, damage=damage or "", files=files)
         if version is not None and (spec.name in pipeline.exact or spec.version is not None):
             notes += _drifted_deps(registry, version, tree)
         if version is not None and version.entry != spec.entry:
             notes.append(
                 f"{version.version} was stored as {version.entry}: it runs from there (the manifest says {spec.entry})"
             )
-        plans[spec.name] = replace(p, reason=explain(p, (previous or {}).get(spec.name)), notes=tuple(notes))
+        reason = explain(p, (previous or {}).get(spec.name))
+        if spec.is_script and implied:  # said with the reason (--explain), not on every run
+            reason = "; ".join([reason, *implied])
+        plans[spec.name] = replace(p, reason=reason, notes=tuple(notes))
     hasher.save()
     return list(plans.values())
 

@@ -186,7 +186,7 @@ def first_record(
         for p in plans
     }
     data = {
-        p.spec.inputs[kw][len("data.") :]: {"path": i.data, "hash": i.hash}
+        (p.spec.inputs[kw][len("data.") :] if kw in p.spec.inputs else kw): {"path": i.data, "hash": i.hash}
         for p in plans
         for kw, i in p.key_parts.inputs.items()
         if i.data is not None and i.hash is not None

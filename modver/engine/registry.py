@@ -40,7 +40,7 @@ class Registry:
 
     def fingerprint(self, spec: StageSpec, tree: SourceTree, *, docstrings: bool) -> Closure:
         """The closure and fingerprint of the declared stage ``spec`` in ``tree``."""
-        return fingerprint_stage(tree, spec.entry, spec.deps, docstrings=docstrings, cache=self.cache)
+        return fingerprint_stage(tree, spec.entry, spec.code_deps, docstrings=docstrings, cache=self.cache)
 
     def find(self, stage: str, fingerprint: str) -> StageVersion | None:
         """The registered version of ``stage`` with this fingerprint, or None."""

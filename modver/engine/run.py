@@ -27,9 +27,11 @@ from typing import Any, TextIO
 
 from modver import errors
 from modver.engine.executor import Prepared, StageTask, TaskResult, prepare, run_task, task_for
+from modver.engine.outs import check_outs, place_outs
 from modver.engine.planner import Pipeline, StagePlan, check_force, last_key_parts, plan
 from modver.engine.recorder import Event, Recorder, StageEvent, first_record, write_record
 from modver.engine.registry import Registry
+from modver.engine.scriptplan import outside_hash
 from modver.manifest import Manifest, load_manifest_text
 from modver.record import ErrorInfo, RunRecord, RunStatus, StageRecord, StageStatus
 from modver.store.data import DataHasher
@@ -50,8 +52,14 @@ def execute(
     on_event: Event | None = None,
     echo: TextIO | None = None,
     reproduces: str | None = None,
+    place: bool = False,
+    force_outs: bool = False,
 ) -> RunRecord:
     """Run the pipeline (see the module docstring); the finished run's record.
+
+    ``place``: put script stages' outs in the working tree afterwards
+    (:mod:`modver.engine.outs`; an out edited by hand is refused before anything runs, unless
+    ``force_outs``).
 
     A stage that fails ends the run: the record says "failed", then the stage's error is raised
     (:class:`~modver.errors.StageFailedError` for an exception of its own code). Ctrl-C records
@@ -63,6 +71,8 @@ def execute(
     with store_lock(store, shared=True):  # `modver gc` keeps what the record will name
         previous = last_key_parts(runs, [s.name for s in pipeline.stages], exclude=run_id)
         plans = plan(registry, store, pipeline, force=force, register=True, previous=previous)
+        if place:
+            check_outs(store, _outs(store, plans), force=force_outs)
         planned = round(time.perf_counter() - t0, 6)  # materialize and import count per stage, below
         tasks = {p.name: task_for(store, p, run_id) for p in plans}
         prepared = {p.name: prepare(tasks[p.name], echo) for p in plans if not p.cached}
@@ -81,7 +91,23 @@ def execute(
         else:
             recorder.finish(RunStatus.FAILED, planned=planned)
         raise
-    return recorder.finish(RunStatus.SUCCEEDED, planned=planned)
+    record = recorder.finish(RunStatus.SUCCEEDED, planned=planned)
+    if place:
+        place_outs(store, record, force=force_outs)
+    return record
+
+
+def _outs(store: Store, plans: list[StagePlan]) -> list[tuple[str, str, str | None]]:
+    """Each script stage's outs with the hash a cached stage will place (None: not known yet)."""
+    cache = store.output_cache()
+    found: list[tuple[str, str, str | None]] = []
+    for p in plans:
+        if p.files is None or not p.files.outs:
+            continue
+        entry = cache.get(p.key) if p.cached else None
+        hashes = dict(entry.meta.get("outs") or {}) if entry is not None else {}
+        found += [(p.name, out, hashes.get(out)) for out in p.files.outs]
+    return found
 
 
 def _run_stages(
@@ -96,7 +122,7 @@ def _run_stages(
     """Each stage in order: served from the cache, or its task run in this process."""
     cache = store.output_cache()
     outputs: dict[str, Any] = {}  # cache key -> an output a later stage takes
-    consumers = {p.name: [q.name for q in plans if p.name in q.spec.inputs.values()] for p in plans}
+    consumers = {p.name: [q.name for q in plans if p.name in _upstream(q)] for p in plans}
     to_run = {p.name for p in plans if not p.cached}
 
     def emit(kind: str, p: StagePlan, stage: StageRecord) -> None:
@@ -119,13 +145,15 @@ def _run_stages(
             entry = cache.get(p.key)
             metrics = tuple(entry.metrics) if entry is not None else ()
             duration = entry.duration if entry is not None else None
-            emit("cached", p, recorder.stage(p.name, status=StageStatus.CACHED, duration=duration, events=metrics))
+            outs = dict(entry.meta.get("outs") or {}) if entry is not None else {}
+            stage = recorder.stage(p.name, status=StageStatus.CACHED, duration=duration, events=metrics, outs=outs)
+            emit("cached", p, stage)
             continue
         emit("start", p, recorder.stage(p.name, status=StageStatus.RUNNING))
         result = run_task(tasks[p.name], prepared=prepared.get(p.name), loaded=outputs, echo=echo, keep_output=needed)
         stage = recorder.stage(
             p.name, status=result.status, duration=result.duration, timings=dict(result.timings),
-            error=result.error, events=result.metrics,
+            error=result.error, events=result.metrics, outs=dict(result.outs),
         )  # fmt: skip
         if result.status is StageStatus.FAILED:
             emit("failed", p, stage)
@@ -133,6 +161,11 @@ def _run_stages(
         if needed:
             outputs[p.key] = result.output
         emit("done", p, stage)
+
+
+def _upstream(p: StagePlan) -> set[str]:
+    """The stages whose outputs ``p`` takes: its inputs, and the producers of a script's deps."""
+    return {*p.spec.inputs.values(), *(p.files.upstream.values() if p.files is not None else ())}
 
 
 def _failure(p: StagePlan, result: TaskResult, recorder: Recorder) -> errors.RunError:
@@ -190,7 +223,8 @@ def reproduce(
     changed = []
     for name, info in original.data.items():
         try:
-            now = hasher.hash(name, info["path"])
+            path = info["path"]
+            now = outside_hash(name, path) if path.startswith("/") else hasher.hash(name, path)
         except errors.ModverError:
             now = None
         if now != info["hash"]:

@@ -55,12 +55,14 @@ from modver.manifest._schema import (
     topological_order,
     validate,
 )
+from modver.manifest._script import DEFAULT_PARAMS_FILE, params_file, producer
 from modver.manifest._yaml import BOUNDS_HINT, MAX_MANIFEST_BYTES, MAX_SET_CHARS, Budget, parse, to_plain
 from modver.models import StageSpec
 from modver.names import did_you_mean
 
 __all__ = [
     "DEFAULT_OPTIONS",
+    "DEFAULT_PARAMS_FILE",
     "FINGERPRINT_KEYS",
     "SET_TARGET",
     "STAGE_KEYS",
@@ -73,6 +75,7 @@ __all__ = [
     "load_manifest_text",
     "manifest_schema",
     "parse_scalar",
+    "producer",
     "read_manifest_bytes",
     "set_pin",
     "split_set",
@@ -120,6 +123,7 @@ class Manifest:
     options: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_OPTIONS))
     root: Path | None = None
     cluster: dict[str, Any] | None = None  # the `cluster:` section (where `modver sweep` runs), plain values
+    params_file: str = DEFAULT_PARAMS_FILE  # the file list-form params are keys of (project path)
 
     def __post_init__(self) -> None:
         if self.root is None:
@@ -189,20 +193,31 @@ def dump_manifest_dict(manifest: Manifest) -> dict[str, Any]:
     "deps"}}, "fingerprint": {...}}`` with every stage key present (``version`` is null when
     unpinned). It is itself a valid manifest: JSON is YAML.
     """
-    return {
+    dumped: dict[str, Any] = {
         "data": dict(manifest.data),
-        "stages": {
-            name: {
-                "entry": spec.entry,
-                "version": spec.version,
-                "inputs": dict(spec.inputs),
-                "params": copy.deepcopy(dict(spec.params)),
-                "deps": list(spec.deps),
-            }
-            for name, spec in manifest.stages.items()
-        },
+        "stages": {name: _dump_stage(spec) for name, spec in manifest.stages.items()},
         "fingerprint": dict(manifest.options),
     }
+    if manifest.params_file != DEFAULT_PARAMS_FILE:
+        dumped["params_file"] = manifest.params_file
+    return dumped
+
+
+def _dump_stage(spec: StageSpec) -> dict[str, Any]:
+    """One stage of :func:`dump_manifest_dict`; the script keys only when the stage has them
+    (a manifest without them dumps as it always did). List-form params dump as their list."""
+    params: Any = list(spec.file_params) if spec.file_params else copy.deepcopy(dict(spec.params))
+    out: dict[str, Any] = {
+        "entry": spec.entry,
+        "version": spec.version,
+        "inputs": dict(spec.inputs),
+        "params": params,
+        "deps": [*spec.deps, *({"path": path, "outside": True} for path in spec.outside)],
+    }
+    for key in ("args", "outs", "metrics", "plots"):
+        if getattr(spec, key):
+            out[key] = list(getattr(spec, key))
+    return out
 
 
 SET_TARGET = re.compile(r"^[^.=\s]+\.[^=\s]+$")  # STAGE.PARAM: no space, no `=`, a dot after the stage
@@ -342,7 +357,10 @@ def _decode(raw: bytes, where: str) -> str:
 def _build(doc: Any, path: Path, root: Path | None) -> Manifest:
     data, stages, options = validate(doc, str(path))
     cluster = cluster_section(doc, str(path))
-    return Manifest(path=path, data=data, stages=stages, options=options, root=root, cluster=cluster)
+    return Manifest(
+        path=path, data=data, stages=stages, options=options, root=root, cluster=cluster,
+        params_file=params_file(doc, str(path)),
+    )  # fmt: skip
 
 
 def _unknown_stage(name: str, declared: Iterable[str], where: str) -> UnknownStageError:

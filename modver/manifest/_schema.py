@@ -9,19 +9,29 @@ fix (a did-you-mean for misspelt keys, stages and data). The schema is in
 
 from __future__ import annotations
 
-import keyword
 import posixpath
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from modver.errors import ManifestError
-from modver.manifest._yaml import Budget, item_pos, pos, to_plain, type_name
+from modver.manifest._check import check_keys as _check_keys
+from modver.manifest._check import is_identifier as _is_identifier
+from modver.manifest._check import mapping_or_empty as _mapping_or_empty
+from modver.manifest._check import project_path as _project_path
+from modver.manifest._script import arg as _arg
+from modver.manifest._script import check_files, producer
+from modver.manifest._script import cmd as _cmd
+from modver.manifest._script import outside_deps as _outside_deps
+from modver.manifest._script import params_key as _params_key
+from modver.manifest._script import paths as _paths
+from modver.manifest._script import template_path as _template_path
+from modver.manifest._yaml import Budget, pos, to_plain, type_name
 from modver.models import StageSpec
 from modver.names import did_you_mean, validate_name
 
-TOP_LEVEL_KEYS = ("data", "stages", "fingerprint", "cluster")
-STAGE_KEYS = ("entry", "version", "inputs", "params", "deps")
+TOP_LEVEL_KEYS = ("data", "stages", "fingerprint", "cluster", "params_file")
+STAGE_KEYS = ("entry", "cmd", "version", "inputs", "params", "deps", "args", "outs", "metrics", "plots")
+SCRIPT_KEYS = ("args", "outs", "metrics", "plots")
 FINGERPRINT_KEYS = ("docstrings",)
 DEFAULT_OPTIONS: dict[str, Any] = {"docstrings": False}
 
@@ -120,13 +130,15 @@ def _stages(doc: Any, data: dict[str, str], where: str) -> dict[str, StageSpec]:
     budget = Budget("the manifest's stages hold")
     for name, body in stages_node.items():
         stages[name] = _stage(name, body, stages_node, data, where, budget)
+    check_files(stages, stages_node, where)
 
     _order, cycle = topological_order(stages)
     if cycle is not None:
-        first = cycle[-1]  # a consumer inside the cycle: point at its `inputs`
+        first = cycle[-1]  # a consumer inside the cycle: point at its `inputs` (or `deps`)
+        key = "inputs" if "inputs" in stages_node[first] else "deps"
         raise ManifestError(
             "the inputs of stages form a cycle: " + " -> ".join(cycle),
-            where=pos(where, stages_node[first], "inputs", value=True),
+            where=pos(where, stages_node[first], key, value=True),
             hint="a stage cannot take its own output as input, directly or through others",
         )
     return stages
@@ -134,7 +146,7 @@ def _stages(doc: Any, data: dict[str, str], where: str) -> dict[str, StageSpec]:
 
 def _stage(name: str, body: Any, stages_node: Any, data: dict[str, str], where: str, budget: Budget) -> StageSpec:
     head = pos(where, stages_node, name)
-    if body is None or (isinstance(body, Mapping) and "entry" not in body):
+    if body is None or (isinstance(body, Mapping) and "entry" not in body and "cmd" not in body):
         _check_keys(body or {}, STAGE_KEYS, f"stage {name!r}", where)
         raise ManifestError(
             f"stage {name!r} has no `entry`",
@@ -156,12 +168,44 @@ def _stage(name: str, body: Any, stages_node: Any, data: dict[str, str], where: 
     _check_keys(body, STAGE_KEYS, f"stage {name!r}", where)
     budget.start(f"stage {name!r}", head)
     budget.spend()
-    entry = _parse_entry(body["entry"], pos(where, body, "entry", value=True))
+    cmd_args: tuple[str, ...] | None = None
+    if "cmd" in body:
+        entry, cmd_args = _cmd(name, body, where)
+    else:
+        entry = _parse_entry(body["entry"], pos(where, body, "entry", value=True))
     version = normalize_version(body.get("version"), pos(where, body, "version", value=True))
     inputs = _inputs(name, body, stages_node, data, where, budget)
-    params = _params(name, body, inputs, where, budget)
-    deps = _deps(name, body, where, budget)
-    return StageSpec(name=name, entry=entry, version=version, inputs=inputs, params=params, deps=deps)
+    script = ":" not in entry
+    if not script:
+        for key in SCRIPT_KEYS:
+            if body.get(key) is not None:
+                raise ManifestError(
+                    f"`{key}` of stage {name!r}: only a script stage (entry `file.py`) has {key}",
+                    where=pos(where, body, key),
+                    hint="make the entry the script's file, or return the result from the function",
+                )
+    file_params: tuple[str, ...] = ()
+    if isinstance(body.get("params"), list):
+        if not script:
+            raise ManifestError(
+                f"params of stage {name!r} must be a mapping: list-form params are for script stages",
+                where=pos(where, body, "params", value=True),
+                hint="write `params: {name: value}`",
+            )
+        file_params = _paths(name, body, "params", where, budget, _params_key)
+        params: dict[str, Any] = {}
+    else:
+        params = _params(name, body, inputs, where, budget)
+    deps = _deps(name, body, where, budget, script=script)
+    return StageSpec(
+        name=name, entry=entry, version=version, inputs=inputs, params=params, deps=deps,
+        args=cmd_args if cmd_args is not None else _paths(name, body, "args", where, budget, _arg),
+        outs=_paths(name, body, "outs", where, budget, _template_path),
+        metrics=_paths(name, body, "metrics", where, budget, _template_path),
+        plots=_paths(name, body, "plots", where, budget, _template_path),
+        file_params=file_params,
+        outside=_outside_deps(name, body, where) if script else (),
+    )  # fmt: skip
 
 
 def _inputs(name: str, body: Any, stages_node: Any, data: dict[str, str], where: str, budget: Budget) -> dict[str, str]:
@@ -242,85 +286,12 @@ def _params(name: str, body: Any, inputs: dict[str, str], where: str, budget: Bu
     return params
 
 
-def _deps(name: str, body: Any, where: str, budget: Budget) -> tuple[str, ...]:
-    """A stage's ``deps``: project paths of extra files fingerprinted whole."""
-    deps_node = body.get("deps")
-    if deps_node is None:
-        return ()
-    loc = pos(where, body, "deps", value=True)
-    if isinstance(deps_node, str):
-        raise ManifestError(
-            f"deps of stage {name!r} must be a list of paths, found a string",
-            where=loc,
-            hint=f"write `deps: [{deps_node}]`",
-        )
-    if not isinstance(deps_node, list):
-        raise ManifestError(
-            f"deps of stage {name!r} must be a list of paths, found {type_name(deps_node)}",
-            where=loc,
-            hint="write `deps: [path/to/file, ...]`",
-        )
-    budget.start(f"the deps of stage {name!r}", loc)
-    budget.spend(values=len(deps_node))
-    what = f"dep of stage {name!r}"
-    return tuple(_project_path(item, what, item_pos(where, deps_node, i)) for i, item in enumerate(deps_node))
-
-
-def _check_keys(node: Any, allowed: tuple[str, ...], what: str, where: str) -> None:
-    for key in node:
-        if not isinstance(key, str):
-            raise ManifestError(
-                f"keys in {what} must be strings, found {type_name(key)} {key!r}",
-                where=pos(where, node, key),
-                hint=f"allowed keys: {', '.join(allowed)}",
-            )
-        if key not in allowed:
-            raise ManifestError(
-                f"unknown key {key!r} in {what}",
-                where=pos(where, node, key),
-                hint=f"{did_you_mean(key, allowed)}allowed keys: {', '.join(allowed)}",
-            )
-
-
-def _mapping_or_empty(parent: Any, key: str, what: str, where: str, hint: str) -> Any:
-    value = parent.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ManifestError(
-            f"{what} must be a mapping, found {type_name(value)}",
-            where=pos(where, parent, key, value=True),
-            hint=hint,
-        )
-    return value
-
-
-def _is_identifier(name: Any) -> bool:
-    return isinstance(name, str) and name.isidentifier() and not keyword.iskeyword(name)
-
-
-def _project_path(value: Any, what: str, loc: str, *, suffix: str | None = None) -> str:
-    """A ``/``-separated path inside the project, normalised; else ManifestError."""
-    if not isinstance(value, str) or not value.strip():
-        raise ManifestError(
-            f"{what} must be a file path, found {type_name(value)}",
-            where=loc,
-            hint="write a path relative to the project root, e.g. `configs/model.yaml`",
-        )
-    if "\\" in value:
-        raise ManifestError(f"{what} {value!r} uses '\\'", where=loc, hint="write paths with '/' on every platform")
-    if value.startswith("/") or re.match(r"[A-Za-z]:", value):
-        raise ManifestError(f"{what} {value!r} is absolute", where=loc, hint="write it relative to the project root")
-    norm = posixpath.normpath(value)
-    if norm == ".." or norm.startswith("../") or norm == ".":
-        raise ManifestError(
-            f"{what} {value!r} is outside the project",
-            where=loc,
-            hint="stage code must live inside the project root",
-        )
-    if suffix is not None and (not norm.endswith(suffix) or posixpath.basename(norm) == suffix):
-        raise ManifestError(f"{what} {value!r} is not a {suffix} file", where=loc)
-    return norm
+def _deps(name: str, body: Any, where: str, budget: Budget, *, script: bool = False) -> tuple[str, ...]:
+    """A stage's ``deps``: project paths of extra files fingerprinted whole (a function stage),
+    or of the files and folders a script stage reads (``${}`` templates allowed; the
+    ``{path: ..., outside: true}`` items are :func:`_outside_deps`)."""
+    check = _template_path if script else _project_path
+    return _paths(name, body, "deps", where, budget, check, skip=lambda item: script and isinstance(item, Mapping))
 
 
 def _parse_entry(value: Any, loc: str) -> str:
@@ -367,6 +338,7 @@ def topological_order(stages: Mapping[str, StageSpec]) -> tuple[list[str], list[
     """(order, None), or (partial order, cycle) with the cycle as ``[a, b, a]`` in data flow."""
     needs = {
         name: [ref for ref in spec.inputs.values() if not ref.startswith(_DATA_PREFIX) and ref in stages]
+        + [up for dep in spec.deps if (up := producer(stages, dep)) is not None]
         for name, spec in stages.items()
     }
     # Kahn's algorithm; of the stages ready to run, the first in the file goes first

@@ -357,3 +357,32 @@ def reads_as_plain_string(value: str) -> bool:
     except Exception:  # noqa: BLE001 - a probe: anything odd means "quote it"
         return False
     return isinstance(loaded, Mapping) and type(loaded.get("k")) is str and loaded["k"] == value
+
+
+def dump(data: Any) -> str:
+    """Plain data as block YAML, lists of scalars in flow style (``outs: [data/prepared]``)."""
+    import io
+
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            node = CommentedMap()
+            for key, item in value.items():
+                node[key] = convert(item)
+            return node
+        if isinstance(value, list):
+            seq = CommentedSeq(convert(item) for item in value)
+            if all(not isinstance(item, Mapping | list) for item in value) and len(str(value)) <= _FLOW_WIDTH:
+                seq.fa.set_flow_style()
+            return seq
+        return value
+
+    yaml = _rt_yaml()
+    yaml.indent(mapping=2, sequence=2, offset=0)
+    out = io.StringIO()
+    yaml.dump(convert(data), out)
+    return out.getvalue()
+
+
+_FLOW_WIDTH = 80  # a longer list of scalars is written one item a line

@@ -237,8 +237,14 @@ class OutputCache:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def put(self, key: str, obj: Any, meta: Mapping[str, Any] | None = None) -> Entry:
+    def put(
+        self, key: str, obj: Any, meta: Mapping[str, Any] | None = None, *, trees: Mapping[str, Path] | None = None
+    ) -> Entry:
         """Store ``obj`` under ``key`` atomically and return its entry.
+
+        ``trees`` maps paths inside the entry (``outs/data/prepared``) to files or folders that
+        are *moved* there (a script stage's outs, from its workspace): they become files of the
+        entry, checksummed and verified like the object.
 
         ``meta`` may hold ``stage``, ``version``, ``duration``, ``metrics`` (list of events),
         ``stdout``/``stderr`` (text, bytes, or a path to copy) and any other JSON values (kept
@@ -259,6 +265,10 @@ class OutputCache:
                         _fs.remove_tree(final)
             tmp = _fs.make_temp_dir(self.root, hexkey[:16])
             try:
+                for rel, source in (trees or {}).items():
+                    target = tmp / rel
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.move(source, target)
                 record = self._write_entry(tmp, key, obj, meta)
             except BaseException:
                 _fs.remove_tree(tmp)

@@ -147,8 +147,9 @@ class _Points:
                     entry = cache.get(p.key)
                     metrics = tuple(entry.metrics) if entry is not None else ()
                     duration = entry.duration if entry is not None else None
+                    outs = dict(entry.meta.get("outs") or {}) if entry is not None else {}
                     self._set(point.index, p.name, "cached", status=StageStatus.CACHED, duration=duration,
-                              events=metrics)  # fmt: skip
+                              events=metrics, outs=outs)  # fmt: skip
                     self.cache_hits += 1
             self._settle(point.index)
 
@@ -169,14 +170,14 @@ class _Points:
             status = StageStatus.SUCCEEDED if event.kind == "done" else StageStatus.FAILED
             self._set(owner, stage, "done" if event.kind == "done" else "failed", status=status,
                       duration=result.duration, timings=dict(result.timings), error=result.error,
-                      events=result.metrics)  # fmt: skip
+                      events=result.metrics, outs=dict(result.outs))  # fmt: skip
             run = self.recorders[owner].record.run
             for index, name in shared:
                 self.cache_hits += status is StageStatus.SUCCEEDED
                 self._set(index, name, "cached" if event.kind == "done" else "failed",
                           status=StageStatus.CACHED if status is StageStatus.SUCCEEDED else StageStatus.FAILED,
                           reason=f"shared with point {owner} of the sweep (run {run}), which computed it",
-                          error=result.error, events=result.metrics)  # fmt: skip
+                          error=result.error, events=result.metrics, outs=dict(result.outs))  # fmt: skip
         for index in dict.fromkeys(i for i, _ in users):
             self._settle(index)
 

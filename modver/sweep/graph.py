@@ -166,7 +166,7 @@ def check_calls(registry: Registry, store: Store, graph: Graph) -> None:
             seen.add((p.entry, p.fingerprint, tuple(sorted(names))))
             path, _, target = p.entry.partition(":")
             task = StageTask(store, p.name, p.fingerprint, "", p.entry, p.key, inputs=inputs, data=data,
-                             params=dict(p.spec.params))  # fmt: skip
+                             params=dict(p.spec.params), script=p.files)  # fmt: skip
             call: Callable[..., Any] = _no_call
             if target:
                 commit = p.version.commit if p.version is not None else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import subprocess
 import sys
@@ -140,7 +141,7 @@ def test_a_version_registered_under_the_old_rules_still_verifies(tmp_path):
 
 # -- docs/concepts.md, "What a pin controls" (issue 7, item 12) ---------------------------------
 
-NANOGPT_SHAPED = {  # nanoGPT's layout: two scripts import the model and exec the configurator
+NANOGPT_SHAPED = {  # nanoGPT's layout: prepare writes next to itself, train writes a checkpoint sample reads
     "model.py": """\
 from dataclasses import dataclass
 
@@ -162,24 +163,58 @@ import sys
 from ast import literal_eval
 
 for arg in sys.argv[1:]:
-    key, val = arg[2:].split("=")
-    globals()[key] = literal_eval(val)
+    if '=' not in arg:
+        exec(open(arg).read())
+    else:
+        key, val = arg[2:].split("=")
+        attempt = literal_eval(val) if val[:1].isdigit() or val in ("True", "False") else val
+        assert type(attempt) == type(globals()[key]), key
+        globals()[key] = attempt
 """,
+    "data/shakespeare_char/prepare.py": """\
+import os
+import pickle
+
+here = os.path.dirname(__file__)
+text = open(os.path.join(here, 'input.txt')).read()
+chars = sorted(set(text))
+open(os.path.join(here, 'train.bin'), 'wb').write(bytes(chars.index(c) for c in text[:-10]))
+open(os.path.join(here, 'val.bin'), 'wb').write(bytes(chars.index(c) for c in text[-10:]))
+pickle.dump({'vocab_size': len(chars)}, open(os.path.join(here, 'meta.pkl'), 'wb'))
+""",
+    "data/shakespeare_char/input.txt": "First Citizen:\nBefore we proceed any further, hear me speak.\n",
+    "config/train_shakespeare_char.py": "out_dir = 'out-shakespeare-char'\nmax_iters = 5000\n",
     "train.py": """\
+import os
+import pickle
+
 from model import GPTConfig, GPT
 
-n_layer = 12
+out_dir = 'out'
+compile = True
+device = 'cuda'
+max_iters = 100
 exec(open('configurator.py').read())  # overrides from command line or config file
-print("training", GPT(GPTConfig(n_layer=n_layer)).config)
+data = open(os.path.join('data', 'shakespeare_char', 'train.bin'), 'rb').read()
+model = GPT(GPTConfig())
+os.makedirs(out_dir, exist_ok=True)
+ckpt = {'n_layer': model.config.n_layer, 'iters': max_iters, 'compile': compile, 'device': device}
+pickle.dump(ckpt, open(os.path.join(out_dir, 'ckpt.pt'), 'wb'))
+print("training", model.config)
 """,
     "sample.py": """\
+import os
+import pickle
+
 from model import GPTConfig, GPT
 
+out_dir = 'out'
 start = "hello"
 exec(open('configurator.py').read())  # overrides from command line or config file
-print(GPT(GPTConfig()).generate(start))
+ckpt = pickle.load(open(os.path.join(out_dir, 'ckpt.pt'), 'rb'))
+print(GPT(GPTConfig(n_layer=ckpt['n_layer'])).generate(start))
 """,
-    ".gitignore": ".modver/\n",
+    ".gitignore": ".modver/\nout-shakespeare-char/\n*.bin\n*.pkl\n",
 }
 
 
@@ -192,8 +227,8 @@ def _section(title: str) -> str:
 
 def test_the_pin_examples_in_concepts_run_and_say_what_happens(git_project):
     """Every command of the section runs in a nanoGPT-shaped project with two commits, each
-    output line shown appears in the command's output, and the section's claims hold: a pin on
-    a `model` stage changes nothing the scripts run."""
+    output line shown appears in the command's output, and the section's claims hold: the
+    checkpoint is train's out and sample's input, and pinning back runs from the cache."""
     p = git_project
     section = _section("What a pin controls")
     manifest = re.findall(r"```yaml\n(.*?)```", section, flags=re.DOTALL)[0]
@@ -215,13 +250,18 @@ def test_the_pin_examples_in_concepts_run_and_say_what_happens(git_project):
                 output, ran = done.stdout, ran + 1
             else:
                 assert line in output.splitlines(), f"concepts.md shows {line!r}; the command printed:\n{output}"
-    assert ran >= 7
-    # with `model` pinned to v1 (n_layer 12), sample runs its own version's model.py (6)
-    p.write("manifest.yaml", manifest)
-    mv(p.root, "pin", "model@v1")
+    assert ran >= 9
+    ckpt = p.root / "out-shakespeare-char" / "ckpt.pt"
+    # both pinned to the first commit's versions: train@v1 ran already (from the cache), sample@v1 runs
     record = json.loads(mv(p.root, "run", "--json").stdout)
-    assert record["versions"] == {"model": "v1", "train": "v2", "sample": "v2"}
-    assert (p.root / ".modver" / "runs" / record["run"] / "sample.stdout").read_text().strip() == "hello" + "!" * 6
+    assert record["versions"] == {"prepare": "v1", "train": "v1", "sample": "v1"}
+    assert record["cached"] == {"prepare": True, "train": True, "sample": False}
+    assert (p.root / ".modver" / "runs" / record["run"] / "sample.stdout").read_text().strip() == "hello" + "!" * 12
+    assert pickle.loads(ckpt.read_bytes()) == {"n_layer": 12, "iters": 20, "compile": False, "device": "cpu"}
+    # back to the working tree: everything ran before, so nothing runs and v2's checkpoint is placed
+    p.write("manifest.yaml", manifest)
+    record = json.loads(mv(p.root, "run", "--json").stdout)
+    assert all(record["cached"].values()) and pickle.loads(ckpt.read_bytes())["n_layer"] == 6
 
 
 def test_a_model_stage_whose_output_train_takes_is_what_a_model_pin_changes(git_project):

@@ -28,6 +28,7 @@ FAILING = {
     "diff": [],
     "run": [],
     "reproduce": ["latest"],
+    "checkout": ["latest"],  # issue 16
     "runs": [],
     "report": [],
     "gc": [],
