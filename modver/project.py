@@ -224,12 +224,15 @@ class Project(Workspace):
         on_event: Event | None = None,
         echo: TextIO | None = None,
         jobs: int | None = None,
+        pins: Sequence[str] = (),
     ) -> RunRecord:
         """Run the manifest at its pinned versions, with caching; the run's record. ``jobs`` > 1
-        runs independent stages at once on a local Dask cluster of that many workers."""
+        runs independent stages at once on a local Dask cluster of that many workers. ``pins``
+        (``["model@v3"]``) change pins for this run only: the manifest is not touched, and the
+        record names them (``pins``)."""
         from modver.engine.run import execute
 
-        pipeline = self.pipeline(manifest, sets)
+        pipeline = self.pipeline(manifest, sets, pins)
         if jobs is not None and jobs < 1:
             raise errors.UsageError(f"--jobs must be at least 1, not {jobs}", hint="give --jobs N with N >= 1")
         if jobs is not None and jobs > 1:

@@ -66,13 +66,19 @@ def run_(
     jobs: Annotated[
         int | None, typer.Option("--jobs", "-j", metavar="N", help="Run independent stages at once on N Dask workers.")
     ] = None,
+    pin: Annotated[
+        list[str] | None,
+        typer.Option("--pin", metavar="STAGE@REF", help="Pin a stage for this run only; the manifest is untouched."),
+    ] = None,
     as_json: JsonOpt = False,
     project: ProjectOpt = Path("."),
 ) -> None:
     """Run the pipeline at its pinned versions, reusing cached stage outputs; record the run."""
     with _project(project, manifest) as p:
         record = _with_progress(
-            lambda on_event, echo: p.run(sets=set_ or (), force=force or (), on_event=on_event, echo=echo, jobs=jobs),
+            lambda on_event, echo: p.run(
+                sets=set_ or (), force=force or (), on_event=on_event, echo=echo, jobs=jobs, pins=pin or ()
+            ),
             explain,
             as_json,
         )
