@@ -34,6 +34,7 @@ from modver.store.layout import STORE_DIR, Store
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
 
+    from modver.api.explain import Explain
     from modver.api.outputs import Outputs
     from modver.api.runs import Runs
     from modver.api.sharing import Sharing
@@ -44,6 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from modver.engine.planner import StagePlan
     from modver.engine.recorder import Event
     from modver.engine.verify import VersionCheck
+    from modver.explain.blame import BlameResult
     from modver.models import SweepSpec
     from modver.record import KeyParts, RunRecord
     from modver.report.page import ReportResult
@@ -127,6 +129,13 @@ class Project(Workspace):
         from modver.api.outputs import Outputs
 
         return Outputs(self)
+
+    @cached_property
+    def explain(self) -> Explain:
+        """Blame and bisect (:class:`~modver.api.explain.Explain`)."""
+        from modver.api.explain import Explain
+
+        return Explain(self)
 
     @cached_property
     def sharing(self) -> Sharing:
@@ -361,6 +370,14 @@ class Project(Workspace):
         """:meth:`project.sweeps.run <modver.api.sweeps.Sweeps.run>`."""
         return self.sweeps.run(spec, manifest, resume=resume, executor=executor, fail_fast=fail_fast, best=best,
                                on_progress=on_progress)  # fmt: skip
+
+    def blame(
+        self, metric: str, run_a: str, run_b: str, *, jobs: int | None = None, scheduler: str | None = None,
+        cluster: str | None = None, max_runs: int | None = None, on_stage: Event | None = None,
+    ) -> BlameResult:  # fmt: skip
+        """:meth:`project.explain.blame <modver.api.explain.Explain.blame>`."""
+        return self.explain.blame(metric, run_a, run_b, jobs=jobs, scheduler=scheduler, cluster=cluster,
+                                  max_runs=max_runs, on_stage=on_stage)  # fmt: skip
 
     def sweep_record(self, ref: str = "latest") -> SweepRecord:
         """:meth:`project.sweeps.record <modver.api.sweeps.Sweeps.record>`."""

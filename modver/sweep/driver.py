@@ -45,7 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = [
     "OnProgress", "Progress", "SweepInterrupted", "describe_executor", "executor_args", "executor_spec",
-    "points_to_run", "run_parallel", "sweep",
+    "points_to_run", "run_parallel", "run_pipelines", "sweep",
 ]  # fmt: skip
 
 
@@ -243,6 +243,8 @@ def _execute(
     on_stage: Event | None = None,
     on_started: Callable[[Graph, dict[int, str]], None] | None = None,
     on_tick: Callable[[_Points], None] | None = None,
+    pipelines: Mapping[int, Pipeline] | None = None,
+    marks: Mapping[str, str] | None = None,
 ) -> tuple[Graph, dict[int, RunRecord]]:
     """Plan, record and execute ``points`` (see the module docstring); each point's final record."""
     from modver.sweep import cluster
@@ -251,7 +253,8 @@ def _execute(
     t0 = time.perf_counter()
     with store_lock(store, shared=True):
         previous = last_key_parts(runs, [s.name for s in base.stages])
-        graph = plan_graph(registry, store, base, points, register=True, previous=previous, force=force)
+        graph = plan_graph(registry, store, base, points, register=True, previous=previous, force=force,
+                           pipelines=pipelines)  # fmt: skip
         run_ids = {index: new_run_id() for index, _ in points}
         tasks = build_tasks(store, graph, run_ids)
         _check_callables(tasks)
@@ -260,6 +263,7 @@ def _execute(
         for point in graph.points:
             started = now_iso()
             record = first_record(registry, point.pipeline, point.plans, run_ids[point.index], started, sweep=sweep_id)
+            record = replace(record, blame=(marks or {}).get("blame"), bisect=(marks or {}).get("bisect"))
             # every write names the versions by their numbers at that moment: a pull during the
             # sweep may renumber one (SPEC: a result is recorded under the version whose code ran)
             recorders[point.index] = Recorder.start(runs, record, started=time.perf_counter(), history=registry.history)
@@ -309,6 +313,29 @@ def run_parallel(
         what = f"stage {stage} failed: {record.error.type}: {message}" if record.error.traceback else message
         raise errors.StageFailedError(what, where=stage, hint=f"full traceback: `modver show {record.run}`")
     return record
+
+
+def run_pipelines(
+    registry: Registry,
+    store: Store,
+    pipelines: Sequence[Pipeline],
+    executor: ExecutorSpec,
+    *,
+    marks: Mapping[str, str] | None = None,
+    on_stage: Event | None = None,
+) -> tuple[Graph, list[RunRecord]]:
+    """Run several pipelines at once as the points of one graph (a stage whose key is in the cache
+    is served from it, one computed for several points runs once); each point's final record, in
+    the order given, marked with ``marks`` (``{"blame": id}``). A point that fails does not raise:
+    its record says so. Nothing runs, and no executor starts, when every stage is cached."""
+    if not pipelines:
+        return Graph((), {}), []
+    by_index = dict(enumerate(pipelines))
+    graph, finished = _execute(
+        registry, store, pipelines[0], [(i, {}) for i in by_index], executor, sweep_id=None,
+        on_point=lambda i, r: None, on_stage=on_stage, pipelines=by_index, marks=marks,
+    )  # fmt: skip
+    return graph, [finished[i] for i in by_index]
 
 
 class _Book:

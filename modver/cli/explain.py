@@ -1,0 +1,90 @@
+"""Commands that explain a result: blame (which factor moved a metric) and bisect (which version)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from modver.cli import _output
+from modver.cli._app import JsonOpt, ProjectOpt, _project, app
+
+if TYPE_CHECKING:  # pragma: no cover
+    from modver.engine.recorder import StageEvent
+    from modver.explain.blame import BlameResult
+
+JobsOpt = Annotated[
+    int | None,
+    typer.Option("--jobs", "-j", metavar="N", help="Worker processes of the local Dask cluster (default: cores)."),
+]
+SchedulerOpt = Annotated[
+    str | None, typer.Option("--scheduler", metavar="ADDRESS", help="A running Dask scheduler (tcp://HOST:PORT).")
+]
+ClusterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cluster", metavar="KIND", help="Workers as batch jobs: slurm, pbs, sge or lsf (manifest cluster:)."
+    ),
+]
+
+
+def _say_stage(event: StageEvent) -> None:
+    """A stage that executes, one line on stderr (cached stages are the rule: not said)."""
+    if event.kind == "start":
+        print(f"- {event.name}@{event.label}: running", file=sys.stderr)
+    elif event.kind == "failed":
+        print(f"- {event.name}@{event.label}: FAILED", file=sys.stderr)
+
+
+def _signed(value: float | None) -> str:
+    return "not measured" if value is None else f"{value:+.4g}"
+
+
+def waterfall(result: BlameResult) -> None:
+    """The blame as a waterfall: A's metric, each factor's share, the interaction, B's metric."""
+    rows: list[list[str]] = [[f"A  run {result.run_a}", "", _output.num(result.value_a)]]
+    level = result.value_a
+    for s in result.shares:
+        if s.share is not None:
+            level += s.share
+        rows.append([s.factor.label, _signed(s.share), _output.num(level)])
+    rows.append(["interaction", _signed(result.interaction), _output.num(level + result.interaction)])
+    rows.append([f"B  run {result.run_b}", _signed(result.change), _output.num(result.value_b)])
+    print(f"blame {result.blame}: {result.metric} {_output.num(result.value_a)} -> {_output.num(result.value_b)}"
+          f" ({result.method}, {len(result.runs)} configurations, {result.executions} stage executions)")  # fmt: skip
+    _output.table(["", "share", result.metric], rows)
+    versions = [s.factor for s in result.shares if s.factor.kind == "version"]
+    for f in versions:
+        print(f"  {f.label}: {f.summary} — see `{f.command}`")
+    for note in result.notes:
+        print(f"  note: {note}")
+    for package, a, b in result.environment:
+        print(f"  environment: {package} {a or '(absent)'} -> {b or '(absent)'} (not varied)")
+
+
+@app.command()
+def blame(
+    metric: Annotated[str, typer.Argument(help="The metric whose change to explain.")],
+    run_a: Annotated[str, typer.Argument(help="The run before (id, unique prefix, latest~N).")],
+    run_b: Annotated[str, typer.Argument(help="The run after.")],
+    jobs: JobsOpt = None,
+    scheduler: SchedulerOpt = None,
+    cluster: ClusterOpt = None,
+    max_runs: Annotated[
+        int | None,
+        typer.Option("--max-runs", metavar="N", help="At most N mixed configurations (default 14: 4 factors exactly)."),
+    ] = None,
+    as_json: JsonOpt = False,
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Share a metric's change between two runs among the factors that differ (stage versions,
+    params, data), by running their mixed configurations (from the cache where they ran)."""
+    with _project(project) as p:
+        result = p.blame(metric, run_a, run_b, jobs=jobs, scheduler=scheduler, cluster=cluster, max_runs=max_runs,
+                         on_stage=_say_stage)  # fmt: skip
+    if as_json:
+        _output.print_json(result.to_json())
+        return
+    waterfall(result)
