@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from modver.engine.planner import StagePlan
     from modver.engine.recorder import Event
     from modver.engine.verify import VersionCheck
+    from modver.explain.bisect import BisectResult
     from modver.explain.blame import BlameResult
     from modver.models import SweepSpec
     from modver.record import KeyParts, RunRecord
@@ -378,6 +379,16 @@ class Project(Workspace):
         """:meth:`project.explain.blame <modver.api.explain.Explain.blame>`."""
         return self.explain.blame(metric, run_a, run_b, jobs=jobs, scheduler=scheduler, cluster=cluster,
                                   max_runs=max_runs, on_stage=on_stage)  # fmt: skip
+
+    def bisect(
+        self, metric: str, good: str, bad: str, *, stage: str | None = None, threshold: float | None = None,
+        higher_is_better: bool | None = None, jobs: int | None = None, scheduler: str | None = None,
+        cluster: str | None = None, on_stage: Event | None = None,
+    ) -> BisectResult:  # fmt: skip
+        """:meth:`project.explain.bisect <modver.api.explain.Explain.bisect>`."""
+        return self.explain.bisect(metric, good, bad, stage=stage, threshold=threshold,
+                                   higher_is_better=higher_is_better, jobs=jobs, scheduler=scheduler, cluster=cluster,
+                                   on_stage=on_stage)  # fmt: skip
 
     def sweep_record(self, ref: str = "latest") -> SweepRecord:
         """:meth:`project.sweeps.record <modver.api.sweeps.Sweeps.record>`."""

@@ -12,6 +12,7 @@ from modver.api.workspace import Workspace
 
 if TYPE_CHECKING:  # pragma: no cover
     from modver.engine.recorder import Event
+    from modver.explain.bisect import BisectResult
     from modver.explain.blame import BlameResult
 
 __all__ = ["Explain"]
@@ -37,3 +38,20 @@ class Explain:
         executor = Sweeps(ws).executor(jobs=jobs, scheduler=scheduler, cluster=cluster)
         return blame(ws.registry, ws.store, a, b, metric, executor,
                      max_runs=DEFAULT_MAX_RUNS if max_runs is None else max_runs, on_stage=on_stage)  # fmt: skip
+
+    def bisect(
+        self, metric: str, good: str, bad: str, *, stage: str | None = None, threshold: float | None = None,
+        higher_is_better: bool | None = None, jobs: int | None = None, scheduler: str | None = None,
+        cluster: str | None = None, on_stage: Event | None = None,
+    ) -> BisectResult:  # fmt: skip
+        """The first version of ``stage`` (or, without it, the first commit changing any stage)
+        from run ``good``'s to run ``bad``'s whose ``metric`` crosses ``threshold`` (default:
+        halfway), by binary search — ``jobs`` > 1 probes that many points at once
+        (:func:`modver.explain.bisect.bisect`)."""
+        from modver.explain.bisect import bisect
+
+        ws, runs = self._ws, Runs(self._ws)
+        g, b = runs.record(good), runs.record(bad)
+        executor = Sweeps(ws).executor(jobs=jobs, scheduler=scheduler, cluster=cluster)
+        return bisect(ws.registry, ws.store, g, b, metric, executor, stage=stage, threshold=threshold,
+                      higher_is_better=higher_is_better, k=jobs or 1, on_stage=on_stage)  # fmt: skip

@@ -13,6 +13,7 @@ from modver.cli._app import JsonOpt, ProjectOpt, _project, app
 
 if TYPE_CHECKING:  # pragma: no cover
     from modver.engine.recorder import StageEvent
+    from modver.explain.bisect import BisectResult
     from modver.explain.blame import BlameResult
 
 JobsOpt = Annotated[
@@ -88,3 +89,60 @@ def blame(
         _output.print_json(result.to_json())
         return
     waterfall(result)
+
+
+def bisect_report(result: BisectResult) -> None:
+    """The probes in order, then the first bad step with its diff, or the candidates."""
+    direction = "higher is better" if result.higher_is_better else "lower is better"
+    print(f"bisect {result.bisect}: {result.metric}, threshold {_output.num(result.threshold)} ({direction}); "
+          f"{len(result.steps)} steps, {len(result.probes)} probes, {result.executions} stage executions")  # fmt: skip
+    rows = [[str(p.step), p.label, _output.num(p.value), p.verdict + (f" ({p.why})" if p.why else ""), p.run]
+            for p in result.probes]  # fmt: skip
+    if rows:
+        _output.table(["step", "probe", result.metric, "verdict", "run"], rows)
+    if result.found:
+        print(f"first bad: {result.first_bad} (last good: {result.last_good})")
+        for stage, summary, command in result.changes:
+            print(f"  {stage}: {summary} — see `{command}`")
+        print(f"  runs: {' '.join(result.shown_by)}")
+    else:
+        print(f"ambiguous: skipped probes leave the first bad among: {', '.join(result.candidates)}")
+    for note in result.notes:
+        print(f"  note: {note}")
+
+
+@app.command("bisect")
+def bisect_(
+    metric: Annotated[str, typer.Argument(help="The metric that went bad.")],
+    good: Annotated[str, typer.Option("--good", metavar="RUN", help="A run with a good value.")],
+    bad: Annotated[str, typer.Option("--bad", metavar="RUN", help="A later run with a bad value.")],
+    stage: Annotated[
+        str | None, typer.Option("--stage", metavar="STAGE", help="Walk this stage's versions (default: commits).")
+    ] = None,
+    threshold: Annotated[
+        float | None, typer.Option("--threshold", metavar="X", help="Bad past X (default: halfway).")
+    ] = None,
+    higher_is_better: Annotated[
+        bool | None,
+        typer.Option("--higher-is-better/--lower-is-better", help="The metric's direction (default: good to bad)."),
+    ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option("--jobs", "-j", metavar="N", help="Probe N points at once, on N local Dask workers."),
+    ] = None,
+    scheduler: SchedulerOpt = None,
+    cluster: ClusterOpt = None,
+    as_json: JsonOpt = False,
+    project: ProjectOpt = Path("."),
+) -> None:
+    """Find the first version (of --stage, or commit) whose metric crosses the threshold, by
+    binary search; exit 1 when failed probes leave it ambiguous."""
+    with _project(project) as p:
+        result = p.bisect(metric, good, bad, stage=stage, threshold=threshold, higher_is_better=higher_is_better,
+                          jobs=jobs, scheduler=scheduler, cluster=cluster, on_stage=_say_stage)  # fmt: skip
+    if as_json:
+        _output.print_json(result.to_json())
+    else:
+        bisect_report(result)
+    if not result.found:
+        raise typer.Exit(1)
