@@ -100,3 +100,40 @@ def test_blame_mistakes(tmp_path):
     assert "nosuchrun" in out.stderr
     same = mv_json(g.root, "blame", "score", b["run"], b["run"])
     assert same["factors"] == [] and same["executions"] == 0 and same["notes"]
+
+
+def test_blame_reverts_data_by_content_from_git(tmp_path):
+    g = make_project(tmp_path)
+    a = mv_json(g.root, "run")  # raw 1 2 3 4, scale 1: score 10
+    g.write("data/raw.txt", "1 2 3 5\n")
+    g.write("manifest.yaml", g.read("manifest.yaml").replace("params: {scale: 1}", "params: {scale: 3}"))
+    g.commit("more data, scale 3")
+    b = mv_json(g.root, "run")  # 11 * 3 = 33
+    assert (a["metrics"]["score"], b["metrics"]["score"]) == (10.0, 33.0)
+    before = (g.root / "data" / "raw.txt").read_bytes()
+    state = g.state()
+    reset_calls(g)
+    result = mv_json(g.root, "blame", "score", a["run"], b["run"], "--jobs", "1")
+    shares = {f["name"]: f["share"] for f in result["factors"]}
+    # v(data from A, scale from B) = 30: prep reads A's bytes, restored from git; v(data B, scale A) = 11
+    assert shares == {"raw": 0.5 * (11 - 10) + 0.5 * (33 - 30), "prep.scale": 0.5 * (30 - 10) + 0.5 * (33 - 11)}
+    assert [f["kind"] for f in result["factors"]] == ["param", "data"]
+    assert Counter(calls(g)) == {"prep": 2, "model": 2, "evaluate": 2}
+    assert (g.root / "data" / "raw.txt").read_bytes() == before and g.state() == state
+    records = {r["run"]: r for r in mv_json(g.root, "runs")}
+    reverted = next(r for r in result["runs"] if r["from_b"] == ["prep.scale 1->3"])
+    assert records[reverted["run"]]["data"]["raw"] == a["data"]["raw"]  # keyed by A's content
+    reset_calls(g)
+    assert mv_json(g.root, "blame", "score", a["run"], b["run"], "--jobs", "1")["executions"] == 0
+    assert calls(g) == []
+
+
+def test_blame_says_when_old_data_cannot_be_found(tmp_path):
+    g = make_project(tmp_path)
+    g.write("data/raw.txt", "7 7\n")  # never committed
+    a = mv_json(g.root, "run")
+    g.write("data/raw.txt", "1 2 3 4\n")
+    g.write("manifest.yaml", g.read("manifest.yaml").replace("params: {scale: 1}", "params: {scale: 3}"))
+    b = mv_json(g.root, "run")
+    out = mv(g.root, "blame", "score", a["run"], b["run"], code=1)
+    assert "cannot revert data raw" in out.stderr and "data/raw.txt" in out.stderr
