@@ -16,8 +16,9 @@ that fails, or logs no such metric, is a **skip**, as ``git bisect skip``. Binar
 round probes the middle of the steps still in question — or, with ``k`` > 1, ``k`` points that
 cut them into ``k + 1`` parts, at once — so ``n`` steps take ``ceil(log2(n - 1))`` probes one at
 a time. When skips are all that lies between the last good step and the first bad one, the
-first bad is ambiguous: the result names the candidates. Probe metrics that do not move one way
-from good to bad make the history **non-monotonic**, and the result says so.
+first bad is ambiguous: the result names the candidates. A probe found good after one found bad
+(k-ary probing sees several points of a round) makes the history **non-monotonic**: the result
+says so.
 """
 
 from __future__ import annotations
@@ -238,7 +239,7 @@ def bisect(
         goods = [i for i in chosen if verdicts[i].verdict == "good" and i < hi]
         lo = max([lo, *goods])
     return _result(bisect_id, metric, stage, good, bad, limit, higher_is_better, steps, verdicts, lo, hi, executions,
-                   registry, value_good, value_bad)  # fmt: skip
+                   registry)  # fmt: skip
 
 
 def _verdict(i: int, label: str, record: RunRecord, metric: str, is_bad: Any) -> Probe:
@@ -254,17 +255,17 @@ def _verdict(i: int, label: str, record: RunRecord, metric: str, is_bad: Any) ->
 def _result(
     bisect_id: str, metric: str, stage: str | None, good: RunRecord, bad: RunRecord, limit: float,
     higher_is_better: bool, steps: list[Step], verdicts: dict[int, Probe], lo: int, hi: int, executions: int,
-    registry: Registry, value_good: float, value_bad: float,
+    registry: Registry,
 ) -> BisectResult:  # fmt: skip
     probes = tuple(verdicts[i] for i in sorted(verdicts))
     skipped = [i for i in range(lo + 1, hi) if verdicts.get(i) and verdicts[i].verdict == "skip"]
     notes: list[str] = []
-    values = [value_good, *(p.value for p in probes if p.value is not None), value_bad]
-    sign = -1 if higher_is_better else 1
-    monotonic = all(sign * (b - a) >= 0 for a, b in pairwise(values))
+    verdicts_in_order = ["good", *(p.verdict for p in probes if p.verdict != "skip"), "bad"]
+    monotonic = all(not (a == "bad" and b == "good") for a, b in pairwise(verdicts_in_order))
     if not monotonic:
-        notes.append(f"{metric} does not move one way from good to bad over the probes: the history is "
-                     "non-monotonic, and the first crossing found may not be the only one")  # fmt: skip
+        back = [p.label for p in probes if p.verdict == "good" and p.step > hi]
+        notes.append(f"non-monotonic: {metric} is bad at {steps[hi].label} but good again at {', '.join(back)}; "
+                     "the first crossing is named, it may not be the only one")  # fmt: skip
     if skipped:
         notes.append(f"skipped (the probe failed): {', '.join(steps[i].label for i in skipped)}")
     shown = [verdicts[lo].run if lo in verdicts else good.run, verdicts[hi].run if hi in verdicts else bad.run]

@@ -95,3 +95,18 @@ def test_bisect_mistakes(tmp_path):
     assert "same version of prep" in out.stderr
     out = mv(g.root, "bisect", "score", "--good", bad["run"], "--bad", good["run"], "--lower-is-better", code=1)
     assert "threshold" in out.stderr
+
+
+def test_a_non_monotonic_history_is_said(tmp_path):
+    g = make_project(tmp_path)
+    for number in range(2, 9):  # bad at v3, v4, good again at v5, v6, bad from v7
+        offset = f"{100 + number}" if number in (3, 4, 7, 8) else f"0.00{number}"
+        g.write("pipe/util.py", f"OFFSET = {offset}\n\n\ndef shift(x):\n    return x + OFFSET\n")
+        g.commit(f"model v{number}")
+    mv(g.root, "index")
+    good = mv_json(g.root, "run", "--pin", "model@v1")
+    bad = mv_json(g.root, "run")
+    result = mv_json(g.root, "bisect", "score", "--good", good["run"], "--bad", bad["run"], "--stage", "model",
+                     "--jobs", "2")  # fmt: skip
+    assert result["found"] and result["first_bad"] == "model@v3"
+    assert not result["monotonic"] and any("non-monotonic" in n and "model@v6" in n for n in result["notes"])
