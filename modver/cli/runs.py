@@ -86,6 +86,8 @@ def run_(
         _output.print_json(record.to_json())
         return
     _output.run_summary(record)
+    if record.pins:
+        print(f"  pinned for this run only: {', '.join(f'{s}@{ref}' for s, ref in record.pins.items())}")
     if explain and record.timings is not None:
         print(f"  time: {_output.run_timings(record.timings)}")
 

@@ -7,7 +7,7 @@ from collections import Counter
 
 from modver.project import Project
 from tests.explain._project import calls, make_project, reset_calls
-from tests.helpers import mv, mv_json
+from tests.helpers import GitProject, mv, mv_json
 
 MODEL_TIMES_C = """\
 from pipe.calls import note
@@ -137,3 +137,41 @@ def test_blame_says_when_old_data_cannot_be_found(tmp_path):
     b = mv_json(g.root, "run")
     out = mv(g.root, "blame", "score", a["run"], b["run"], code=1)
     assert "cannot revert data raw" in out.stderr and "data/raw.txt" in out.stderr
+
+
+SCRIPT = {
+    ".gitignore": ".modver/\n",
+    "manifest.yaml": "stages:\n  train:\n    entry: train.py\n    params: {lr: 1}\n",
+    "lib.py": "def loss(lr):\n    return 1.0 / lr\n",
+    "train.py": """\
+import argparse
+
+import modver
+from lib import loss
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--lr", type=float)
+args = parser.parse_args()
+modver.log_metrics(loss=loss(args.lr))
+""",
+}
+
+
+def test_blame_a_script_stage_helper_regression_and_a_param(tmp_path):
+    (tmp_path / "s").mkdir()
+    g = GitProject(tmp_path / "s")
+    for path, text in SCRIPT.items():
+        g.write(path, text)
+    g.commit("a script")
+    mv(g.root, "init")
+    a = mv_json(g.root, "run")
+    g.write("lib.py", "def loss(lr):\n    return 1.0 / lr + 5\n")  # a planted regression in the helper
+    g.write("manifest.yaml", SCRIPT["manifest.yaml"].replace("lr: 1", "lr: 2"))
+    g.commit("regression, lr 2")
+    b = mv_json(g.root, "run")
+    assert (a["metrics"]["loss"], b["metrics"]["loss"]) == (1.0, 5.5)
+    result = mv_json(g.root, "blame", "loss", a["run"], b["run"], "--jobs", "1")
+    shares = {f["name"]: f["share"] for f in result["factors"]}
+    assert shares == {"train": 5.0, "train.lr": -0.5}  # additive: each factor's own effect
+    assert max(shares, key=lambda k: abs(shares[k])) == "train"
+    assert "function loss changed" in result["factors"][0]["summary"]
