@@ -17,7 +17,9 @@ from their records: nothing reruns them).
 
 The configurations run as the points of one graph on the sweep engine
 (:func:`modver.sweep.driver.run_pipelines`): a stage whose key ran before is served from the
-cache, one that several configurations share runs once. Their run records carry ``blame: <id>``.
+cache, one that several configurations share runs once. Their run records carry ``blame: <id>``;
+the blame's result is kept in ``.modver/explain/blames/<id>.json`` (its ``--json``), which the
+report draws as a waterfall chart.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from typing import TYPE_CHECKING, Any
 
-from modver import errors
+from modver import _fs, errors
 from modver.engine.recorder import Event
 from modver.engine.registry import Registry
 from modver.explain.factors import Factor, Mix
@@ -210,8 +212,10 @@ def blame(
         notes.append("the runs differ in no stage version, param or data: the change is not theirs to explain")
     if mix.environment:
         notes.append("the environment differs (packages below); it is not varied")
-    return BlameResult(
+    result = BlameResult(
         blame_id, metric, a.run, b.run, value_a, value_b,
         tuple(Share(f, s) for f, s in zip(mix.factors, shares, strict=True)), interaction, method,
         mix.environment, tuple(runs), graph.executions, tuple(notes),
     )  # fmt: skip
+    _fs.write_json_atomic(store.explain / "blames" / f"{blame_id}.json", result.to_json())  # the report draws it
+    return result

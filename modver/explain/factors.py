@@ -184,7 +184,7 @@ class Mix:
         """A file holding the content ``wanted`` of data ``name`` (at ``rel`` in the runs): under
         ``.modver/explain/data/``, its bytes found in git history."""
         scheme, _, digest = wanted.partition(":")
-        target = self.store.path / "explain" / "data" / digest / Path(rel).name
+        target = self.store.explain / "data" / digest / Path(rel).name
         if target.is_file() and _file_hash(target.read_bytes()) == wanted:
             return target
         found = self._find_bytes(rel, wanted) if scheme == FILE_SCHEME else None

@@ -3,6 +3,7 @@ run on the sweep engine, each stage from the cache where its key ran."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 from modver.project import Project
@@ -78,6 +79,14 @@ def test_blame_waterfall_table_and_python_twin(tmp_path):
         result = p.blame("score", a["run"], b["run"], jobs=1)
     assert result.change == 30.0 and result.executions == 0
     assert {s.factor.name for s in result.shares} == {"model", "model.C"}
+    kept = json.loads((g.root / ".modver" / "explain" / "blames" / f"{result.blame}.json").read_text())
+    assert kept == json.loads(json.dumps(result.to_json()))
+    page = g.root / "r.html"
+    mv(g.root, "report", "-o", str(page))
+    text = page.read_text(encoding="utf-8")
+    section = text[text.index('<section id="blames">') :]
+    assert section.count('<svg class="waterfall"') == 2  # the CLI's blame and the Python one
+    assert section.count('class="bar-up"') >= 4 and "model v1-&gt;v2" in section and "+15" in section
 
 
 def test_blame_one_at_a_time_beyond_the_budget(tmp_path):
