@@ -15,7 +15,7 @@ direction is the one from good to bad unless ``higher_is_better`` says), else **
 that fails, or logs no such metric, is a **skip**, as ``git bisect skip``. Binary search: each
 round probes the middle of the steps still in question — or, with ``k`` > 1, ``k`` points that
 cut them into ``k + 1`` parts, at once — so ``n`` steps take ``ceil(log2(n - 1))`` probes one at
-a time. When skips are all that lies between the last good step and the first bad one, the
+a time. Every round runs on one executor (:class:`~modver.sweep.cluster.Session`), started once. When skips are all that lies between the last good step and the first bad one, the
 first bad is ambiguous: the result names the candidates. A probe found good after one found bad
 (k-ary probing sees several points of a round) makes the history **non-monotonic**: the result
 says so.
@@ -193,6 +193,7 @@ def bisect(
 ) -> BisectResult:
     """Find the first step from ``good`` to ``bad`` whose ``metric`` crosses the threshold (see
     the module docstring)."""
+    from modver.sweep.cluster import Session
     from modver.sweep.driver import run_pipelines
 
     if k < 1:
@@ -223,21 +224,22 @@ def bisect(
     bisect_id = new_run_id()
     verdicts: dict[int, Probe] = {}
     lo, hi, executions = 0, len(steps) - 1, 0
-    while True:
-        todo = [i for i in range(lo + 1, hi) if i not in verdicts]
-        if not todo:
-            break
-        chosen = _pick(todo, k)
-        pipelines = [replace(base, exact={**base.exact, **steps[i].fingerprints}) for i in chosen]
-        graph, records = run_pipelines(registry, store, pipelines, executor, marks={"bisect": bisect_id},
-                                       on_stage=on_stage)  # fmt: skip
-        executions += graph.executions
-        for i, record in zip(chosen, records, strict=True):
-            verdicts[i] = _verdict(i, steps[i].label, record, metric, is_bad)
-        bads = [i for i in chosen if verdicts[i].verdict == "bad"]
-        hi = min([hi, *bads])
-        goods = [i for i in chosen if verdicts[i].verdict == "good" and i < hi]
-        lo = max([lo, *goods])
+    with Session(executor, store) as session:  # one executor for every round
+        while True:
+            todo = [i for i in range(lo + 1, hi) if i not in verdicts]
+            if not todo:
+                break
+            chosen = _pick(todo, k)
+            pipelines = [replace(base, exact={**base.exact, **steps[i].fingerprints}) for i in chosen]
+            graph, records = run_pipelines(registry, store, pipelines, executor, marks={"bisect": bisect_id},
+                                           on_stage=on_stage, session=session)  # fmt: skip
+            executions += graph.executions
+            for i, record in zip(chosen, records, strict=True):
+                verdicts[i] = _verdict(i, steps[i].label, record, metric, is_bad)
+            bads = [i for i in chosen if verdicts[i].verdict == "bad"]
+            hi = min([hi, *bads])
+            goods = [i for i in chosen if verdicts[i].verdict == "good" and i < hi]
+            lo = max([lo, *goods])
     return _result(bisect_id, metric, stage, good, bad, limit, higher_is_better, steps, verdicts, lo, hi, executions,
                    registry)  # fmt: skip
 

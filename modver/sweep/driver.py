@@ -41,7 +41,7 @@ from modver.store.sweepstore import Best, SweepPoint, SweepRecord, SweepStore
 from modver.sweep.graph import Graph, build_tasks, plan_graph
 
 if TYPE_CHECKING:  # pragma: no cover
-    from modver.sweep.cluster import ExecutorSpec, TaskEvent
+    from modver.sweep.cluster import ExecutorSpec, Session, TaskEvent
 
 __all__ = [
     "OnProgress", "Progress", "SweepInterrupted", "describe_executor", "executor_args", "executor_spec",
@@ -245,6 +245,7 @@ def _execute(
     on_tick: Callable[[_Points], None] | None = None,
     pipelines: Mapping[int, Pipeline] | None = None,
     marks: Mapping[str, str] | None = None,
+    session: Session | None = None,
 ) -> tuple[Graph, dict[int, RunRecord]]:
     """Plan, record and execute ``points`` (see the module docstring); each point's final record."""
     from modver.sweep import cluster
@@ -280,7 +281,8 @@ def _execute(
     if on_tick is not None:
         on_tick(state)
     try:
-        cluster.run_graph(tasks, executor, on_event=on_event, fail_fast=fail_fast, store=store)
+        run_graph = cluster.run_graph if session is None else session.run_graph
+        run_graph(tasks, executor, on_event=on_event, fail_fast=fail_fast, store=store)
     except KeyboardInterrupt:
         state.finish_rest(RunStatus.INTERRUPTED, "interrupted (Ctrl-C)")
         raise
@@ -323,17 +325,19 @@ def run_pipelines(
     *,
     marks: Mapping[str, str] | None = None,
     on_stage: Event | None = None,
+    session: Session | None = None,
 ) -> tuple[Graph, list[RunRecord]]:
     """Run several pipelines at once as the points of one graph (a stage whose key is in the cache
     is served from it, one computed for several points runs once); each point's final record, in
     the order given, marked with ``marks`` (``{"blame": id}``). A point that fails does not raise:
-    its record says so. Nothing runs, and no executor starts, when every stage is cached."""
+    its record says so. Nothing runs, and no executor starts, when every stage is cached. A
+    ``session`` (:class:`~modver.sweep.cluster.Session`) keeps one executor for several calls."""
     if not pipelines:
         return Graph((), {}), []
     by_index = dict(enumerate(pipelines))
     graph, finished = _execute(
         registry, store, pipelines[0], [(i, {}) for i in by_index], executor, sweep_id=None,
-        on_point=lambda i, r: None, on_stage=on_stage, pipelines=by_index, marks=marks,
+        on_point=lambda i, r: None, on_stage=on_stage, pipelines=by_index, marks=marks, session=session,
     )  # fmt: skip
     return graph, [finished[i] for i in by_index]
 
