@@ -258,6 +258,8 @@ class RunRecord:
                 continue
             parts = info.key_parts and replace(info.key_parts, version=found)
             changed = changed.with_stage(name, replace(info, version=found, key_parts=parts))
+            if changed.pins and info.version is not None and changed.pins.get(name) == info.version:
+                changed = replace(changed, pins={**changed.pins, name: found})  # `--pin stage@vN` follows
             if content is None:
                 content = json.loads(json.dumps(dict(self.manifest_content)))
             pinned = content.get("stages", {}).get(name)

@@ -58,3 +58,15 @@ def test_pin_mistakes_are_one_clear_error(tmp_path):
     out = mv(g.root, "run", "--pin", "model@v1", "--pin", "model@v1", code=1)
     assert "twice" in out.stderr
     assert mv_json(g.root, "runs") == runs_before  # a mistake is not a run
+
+
+def test_a_pin_by_number_follows_a_renumbered_version():
+    from modver.record import RunRecord, RunStatus, StageRecord, StageStatus
+
+    stage = StageRecord(StageStatus.SUCCEEDED, "key", fingerprint="mv1:abc", version="v3")
+    record = RunRecord("r", RunStatus.SUCCEEDED, None, stages={"model": stage}, pins={"model": "v3"})
+    moved = record.with_version_labels(lambda name, fp: "v5")
+    assert moved.pins == {"model": "v5"} and moved.versions == {"model": "v5"}
+    tagged = RunRecord("r", RunStatus.SUCCEEDED, None, stages={"model": stage}, pins={"model": "best"})
+    assert tagged.with_version_labels(lambda name, fp: "v5").pins == {"model": "best"}
+    assert RunRecord.from_json(moved.to_json()).pins == {"model": "v5"}
