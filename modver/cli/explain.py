@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -29,6 +33,30 @@ ClusterOpt = Annotated[
         "--cluster", metavar="KIND", help="Workers as batch jobs: slurm, pbs, sge or lsf (manifest cluster:)."
     ),
 ]
+
+
+@contextlib.contextmanager
+def _stopped(what: str) -> Iterator[None]:
+    """Ctrl-C or SIGTERM (a batch system's stop) ends the command cleanly: the configurations
+    recorded interrupted, the executor shut down, one line; exit 130 or 143."""
+    received = {"signal": "SIGINT"}
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+
+        def on_term(signum: int, frame: object) -> None:
+            received["signal"] = "SIGTERM"
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    except KeyboardInterrupt:
+        _output.fail(f"interrupted: the {what} stopped",
+                     "run it again: what finished comes from the cache")  # fmt: skip
+        raise typer.Exit(143 if received["signal"] == "SIGTERM" else 130) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _say_stage(event: StageEvent) -> None:
@@ -82,7 +110,7 @@ def blame(
 ) -> None:
     """Share a metric's change between two runs among the factors that differ (stage versions,
     params, data), by running their mixed configurations (from the cache where they ran)."""
-    with _project(project) as p:
+    with _project(project) as p, _stopped("blame"):
         result = p.blame(metric, run_a, run_b, jobs=jobs, scheduler=scheduler, cluster=cluster, max_runs=max_runs,
                          on_stage=_say_stage)  # fmt: skip
     if as_json:
@@ -137,7 +165,7 @@ def bisect_(
 ) -> None:
     """Find the first version (of --stage, or commit) whose metric crosses the threshold, by
     binary search; exit 1 when failed probes leave it ambiguous."""
-    with _project(project) as p:
+    with _project(project) as p, _stopped("bisect"):
         result = p.bisect(metric, good, bad, stage=stage, threshold=threshold, higher_is_better=higher_is_better,
                           jobs=jobs, scheduler=scheduler, cluster=cluster, on_stage=_say_stage)  # fmt: skip
     if as_json:
