@@ -110,3 +110,26 @@ def test_a_non_monotonic_history_is_said(tmp_path):
                      "--jobs", "2")  # fmt: skip
     assert result["found"] and result["first_bad"] == "model@v3"
     assert not result["monotonic"] and any("non-monotonic" in n and "model@v6" in n for n in result["notes"])
+
+
+def test_bisect_a_script_stage_whose_helper_regressed(tmp_path):
+    from tests.explain.test_blame import SCRIPT
+    from tests.helpers import GitProject
+
+    (tmp_path / "s").mkdir()
+    g = GitProject(tmp_path / "s")
+    for path, text in SCRIPT.items():
+        g.write(path, text)
+    g.commit("v1")
+    for number in range(2, 6):  # the helper regresses at train's v4
+        extra = 5 if number >= 4 else number / 100
+        g.write("lib.py", f"def loss(lr):\n    return 1.0 / lr + {extra}\n")
+        g.commit(f"v{number}")
+    mv(g.root, "init")
+    mv(g.root, "index")
+    good = mv_json(g.root, "run", "--pin", "train@v1")
+    bad = mv_json(g.root, "run")
+    result = mv_json(g.root, "bisect", "loss", "--good", good["run"], "--bad", bad["run"], "--stage", "train")
+    assert result["found"] and result["first_bad"] == "train@v4" and not result["higher_is_better"]
+    assert len(result["probes"]) <= math.ceil(math.log2(5))
+    assert "function loss changed" in result["changes"][0]["summary"]
