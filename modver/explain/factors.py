@@ -17,13 +17,13 @@ file at that path has that hash); a stage reads them there, and its cache key is
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from modver import _fs, errors
-from modver.engine.diff import diff_closures
+from modver.engine.diff import FORMATTING, diff_closures
 from modver.engine.planner import Pipeline
 from modver.engine.registry import Registry
 from modver.engine.run import recorded_manifest
@@ -248,12 +248,7 @@ def version_summary(registry: Registry, stage: str, fingerprint_a: str, fingerpr
         stage, f"{stage}@{va.version}", history.closure(va), history.source_tree(va),
         f"{stage}@{vb.version}", history.closure(vb), history.source_tree(vb),
     )  # fmt: skip
-    changed = [f"{c.kind} {c.name} {c.status.lower()}" for c in diff.changes if c.status.upper() != "FORMATTING"]
+    changed = [f"{c.kind} {c.name} {c.status}" for c in diff.changes if c.status != FORMATTING]
     if not changed:
         return "formatting only" if diff.changes else "no definition differs (entry moved)"
     return ", ".join(changed[:4]) + (f" (+{len(changed) - 4} more)" if len(changed) > 4 else "")
-
-
-def values_of(records: Mapping[Any, RunRecord], metric: str) -> dict[Any, float | None]:
-    """``metric`` of each record (None when it failed or did not log it)."""
-    return {k: (float(r.metrics[metric]) if metric in r.metrics else None) for k, r in records.items()}

@@ -1,12 +1,15 @@
 """A small project whose stages' versions move a metric: the fixture of the explain tests.
 
 ``prep(raw, scale) -> model(data, C) -> evaluate(model)``; ``evaluate`` logs ``score``. Every
-stage appends its name to ``.calls`` (outside git: ignored) when it executes, so a test counts
-executions without trusting modver's own records.
+stage appends its name to the file ``$EXPLAIN_TEST_CALLS`` (the project's ``.calls``, git-ignored)
+when it executes, so a test counts executions without trusting modver's own records. (Not a
+path from ``__file__``: a stage whose code is the same in two tests' projects is one module in
+a process that ran both, and would write where the first test's project was.)
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from tests.helpers import GitProject, mv
@@ -32,14 +35,11 @@ stages:
     "data/raw.txt": "1 2 3 4\n",
     "pipe/__init__.py": "",
     "pipe/calls.py": """\
-from pathlib import Path
+import os
 
 
 def note(name):
-    for folder in Path(__file__).resolve().parents:  # the project, or the store's copy inside it
-        if (folder / ".git").exists():
-            break
-    with open(folder / ".calls", "a") as f:
+    with open(os.environ["EXPLAIN_TEST_CALLS"], "a") as f:
         f.write(name + "\\n")
 """,
     "pipe/util.py": "OFFSET = 0\n\n\ndef shift(x):\n    return x + OFFSET\n",
@@ -82,6 +82,7 @@ def make_project(tmp_path: Path) -> GitProject:
         g.write(path, text)
     g.commit("start")
     mv(g.root, "init")
+    os.environ["EXPLAIN_TEST_CALLS"] = str(g.root / ".calls")  # Dask workers started later inherit it
     return g
 
 
