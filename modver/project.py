@@ -34,6 +34,7 @@ from modver.store.layout import STORE_DIR, Store
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
 
+    from modver.api.explain import Explain
     from modver.api.outputs import Outputs
     from modver.api.runs import Runs
     from modver.api.sharing import Sharing
@@ -44,6 +45,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from modver.engine.planner import StagePlan
     from modver.engine.recorder import Event
     from modver.engine.verify import VersionCheck
+    from modver.explain.bisect import BisectResult
+    from modver.explain.blame import BlameResult
     from modver.models import SweepSpec
     from modver.record import KeyParts, RunRecord
     from modver.report.page import ReportResult
@@ -189,6 +192,13 @@ class Project(Workspace):
         return Outputs(self)
 
     @cached_property
+    def explain(self) -> Explain:
+        """Blame and bisect (:class:`~modver.api.explain.Explain`)."""
+        from modver.api.explain import Explain
+
+        return Explain(self)
+
+    @cached_property
     def sharing(self) -> Sharing:
         """Push and pull (:class:`~modver.api.sharing.Sharing`)."""
         from modver.api.sharing import Sharing
@@ -284,15 +294,17 @@ class Project(Workspace):
         on_event: Event | None = None,
         echo: TextIO | None = None,
         jobs: int | None = None,
+        pins: Sequence[str] = (),
         force_outs: bool = False,
     ) -> RunRecord:
         """Run the manifest at its pinned versions, with caching; the run's record. ``jobs`` > 1
-        runs independent stages at once on a local Dask cluster of that many workers. Script
-        stages' outs are placed in the working tree (not with ``jobs`` > 1); ``force_outs``
-        replaces outs edited by hand (:mod:`modver.engine.outs`)."""
+        runs independent stages at once on a local Dask cluster of that many workers. ``pins``
+        (``["model@v3"]``) change pins for this run only: the manifest is not touched, and the
+        record names them (``pins``). Script stages' outs are placed in the working tree (not with
+        ``jobs`` > 1); ``force_outs`` replaces outs edited by hand (:mod:`modver.engine.outs`)."""
         from modver.engine.run import execute
 
-        pipeline = self.pipeline(manifest, sets)
+        pipeline = self.pipeline(manifest, sets, pins)
         if jobs is not None and jobs < 1:
             raise errors.UsageError(f"--jobs must be at least 1, not {jobs}", hint="give --jobs N with N >= 1")
         if jobs is not None and jobs > 1:
@@ -431,6 +443,24 @@ class Project(Workspace):
         """:meth:`project.sweeps.run <modver.api.sweeps.Sweeps.run>`."""
         return self.sweeps.run(spec, manifest, resume=resume, executor=executor, fail_fast=fail_fast, best=best,
                                on_progress=on_progress)  # fmt: skip
+
+    def blame(
+        self, metric: str, run_a: str, run_b: str, *, jobs: int | None = None, scheduler: str | None = None,
+        cluster: str | None = None, max_runs: int | None = None, on_stage: Event | None = None,
+    ) -> BlameResult:  # fmt: skip
+        """:meth:`project.explain.blame <modver.api.explain.Explain.blame>`."""
+        return self.explain.blame(metric, run_a, run_b, jobs=jobs, scheduler=scheduler, cluster=cluster,
+                                  max_runs=max_runs, on_stage=on_stage)  # fmt: skip
+
+    def bisect(
+        self, metric: str, good: str, bad: str, *, stage: str | None = None, threshold: float | None = None,
+        higher_is_better: bool | None = None, jobs: int | None = None, scheduler: str | None = None,
+        cluster: str | None = None, on_stage: Event | None = None,
+    ) -> BisectResult:  # fmt: skip
+        """:meth:`project.explain.bisect <modver.api.explain.Explain.bisect>`."""
+        return self.explain.bisect(metric, good, bad, stage=stage, threshold=threshold,
+                                   higher_is_better=higher_is_better, jobs=jobs, scheduler=scheduler, cluster=cluster,
+                                   on_stage=on_stage)  # fmt: skip
 
     def sweep_record(self, ref: str = "latest") -> SweepRecord:
         """:meth:`project.sweeps.record <modver.api.sweeps.Sweeps.record>`."""

@@ -30,6 +30,9 @@ This module is the schema, written once: the models below, :func:`RunRecord.to_j
     reproduces     str    (a reproduce run) the run it reproduces
     comparison     {metric: {original, reproduced, match}}   (a reproduce run)
     sweep          str    (a point of a sweep) the sweep's id: .modver/sweeps/<id>.json
+    pins           {stage: REF}   (a run with ``--pin STAGE@REF``) the pins of this run alone, as given
+    blame          str    (a run a blame made) the blame's id
+    bisect         str    (a probe of a bisect) the bisect's id
 
 :func:`check_shape` checks a JSON value against :data:`SHAPE` (the type of every field, nested
 ones too; a field may be absent and unknown fields are kept in ``extra``), so a record that is
@@ -229,6 +232,9 @@ class RunRecord:
     reproduces: str | None = None
     comparison: Mapping[str, Mapping[str, Any]] | None = None
     sweep: str | None = None  # the sweep this run is a point of
+    pins: Mapping[str, str] | None = None  # --pin STAGE@REF of this run
+    blame: str | None = None  # the blame that made this run
+    bisect: str | None = None  # the bisect this run is a probe of
     format: int = FORMAT
     extra: Mapping[str, Any] = field(default_factory=dict)  # fields of a newer modver, kept as they are
 
@@ -263,6 +269,8 @@ class RunRecord:
                 continue
             parts = info.key_parts and replace(info.key_parts, version=found)
             changed = changed.with_stage(name, replace(info, version=found, key_parts=parts))
+            if changed.pins and info.version is not None and changed.pins.get(name) == info.version:
+                changed = replace(changed, pins={**changed.pins, name: found})  # `--pin stage@vN` follows
             if content is None:
                 content = json.loads(json.dumps(dict(self.manifest_content)))
             pinned = content.get("stages", {}).get(name)
@@ -316,6 +324,11 @@ class RunRecord:
             out["comparison"] = {name: dict(c) for name, c in self.comparison.items()}
         if self.sweep is not None:
             out["sweep"] = self.sweep
+        if self.pins is not None:
+            out["pins"] = dict(self.pins)
+        for name in ("blame", "bisect"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         return out
 
     @classmethod
@@ -361,6 +374,9 @@ class RunRecord:
             reproduces=data.get("reproduces"),
             comparison=data.get("comparison"),
             sweep=data.get("sweep"),
+            pins=data.get("pins"),
+            blame=data.get("blame"),
+            bisect=data.get("bisect"),
             format=FORMAT,
             extra={k: v for k, v in data.items() if k not in _KNOWN},
         )
@@ -503,6 +519,9 @@ SHAPE = Fields(
         "reproduces": str,
         "comparison": MapOf(Fields({"original": ANY, "reproduced": ANY, "match": bool})),
         "sweep": str,
+        "pins": MapOf(str),
+        "blame": str,
+        "bisect": str,
     },
     required=("run", "status"),
 )

@@ -36,10 +36,11 @@ RANKS = {
     "sweep": 4,  # many runs at once
     "share": 4,  # push and pull
     "report": 4,  # the HTML report
-    "api": 5,  # the façade's parts
-    "façade": 6,  # project.py (Project, init, runs, load) and demo.py, at the root for their public paths
-    "cli": 7,  # typer, rich, --json, the one error handler
-    "__main__": 8,  # the console script
+    "explain": 5,  # blame and bisect: mixed configurations of two runs, on the sweep engine
+    "api": 6,  # the façade's parts
+    "façade": 7,  # project.py (Project, init, runs, load) and demo.py, at the root for their public paths
+    "cli": 8,  # typer, rich, --json, the one error handler
+    "__main__": 9,  # the console script
 }
 ROOT_LAYERS = {  # root modules that are not ground -> their layer
     "materialize.py": "store",  # the path every materialized version imports: a re-export of store/materialize.py
@@ -249,6 +250,7 @@ def test_all_is_sorted_and_complete():
 GIT = ("_git/__init__.py", "_git/faults.py", "_git/lock.py", "_git/objects.py", "_git/raw.py", "_git/tree.py")
 GIT += ("_git/remote.py",)  # issue 10: fetch and push of refs/modver/*
 CLI = ("cli/__init__.py", "cli/_app.py", "cli/versions.py", "cli/runs.py", "cli/sweeps.py", "cli/sharing.py")
+CLI += ("cli/explain.py",)  # issue 18: blame and bisect
 OWNERS = {
     "dulwich": set(GIT) - {"_git/tree.py"},  # the git package (its GitTree reads through GitRepo)
     "ruamel": {"manifest/_yaml.py"},

@@ -6,6 +6,6 @@ returns their models and never prints.
 
 May import: every layer below (the ground modules of ``modver/``, ``modver._git``,
 ``modver.fingerprint``, ``modver.manifest``, ``modver.store``, ``modver.engine``,
-``modver.sweep``, ``modver.share``, ``modver.report``); never the façade's module
+``modver.sweep``, ``modver.share``, ``modver.report``, ``modver.explain``); never the façade's module
 (``modver.project``) or the CLI (tests/test_architecture.py).
 """

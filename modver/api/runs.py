@@ -126,7 +126,9 @@ class Runs:
             title=f"modver report: {ws.root.name}", where=where, sweep=sweep,
         )  # fmt: skip
         path = ws.store.report if out is None else (ws.base / Path(out)).resolve()
-        page = render(data, timelines).encode("utf-8")
+        from modver.report.waterfall import blames_html, load_blames
+
+        page = render(data, timelines, blames_html(load_blames(ws.store.explain / "blames"))).encode("utf-8")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             _fs.replace_file(path, page, temp_dir=ws.store.tmp)

@@ -129,11 +129,12 @@ class Workspace:
         """Whether the manifest counts docstrings in fingerprints (its errors are raised)."""
         return bool(self.manifest(manifest).options.get("docstrings", False))
 
-    def pipeline(self, manifest: PathArg = None, sets: Sequence[str] = ()) -> Pipeline:
-        """The manifest as a :class:`modver.engine.planner.Pipeline` in DAG order, ``--set`` applied."""
+    def pipeline(self, manifest: PathArg = None, sets: Sequence[str] = (), pins: Sequence[str] = ()) -> Pipeline:
+        """The manifest as a :class:`modver.engine.planner.Pipeline` in DAG order, ``--set`` and
+        ``--pin STAGE@REF`` (this run's pins; the manifest file is not touched) applied."""
         from modver.engine.planner import Pipeline
 
-        return Pipeline.from_manifest(self.manifest(manifest), self.root, sets)
+        return Pipeline.from_manifest(self.manifest(manifest), self.root, sets, pins)
 
     def stage_names(self, manifest: PathArg = None) -> list[str]:
         """Every stage the manifest declares (in its order), then those only the history has."""

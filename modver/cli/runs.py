@@ -70,6 +70,10 @@ def run_(
         bool,
         typer.Option("--force-outs", help="Replace script stages' outs in the working tree even if edited by hand."),
     ] = False,
+    pin: Annotated[
+        list[str] | None,
+        typer.Option("--pin", metavar="STAGE@REF", help="Pin a stage for this run only; the manifest is untouched."),
+    ] = None,
     as_json: JsonOpt = False,
     project: ProjectOpt = Path("."),
 ) -> None:
@@ -77,7 +81,8 @@ def run_(
     with _project(project, manifest) as p:
         record = _with_progress(
             lambda on_event, echo: p.run(
-                sets=set_ or (), force=force or (), on_event=on_event, echo=echo, jobs=jobs, force_outs=force_outs
+                sets=set_ or (), force=force or (), on_event=on_event, echo=echo, jobs=jobs, pins=pin or (),
+                force_outs=force_outs,
             ),
             explain,
             as_json,
@@ -86,6 +91,8 @@ def run_(
         _output.print_json(record.to_json())
         return
     _output.run_summary(record)
+    if record.pins:
+        print(f"  pinned for this run only: {', '.join(f'{s}@{ref}' for s, ref in record.pins.items())}")
     if explain and record.timings is not None:
         print(f"  time: {_output.run_timings(record.timings)}")
 

@@ -83,6 +83,7 @@ def task_for(store: Store, p: StagePlan, run_id: str | None) -> StageTask:
     inputs = {kw: i.key for kw, i in p.key_parts.inputs.items() if i.key is not None}
     upstream = {kw: i.stage for kw, i in p.key_parts.inputs.items() if i.stage is not None}
     data = {kw: str(store.root / i.data) for kw, i in p.key_parts.inputs.items() if i.data is not None}
+    data.update(p.data_paths)  # restored bytes of a data input (``blame`` reverting data)
     return StageTask(
         store=store,
         stage=p.name,

@@ -30,7 +30,7 @@ from modver.store.layout import Store
 from modver.store.runstore import RunStore
 
 __all__ = ["CACHE_KEY_SCHEME", "Pipeline", "StagePlan", "cache_key", "check_force", "check_param", "explain",
-           "last_key_parts", "parse_sets", "plan", "with_params"]  # fmt: skip
+           "last_key_parts", "parse_pins", "parse_sets", "plan", "with_params"]  # fmt: skip
 
 CACHE_KEY_SCHEME = "modver-output-key/1"
 
@@ -40,6 +40,9 @@ class Pipeline:
     """Stages in the order they run, named data files, and where the description came from.
 
     ``exact`` pins stages to exact fingerprints (``reproduce``): it wins over their ``version``.
+    ``pins`` are the ``--pin STAGE@REF`` of this run (already set as the stages' ``version``),
+    kept to be recorded. ``restored`` keys data inputs by a content hash whose bytes are not at
+    the manifest's path: ``{name: (hash, absolute path of the bytes)}`` (``blame`` reverting data).
     """
 
     stages: tuple[StageSpec, ...]
@@ -53,10 +56,14 @@ class Pipeline:
     params_text: str = ""
     params_doc: Mapping[str, Any] = field(default_factory=dict)
     file_sets: Mapping[str, Any] = field(default_factory=dict)
+    pins: Mapping[str, str] = field(default_factory=dict)
+    restored: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
     @classmethod
-    def from_manifest(cls, manifest: Manifest, root: Path, sets: Sequence[str] = ()) -> Pipeline:
-        """The manifest's stages in DAG order, with ``--set`` overrides applied."""
+    def from_manifest(
+        cls, manifest: Manifest, root: Path, sets: Sequence[str] = (), pins: Sequence[str] = ()
+    ) -> Pipeline:
+        """The manifest's stages in DAG order, with ``--set`` overrides and ``--pin`` pins applied."""
         path = manifest.path
         rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
         pipeline = cls(
@@ -67,7 +74,8 @@ class Pipeline:
             bool(manifest.options.get("docstrings", False)),
         )
         pipeline = with_params_file(pipeline, root, manifest.params_file)
-        return parse_sets(list(sets), pipeline) if sets else pipeline
+        pipeline = parse_sets(list(sets), pipeline) if sets else pipeline
+        return parse_pins(list(pins), pipeline) if pins else pipeline
 
     def files(self, spec: StageSpec, root: Path, upstream_outs: tuple[str, ...] = ()) -> ScriptFiles:
         """Script stage ``spec``'s files, templates filled (:func:`~modver.engine.scriptplan.resolve_files`)."""
@@ -108,6 +116,28 @@ def parse_sets(sets: list[str], pipeline: Pipeline) -> Pipeline:
             )
         values[target] = parse_scalar(text, f"--set {target}")
     return with_params(pipeline, values)
+
+
+def parse_pins(pins: list[str], pipeline: Pipeline) -> Pipeline:
+    """Apply ``--pin STAGE@REF`` pins for one run: each stage's ``version`` becomes REF (resolved
+    when the run is planned, like a manifest pin); the manifest file is not touched."""
+    by_name = {s.name: s for s in pipeline.stages}
+    chosen: dict[str, str] = {}
+    for item in pins:
+        stage, at, ref = item.strip().partition("@")
+        shown = item if len(item) <= 80 else item[:77] + "..."
+        if not at or not stage or not ref.strip():
+            raise errors.UsageError(f"bad --pin {shown!r}: expected STAGE@REF", hint="e.g. --pin model@v3")
+        if stage not in by_name:
+            raise errors.UnknownStageError(
+                f"--pin {shown!r}: unknown stage {stage!r}; stages: {', '.join(by_name)}",
+                hint=f"{did_you_mean(stage, by_name)}use a stage declared in the manifest",
+            )
+        if stage in chosen:
+            raise errors.UsageError(f"--pin {stage} is given twice", hint="give each stage one --pin")
+        chosen[stage] = ref.strip()
+    stages = tuple(replace(s, version=chosen[s.name]) if s.name in chosen else s for s in pipeline.stages)
+    return replace(pipeline, stages=stages, pins={**pipeline.pins, **chosen})
 
 
 def check_param(pipeline: Pipeline, target: str, what: str) -> None:
@@ -177,6 +207,7 @@ class StagePlan:
     damage: str = ""  # what is wrong with the stage's cached output, when it has a damaged one
     notes: tuple[str, ...] = ()  # worth saying whether or not it runs
     files: ScriptFiles | None = None  # a script stage's files, templates filled
+    data_paths: Mapping[str, str] = field(default_factory=dict)  # kwarg -> where a restored data input's bytes are
 
     @property
     def name(self) -> str:
@@ -226,8 +257,12 @@ def plan(
     for spec in pipeline.stages:
         version, fingerprint = _version(registry, pipeline, spec, tree, register, manifest_rel)
         inputs: dict[str, InputKey] = {}
+        paths: dict[str, str] = {}
         for kw, source in spec.inputs.items():
-            if source.startswith("data."):
+            if source[5:] in pipeline.restored and source.startswith("data."):
+                inputs[kw] = InputKey(data=pipeline.data[source[5:]], hash=pipeline.restored[source[5:]][0])
+                paths[kw] = pipeline.restored[source[5:]][1]
+            elif source.startswith("data."):
                 rel = pipeline.data[source[5:]]
                 inputs[kw] = InputKey(data=rel, hash=hasher.hash(source[5:], rel))
             else:
@@ -253,7 +288,8 @@ def plan(
         key = cache_key(parts)
         forced = spec.name in force
         damage = None if forced else _damage(cache, key, register)
-        p = StagePlan(spec, version, parts, key, cached=damage == "", forced=forced, damage=damage or "", files=files)
+        p = StagePlan(spec, version, parts, key, cached=damage == "", forced=forced, damage=damage or "",
+                      files=files, data_paths=paths)  # fmt: skip
         if version is not None and (spec.name in pipeline.exact or spec.version is not None):
             notes += _drifted_deps(registry, version, tree)
         if version is not None and version.entry != spec.entry:
@@ -321,7 +357,7 @@ def _check_before_registering(
         else:
             registry.fingerprint(spec, tree, docstrings=pipeline.docstrings)
         for source in spec.inputs.values():
-            if source.startswith("data."):
+            if source.startswith("data.") and source[5:] not in pipeline.restored:
                 hasher.hash(source[5:], pipeline.data[source[5:]])
 
 

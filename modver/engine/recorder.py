@@ -210,6 +210,7 @@ def first_record(
         packages=packages,
         reproduces=reproduces,
         sweep=sweep,
+        pins=dict(pipeline.pins) or None,
     )
 
 

@@ -221,8 +221,9 @@ def _diff_html(timelines: Sequence[VersionDiff]) -> str:
     return "\n".join(parts)
 
 
-def render(data: Mapping[str, Any], timelines: Sequence[VersionDiff]) -> str:
-    """The HTML page: the template with its style, script, data and the versions' diffs inside."""
+def render(data: Mapping[str, Any], timelines: Sequence[VersionDiff], blames: str = "") -> str:
+    """The HTML page: the template with its style, script, data and the versions' diffs inside
+    (and ``blames``, the section of blames: :func:`modver.report.waterfall.blames_html`)."""
     folder = resources.files("modver.report") / "templates"
     page = (folder / "report.html").read_text(encoding="utf-8")
     # no "<" in the data: it cannot end its <script> element nor hold a marker replaced after it
@@ -233,6 +234,7 @@ def render(data: Mapping[str, Any], timelines: Sequence[VersionDiff]) -> str:
         ("/*DATA*/", payload),
         ("<!--TITLE-->", html.escape(str(data["title"]))),
         ("<!--DIFFS-->", _diff_html(timelines)),
+        ("<!--BLAMES-->", blames),
     ):
         page = page.replace(marker, text)
     return page

@@ -118,6 +118,12 @@ class Store:
         return self.path / "sweeps"
 
     @property
+    def explain(self) -> Path:
+        """``explain/``: ``blames/<id>.json`` (each blame's result) and ``data/<hash>/`` (data bytes
+        a blame restored from git to revert a data input)."""
+        return self.path / "explain"
+
+    @property
     def index_state(self) -> Path:
         return self.path / "index.json"
 

@@ -70,7 +70,9 @@ from modver.store.layout import Store
 if TYPE_CHECKING:
     from distributed import Client, Future
 
-__all__ = ["JOBQUEUE", "ClusterConfig", "ExecutorSpec", "TaskEvent", "check_address", "detach", "run_graph"]
+__all__ = [
+    "JOBQUEUE", "ClusterConfig", "ExecutorSpec", "Session", "TaskEvent", "check_address", "detach", "run_graph",
+]  # fmt: skip
 
 # cluster kind -> dask-jobqueue's cluster class
 JOBQUEUE = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster"}
@@ -240,6 +242,37 @@ def run_graph(
     if not tasks:
         return {}
     with _quiet(spec.debug, store), _client(spec, store) as (client, watch), _run_folder(client, store) as folder:
+        return _Graph(client, tasks, on_event, fail_fast, folder, watch).run()
+
+
+class Session:
+    """One executor kept for several graphs run one after another (bisect's rounds of probes),
+    instead of one started per graph: started at the first graph that has a task, shut down when
+    the session ends (Ctrl-C included). :meth:`run_graph` is :func:`run_graph` on it."""
+
+    def __init__(self, spec: ExecutorSpec, store: Store):
+        self.spec, self.store = spec, store
+        self._stack = contextlib.ExitStack()
+        self._held: tuple[Client, Callable[[], None], Path] | None = None
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stack.close()
+
+    def run_graph(
+        self, tasks: Mapping[str, StageTask], spec: ExecutorSpec, *, on_event: Callable[[TaskEvent], None],
+        fail_fast: bool = False, store: Store,
+    ) -> dict[str, TaskResult]:  # fmt: skip
+        """:func:`run_graph` on the session's executor (``spec`` and ``store`` are the session's)."""
+        if not tasks:
+            return {}
+        if self._held is None:
+            self._stack.enter_context(_quiet(self.spec.debug, self.store))
+            client, watch = self._stack.enter_context(_client(self.spec, self.store))
+            self._held = (client, watch, self._stack.enter_context(_run_folder(client, self.store)))
+        client, watch, folder = self._held
         return _Graph(client, tasks, on_event, fail_fast, folder, watch).run()
 
 

@@ -41,11 +41,11 @@ from modver.store.sweepstore import Best, SweepPoint, SweepRecord, SweepStore
 from modver.sweep.graph import Graph, build_tasks, plan_graph
 
 if TYPE_CHECKING:  # pragma: no cover
-    from modver.sweep.cluster import ExecutorSpec, TaskEvent
+    from modver.sweep.cluster import ExecutorSpec, Session, TaskEvent
 
 __all__ = [
     "OnProgress", "Progress", "SweepInterrupted", "describe_executor", "executor_args", "executor_spec",
-    "points_to_run", "run_parallel", "sweep",
+    "points_to_run", "run_parallel", "run_pipelines", "sweep",
 ]  # fmt: skip
 
 
@@ -244,6 +244,9 @@ def _execute(
     on_stage: Event | None = None,
     on_started: Callable[[Graph, dict[int, str]], None] | None = None,
     on_tick: Callable[[_Points], None] | None = None,
+    pipelines: Mapping[int, Pipeline] | None = None,
+    marks: Mapping[str, str] | None = None,
+    session: Session | None = None,
 ) -> tuple[Graph, dict[int, RunRecord]]:
     """Plan, record and execute ``points`` (see the module docstring); each point's final record."""
     from modver.sweep import cluster
@@ -252,7 +255,8 @@ def _execute(
     t0 = time.perf_counter()
     with store_lock(store, shared=True):
         previous = last_key_parts(runs, [s.name for s in base.stages])
-        graph = plan_graph(registry, store, base, points, register=True, previous=previous, force=force)
+        graph = plan_graph(registry, store, base, points, register=True, previous=previous, force=force,
+                           pipelines=pipelines)  # fmt: skip
         run_ids = {index: new_run_id() for index, _ in points}
         tasks = build_tasks(store, graph, run_ids)
         _check_callables(tasks)
@@ -261,6 +265,7 @@ def _execute(
         for point in graph.points:
             started = now_iso()
             record = first_record(registry, point.pipeline, point.plans, run_ids[point.index], started, sweep=sweep_id)
+            record = replace(record, blame=(marks or {}).get("blame"), bisect=(marks or {}).get("bisect"))
             # every write names the versions by their numbers at that moment: a pull during the
             # sweep may renumber one (SPEC: a result is recorded under the version whose code ran)
             recorders[point.index] = Recorder.start(runs, record, started=time.perf_counter(), history=registry.history)
@@ -277,7 +282,8 @@ def _execute(
     if on_tick is not None:
         on_tick(state)
     try:
-        cluster.run_graph(tasks, executor, on_event=on_event, fail_fast=fail_fast, store=store)
+        run_graph = cluster.run_graph if session is None else session.run_graph
+        run_graph(tasks, executor, on_event=on_event, fail_fast=fail_fast, store=store)
     except KeyboardInterrupt:
         state.finish_rest(RunStatus.INTERRUPTED, "interrupted (Ctrl-C)")
         raise
@@ -310,6 +316,31 @@ def run_parallel(
         what = f"stage {stage} failed: {record.error.type}: {message}" if record.error.traceback else message
         raise errors.StageFailedError(what, where=stage, hint=f"full traceback: `modver show {record.run}`")
     return record
+
+
+def run_pipelines(
+    registry: Registry,
+    store: Store,
+    pipelines: Sequence[Pipeline],
+    executor: ExecutorSpec,
+    *,
+    marks: Mapping[str, str] | None = None,
+    on_stage: Event | None = None,
+    session: Session | None = None,
+) -> tuple[Graph, list[RunRecord]]:
+    """Run several pipelines at once as the points of one graph (a stage whose key is in the cache
+    is served from it, one computed for several points runs once); each point's final record, in
+    the order given, marked with ``marks`` (``{"blame": id}``). A point that fails does not raise:
+    its record says so. Nothing runs, and no executor starts, when every stage is cached. A
+    ``session`` (:class:`~modver.sweep.cluster.Session`) keeps one executor for several calls."""
+    if not pipelines:
+        return Graph((), {}), []
+    by_index = dict(enumerate(pipelines))
+    graph, finished = _execute(
+        registry, store, pipelines[0], [(i, {}) for i in by_index], executor, sweep_id=None,
+        on_point=lambda i, r: None, on_stage=on_stage, pipelines=by_index, marks=marks, session=session,
+    )  # fmt: skip
+    return graph, [finished[i] for i in by_index]
 
 
 class _Book:

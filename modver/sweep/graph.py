@@ -112,10 +112,13 @@ def plan_graph(
     register: bool,
     previous: Mapping[str, KeyParts] | None = None,
     force: Sequence[str] = (),
+    pipelines: Mapping[int, Pipeline] | None = None,
 ) -> Graph:
     """Plan every point (``(index, {stage.param: value})``) of a sweep over ``base`` (see the
     module docstring). ``register`` snapshots unregistered working-tree code, as a run does;
-    the dry run plans without it; ``force`` runs these stages even if cached. Nothing is executed."""
+    the dry run plans without it; ``force`` runs these stages even if cached; ``pipelines`` gives a
+    point a pipeline of its own instead of ``base`` (blame's mixed configurations, bisect's probes).
+    Nothing is executed."""
     planned: list[PlannedPoint] = []
     owners: dict[str, tuple[int, str]] = {}
     checked: set[str] = set()
@@ -124,7 +127,7 @@ def plan_graph(
             if target not in checked:
                 check_param(base, target, f"sweep param {target}")
                 checked.add(target)
-        pipeline = with_params(base, params)
+        pipeline = with_params(pipelines[index] if pipelines and index in pipelines else base, params)
         plans = plan(registry, store, pipeline, force=force, register=register, previous=previous)
         shared: dict[str, int] = {}
         for p in plans:
