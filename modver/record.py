@@ -30,6 +30,7 @@ This module is the schema, written once: the models below, :func:`RunRecord.to_j
     reproduces     str    (a reproduce run) the run it reproduces
     comparison     {metric: {original, reproduced, match}}   (a reproduce run)
     sweep          str    (a point of a sweep) the sweep's id: .modver/sweeps/<id>.json
+    trial          int    (a trial of a search: sweep --optimize) its study's trial number
 
 :func:`check_shape` checks a JSON value against :data:`SHAPE` (the type of every field, nested
 ones too; a field may be absent and unknown fields are kept in ``extra``), so a record that is
@@ -218,6 +219,7 @@ class RunRecord:
     reproduces: str | None = None
     comparison: Mapping[str, Mapping[str, Any]] | None = None
     sweep: str | None = None  # the sweep this run is a point of
+    trial: int | None = None  # the search's trial this run is
     format: int = FORMAT
     extra: Mapping[str, Any] = field(default_factory=dict)  # fields of a newer modver, kept as they are
 
@@ -305,6 +307,8 @@ class RunRecord:
             out["comparison"] = {name: dict(c) for name, c in self.comparison.items()}
         if self.sweep is not None:
             out["sweep"] = self.sweep
+        if self.trial is not None:
+            out["trial"] = self.trial
         return out
 
     @classmethod
@@ -350,6 +354,7 @@ class RunRecord:
             reproduces=data.get("reproduces"),
             comparison=data.get("comparison"),
             sweep=data.get("sweep"),
+            trial=data.get("trial"),
             format=FORMAT,
             extra={k: v for k, v in data.items() if k not in _KNOWN},
         )
@@ -484,6 +489,7 @@ SHAPE = Fields(
         "reproduces": str,
         "comparison": MapOf(Fields({"original": ANY, "reproduced": ANY, "match": bool})),
         "sweep": str,
+        "trial": int,
     },
     required=("run", "status"),
 )

@@ -70,7 +70,7 @@ from modver.store.layout import Store
 if TYPE_CHECKING:
     from distributed import Client, Future
 
-__all__ = ["JOBQUEUE", "ClusterConfig", "ExecutorSpec", "TaskEvent", "check_address", "detach", "run_graph"]
+__all__ = ["JOBQUEUE", "ClusterConfig", "ExecutorSpec", "Feed", "TaskEvent", "check_address", "detach", "run_graph"]
 
 # cluster kind -> dask-jobqueue's cluster class
 JOBQUEUE = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster"}
@@ -226,6 +226,9 @@ class TaskEvent:
     result: TaskResult | None = None
 
 
+Feed = Callable[[], Mapping[str, StageTask]]
+
+
 def run_graph(
     tasks: Mapping[str, StageTask],
     spec: ExecutorSpec,
@@ -233,14 +236,20 @@ def run_graph(
     on_event: Callable[[TaskEvent], None],
     fail_fast: bool = False,
     store: Store,
+    feed: Feed | None = None,
 ) -> dict[str, TaskResult]:
     """Run ``tasks`` (keyed by cache key) on the executor of ``spec``; every task's result by key
     (see the module docstring). ``on_event`` is called in this thread. Ctrl-C cancels what has not
-    finished, shuts the executor down and propagates."""
-    if not tasks:
+    finished, shuts the executor down and propagates.
+
+    ``feed`` (a search's trials) is called in this thread once the executor is up and after each
+    event: the tasks it returns join the graph (a task whose inputs are tasks already in it waits
+    for them, or is skipped if one failed); the run ends when every task has a result and ``feed``
+    returns none."""
+    if not tasks and feed is None:
         return {}
     with _quiet(spec.debug, store), _client(spec, store) as (client, watch), _run_folder(client, store) as folder:
-        return _Graph(client, tasks, on_event, fail_fast, folder, watch).run()
+        return _Graph(client, tasks, on_event, fail_fast, folder, watch, feed).run()
 
 
 # -- the executor ------------------------------------------------------------------------------
@@ -621,15 +630,14 @@ class _Graph:
         fail_fast: bool,
         folder: Path,
         watch: Callable[[], None],
+        feed: Feed | None = None,
     ):
-        self.client, self.tasks, self.on_event, self.fail_fast = client, tasks, on_event, fail_fast
-        self.folder, self.watch = folder, watch
+        self.client, self.tasks, self.on_event, self.fail_fast = client, dict(tasks), on_event, fail_fast
+        self.folder, self.watch, self.feed = folder, watch, feed
         self.topic = f"modver-{secrets.token_hex(8)}"
-        self.index = {key: i for i, key in enumerate(tasks)}
+        self.index: dict[str, int] = {}
         self.downstream: dict[str, list[str]] = {}
-        for key in tasks:
-            for up in self.upstream(key):
-                self.downstream.setdefault(up, []).append(key)
+        self._index(list(tasks))
         # from the client's threads: ("event", message) of a worker, ("exit", message) of a
         # nanny, ("future", future) settled
         self.news: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
@@ -645,8 +653,26 @@ class _Graph:
         self.dying: dict[str, float] = {}  # task failed by its crashes -> until when to wait for exit statuses
         self.failed = False  # whether a task has failed
 
+    def _index(self, keys: list[str]) -> None:
+        for key in keys:
+            self.index[key] = len(self.index)
+            for up in self.upstream(key):
+                self.downstream.setdefault(up, []).append(key)
+
     def upstream(self, key: str) -> list[str]:
         return list(dict.fromkeys(k for k in self.tasks[key].inputs.values() if k in self.tasks))
+
+    def _fed(self) -> bool:
+        """Ask ``feed`` for more tasks and submit those that are ready; whether it gave any."""
+        if self.feed is None or (self.fail_fast and self.failed):
+            return False
+        more = {k: t for k, t in self.feed().items() if k not in self.tasks}
+        if more:
+            self.tasks.update(more)
+            self._index(list(more))
+            for key in more:
+                self._ready(key)
+        return bool(more)
 
     def run(self) -> dict[str, TaskResult]:
         self.client.subscribe_topic(self.topic, lambda event: self.news.put(("event", event[1])))
@@ -657,7 +683,7 @@ class _Graph:
             for key in self.tasks:
                 if not self.upstream(key):
                     self._submit(key)
-            while len(self.results) < len(self.tasks):
+            while self._fed() or len(self.results) < len(self.tasks):
                 self.watch()
                 self._fail_the_dying()
                 try:
