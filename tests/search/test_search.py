@@ -6,7 +6,12 @@ upstream stages executed once, failed trials told failed, and the results: `modv
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import signal
+import subprocess
+import sys
+import time
 
 import optuna
 import pytest
@@ -91,3 +96,68 @@ def test_int_and_choice_keep_their_types_and_a_failed_trial_is_told_failed(sweep
     again = cli(root, "sweep", "--optimize", "accuracy", "--trials", "1", "--set", "model.C=uniform(0.5,1)",
                 "--study", "typed", "--jobs", "1", code=1)  # fmt: skip
     assert "study typed exists already" in again.stderr
+
+
+HELD_FIRST = """\
+    here = os.path.dirname(CALLS)
+    with open(CALLS) as f:
+        first = sum(line.startswith("model ") for line in f) == 1
+    while first and os.path.exists(os.path.join(here, "hold.flag")):
+        time.sleep(0.05)  # the first trial's model is held while the test holds the flag
+"""
+
+
+def test_a_new_trial_starts_as_soon_as_a_slot_frees_not_in_batches(sweep_project):
+    root = sweep_project.root
+    stages = sweep_project.read("pipe/stages.py")
+    sweep_project.write("pipe/stages.py", stages.replace('    _count("model")\n', '    _count("model")\n' + HELD_FIRST))
+    sweep_project.commit("the first model call can be held")
+    (root / "hold.flag").write_text("")
+    args = ["sweep", "--optimize", "accuracy", "--trials", "5", "--set", "model.C=uniform(0.5,1.5)", "--jobs", "2",
+            "--seed", "2", "--json"]  # fmt: skip
+    driver = subprocess.Popen([sys.executable, "-m", "modver", *args], cwd=root, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        # trial 0 is held: the other slot runs trials 1, 2, 3 and 4 one after the other meanwhile
+        deadline = time.monotonic() + 240
+        while executions(root)["evaluate"] < 4:
+            assert driver.poll() is None and time.monotonic() < deadline, "the free slot did not go on"
+            time.sleep(0.05)
+        (root / "hold.flag").unlink()
+        out, err = driver.communicate(timeout=240)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert driver.returncode == 0, err
+    record = json.loads(out)
+    assert [p["status"] for p in record["points"]] == ["succeeded"] * 5
+    assert executions(root)["model"] == 5
+
+
+def test_sigterm_stops_a_search_and_resume_finishes_it(sweep_project):
+    root = sweep_project.root
+    stages = sweep_project.read("pipe/stages.py")
+    sweep_project.write("pipe/stages.py", stages.replace('    _count("model")\n', '    _count("model")\n' + HELD_FIRST))
+    sweep_project.commit("the first model call can be held")
+    (root / "hold.flag").write_text("")
+    args = ["sweep", "--optimize", "accuracy", "--trials", "2", "--set", "model.C=uniform(0.5,1.5)", "--jobs", "1"]
+    driver = subprocess.Popen([sys.executable, "-m", "modver", *args], cwd=root, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while executions(root)["model"] < 1:
+            assert driver.poll() is None and time.monotonic() < deadline, "the first trial did not start"
+            time.sleep(0.05)
+        driver.send_signal(signal.SIGTERM)
+        _, err = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert driver.returncode == 143, err
+    assert "Traceback" not in err and "modver sweep --resume" in err
+    (root / "hold.flag").unlink()
+    listed = json.loads(cli(root, "sweeps", "--json").stdout)[0]
+    assert listed["status"] == "interrupted" and [p["status"] for p in listed["points"]] == ["interrupted"]
+    record = json.loads(cli(root, "sweep", "--resume", listed["sweep"], "--jobs", "1", "--json").stdout)
+    assert [p["status"] for p in record["points"]] == ["interrupted", "succeeded", "succeeded"]
+    assert record["points"][1]["params"] == record["points"][0]["params"]  # the stopped trial ran again
