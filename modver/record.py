@@ -6,7 +6,7 @@ This module is the schema, written once: the models below, :func:`RunRecord.to_j
 
     format         int    FORMAT (absent in records of modver 0.1, which read the same)
     run            str    the run id (modver.store.runstore.new_run_id)
-    status         str    RunStatus: running | succeeded | failed | interrupted
+    status         str    RunStatus: running | succeeded | failed | interrupted | pruned (a search's trial)
     host, pid      str, int       where the run's process runs (a dead one reads as "died")
     user           str | null     who started it (the login name; shown in `modver runs` after a pull)
     started        str    ISO 8601 UTC, microseconds
@@ -69,6 +69,7 @@ class RunStatus(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    PRUNED = "pruned"  # a search's trial its pruner stopped early (sweep --optimize --prune)
     DIED = "died"
     CORRUPT = "corrupt"
 
@@ -459,7 +460,7 @@ SHAPE = Fields(
     {
         "format": int,
         "run": str,
-        "status": OneOf(("running", "succeeded", "failed", "interrupted")),
+        "status": OneOf(("running", "succeeded", "failed", "interrupted", "pruned")),
         "host": Opt(str),
         "pid": Opt(int),
         "user": Opt(str),

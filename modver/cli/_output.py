@@ -445,6 +445,11 @@ def _progress_text(p: Progress, best: Best | None, unit: str = "point") -> str:
     )
     if best is not None:
         text += f" | best {best.metric} " + (f"{num(p.best[1])} (point {p.best[0]})" if p.best else "-")
+    if p.live:  # a search's running trials: the last value of the metric each logged
+        text += " | live " + ", ".join(
+            f"t{trial} {num(value)}" + (f"@{step}" if step is not None else "")
+            for trial, (step, value) in p.live.items()
+        )
     return text
 
 

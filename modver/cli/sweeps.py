@@ -7,6 +7,7 @@ import shlex
 import signal
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -39,6 +40,9 @@ SamplerOpt = Annotated[
     str | None, typer.Option("--sampler", metavar="NAME", help="Search: tpe (default), random, cmaes, grid, qmc.")
 ]
 SeedOpt = Annotated[int | None, typer.Option("--seed", metavar="S", help="Search: the sampler's seed.")]
+PruneOpt = Annotated[
+    str | None, typer.Option("--prune", metavar="NAME", help="Search: stop bad trials early: median, asha, hyperband.")
+]
 StudyOpt = Annotated[
     str | None, typer.Option("--study", metavar="NAME", help="Search: the study's name (default: the sweep id).")
 ]
@@ -90,6 +94,7 @@ def sweep_(
     sampler: SamplerOpt = None,
     seed: SeedOpt = None,
     study: StudyOpt = None,
+    prune: PruneOpt = None,
     as_json: JsonOpt = False,
     project: ProjectOpt = Path("."),
 ) -> None:
@@ -99,7 +104,7 @@ def sweep_(
     `--best ID` alone prints a search's best params as --set lines."""
     from modver.store.sweepstore import parse_best
 
-    searching = _search_options(optimize, minimize, trials, sampler, seed, study)
+    searching = _search_options(optimize, minimize, trials, sampler, seed, study, prune)
     if best is not None and not (set_ or file or resume or manifest or searching):
         _print_best(best, as_json, project)
         return
@@ -161,14 +166,15 @@ def _fail_if_failed(record: SweepRecord) -> None:
 
 
 def _search_options(
-    optimize: str | None, minimize: bool, trials: int | None, sampler: str | None, seed: int | None, study: str | None
-) -> Optimize | None:
+    optimize: str | None, minimize: bool, trials: int | None, sampler: str | None, seed: int | None, study: str | None,
+    prune: str | None,
+) -> Optimize | None:  # fmt: skip
     """The search that --optimize and its options describe; options of a search without it are an error."""
     from modver.sweep.study import Optimize
 
     if optimize is None:
         given = [n for n, v in (("--minimize", minimize), ("--sampler", sampler), ("--seed", seed is not None),
-                                ("--study", study)) if v]  # fmt: skip
+                                ("--study", study), ("--prune", prune)) if v]  # fmt: skip
         if given:
             raise errors.UsageError(f"{given[0]} is an option of a search: give --optimize METRIC too",
                                     hint="e.g. --optimize accuracy --trials 20")  # fmt: skip
@@ -176,7 +182,7 @@ def _search_options(
     if trials is None:
         raise errors.UsageError("--optimize needs --trials N: how many trials to run",
                                 hint="e.g. --optimize accuracy --trials 20")  # fmt: skip
-    return Optimize(optimize, trials, minimize, sampler or "tpe", seed, study)
+    return Optimize(optimize, trials, minimize, sampler or "tpe", seed, study, prune or "none")
 
 
 def _search(
@@ -198,8 +204,7 @@ def _search(
                                         hint=f"resume it with `modver sweep --resume {recorded.sweep}`")  # fmt: skip
             spec = recorded.spec
             optimize = Optimize.from_json(recorded.optimize)
-            optimize = Optimize(optimize.metric, trials or optimize.trials, optimize.minimize, optimize.sampler,
-                                optimize.seed, optimize.study)  # fmt: skip
+            optimize = replace(optimize, trials=trials or optimize.trials)
             check_search(spec, optimize)
         else:
             assert optimize is not None

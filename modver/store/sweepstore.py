@@ -18,7 +18,7 @@ point's run says ``sweep: <sweep-id>``. JSON (sorted keys, indent 2)::
     axes      {grid: [{target, values}], zip: [...], sets: ["stage.param=value"]}
     executor  str    how its tasks run ("local cluster of 2 workers", "tcp://...", "slurm")
     points    [{index, params {stage.param: value}, run str | null, status str, error str | null,
-               trial int (a search's trial number)}]
+               trial int (a search's trial number), latest {step, value} (a search's live metric)}]
     tasks     {total, executed, cached, failed}   stage tasks of the graph
     optimize  (a search: ``sweep --optimize``) {metric, direction (maximize | minimize), trials,
               sampler, seed, study}; its points are its trials, added as they are asked
@@ -93,12 +93,15 @@ class SweepPoint:
     status: str = "pending"  # pending, or its run's status
     error: str | None = None  # the one-line error of a failed point
     trial: int | None = None  # a search's trial number (its study's)
+    latest: Mapping[str, Any] | None = None  # a running trial's live metric: {step, value}
 
     def to_json(self) -> dict[str, Any]:
         out = {"index": self.index, "params": dict(self.params), "run": self.run, "status": self.status,
                "error": self.error}  # fmt: skip
         if self.trial is not None:
             out["trial"] = self.trial
+        if self.latest is not None:
+            out["latest"] = dict(self.latest)
         return out
 
 
@@ -173,6 +176,7 @@ class SweepRecord:
                     str(p.get("status", "pending")),
                     p.get("error"),
                     None if p.get("trial") is None else int(p["trial"]),
+                    dict(p["latest"]) if isinstance(p.get("latest"), dict) else None,
                 )
                 for p in data["points"]
             )

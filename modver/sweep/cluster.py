@@ -70,7 +70,10 @@ from modver.store.layout import Store
 if TYPE_CHECKING:
     from distributed import Client, Future
 
-__all__ = ["JOBQUEUE", "ClusterConfig", "ExecutorSpec", "Feed", "TaskEvent", "check_address", "detach", "run_graph"]
+__all__ = [
+    "JOBQUEUE", "ClusterConfig", "ExecutorSpec", "Feed", "GraphControl", "TaskEvent", "check_address", "detach",
+    "run_graph",
+]  # fmt: skip
 
 # cluster kind -> dask-jobqueue's cluster class
 JOBQUEUE = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster"}
@@ -224,6 +227,21 @@ class TaskEvent:
     key: str
     kind: str
     result: TaskResult | None = None
+    metric: Mapping[str, Any] | None = None  # kind "metric": an event the running stage logged
+
+
+class GraphControl:
+    """What a caller of :func:`run_graph` may do to its running graph: :meth:`stop` a task (a
+    search's pruned trial). Bound by the run; before it (or after) it does nothing."""
+
+    def __init__(self) -> None:
+        self._stop: Callable[[str, float], None] | None = None
+
+    def stop(self, key: str, grace: float) -> None:
+        """Ask task ``key``'s stage to stop (:func:`modver.should_prune` turns true); after
+        ``grace`` seconds, end its worker process. Its result: failed, ``Pruned``, not cached."""
+        if self._stop is not None:
+            self._stop(key, grace)
 
 
 Feed = Callable[[], Mapping[str, StageTask]]
@@ -237,6 +255,7 @@ def run_graph(
     fail_fast: bool = False,
     store: Store,
     feed: Feed | None = None,
+    control: GraphControl | None = None,
 ) -> dict[str, TaskResult]:
     """Run ``tasks`` (keyed by cache key) on the executor of ``spec``; every task's result by key
     (see the module docstring). ``on_event`` is called in this thread. Ctrl-C cancels what has not
@@ -245,11 +264,19 @@ def run_graph(
     ``feed`` (a search's trials) is called in this thread once the executor is up and after each
     event: the tasks it returns join the graph (a task whose inputs are tasks already in it waits
     for them, or is skipped if one failed); the run ends when every task has a result and ``feed``
-    returns none."""
+    returns none. ``control`` lets the caller stop a task while it runs (:class:`GraphControl`);
+    a running stage's live metrics come as events of kind ``metric``."""
     if not tasks and feed is None:
         return {}
     with _quiet(spec.debug, store), _client(spec, store) as (client, watch), _run_folder(client, store) as folder:
-        return _Graph(client, tasks, on_event, fail_fast, folder, watch, feed).run()
+        graph = _Graph(client, tasks, on_event, fail_fast, folder, watch, feed)
+        if control is not None:
+            control._stop = graph.stop
+        try:
+            return graph.run()
+        finally:
+            if control is not None:
+                control._stop = None
 
 
 # -- the executor ------------------------------------------------------------------------------
@@ -571,8 +598,14 @@ def _run_on_worker(task: StageTask, folder: str, index: int, topic: str) -> None
         )
         say("finished", inline=pickle.dumps(result))
         return
-    say("started")
-    result = run_task(task)
+    say("started", pid=os.getpid(), host=socket.gethostname())
+    from modver.metrics import live
+
+    def pruned() -> bool:
+        return (run / f"{index}.prune").exists()
+
+    with live(lambda event: say("metric", event=dict(event)), pruned):
+        result = run_task(task)
     name = f"{index}.result"
     tmp = run / f"{_fs.TEMP_PREFIX}{index}-{secrets.token_hex(4)}"
     try:  # not _fs.write_bytes_atomic: a folder the driver removed (it stopped) must not come back
@@ -652,6 +685,8 @@ class _Graph:
         self.exits: dict[str, int] = {}  # worker -> how its process ended (its nanny says)
         self.dying: dict[str, float] = {}  # task failed by its crashes -> until when to wait for exit statuses
         self.failed = False  # whether a task has failed
+        self.processes: dict[str, tuple[str, int]] = {}  # task -> (host, pid) of its running stage
+        self.stopping: dict[str, float] = {}  # task asked to stop -> when to end its process
 
     def _index(self, keys: list[str]) -> None:
         for key in keys:
@@ -686,6 +721,7 @@ class _Graph:
             while self._fed() or len(self.results) < len(self.tasks):
                 self.watch()
                 self._fail_the_dying()
+                self._end_the_stopped()
                 try:
                     what, item = self.news.get(timeout=0.25)
                 except queue.Empty:
@@ -725,13 +761,19 @@ class _Graph:
         key, worker = str(message["key"]), str(message.get("worker"))
         if key in self.results:
             return
+        if message.get("kind") == "metric":
+            if isinstance(message.get("event"), dict):
+                self.on_event(TaskEvent(key, "metric", metric=message["event"]))
+            return
         if message.get("kind") == "started":
             if key in self.dying:  # an attempt that began before it was cancelled
                 return
+            if isinstance(message.get("pid"), int):
+                self.processes[key] = (str(message.get("host")), message["pid"])
             tried = self.attempts.setdefault(key, [])
             if tried and key in self.running.get(tried[-1], ()):  # its last worker died, no nanny said so (yet)
                 self._crash(key, tried[-1])
-                if key in self.dying:
+                if key in self.dying or key in self.results:
                     return
             self.on_event(TaskEvent(key, "retried" if tried else "started"))
             tried.append(worker)
@@ -770,9 +812,48 @@ class _Graph:
             if key not in self.results:
                 self._crash(key, worker)
 
+    def stop(self, key: str, grace: float) -> None:
+        """Ask ``key``'s stage to stop (its ``INDEX.prune`` file: :func:`modver.should_prune`); its
+        process is ended after ``grace`` seconds if it still runs (:meth:`_end_the_stopped`)."""
+        if key in self.results or key in self.stopping or key not in self.tasks:
+            return
+        with contextlib.suppress(OSError):  # the stage is ended all the same, after its grace
+            (self.folder / f"{self.index[key]}.prune").write_bytes(b"")
+        self.stopping[key] = time.monotonic() + grace
+
+    def _end_the_stopped(self) -> None:
+        """A stopped task's stage still running after its grace: its worker process is ended (a
+        nanny or a batch job replaces it); its result is "Pruned" (:meth:`_crash`)."""
+        for key, deadline in list(self.stopping.items()):
+            if key in self.results:
+                del self.stopping[key]
+            elif time.monotonic() > deadline:
+                self.stopping[key] = math.inf
+                host, pid = self.processes.get(key, ("", 0))
+                if host == socket.gethostname() and pid:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+                else:  # a worker elsewhere: its nanny restarts it
+                    workers = self.attempts.get(key, [])[-1:]
+                    threading.Thread(target=self.client.restart_workers, args=(workers,), daemon=True).start()
+
     def _crash(self, key: str, worker: str) -> None:
         """``worker`` died running ``key``: after :data:`CRASHES` such deaths the task fails (once
-        the exit statuses are in, or after a few seconds) and is not run again."""
+        the exit statuses are in, or after a few seconds) and is not run again; a task that was
+        asked to stop is pruned at once."""
+        if key in self.stopping:
+            self.running.get(worker, set()).discard(key)
+            future = self.futures.get(key)
+            if future is not None:
+                self.cancelled.add(future.key)
+                self.client.cancel([future], force=True)
+            error = ErrorInfo(
+                "Pruned", "the search pruned its trial; its worker process was ended", self.tasks[key].stage
+            )
+            self._report(
+                key, TaskResult(StageStatus.FAILED, error=error, message=f"stage {self.tasks[key].stage}: pruned")
+            )
+            return
         self.running.get(worker, set()).discard(key)
         crashed = self.crashed.setdefault(key, [])
         if worker in crashed:

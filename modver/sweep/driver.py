@@ -24,7 +24,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from modver import errors
@@ -62,6 +62,8 @@ class Progress:
     cache_hits: int
     best: tuple[int, float] | None  # (point, value) of --best so far
     finished: tuple[SweepPoint, ...] = ()  # the points that ended since the last progress
+    live: Mapping[int, tuple[int | None, float]] = field(default_factory=dict)  # a search's running trials:
+    # trial -> (step, value) of its metric, the last its stage logged
 
 
 OnProgress = Callable[[Progress], None]
@@ -127,6 +129,7 @@ class _Points:
         self.on_point, self.on_stage = on_point, on_stage
         self.finished: dict[int, RunRecord] = {}
         self.outcomes: dict[str, TaskEvent] = {}  # the tasks that ended: done, failed or skipped
+        self.pruned: dict[int, ErrorInfo] = {}  # a search's pruned trials: why, with the step and value
         self.running: set[int] = set()
         self.tasks_done = 0
         self.cache_hits = 0
@@ -165,6 +168,8 @@ class _Points:
         self.mark_cached(store, [index])
 
     def on_event(self, event: TaskEvent) -> None:
+        if event.kind == "metric":  # a live metric of a running stage: the record gets it when it ends
+            return
         users = self.graph.users(event.key)
         if event.kind not in ("started", "retried"):
             self.outcomes[event.key] = event
@@ -217,7 +222,11 @@ class _Points:
         elif StageStatus.FAILED in statuses and not any(
             s in (StageStatus.PENDING, StageStatus.RUNNING) for s in statuses
         ):
-            self._finish(index, RunStatus.FAILED, _first_error(stages))
+            error = _first_error(stages)
+            if error is not None and error.type == "Pruned":  # a search's trial, stopped by its pruner
+                self._finish(index, RunStatus.PRUNED, self.pruned.get(index, error))
+            else:
+                self._finish(index, RunStatus.FAILED, error)
 
     def _finish(self, index: int, status: RunStatus, error: ErrorInfo | None = None) -> None:
         record = self.recorders[index].finish(status, planned=self.planned, error=error)

@@ -21,6 +21,8 @@ The sweep's lock is held for the whole search: a second driver of the same study
 
 from __future__ import annotations
 
+import math
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import replace
@@ -32,11 +34,12 @@ from modver.engine.planner import Pipeline, last_key_parts
 from modver.engine.recorder import Recorder, first_record
 from modver.engine.registry import Registry
 from modver.models import SweepSpec
-from modver.record import RunRecord, RunStatus
+from modver.record import ErrorInfo, RunRecord, RunStatus
 from modver.store.layout import Store
 from modver.store.retention import store_lock
 from modver.store.runstore import new_run_id, now_iso
 from modver.store.sweepstore import SweepRecord, SweepStore
+from modver.sweep.cluster import GraphControl
 from modver.sweep.driver import OnProgress, Progress, SweepInterrupted, check_callables, describe_executor, points_state
 from modver.sweep.graph import Graph, build_tasks, plan_graph
 from modver.sweep.study import Optimize, Study
@@ -44,7 +47,10 @@ from modver.sweep.study import Optimize, Study
 if TYPE_CHECKING:  # pragma: no cover
     from modver.sweep.cluster import ExecutorSpec, TaskEvent
 
-__all__ = ["search"]
+__all__ = ["PRUNE_GRACE", "search"]
+
+# seconds a pruned trial's stage has to stop itself (modver.should_prune) before its process is ended
+PRUNE_GRACE = float(os.environ.get("MODVER_PRUNE_GRACE") or 5.0)
 
 
 class _Trials:
@@ -64,6 +70,10 @@ class _Trials:
         self.counted = study.counted()
         self.leader: tuple[int, float] | None = None
         self.fresh: list[Any] = []
+        self.control = GraphControl()
+        self.live: dict[int, tuple[int | None, float]] = {}  # point -> (step, value) its stage logged last
+        self.pruned: dict[int, tuple[int, float]] = {}  # point -> (step, value) at which it was pruned
+        self.saved = 0.0  # when the record was last written for a live value
 
     def feed(self) -> Mapping[str, StageTask]:
         """New trials while a slot is free and the study wants more: their tasks."""
@@ -102,10 +112,18 @@ class _Trials:
     def _ended(self, index: int, run: RunRecord) -> None:
         """Point ``index``'s run ended: tell its trial (see the module docstring)."""
         number = self.flying.pop(index, None)
+        self.live.pop(index, None)
         metric = self.optimize.metric
         value = float(run.metrics[metric]) if metric in run.metrics else None
         error = None
-        if run.status is not RunStatus.SUCCEEDED and run.error is not None:
+        if run.status is RunStatus.PRUNED:
+            step, at = self.pruned.pop(index, (None, math.nan))
+            error = f"pruned at step {step}: {metric}={at:.6g}"
+            if number is not None:
+                self.study.tell(number, None, pruned=True)
+                self.counted += 1
+                number = None
+        elif run.status is not RunStatus.SUCCEEDED and run.error is not None:
             error = f"{run.error.stage + ': ' if run.error.stage else ''}{run.error.type}: {run.error.message}"
         elif run.status is RunStatus.SUCCEEDED and value is None:
             error = f"the run did not log {metric}: the trial is told failed"
@@ -121,16 +139,46 @@ class _Trials:
         self.sweeps.save(self.record, durable=False)
 
     def on_event(self, event: TaskEvent) -> None:
+        if event.kind == "metric":
+            self._heard(event)
+            return
         self.state.on_event(event)
+        self.tick()
+
+    def _heard(self, event: TaskEvent) -> None:
+        """A running stage logged a metric: the trial's live value; its pruner may stop it."""
+        metric = event.metric or {}
+        users = self.state.graph.users(event.key)
+        if not users or metric.get("name") != self.optimize.metric:
+            return
+        index = users[0][0]
+        step, value = metric.get("step"), metric.get("value")
+        if index not in self.flying or not isinstance(value, int | float):
+            return
+        self.live[index] = (step, float(value))
+        if isinstance(step, int) and index not in self.pruned and self.study.report(self.flying[index], value, step):
+            self.pruned[index] = (step, float(value))
+            stage = users[0][1]
+            why = f"pruned at step {step}: {self.optimize.metric}={value:.6g} (--prune {self.optimize.prune})"
+            self.state.pruned[index] = ErrorInfo("Pruned", why, stage)
+            if all(i == index for i, _ in users):  # no other trial waits for this task
+                self.control.stop(event.key, PRUNE_GRACE)
+        now = time.monotonic()
+        if now - self.saved > 1.0:  # `modver sweeps` shows live values, written at most once a second
+            self.saved = now
+            for i, (s, v) in self.live.items():
+                self.record = self.record.with_point(i, latest={"step": s, "value": v})
+            self.sweeps.save(self.record, durable=False)
         self.tick()
 
     def tick(self) -> None:
         if self.on_progress is None:
             return
         r, s = self.record, self.state
+        live = {self.flying[i]: v for i, v in self.live.items() if i in self.flying}
         self.on_progress(Progress(
             self.optimize.trials, self.counted, len(self.flying), r.count("failed"), s.graph.executions,
-            s.tasks_done, s.cache_hits, self.leader, tuple(self.fresh),
+            s.tasks_done, s.cache_hits, self.leader, tuple(self.fresh), live,
         ))  # fmt: skip
         self.fresh.clear()
 
@@ -168,7 +216,8 @@ def search(
         sweeps.save(record)
         trials = _Trials(registry, store, base, study, optimize, executor.workers, sweeps, record, on_progress)
         try:
-            cluster.run_graph({}, executor, on_event=trials.on_event, store=store, feed=trials.feed)
+            cluster.run_graph({}, executor, on_event=trials.on_event, store=store, feed=trials.feed,
+                              control=trials.control)  # fmt: skip
         except KeyboardInterrupt as exc:
             trials.state.finish_rest(RunStatus.INTERRUPTED, "interrupted (Ctrl-C)")
             _end(sweeps, trials.record, "interrupted")

@@ -37,9 +37,10 @@ from modver import _fs, errors
 from modver.models import MAX_POINTS, SweepSpec
 from modver.store.sweepstore import Best
 
-__all__ = ["SAMPLERS", "Optimize", "Study", "check_search"]
+__all__ = ["PRUNERS", "SAMPLERS", "Optimize", "Study", "check_search"]
 
 SAMPLERS = ("tpe", "random", "cmaes", "grid", "qmc")
+PRUNERS = ("none", "median", "asha", "hyperband")
 INTERRUPTED = "modver_interrupted"  # the study's user attribute: trials told failed because their driver stopped
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _OPTIMIZE_HINT = "e.g. modver sweep --optimize accuracy --trials 20 --set model.C=loguniform(1e-3,10)"
@@ -56,6 +57,7 @@ class Optimize:
     sampler: str = "tpe"
     seed: int | None = None
     study: str | None = None  # default: the sweep's id
+    prune: str = "none"  # the pruner: none, median, asha (successive halving), hyperband
 
     @property
     def best(self) -> Best:
@@ -63,12 +65,14 @@ class Optimize:
 
     def to_json(self) -> dict[str, Any]:
         return {"metric": self.metric, "direction": "minimize" if self.minimize else "maximize",
-                "trials": self.trials, "sampler": self.sampler, "seed": self.seed, "study": self.study}  # fmt: skip
+                "trials": self.trials, "sampler": self.sampler, "seed": self.seed, "study": self.study,
+                "prune": self.prune}  # fmt: skip
 
     @classmethod
     def from_json(cls, data: Any) -> Optimize:
         return cls(str(data["metric"]), int(data["trials"]), data.get("direction") == "minimize",
-                   str(data.get("sampler") or "tpe"), data.get("seed"), data.get("study"))  # fmt: skip
+                   str(data.get("sampler") or "tpe"), data.get("seed"), data.get("study"),
+                   str(data.get("prune") or "none"))  # fmt: skip
 
 
 def check_search(spec: SweepSpec, optimize: Optimize | None) -> None:
@@ -90,6 +94,8 @@ def check_search(spec: SweepSpec, optimize: Optimize | None) -> None:
                                 hint=_OPTIMIZE_HINT)  # fmt: skip
     if optimize.sampler not in SAMPLERS:
         raise errors.UsageError(f"unknown --sampler {optimize.sampler!r}", hint=f"give one of {', '.join(SAMPLERS)}")
+    if optimize.prune not in PRUNERS:
+        raise errors.UsageError(f"unknown --prune {optimize.prune!r}", hint=f"give one of {', '.join(PRUNERS)}")
     if optimize.study is not None and not _NAME.match(optimize.study):
         raise errors.UsageError(
             f"bad --study name {optimize.study[:60]!r}", hint="letters, digits, '_', '-' and '.', not first"
@@ -172,12 +178,25 @@ def _sampler(optimize: Optimize, spec: SweepSpec) -> Any:
     return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
 
+def _pruner(name: str) -> Any:
+    import optuna
+
+    if name == "median":
+        return optuna.pruners.MedianPruner()
+    if name == "asha":
+        return optuna.pruners.SuccessiveHalvingPruner()
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    return optuna.pruners.NopPruner()
+
+
 class Study:
     """A search's study in ``folder`` (see the module docstring). Open it with :meth:`open`;
     only one driver does (the sweep's lock), so nothing here waits on another writer."""
 
     def __init__(self, folder: Path, study: Any, space: dict[str, Any]):
         self.folder, self._study, self._space = folder, study, space
+        self._asked: dict[int, Any] = {}  # trial number -> Optuna's trial, while it runs
 
     @classmethod
     def open(cls, folder: Path, name: str, optimize: Optimize, spec: SweepSpec, *, resume: bool) -> Study:
@@ -188,7 +207,7 @@ class Study:
         from optuna.storages import JournalStorage
         from optuna.storages.journal import JournalFileBackend
 
-        optuna.logging.set_verbosity(logging.WARNING)
+        optuna.logging.set_verbosity(logging.ERROR)  # its "trial N finished" lines and notes are not ours to print
         space = _space(spec)
         journal = folder / "journal.log"
         with _fs.write_faults(f"cannot make the folder of study {name}", str(folder)):
@@ -203,7 +222,12 @@ class Study:
             storage = JournalStorage(JournalFileBackend(str(journal)))
             direction: Literal["minimize", "maximize"] = "minimize" if optimize.minimize else "maximize"
             study = optuna.create_study(
-                study_name=name, storage=storage, sampler=sampler, direction=direction, load_if_exists=resume
+                study_name=name,
+                storage=storage,
+                sampler=sampler,
+                direction=direction,
+                load_if_exists=resume,
+                pruner=_pruner(optimize.prune),
             )
         except optuna.exceptions.DuplicatedStudyError as exc:
             raise errors.SweepError(f"study {name} exists already", where=str(folder),
@@ -248,16 +272,29 @@ class Study:
     def ask(self) -> tuple[int, dict[str, Any]]:
         """A new trial (an enqueued one first): its number and params; the sampler's state saved."""
         trial = self._study.ask(self._space)
+        self._asked[trial.number] = trial
         params = {target: trial.params[target] for target in self._space}
         with _fs.write_faults("cannot save the sampler's state", str(self.folder / "sampler.pkl")):
             _fs.write_bytes_atomic(self.folder / "sampler.pkl", pickle.dumps(self._study.sampler))
         return trial.number, params
 
-    def tell(self, number: int, value: float | None) -> None:
-        """Trial ``number`` finished with ``value`` of the metric, or failed (None)."""
+    def report(self, number: int, value: float, step: int) -> bool:
+        """Trial ``number``'s stage logged ``value`` of the metric at ``step``: whether its pruner
+        prunes it now."""
+        trial = self._asked.get(number)
+        if trial is None or not math.isfinite(value):
+            return False
+        trial.report(value, step)
+        return bool(trial.should_prune())
+
+    def tell(self, number: int, value: float | None, *, pruned: bool = False) -> None:
+        """Trial ``number`` finished with ``value`` of the metric, or failed (None), or was pruned."""
         from optuna.trial import TrialState
 
-        if value is None or not math.isfinite(value):
+        self._asked.pop(number, None)
+        if pruned:
+            self._study.tell(number, state=TrialState.PRUNED)
+        elif value is None or not math.isfinite(value):
             self._study.tell(number, state=TrialState.FAIL)
         else:
             self._study.tell(number, value)

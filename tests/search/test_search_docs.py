@@ -52,7 +52,10 @@ def test_the_search_docs_run(sweep_project):
     assert executions(root)["model"] == 8  # the run of the best trial came from the cache; --trials 8 ran 2 more
     plan = _run("modver sweep --file search.yaml --optimize accuracy --trials 3 --dry-run", root, env).stdout
     assert "augment.noise ~ choice(0,0.1)" in plan and "model.C ~ uniform(0.5,1.5)" in plan
-    for block in _blocks("python"):
+    first, *others = _blocks("python")
+    for block in others:  # a stage's code, shown: it compiles
+        compile(block, "docs/search.md", "exec")
+    for block in [first]:
         done = subprocess.run([sys.executable, "-c", block], cwd=root, env=env, capture_output=True, text=True,
                               timeout=300)  # fmt: skip
         assert done.returncode == 0, f"docs/search.md: Python example failed:\n{block}\n{done.stderr}"
