@@ -11,8 +11,8 @@ Prints figures and ratios against baselines measured in the same run (asserts no
   (b) stages saved: a TPE study of TRIALS trials over one downstream param (model.C) of
       preprocess -> augment -> model -> evaluate: stage executions (counted by the stages) against
       4 per trial without a cache;
-  (c) pruning: 20 trials whose stage logs a 20-step curve (0.1 s a step), --prune median against
-      --prune none: wall time and pruned trials.
+  (c) pruning: 20 trials whose stage logs a 20-step curve (0.1 s a step) and checks
+      modver.should_prune() at each, --prune median against --prune none: wall time, pruned trials.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ CURVE = {
     "pipe/__init__.py": "",
     "pipe/train.py": (
         "import time\n\nimport modver\n\n\ndef train(C=1.0):\n    for step in range(20):\n"
-        "        modver.log_metrics(step=step, score=1.0 - abs(C - 1.0))\n        time.sleep(0.1)\n    return C\n"
+        "        modver.log_metrics(step=step, score=1.0 - abs(C - 1.0))\n        if modver.should_prune():\n"
+        "            break\n        time.sleep(0.1)\n    return C\n"
     ),
 }
 

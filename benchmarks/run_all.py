@@ -26,6 +26,7 @@ FULL = [
     ["bench_cluster.py"],  # issue 9: executors (local, Slurm)
     ["bench_results.py"],
     ["bench_share.py"],  # issue 10
+    ["bench_search.py"],  # issue 19
 ]
 QUICK = [
     ["bench_fingerprint.py"],
@@ -37,6 +38,7 @@ QUICK = [
     ["bench_cluster.py"],  # issue 9: executors (local, Slurm)
     ["bench_results.py", "--runs", "2000", "--report-runs", "200"],
     ["bench_share.py", "--size-mb", "256"],
+    ["bench_search.py", "--trials", "10"],
 ]
 
 

@@ -215,6 +215,8 @@ def search(
                          executor=describe_executor(executor))  # fmt: skip
         sweeps.save(record)
         trials = _Trials(registry, store, base, study, optimize, executor.workers, sweeps, record, on_progress)
+        if trials.counted >= optimize.trials:  # a resume of a finished search: no cluster to start
+            return _end(sweeps, trials.record, "succeeded")
         try:
             cluster.run_graph({}, executor, on_event=trials.on_event, store=store, feed=trials.feed,
                               control=trials.control)  # fmt: skip
