@@ -2,8 +2,9 @@
 
 ``modver sweep --optimize METRIC --trials N`` keeps its study in ``.modver/studies/<name>/``:
 
-- ``journal.log``: Optuna's JournalStorage on its file backend (appends under a symlink lock:
-  safe on NFS, where SQLite is not), the truth about every trial — its params, state and value;
+- ``journal.log``: Optuna's JournalStorage on its file backend (appends: safe on NFS, where
+  SQLite is not; one driver writes it, under its sweep's lock, so Optuna's lock files are not
+  used), the truth about every trial — its params, state and value;
 - ``sampler.pkl``: the sampler, pickled after each ask, so that a resumed study goes on with
   the sampler's state (its random generator) rather than reseeding it. A driver killed between
   an ask and this write resumes with the state of one ask earlier (the next trial may draw the
@@ -178,6 +179,22 @@ def _sampler(optimize: Optimize, spec: SweepSpec) -> Any:
     return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
 
+def _held_lock() -> Any:
+    """Optuna's journal lock, held already: one driver writes a study, under its sweep's lock
+    (flock; on NFS the kernel makes it a POSIX lock), so Optuna's own lock files — which a
+    killed driver or a failed write would leave behind — are not needed."""
+    from optuna.storages.journal._file import BaseJournalFileLock
+
+    class HeldLock(BaseJournalFileLock):
+        def acquire(self) -> bool:
+            return True
+
+        def release(self) -> None:
+            return None
+
+    return HeldLock()
+
+
 def _pruner(name: str) -> Any:
     import optuna
 
@@ -198,6 +215,10 @@ class Study:
         self.folder, self._study, self._space = folder, study, space
         self._asked: dict[int, Any] = {}  # trial number -> Optuna's trial, while it runs
 
+    def _writing(self) -> contextlib.AbstractContextManager[None]:
+        """A journal write the file system refuses (a full disk, EIO, read-only) as one clear error."""
+        return _fs.write_faults(f"cannot write the journal of the study in {self.folder.name}", str(self.folder))
+
     @classmethod
     def open(cls, folder: Path, name: str, optimize: Optimize, spec: SweepSpec, *, resume: bool) -> Study:
         """Create the study (``resume``: load it, with its pickled sampler)."""
@@ -212,14 +233,12 @@ class Study:
         journal = folder / "journal.log"
         with _fs.write_faults(f"cannot make the folder of study {name}", str(folder)):
             folder.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(FileNotFoundError):  # a lock a killed driver held: ours now (the sweep's lock)
-                (folder / "journal.log.lock").unlink()
         sampler = _sampler(optimize, spec)
         if resume:
             with contextlib.suppress(OSError, pickle.UnpicklingError, EOFError, AttributeError):
                 sampler = pickle.loads((folder / "sampler.pkl").read_bytes())
         try:
-            storage = JournalStorage(JournalFileBackend(str(journal)))
+            storage = JournalStorage(JournalFileBackend(str(journal), lock_obj=_held_lock()))
             direction: Literal["minimize", "maximize"] = "minimize" if optimize.minimize else "maximize"
             study = optuna.create_study(
                 study_name=name,
@@ -249,6 +268,10 @@ class Study:
     def recover(self) -> list[int]:
         """Trials left RUNNING by a driver that stopped: each told failed (interrupted) and its
         params enqueued to run again; their numbers."""
+        with self._writing():
+            return self._recover()
+
+    def _recover(self) -> list[int]:
         from optuna.trial import TrialState
 
         numbers = []
@@ -271,7 +294,8 @@ class Study:
 
     def ask(self) -> tuple[int, dict[str, Any]]:
         """A new trial (an enqueued one first): its number and params; the sampler's state saved."""
-        trial = self._study.ask(self._space)
+        with self._writing():
+            trial = self._study.ask(self._space)
         self._asked[trial.number] = trial
         params = {target: trial.params[target] for target in self._space}
         with _fs.write_faults("cannot save the sampler's state", str(self.folder / "sampler.pkl")):
@@ -284,7 +308,8 @@ class Study:
         trial = self._asked.get(number)
         if trial is None or not math.isfinite(value):
             return False
-        trial.report(value, step)
+        with self._writing():
+            trial.report(value, step)
         return bool(trial.should_prune())
 
     def tell(self, number: int, value: float | None, *, pruned: bool = False) -> None:
@@ -292,9 +317,10 @@ class Study:
         from optuna.trial import TrialState
 
         self._asked.pop(number, None)
-        if pruned:
-            self._study.tell(number, state=TrialState.PRUNED)
-        elif value is None or not math.isfinite(value):
-            self._study.tell(number, state=TrialState.FAIL)
-        else:
-            self._study.tell(number, value)
+        with self._writing():
+            if pruned:
+                self._study.tell(number, state=TrialState.PRUNED)
+            elif value is None or not math.isfinite(value):
+                self._study.tell(number, state=TrialState.FAIL)
+            else:
+                self._study.tell(number, value)
