@@ -444,7 +444,7 @@ def _progress_text(p: Progress, best: Best | None, unit: str = "point") -> str:
         f"tasks {p.tasks_done}/{p.tasks} | cache hits {p.cache_hits}"
     )
     if best is not None:
-        text += f" | best {best.metric} " + (f"{num(p.best[1])} (point {p.best[0]})" if p.best else "-")
+        text += f" | best {best.metric} " + (f"{num(p.best[1])} ({unit} {p.best[0]})" if p.best else "-")
     if p.live:  # a search's running trials: the last value of the metric each logged
         text += " | live " + ", ".join(
             f"t{trial} {num(value)}" + (f"@{step}" if step is not None else "")

@@ -134,7 +134,7 @@ class _Trials:
         self.record = self.record.with_point(index, status=status, error=error.splitlines()[0] if error else None)
         leading = self.leader[1] if self.leader else None
         if value is not None and run.status is RunStatus.SUCCEEDED and self.optimize.best.better(value, leading):
-            self.leader = (index, value)
+            self.leader = (self.record.points[index].trial or 0, value)  # shown as "trial N"
         self.fresh.append(self.record.points[index])
         self.sweeps.save(self.record, durable=False)
 

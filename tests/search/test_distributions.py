@@ -103,3 +103,14 @@ def test_distributions_need_a_search_and_a_search_needs_its_trials(sweep_project
     done = mv(root, "sweep", "--set", "model.C=1,2", "--seed", "3", code=1)
     assert "--seed is an option of a search" in done.stderr
     _nothing_made(root)
+
+
+def test_a_search_s_progress_line_names_trials_and_their_live_values():
+    from modver.cli._output import _progress_text
+    from modver.store.sweepstore import Best
+    from modver.sweep.driver import Progress
+
+    line = _progress_text(Progress(20, 5, 2, 1, 12, 10, 3, (4, 0.93), (), {6: (3, 0.81), 7: (None, 0.5)}),
+                          Best("accuracy"), "trial")  # fmt: skip
+    assert line.startswith("trials 5/20 done, 2 running, 1 failed")
+    assert "best accuracy 0.93 (trial 4)" in line and "live t6 0.81@3, t7 0.5" in line
