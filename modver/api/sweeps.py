@@ -113,11 +113,12 @@ class Sweeps:
 
     def detach(
         self, spec: SweepSpec | None = None, manifest: PathArg = None, *, resume: str | None = None,
-        executor: ExecutorSpec, fail_fast: bool = False,
+        executor: ExecutorSpec, fail_fast: bool = False, optimize: Optimize | None = None,
     ) -> tuple[SweepRecord, str]:  # fmt: skip
-        """Record the sweep as ``queued`` (its points planned once, to check them) — or take the
-        recorded sweep ``resume`` — and submit ``modver sweep --resume ID`` as a batch job
-        (:func:`modver.sweep.cluster.detach`); the record and the job's id."""
+        """Record the sweep as ``queued`` (its points planned once, to check them; a search with
+        ``optimize``: its params checked, no point yet) — or take the recorded sweep ``resume`` —
+        and submit ``modver sweep --resume ID`` as a batch job (:func:`modver.sweep.cluster.detach`);
+        the record and the job's id."""
         from modver.store.sweepstore import SweepRecord
         from modver.sweep.cluster import detach
         from modver.sweep.driver import describe_executor, executor_args
@@ -125,6 +126,18 @@ class Sweeps:
         store = SweepStore(self._ws.store.sweeps)
         if resume is not None:
             record = self.record(resume)
+        elif optimize is not None:
+            assert spec is not None, "give a search's spec"
+            base = self._ws.pipeline(manifest, spec.sets)
+            self.check_search(spec, manifest)
+            record = SweepRecord.new(base.manifest_path, spec, [], describe_executor(executor), "queued")
+            study = optimize.study or record.sweep
+            if (self._ws.store.studies / study).exists():
+                raise errors.SweepError(f"study {study} exists already", where=str(self._ws.store.studies / study),
+                                        hint="resume its sweep with `modver sweep --resume ID`, or give another "
+                                        "--study NAME")  # fmt: skip
+            record = replace(record, optimize=replace(optimize, study=study).to_json())
+            store.save(record)
         else:
             assert spec is not None, "give a sweep spec or a sweep to resume"
             base = self._ws.pipeline(manifest, spec.sets)
@@ -132,6 +145,7 @@ class Sweeps:
             record = SweepRecord.new(base.manifest_path, spec, spec.points(), describe_executor(executor), "queued")
             store.save(record)
         argv = ["sweep", "--resume", record.sweep, *executor_args(executor), *(["--fail-fast"] if fail_fast else [])]
+        argv += ["--trials", str(optimize.trials)] if optimize is not None else []
         try:
             return record, detach(argv, executor, self._ws.store)
         except BaseException:

@@ -193,9 +193,6 @@ def _search(
     """``sweep --optimize`` (or ``--resume`` of a search): checked, then run; its summary."""
     from modver.sweep.study import Optimize, check_search
 
-    if detach:
-        raise errors.UsageError("a search runs its driver here: --detach is for grid sweeps",
-                                hint="run the search in a batch job of your own, or in a terminal multiplexer")  # fmt: skip
     with _project(project, manifest) as p:
         recorded = p.sweeps.record(resume) if resume is not None else None
         if recorded is not None:
@@ -214,6 +211,14 @@ def _search(
         p.sweeps.check_search(spec, where)
         if dry_run:
             _search_plan(spec, optimize, as_json)
+            return
+        if detach:
+            queued, job = p.sweeps.detach(None if resume else spec, where, resume=resume, executor=executor,
+                                          optimize=optimize)  # fmt: skip
+            _output.print_json({**queued.to_json(), "job": job}) if as_json else print(
+                f"search {queued.sweep}: {optimize.trials} trials, driver submitted as batch job {job}\n"
+                f"  follow it with `modver sweeps`; continue it with `modver sweep --resume {queued.sweep}`"
+            )
             return
         best = optimize.best
         with _stopped_by_sigterm() as stop, _output.sweep_progress(best, quiet=as_json, unit="trial") as on_progress:

@@ -35,3 +35,17 @@ def test_a_search_on_slurm_runs_its_trials_inside_batch_jobs(slurm: Slurm, sweep
     stages = [stage for stage, _, _ in calls]
     assert stages.count("preprocess") == 1 and stages.count("augment") == 1 and stages.count("model") == 3
     slurm.wait_until_idle()  # the workers' jobs ended with the search
+
+
+def test_a_detached_search_runs_its_driver_as_a_batch_job(slurm: Slurm, sweep_project):
+    root = sweep_project.root
+    env = {"SLURM_CONF": str(slurm.conf)}
+    queued = json.loads(cli(root, "sweep", "--cluster", "slurm", "--optimize", "accuracy", "--trials", "2", "--set",
+                            "model.C=uniform(0.5,1.5)", "--detach", "--json", env=env, timeout=120).stdout)  # fmt: skip
+    assert queued["status"] == "queued" and queued["points"] == [] and queued["job"].isdigit()
+    assert queued["optimize"]["study"] == queued["sweep"]
+    slurm.wait_until_idle(240)  # the driver ran the search, its workers as jobs of their own
+    record = json.loads(cli(root, "sweeps", "--json").stdout)[0]
+    assert record["status"] == "succeeded", record
+    assert [p["status"] for p in record["points"]] == ["succeeded"] * 2
+    assert record["best"]["trial"] in (0, 1)
