@@ -27,6 +27,7 @@ FULL = [
     ["bench_results.py"],
     ["bench_share.py"],  # issue 10
     ["bench_explain.py"],  # issue 18
+    ["bench_search.py"],  # issue 19
 ]
 QUICK = [
     ["bench_fingerprint.py"],
@@ -39,6 +40,7 @@ QUICK = [
     ["bench_results.py", "--runs", "2000", "--report-runs", "200"],
     ["bench_share.py", "--size-mb", "256"],
     ["bench_explain.py", "--versions", "16"],
+    ["bench_search.py", "--trials", "10"],
 ]
 
 

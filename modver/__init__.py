@@ -18,6 +18,7 @@ _EXPORTS = {
     "load": "modver.project",
     "log_metrics": "modver.metrics",
     "runs": "modver.project",
+    "should_prune": "modver.metrics",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -26,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from modver.errors import ModverError as ModverError
     from modver.fingerprint import fingerprint_source as fingerprint_source
     from modver.metrics import log_metrics as log_metrics
+    from modver.metrics import should_prune as should_prune
     from modver.project import Project as Project
     from modver.project import load as load
     from modver.project import runs as runs

@@ -20,6 +20,11 @@ run, and keeps the events in a bounded module-level buffer (the last
 :data:`UNATTACHED_LIMIT`) that :func:`unattached_metrics` returns. Values must be real numbers
 (``int``, ``float``, ``bool`` → 0/1, numpy scalars, 0-d arrays or one-element tensors via
 ``.item()``); anything else raises :class:`~modver.errors.MetricError`.
+
+Live (a search's trials on Dask workers): inside :func:`live`, every event logged in the calling
+context also goes to its ``on_metric`` (the worker passes it to the driver while the stage
+runs), and :func:`should_prune` asks its ``pruned`` — whether the search pruned the trial, so a
+stage can stop itself cleanly. Outside a search, :func:`should_prune` is False.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -66,6 +71,27 @@ _current: ContextVar[MetricsCollector | None] = ContextVar("modver_metrics", def
 _process_collectors: list[MetricsCollector] = []  # outermost first; the fallback for bare threads
 _process_lock = threading.Lock()
 _unattached: deque[dict[str, Any]] = deque(maxlen=UNATTACHED_LIMIT)
+_live: ContextVar[tuple[Callable[[dict[str, Any]], None], Callable[[], bool]] | None] = ContextVar(
+    "modver_live", default=None
+)
+
+
+@contextlib.contextmanager
+def live(on_metric: Callable[[dict[str, Any]], None], pruned: Callable[[], bool]) -> Iterator[None]:
+    """For the block: each event logged goes to ``on_metric`` too; :func:`should_prune` asks ``pruned``."""
+    token = _live.set((on_metric, pruned))
+    try:
+        yield
+    finally:
+        _live.reset(token)
+
+
+def should_prune() -> bool:
+    """Whether the search running this stage's trial pruned it (``sweep --optimize --prune``): a
+    stage that checks it can stop early, cleanly; its output is then not cached. False outside
+    a search, and in a thread the stage started itself."""
+    hooks = _live.get()
+    return hooks is not None and bool(hooks[1]())
 
 
 @contextlib.contextmanager
@@ -101,9 +127,12 @@ def log_metrics(step: int | None = None, **metrics: Any) -> None:
     step = _check_step(step)
     checked = {name: _check_value(name, value) for name, value in metrics.items()}
     collector = current_collector()
+    hooks = _live.get()
     for name, value in checked.items():
         if collector is not None:
-            collector.add(name, value, step)
+            event = collector.add(name, value, step)
+            if hooks is not None:
+                hooks[0](event)
         else:
             _unattached.append({"name": name, "value": value, "step": step, "stage": None, "time": time.time()})
     if collector is None and os.environ.get("MODVER_METRICS_FILE"):  # a script stage, run in its workspace

@@ -165,14 +165,42 @@ class Axis:
         return {"target": self.target, "values": list(self.values)}
 
 
+DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")  # what a search draws values from
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One param a search (``sweep --optimize``) draws: ``uniform``/``loguniform`` (``args``: low,
+    high), ``int`` (low, high — both included — and ``log``), or ``choice`` (``args``: the values)."""
+
+    target: str  # "stage.param"
+    kind: str  # one of DISTRIBUTIONS
+    args: tuple[Any, ...]
+    log: bool = False  # int(a,b,log)
+
+    def text(self) -> str:
+        """As written on the command line: ``loguniform(0.0001,1)``, ``int(1,64,log)``."""
+        args = [repr(a) if isinstance(a, str) and ("," in a or "(" in a) else str(a) for a in self.args]
+        return f"{self.kind}({','.join(args + (['log'] if self.log else []))})"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target": self.target, "kind": self.kind, "args": list(self.args), "log": self.log}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Distribution:
+        return cls(str(data["target"]), str(data["kind"]), tuple(data["args"]), bool(data.get("log", False)))
+
+
 @dataclass(frozen=True)
 class SweepSpec:
     """The axes of a sweep: ``grid`` axes combine as a product, ``zip`` axes pair in order (one
-    more axis of the product); ``sets`` are the plain ``--set`` values every point shares."""
+    more axis of the product); ``sets`` are the plain ``--set`` values every point shares;
+    ``search`` the distributions a search (``sweep --optimize``) draws from."""
 
     grid: tuple[Axis, ...] = ()
     zip: tuple[Axis, ...] = ()
     sets: tuple[str, ...] = ()
+    search: tuple[Distribution, ...] = ()
 
     @property
     def axes(self) -> tuple[Axis, ...]:
@@ -204,12 +232,16 @@ class SweepSpec:
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {"grid": [a.to_json() for a in self.grid], "zip": [a.to_json() for a in self.zip],
-                "sets": list(self.sets)}  # fmt: skip
+        out = {"grid": [a.to_json() for a in self.grid], "zip": [a.to_json() for a in self.zip],
+               "sets": list(self.sets)}  # fmt: skip
+        if self.search:
+            out["search"] = [d.to_json() for d in self.search]
+        return out
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> SweepSpec:
         def axes(key: str) -> tuple[Axis, ...]:
             return tuple(Axis(a["target"], tuple(a["values"])) for a in data.get(key) or ())
 
-        return cls(axes("grid"), axes("zip"), tuple(data.get("sets") or ()))
+        search = tuple(Distribution.from_json(d) for d in data.get("search") or ())
+        return cls(axes("grid"), axes("zip"), tuple(data.get("sets") or ()), search)

@@ -6,7 +6,7 @@ This module is the schema, written once: the models below, :func:`RunRecord.to_j
 
     format         int    FORMAT (absent in records of modver 0.1, which read the same)
     run            str    the run id (modver.store.runstore.new_run_id)
-    status         str    RunStatus: running | succeeded | failed | interrupted
+    status         str    RunStatus: running | succeeded | failed | interrupted | pruned (a search's trial)
     host, pid      str, int       where the run's process runs (a dead one reads as "died")
     user           str | null     who started it (the login name; shown in `modver runs` after a pull)
     started        str    ISO 8601 UTC, microseconds
@@ -33,6 +33,7 @@ This module is the schema, written once: the models below, :func:`RunRecord.to_j
     pins           {stage: REF}   (a run with ``--pin STAGE@REF``) the pins of this run alone, as given
     blame          str    (a run a blame made) the blame's id
     bisect         str    (a probe of a bisect) the bisect's id
+    trial          int    (a trial of a search: sweep --optimize) its study's trial number
 
 :func:`check_shape` checks a JSON value against :data:`SHAPE` (the type of every field, nested
 ones too; a field may be absent and unknown fields are kept in ``extra``), so a record that is
@@ -71,6 +72,7 @@ class RunStatus(enum.StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    PRUNED = "pruned"  # a search's trial its pruner stopped early (sweep --optimize --prune)
     DIED = "died"
     CORRUPT = "corrupt"
 
@@ -235,6 +237,7 @@ class RunRecord:
     pins: Mapping[str, str] | None = None  # --pin STAGE@REF of this run
     blame: str | None = None  # the blame that made this run
     bisect: str | None = None  # the bisect this run is a probe of
+    trial: int | None = None  # the search's trial this run is
     format: int = FORMAT
     extra: Mapping[str, Any] = field(default_factory=dict)  # fields of a newer modver, kept as they are
 
@@ -329,6 +332,8 @@ class RunRecord:
         for name in ("blame", "bisect"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
+        if self.trial is not None:
+            out["trial"] = self.trial
         return out
 
     @classmethod
@@ -377,6 +382,7 @@ class RunRecord:
             pins=data.get("pins"),
             blame=data.get("blame"),
             bisect=data.get("bisect"),
+            trial=data.get("trial"),
             format=FORMAT,
             extra={k: v for k, v in data.items() if k not in _KNOWN},
         )
@@ -489,7 +495,7 @@ SHAPE = Fields(
     {
         "format": int,
         "run": str,
-        "status": OneOf(("running", "succeeded", "failed", "interrupted")),
+        "status": OneOf(("running", "succeeded", "failed", "interrupted", "pruned")),
         "host": Opt(str),
         "pid": Opt(int),
         "user": Opt(str),
@@ -522,6 +528,7 @@ SHAPE = Fields(
         "pins": MapOf(str),
         "blame": str,
         "bisect": str,
+        "trial": int,
     },
     required=("run", "status"),
 )

@@ -265,6 +265,7 @@ OWNERS = {
     "dask": {"sweep/cluster.py"},  # executors (issue 9): local, a running scheduler, batch jobs
     "distributed": {"sweep/cluster.py"},
     "dask_jobqueue": {"sweep/cluster.py"},
+    "optuna": {"sweep/study.py"},  # issue 19: a search's study, samplers, journal
     "fsspec": {"store/storage.py"},  # issue 10: the team's storage of run records and outputs
     "s3fs": set(),  # reached through fsspec only
 }
@@ -304,6 +305,7 @@ def test_import_modver_is_light():
         "dask",
         "distributed",
         "fsspec",
+        "optuna",
     }
 
 

@@ -121,9 +121,12 @@ class Runs:
         records = self.summaries(where, sweep=sweep)
         have = set(ws.history.stages())
         timelines = stage_timelines(ws.history, [s for s in ws.stage_names() if s in have])
+        from modver.store.sweepstore import SweepStore
+
+        searches = {r.sweep: r.best.lowest for r in SweepStore(ws.store.sweeps).list() if r.best is not None}
         data = report_data(
             records, ws.run_index.steps([r.run for r in records]), timelines, ids=ws.runs_store.ids(),
-            title=f"modver report: {ws.root.name}", where=where, sweep=sweep,
+            title=f"modver report: {ws.root.name}", where=where, sweep=sweep, searches=searches,
         )  # fmt: skip
         path = ws.store.report if out is None else (ws.base / Path(out)).resolve()
         from modver.report.waterfall import blames_html, load_blames

@@ -464,18 +464,30 @@ def sweep_plan(graph: Graph) -> None:
     )
 
 
-def _progress_text(p: Progress, best: Best | None) -> str:
+def _progress_text(p: Progress, best: Best | None, unit: str = "point") -> str:
     text = (
-        f"points {p.done}/{p.points} done, {p.running} running, {p.failed} failed | "
+        f"{unit}s {p.done}/{p.points} done, {p.running} running, {p.failed} failed | "
         f"tasks {p.tasks_done}/{p.tasks} | cache hits {p.cache_hits}"
     )
     if best is not None:
-        text += f" | best {best.metric} " + (f"{num(p.best[1])} (point {p.best[0]})" if p.best else "-")
+        text += f" | best {best.metric} " + (f"{num(p.best[1])} ({unit} {p.best[0]})" if p.best else "-")
+    if p.live:  # a search's running trials: the last value of the metric each logged
+        text += " | live " + ", ".join(
+            f"t{trial} {num(value)}" + (f"@{step}" if step is not None else "")
+            for trial, (step, value) in p.live.items()
+        )
     return text
 
 
+def _point_name(point: SweepPoint) -> str:
+    """``point 3``, or ``trial 3`` for a search's trial."""
+    return f"point {point.index}" if point.trial is None else f"trial {point.trial}"
+
+
 @contextlib.contextmanager
-def sweep_progress(best: Best | None, *, quiet: bool = False) -> Iterator[Callable[[Progress], None]]:
+def sweep_progress(
+    best: Best | None, *, quiet: bool = False, unit: str = "point"
+) -> Iterator[Callable[[Progress], None]]:
     """A sweep's progress: a live line on a terminal, one plain line per finished point otherwise
     (on stderr with ``quiet``: ``--json`` keeps stdout for the record)."""
     say = (lambda text: print(text, file=sys.stderr)) if quiet else print
@@ -485,7 +497,7 @@ def sweep_progress(best: Best | None, *, quiet: bool = False) -> Iterator[Callab
             for point in p.finished:
                 detail = f" ({point.error})" if point.error else ""
                 say(
-                    f"point {point.index} ({point_params(point.params)}): {point.status}{detail}  [{p.done}/{p.points}]"
+                    f"{_point_name(point)} ({point_params(point.params)}): {point.status}{detail}  [{p.done}/{p.points}]"
                 )
 
         yield plain
@@ -497,16 +509,20 @@ def sweep_progress(best: Best | None, *, quiet: bool = False) -> Iterator[Callab
 
         def update(p: Progress) -> None:
             for point in p.finished:
-                live.console.print(f"point {point.index} ({point_params(point.params)}): {point.status}")
-            live.update(Text(_progress_text(p, best)))
+                live.console.print(f"{_point_name(point)} ({point_params(point.params)}): {point.status}")
+            live.update(Text(_progress_text(p, best, unit)))
 
         yield update
 
 
 def sweep_summary(record: SweepRecord, best: Best | None, leader: tuple[SweepPoint, float] | None) -> None:
     """The table a sweep ends with, and its best point."""
-    rows = [[str(pt.index), point_params(pt.params), pt.status, pt.run or "-"] for pt in record.points]
-    table(["point", "params", "status", "run"], rows)
+    if record.optimize is not None:
+        rows = [[str(pt.trial), point_params(pt.params), pt.status, pt.run or "-"] for pt in record.points]
+        table(["trial", "params", "status", "run"], rows)
+    else:
+        rows = [[str(pt.index), point_params(pt.params), pt.status, pt.run or "-"] for pt in record.points]
+        table(["point", "params", "status", "run"], rows)
     tasks = record.tasks
     shares = f"; {tasks.get('executions', 0)} stage executions, {tasks.get('cached', 0)} cached, " if tasks else ""
     shares += f"{tasks.get('shared', 0)} shared" if tasks else ""
@@ -514,7 +530,7 @@ def sweep_summary(record: SweepRecord, best: Best | None, leader: tuple[SweepPoi
     print(f"sweep {record.sweep}: {record.status}; {done} of {len(record.points)} points succeeded{shares}")
     if best is not None:
         print(
-            f"best {best.metric}: {num(leader[1])} at point {leader[0].index} ({point_params(leader[0].params)}), "
+            f"best {best.metric}: {num(leader[1])} at {_point_name(leader[0])} ({point_params(leader[0].params)}), "
             f"run {leader[0].run}"
             if leader
             else f"best {best.metric}: no succeeded point logged it"
@@ -533,14 +549,17 @@ def sweep_table(
     ids = [r.sweep for r in records]
     short = unique_prefixes(ids, ids)  # like run ids: the shortest prefix that names one sweep
     columns = ["sweep", "status", "started", "points", "done", "running", "failed", "axes"]
-    if best is not None:
-        columns.append(f"best {best.metric}")
+    searches = any(r.optimize is not None for r in records)
+    if best is not None or searches:
+        columns.append(f"best {best.metric}" if best is not None else "best")
     rows = []
     for r, leader in zip(records, leaders, strict=True):
+        targets = [a.target for a in r.spec.axes] + [d.target for d in r.spec.search]
         row = [short[r.sweep], r.status, date(r.started), str(len(r.points)), str(r.count("succeeded")),
-               str(r.count("running")), str(r.count("failed")), ", ".join(a.target for a in r.spec.axes)]  # fmt: skip
-        if best is not None:
-            row.append(f"{num(leader[1])} (point {leader[0].index})" if leader else "-")
+               str(r.count("running")), str(r.count("failed")), ", ".join(targets)]  # fmt: skip
+        if best is not None or searches:
+            metric = "" if best is not None or r.best is None else f"{r.best.metric} "
+            row.append(f"{metric}{num(leader[1])} ({_point_name(leader[0])})" if leader else "-")
         rows.append(row)
     table(
         columns,

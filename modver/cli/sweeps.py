@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import shlex
 import signal
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -15,9 +17,34 @@ from modver import errors
 from modver.cli import _output
 from modver.cli._app import JsonOpt, ManifestArg, ProjectOpt, _project, _state, app
 
+if TYPE_CHECKING:  # pragma: no cover
+    from modver.models import SweepSpec
+    from modver.store.sweepstore import SweepPoint, SweepRecord
+    from modver.sweep.study import Optimize
+
 JobsOpt = Annotated[
     int | None,
     typer.Option("--jobs", "-j", metavar="N", help="Worker processes of the local Dask cluster (default: cores)."),
+]
+
+
+OptimizeOpt = Annotated[
+    str | None,
+    typer.Option("--optimize", metavar="METRIC", help="Search: draw trials (Optuna) to maximize this metric."),
+]
+MinimizeOpt = Annotated[bool, typer.Option("--minimize", help="Search for the lowest METRIC instead.")]
+TrialsOpt = Annotated[
+    int | None, typer.Option("--trials", metavar="N", help="Search: how many finished trials (with --optimize).")
+]
+SamplerOpt = Annotated[
+    str | None, typer.Option("--sampler", metavar="NAME", help="Search: tpe (default), random, cmaes, grid, qmc.")
+]
+SeedOpt = Annotated[int | None, typer.Option("--seed", metavar="S", help="Search: the sampler's seed.")]
+PruneOpt = Annotated[
+    str | None, typer.Option("--prune", metavar="NAME", help="Search: stop bad trials early: median, asha, hyperband.")
+]
+StudyOpt = Annotated[
+    str | None, typer.Option("--study", metavar="NAME", help="Search: the study's name (default: the sweep id).")
 ]
 
 
@@ -61,14 +88,31 @@ def sweep_(
     detach: Annotated[
         bool, typer.Option("--detach", help="Submit the sweep's driver as a batch job and return at once.")
     ] = False,
+    optimize: OptimizeOpt = None,
+    minimize: MinimizeOpt = False,
+    trials: TrialsOpt = None,
+    sampler: SamplerOpt = None,
+    seed: SeedOpt = None,
+    study: StudyOpt = None,
+    prune: PruneOpt = None,
     as_json: JsonOpt = False,
     project: ProjectOpt = Path("."),
 ) -> None:
     """Run many points at once: every combination of the --set axes (or --zip, or a sweep file),
-    each point one run, shared stage tasks executed once, on Dask."""
+    each point one run, shared stage tasks executed once, on Dask. With --optimize, a search:
+    Optuna draws --trials N points from the --set distributions (uniform, loguniform, int, choice).
+    `--best ID` alone prints a search's best params as --set lines."""
     from modver.store.sweepstore import parse_best
 
+    searching = _search_options(optimize, minimize, trials, sampler, seed, study, prune)
+    if best is not None and not (set_ or file or resume or manifest or searching):
+        _print_best(best, as_json, project)
+        return
     _check_options(manifest, set_, zip_, file, resume, dry_run, detach)
+    if searching or (resume is not None and (trials is not None or _is_search(resume, project))):
+        _search(manifest, set_, file, resume, searching, dry_run, detach, jobs, scheduler, cluster, as_json,
+                project, trials, zip_)  # fmt: skip
+        return
     following = parse_best(best) if best else None
     with _project(project, manifest) as p:
         recorded = p.sweeps.record(resume) if resume is not None else None
@@ -98,6 +142,16 @@ def sweep_(
                 stop.interrupted(getattr(exc, "sweep", None))
         leader = p.sweeps.best_point(record, following) if following else None
     _output.print_json(record.to_json()) if as_json else _output.sweep_summary(record, following, leader)
+    _fail_if_failed(record)
+
+
+def _is_search(resume: str, project: Path) -> bool:
+    with _project(project) as p:
+        return p.sweeps.record(resume).optimize is not None
+
+
+def _fail_if_failed(record: SweepRecord) -> None:
+    """A sweep with failed points exits 1, naming them; an interrupted one exits 1 too."""
     failed = [pt for pt in record.points if pt.status == "failed"]
     if failed:
         raise errors.SweepError(
@@ -109,6 +163,116 @@ def sweep_(
         )
     if record.status == "interrupted":
         raise typer.Exit(1)
+
+
+def _search_options(
+    optimize: str | None, minimize: bool, trials: int | None, sampler: str | None, seed: int | None, study: str | None,
+    prune: str | None,
+) -> Optimize | None:  # fmt: skip
+    """The search that --optimize and its options describe; options of a search without it are an error."""
+    from modver.sweep.study import Optimize
+
+    if optimize is None:
+        given = [n for n, v in (("--minimize", minimize), ("--sampler", sampler), ("--seed", seed is not None),
+                                ("--study", study), ("--prune", prune)) if v]  # fmt: skip
+        if given:
+            raise errors.UsageError(f"{given[0]} is an option of a search: give --optimize METRIC too",
+                                    hint="e.g. --optimize accuracy --trials 20")  # fmt: skip
+        return None
+    if trials is None:
+        raise errors.UsageError("--optimize needs --trials N: how many trials to run",
+                                hint="e.g. --optimize accuracy --trials 20")  # fmt: skip
+    return Optimize(optimize, trials, minimize, sampler or "tpe", seed, study, prune or "none")
+
+
+def _search(
+    manifest: Path | None, sets: list[str] | None, file: Path | None, resume: str | None, optimize: Optimize | None,
+    dry_run: bool, detach: bool, jobs: int | None, scheduler: str | None, cluster: str | None, as_json: bool,
+    project: Path, trials: int | None, zip_: bool = False,
+) -> None:  # fmt: skip
+    """``sweep --optimize`` (or ``--resume`` of a search): checked, then run; its summary."""
+    from modver.sweep.study import Optimize, check_search
+
+    with _project(project, manifest) as p:
+        recorded = p.sweeps.record(resume) if resume is not None else None
+        if recorded is not None:
+            if recorded.optimize is None:
+                raise errors.UsageError(f"sweep {recorded.sweep} is a grid: --trials is for a search",
+                                        hint=f"resume it with `modver sweep --resume {recorded.sweep}`")  # fmt: skip
+            spec = recorded.spec
+            optimize = Optimize.from_json(recorded.optimize)
+            optimize = replace(optimize, trials=trials or optimize.trials)
+            check_search(spec, optimize)
+        else:
+            assert optimize is not None
+            spec = p.sweeps.spec(sets or (), zip_axes=zip_, file=file, optimize=optimize)
+        where = p.root / recorded.manifest if recorded is not None else None
+        executor = p.sweeps.executor(where, jobs=jobs, scheduler=scheduler, cluster=cluster, debug=_state["debug"])
+        p.sweeps.check_search(spec, where)
+        if dry_run:
+            _search_plan(spec, optimize, as_json)
+            return
+        if detach:
+            queued, job = p.sweeps.detach(None if resume else spec, where, resume=resume, executor=executor,
+                                          optimize=optimize)  # fmt: skip
+            _output.print_json({**queued.to_json(), "job": job}) if as_json else print(
+                f"search {queued.sweep}: {optimize.trials} trials, driver submitted as batch job {job}\n"
+                f"  follow it with `modver sweeps`; continue it with `modver sweep --resume {queued.sweep}`"
+            )
+            return
+        best = optimize.best
+        with _stopped_by_sigterm() as stop, _output.sweep_progress(best, quiet=as_json, unit="trial") as on_progress:
+            try:
+                record = p.sweeps.search(None if resume else spec, optimize, resume=resume, executor=executor,
+                                         on_progress=on_progress)  # fmt: skip
+            except KeyboardInterrupt as exc:
+                stop.interrupted(getattr(exc, "sweep", None))
+        leader = p.sweeps.best_point(record, best)
+    if as_json:
+        _output.print_json(_with_best(record, leader))
+    else:
+        _output.sweep_summary(record, best, leader)
+    if record.status == "interrupted":
+        raise typer.Exit(1)
+
+
+def _with_best(record: SweepRecord, leader: tuple[SweepPoint, float] | None) -> dict[str, Any]:
+    best = None
+    if leader is not None:
+        best = {"point": leader[0].index, "trial": leader[0].trial, "run": leader[0].run, "value": leader[1],
+                "params": dict(leader[0].params)}  # fmt: skip
+    return {**record.to_json(), "best": best}
+
+
+def _search_plan(spec: SweepSpec, optimize: Optimize, as_json: bool) -> None:
+    """What ``sweep --optimize --dry-run`` prints: the search space; nothing runs."""
+    space = {a.target: f"choice({','.join(map(str, a.values))})" for a in spec.grid}
+    space.update({d.target: d.text() for d in spec.search})
+    if as_json:
+        _output.print_json({"optimize": optimize.to_json(), "space": space, "sets": list(spec.sets)})
+        return
+    direction = "lowest" if optimize.minimize else "highest"
+    print(f"search for the {direction} {optimize.metric}: {optimize.trials} trials, sampler {optimize.sampler}")
+    for target, text in space.items():
+        print(f"  {target} ~ {text}")
+    for fixed in spec.sets:
+        print(f"  {fixed}")
+    print("(dry run: nothing executed or recorded)")
+
+
+def _print_best(ref: str, as_json: bool, project: Path) -> None:
+    """``modver sweep --best ID``: a search's best params, one ``--set`` line each."""
+    with _project(project) as p:
+        found = p.sweeps.best_params(ref)
+    if found is None:
+        raise errors.SweepError(f"search {ref} has no trial with a value yet", hint="see `modver sweeps`")
+    record, point, value, lines = found
+    if as_json:
+        _output.print_json({"sweep": record.sweep, "trial": point.trial, "run": point.run, "value": value,
+                            "params": dict(point.params), "sets": lines})  # fmt: skip
+        return
+    for line in lines:
+        print(f"--set {shlex.quote(line)}")
 
 
 def _check_options(
@@ -171,19 +335,15 @@ def sweeps_(
     as_json: JsonOpt = False,
     project: ProjectOpt = Path("."),
 ) -> None:
-    """Every sweep: its status, points done, running and failed, and its best point by --best."""
+    """Every sweep: its status, points done, running and failed, and its best point by --best (a
+    search: its best trial by its metric, with its params)."""
     from modver.store.sweepstore import parse_best
 
     following = parse_best(best) if best else None
     with _project(project) as p:
         records = p.sweeps()
-        leaders = [p.sweeps.best_point(r, following) if following else None for r in records]
+        leaders = [p.sweeps.best_point(r, by) if (by := following or r.best) else None for r in records]
     if as_json:
-        _output.print_json(
-            [
-                {**r.to_json(), "best": None if b is None else {"point": b[0].index, "run": b[0].run, "value": b[1]}}
-                for r, b in zip(records, leaders, strict=True)
-            ]
-        )
+        _output.print_json([_with_best(r, b) for r, b in zip(records, leaders, strict=True)])
         return
     _output.sweep_table(records, leaders, following)

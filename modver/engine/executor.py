@@ -348,7 +348,7 @@ def run_task(
     cannot be saved, gives a FAILED result; Ctrl-C propagates. ``keep_output`` puts the output in
     the result, for a caller in this process that passes it on.
     """
-    from modver.metrics import collect_metrics
+    from modver.metrics import collect_metrics, should_prune
     from modver.store.materialize import make_importable
 
     if task.script is not None:
@@ -389,11 +389,17 @@ def run_task(
     except errors.ModverError as exc:  # a bad param, a whole-module stage that exited 1, an unreadable input
         return _failed(task, exc, started, timings, metrics, str(exc), exc.hint, exc.where)
     except Exception as exc:  # noqa: BLE001 - the stage's own error: recorded with its traceback
+        if should_prune():  # it stopped itself by raising, its trial pruned
+            error = ErrorInfo("Pruned", f"the search pruned its trial; the stage stopped: {exc}", task.stage)
+            return TaskResult(StageStatus.FAILED, None, dict(timings), metrics, error, f"stage {task.stage}: pruned")
         where = _user_frame(exc.__traceback__)
         message = f"stage {task.stage} failed: {type(exc).__name__}: {exc}" + (f" (at {where})" if where else "")
         hint = f"full traceback: `modver show {task.run}` or rerun with --debug" if task.run else None
         return _failed(task, exc, started, timings, metrics, message, hint, where)
     duration = round(time.perf_counter() - started, 6)
+    if should_prune():  # the stage stopped itself for a search that pruned its trial: not an output to keep
+        error = ErrorInfo("Pruned", "the search pruned its trial; the stage stopped early", task.stage)
+        return TaskResult(StageStatus.FAILED, duration, timings, metrics, error, f"stage {task.stage}: pruned")
     meta = {
         "stage": task.stage,
         "version": task.label,

@@ -121,10 +121,12 @@ def report_data(
     title: str = "modver report",
     where: str | None = None,
     sweep: str | None = None,
+    searches: Mapping[str, bool] | None = None,
 ) -> dict[str, Any]:
     """What the page shows, as JSON: the runs table (columns and rows), each run's step series
-    (thinned), sweeps (run positions by sweep id), and the versions of each stage with the runs
-    that used them."""
+    (thinned), sweeps (run positions by sweep id), a search's trials (run position -> trial
+    number; ``searches``: sweep id -> whether its metric is minimized, for the best-so-far line
+    of the optimization history), and the versions of each stage with the runs that used them."""
     rows = [flatten_record(r) for r in records]
     # what differs first: run, status, metrics, versions, params; then cache use, sweep and time
     listed = table_columns(rows)
@@ -166,6 +168,8 @@ def report_data(
         "series": series,
         "thinned": keep if any(len(xs) > keep for s in steps.values() for xs, _ in s.values()) else None,
         "sweeps": sweeps,
+        "trials": {str(i): r.trial for i, r in enumerate(records) if r.trial is not None},
+        "searches": dict(searches or {}),
         "versions": [
             {
                 "stage": v.stage,

@@ -11,6 +11,7 @@ A project's store is two folders (docs/storage.md)::
         cache/runs-index.sqlite     the runs index, a cache of the records (store.runindex)
         versions/_modver_<hex16>/   materialized versions (store.materialize)
         sweeps/<sweep-id>.json      sweep records (store.sweepstore)
+        studies/<name>/             a search's Optuna study: journal.log, sampler.pkl (sweep.search)
         index.json                  how far `modver index` walked (engine.indexer)
         locks/                      gc.lock, manifest-<hash>.lock
         logs/cluster/               what Dask logged, and detached sweeps' driver output
@@ -122,6 +123,11 @@ class Store:
         """``explain/``: ``blames/<id>.json`` (each blame's result) and ``data/<hash>/`` (data bytes
         a blame restored from git to revert a data input)."""
         return self.path / "explain"
+
+    @property
+    def studies(self) -> Path:
+        """A search's Optuna study: ``studies/<name>/journal.log`` (and its sampler's state)."""
+        return self.path / "studies"
 
     @property
     def index_state(self) -> Path:

@@ -17,8 +17,11 @@ point's run says ``sweep: <sweep-id>``. JSON (sorted keys, indent 2)::
     manifest  str    the manifest's path, relative to the project root
     axes      {grid: [{target, values}], zip: [...], sets: ["stage.param=value"]}
     executor  str    how its tasks run ("local cluster of 2 workers", "tcp://...", "slurm")
-    points    [{index, params {stage.param: value}, run str | null, status str, error str | null}]
+    points    [{index, params {stage.param: value}, run str | null, status str, error str | null,
+               trial int (a search's trial number), latest {step, value} (a search's live metric)}]
     tasks     {total, executed, cached, failed}   stage tasks of the graph
+    optimize  (a search: ``sweep --optimize``) {metric, direction (maximize | minimize), trials,
+              sampler, seed, study}; its points are its trials, added as they are asked
 """
 
 from __future__ import annotations
@@ -89,10 +92,17 @@ class SweepPoint:
     run: str | None = None
     status: str = "pending"  # pending, or its run's status
     error: str | None = None  # the one-line error of a failed point
+    trial: int | None = None  # a search's trial number (its study's)
+    latest: Mapping[str, Any] | None = None  # a running trial's live metric: {step, value}
 
     def to_json(self) -> dict[str, Any]:
-        return {"index": self.index, "params": dict(self.params), "run": self.run, "status": self.status,
-                "error": self.error}  # fmt: skip
+        out = {"index": self.index, "params": dict(self.params), "run": self.run, "status": self.status,
+               "error": self.error}  # fmt: skip
+        if self.trial is not None:
+            out["trial"] = self.trial
+        if self.latest is not None:
+            out["latest"] = dict(self.latest)
+        return out
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,18 @@ class SweepRecord:
     pid: int | None = None
     executor: str = ""
     tasks: Mapping[str, int] = field(default_factory=dict)
+    optimize: Mapping[str, Any] | None = None  # a search's settings (see the module docstring)
+
+    @property
+    def best(self) -> Best | None:
+        """A search's metric and direction (None for a grid)."""
+        if self.optimize is None:
+            return None
+        return Best(str(self.optimize["metric"]), lowest=self.optimize.get("direction") == "minimize")
+
+    def with_new_point(self, params: Mapping[str, Any], **fields: Any) -> SweepRecord:
+        """This record with one more point (a search's trial), at the end."""
+        return replace(self, points=(*self.points, SweepPoint(len(self.points), dict(params), **fields)))
 
     @classmethod
     def new(
@@ -135,7 +157,7 @@ class SweepRecord:
             "format": FORMAT, "sweep": self.sweep, "status": self.status, "started": self.started,
             "finished": self.finished, "host": self.host, "pid": self.pid, "manifest": self.manifest,
             "axes": self.spec.to_json(), "executor": self.executor, "points": [p.to_json() for p in self.points],
-            "tasks": dict(self.tasks),
+            "tasks": dict(self.tasks), **({"optimize": dict(self.optimize)} if self.optimize is not None else {}),
         }  # fmt: skip
 
     @classmethod
@@ -148,14 +170,24 @@ class SweepRecord:
         try:
             points = tuple(
                 SweepPoint(
-                    int(p["index"]), dict(p["params"]), p.get("run"), str(p.get("status", "pending")), p.get("error")
+                    int(p["index"]),
+                    dict(p["params"]),
+                    p.get("run"),
+                    str(p.get("status", "pending")),
+                    p.get("error"),
+                    None if p.get("trial") is None else int(p["trial"]),
+                    dict(p["latest"]) if isinstance(p.get("latest"), dict) else None,
                 )
                 for p in data["points"]
             )
+            optimize = data.get("optimize")
+            if optimize is not None and not (isinstance(optimize, dict) and isinstance(optimize.get("metric"), str)):
+                raise ValueError(f"optimize should be a mapping with a metric, not {optimize!r}")
             return cls(
                 str(data["sweep"]), str(data["status"]), str(data.get("manifest") or ""),
                 SweepSpec.from_json(data.get("axes") or {}), points, data.get("started"), data.get("finished"),
                 data.get("host"), data.get("pid"), str(data.get("executor") or ""), dict(data.get("tasks") or {}),
+                optimize,
             )  # fmt: skip
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"it is not a sweep record ({type(exc).__name__}: {exc})") from None

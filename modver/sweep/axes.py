@@ -4,7 +4,11 @@
   is an **axis** of values, each typed as a YAML scalar like any ``--set`` value;
 - ``--set model.seed=range(0,5)``: ``range(START,STOP[,STEP])`` is an axis too (integers, or
   numbers with a number step: ``range(0,1,0.25)`` is 0, 0.25, 0.5, 0.75);
-- ``--set model.kernel=[1,2]`` or ``--set model.C=1``: one value (not an axis), as for ``run``.
+- ``--set model.kernel=[1,2]`` or ``--set model.C=1``: one value (not an axis), as for ``run``;
+- ``--set model.C=loguniform(1e-4,1)``: a **distribution** a search (``sweep --optimize``) draws
+  from: ``uniform(LOW,HIGH)``, ``loguniform(LOW,HIGH)`` (0 < LOW), ``int(LOW,HIGH)`` (both ends
+  included, as Optuna's; ``int(LOW,HIGH,log)`` on a log scale) or ``choice(V1,V2,...)`` (each value
+  typed as a YAML scalar: ``choice(1,2)`` are ints, ``choice(adam,sgd)`` strings).
 
 Axes combine as a grid (every combination, the first axis varying slowest) or, with ``--zip``,
 pair in order (equal lengths). A sweep file holds the same axes::
@@ -15,6 +19,8 @@ pair in order (equal lengths). A sweep file holds the same axes::
     zip:                     # these paired in order, as one more axis of the grid
       model.seed: [1, 2, 3]
       model.tag: [a, b, c]
+    search:                  # distributions (sweep --optimize only)
+      model.lr: loguniform(1e-4, 1)
 
 :func:`parse_axes` and :func:`load_sweep_file` give a :class:`~modver.models.SweepSpec` (a model:
 sweep records keep it); :meth:`~modver.models.SweepSpec.points` its points (``{"model.C": 0.1, ...}``),
@@ -31,12 +37,14 @@ from pathlib import Path
 from typing import Any
 
 from modver import errors
-from modver.models import MAX_POINTS, Axis, SweepSpec
+from modver.models import DISTRIBUTIONS, MAX_POINTS, Axis, Distribution, SweepSpec
 
-__all__ = ["MAX_FILE_CHARS", "load_sweep_file", "parse_axes", "split_top_level"]
+__all__ = ["MAX_FILE_CHARS", "load_sweep_file", "parse_axes", "parse_distribution", "render_value", "split_top_level"]
 
 MAX_FILE_CHARS = 100_000  # a sweep file, as a --set value may be (manifest MAX_SET_CHARS)
 _RANGE = re.compile(r"^\s*range\((.*)\)\s*$", re.S)
+_DISTRIBUTION = re.compile(r"^\s*(" + "|".join(DISTRIBUTIONS) + r")\((.*)\)\s*$", re.S)
+_DIST_HINT = "e.g. uniform(0,1), loguniform(1e-4,1), int(1,64), int(1,1024,log), choice(adam,sgd)"
 
 
 def split_top_level(text: str) -> list[str]:
@@ -66,6 +74,7 @@ def parse_axes(sets: Sequence[str], *, zip_axes: bool = False) -> SweepSpec:
 
     axes: list[Axis] = []
     plain: list[str] = []
+    search: list[Distribution] = []
     for item in sets:
         split = split_set(item)
         if split is None:
@@ -75,6 +84,10 @@ def parse_axes(sets: Sequence[str], *, zip_axes: bool = False) -> SweepSpec:
             )
         target, text = split
         where = f"--set {target}"
+        drawn = parse_distribution(text, target, where)
+        if drawn is not None:
+            search.append(drawn)
+            continue
         ranged = _RANGE.match(text)
         if ranged:
             axes.append(Axis(target, _range(ranged.group(1), where)))
@@ -89,11 +102,78 @@ def parse_axes(sets: Sequence[str], *, zip_axes: bool = False) -> SweepSpec:
                 hint="write the values as V1,V2,... (quote a value that holds a comma: 'a,b')",
             )
         axes.append(Axis(target, tuple(parse_scalar(p.strip(), where) for p in parts)))
-    _check_distinct([a.target for a in axes] + [s.partition("=")[0] for s in plain], "--set")
+    targets = [a.target for a in axes] + [d.target for d in search] + [s.partition("=")[0] for s in plain]
+    _check_distinct(targets, "--set")
     if zip_axes:
         _check_zip(axes, "--zip")
-        return SweepSpec((), tuple(axes), tuple(plain))
-    return SweepSpec(tuple(axes), (), tuple(plain))
+        return SweepSpec((), tuple(axes), tuple(plain), tuple(search))
+    return SweepSpec(tuple(axes), (), tuple(plain), tuple(search))
+
+
+def render_value(value: Any) -> str:
+    """``value`` as a ``--set`` value that reads back as itself (a YAML scalar): ``0.001``, ``64``,
+    ``true``, ``null``, ``adam``; a string that would read as something else is quoted (``'1'``)."""
+    import json
+
+    from modver.manifest import parse_scalar
+
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int | float):
+        return repr(value)
+    text = json.dumps(value) if not isinstance(value, str) else value
+    try:
+        same = isinstance(value, str) and "," not in value and parse_scalar(value) == value
+    except errors.ModverError:
+        same = False
+    return text if same else json.dumps(value)
+
+
+def parse_distribution(text: str, target: str, where: str) -> Distribution | None:
+    """The distribution ``text`` writes (see the module docstring), None when it writes none; a
+    malformed one is a :class:`~modver.errors.SweepError` naming ``where``."""
+    from modver.manifest import parse_scalar
+
+    found = _DISTRIBUTION.match(text)
+    if found is None:
+        return None
+    kind, inner = found.group(1), found.group(2)
+    shown = f"{kind}({inner[:60]})"
+    parts = split_top_level(inner)
+    if any(not p.strip() for p in parts):
+        raise errors.SweepError(f"{where}: {shown} has an empty argument", hint=_DIST_HINT)
+    log = kind == "int" and len(parts) == 3 and parts[2].strip() == "log"
+    values = [parse_scalar(p.strip(), where) for p in (parts[:2] if log else parts)]
+    if kind == "choice":
+        return _choice(target, values, shown, where)
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values)
+    whole = all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+    if len(values) != 2 or not numbers or (kind == "int" and not whole):
+        what = "whole numbers" if kind == "int" else "numbers"
+        form = "int(LOW,HIGH) or int(LOW,HIGH,log)" if kind == "int" else f"{kind}(LOW,HIGH)"
+        raise errors.SweepError(f"{where}: bad {shown}: expected {form} of {what}", hint=_DIST_HINT)
+    low, high = values
+    if not low < high:
+        raise errors.SweepError(
+            f"{where}: {shown} needs LOW < HIGH", hint=f"a single value is not searched: --set {target}={low}"
+        )
+    if (kind == "loguniform" or log) and low <= 0:
+        raise errors.SweepError(f"{where}: {shown} is on a log scale, so LOW must be above 0", hint=_DIST_HINT)
+    if kind in ("uniform", "loguniform"):
+        return Distribution(target, kind, (float(low), float(high)))
+    return Distribution(target, kind, (low, high), log=log)
+
+
+def _choice(target: str, values: list[Any], shown: str, where: str) -> Distribution:
+    if any(v is not None and not isinstance(v, bool | int | float | str) for v in values):
+        raise errors.SweepError(
+            f"{where}: {shown}: each choice must be one plain value (a number, a string, true/false, null)",
+            hint="a list or a mapping is not a choice; give it as a fixed --set value",
+        )
+    typed = [(type(v), v) for v in values]
+    if len(set(typed)) != len(typed):
+        raise errors.SweepError(f"{where}: {shown} gives a value twice", hint="give each choice once")
+    return Distribution(target, "choice", tuple(values))
 
 
 def _range(args: str, where: str) -> tuple[Any, ...]:
@@ -155,10 +235,11 @@ def load_sweep_file(path: Path, sets: Sequence[str] = (), *, zip_axes: bool = Fa
     where = str(path)
     text = _read_sweep_file(path)
     doc = parse_scalar(text, where) if text.strip() else None
-    if not isinstance(doc, dict) or not doc or set(doc) - {"grid", "zip"}:
-        extra = sorted(set(doc) - {"grid", "zip"}) if isinstance(doc, dict) else []
+    keys = {"grid", "zip", "search"}
+    if not isinstance(doc, dict) or not doc or set(doc) - keys:
+        extra = sorted(set(doc) - keys) if isinstance(doc, dict) else []
         raise errors.SweepError(
-            f"the sweep file {path} must be a mapping with `grid:` and/or `zip:`"
+            f"the sweep file {path} must be a mapping with `grid:`, `zip:` and/or `search:`"
             + (f"; unknown key {extra[0]!r}" if extra else ""),
             where=where,
             hint="e.g.\ngrid:\n  model.C: [0.1, 1, 10]\nzip:\n  model.seed: [1, 2]\n  model.tag: [a, b]",
@@ -167,9 +248,29 @@ def load_sweep_file(path: Path, sets: Sequence[str] = (), *, zip_axes: bool = Fa
     given = parse_axes(sets)
     grid, zipped = list(found["grid"]), list(found["zip"])
     (zipped if zip_axes else grid).extend(given.axes)
-    _check_distinct([a.target for a in grid + zipped] + [s.partition("=")[0] for s in given.sets], "sweep param")
+    search = [*_file_search(doc.get("search"), f"{where}: search"), *given.search]
+    targets = [a.target for a in grid + zipped] + [d.target for d in search] + [s.partition("=")[0] for s in given.sets]
+    _check_distinct(targets, "sweep param")
     _check_zip(zipped, f"{where}: zip")
-    return SweepSpec(tuple(grid), tuple(zipped), given.sets)
+    return SweepSpec(tuple(grid), tuple(zipped), given.sets, tuple(search))
+
+
+def _file_search(node: Any, where: str) -> Iterator[Distribution]:
+    if node is None:
+        return
+    if not isinstance(node, dict):
+        raise errors.SweepError(f"{where} must be a mapping of stage.param: distribution", where=where,
+                                hint="e.g. model.lr: loguniform(1e-4, 1)")  # fmt: skip
+    from modver.manifest import SET_TARGET
+
+    for target, text in node.items():
+        if not isinstance(target, str) or not SET_TARGET.match(target):
+            raise errors.SweepError(f"{where}: {target!r} is not stage.param", where=where, hint="e.g. model.lr")
+        drawn = parse_distribution(text, target, f"{where}: {target}") if isinstance(text, str) else None
+        if drawn is None:
+            raise errors.SweepError(f"{where}: {target} must be a distribution, not {text!r}", where=where,
+                                    hint=_DIST_HINT)  # fmt: skip
+        yield drawn
 
 
 def _read_sweep_file(path: Path) -> str:

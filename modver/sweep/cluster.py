@@ -71,7 +71,8 @@ if TYPE_CHECKING:
     from distributed import Client, Future
 
 __all__ = [
-    "JOBQUEUE", "ClusterConfig", "ExecutorSpec", "Session", "TaskEvent", "check_address", "detach", "run_graph",
+    "JOBQUEUE", "ClusterConfig", "ExecutorSpec", "Feed", "GraphControl", "Session", "TaskEvent", "check_address",
+    "detach", "run_graph",
 ]  # fmt: skip
 
 # cluster kind -> dask-jobqueue's cluster class
@@ -226,6 +227,24 @@ class TaskEvent:
     key: str
     kind: str
     result: TaskResult | None = None
+    metric: Mapping[str, Any] | None = None  # kind "metric": an event the running stage logged
+
+
+class GraphControl:
+    """What a caller of :func:`run_graph` may do to its running graph: :meth:`stop` a task (a
+    search's pruned trial). Bound by the run; before it (or after) it does nothing."""
+
+    def __init__(self) -> None:
+        self._stop: Callable[[str, float], None] | None = None
+
+    def stop(self, key: str, grace: float) -> None:
+        """Ask task ``key``'s stage to stop (:func:`modver.should_prune` turns true); after
+        ``grace`` seconds, end its worker process. Its result: failed, ``Pruned``, not cached."""
+        if self._stop is not None:
+            self._stop(key, grace)
+
+
+Feed = Callable[[], Mapping[str, StageTask]]
 
 
 def run_graph(
@@ -235,14 +254,29 @@ def run_graph(
     on_event: Callable[[TaskEvent], None],
     fail_fast: bool = False,
     store: Store,
+    feed: Feed | None = None,
+    control: GraphControl | None = None,
 ) -> dict[str, TaskResult]:
     """Run ``tasks`` (keyed by cache key) on the executor of ``spec``; every task's result by key
     (see the module docstring). ``on_event`` is called in this thread. Ctrl-C cancels what has not
-    finished, shuts the executor down and propagates."""
-    if not tasks:
+    finished, shuts the executor down and propagates.
+
+    ``feed`` (a search's trials) is called in this thread once the executor is up and after each
+    event: the tasks it returns join the graph (a task whose inputs are tasks already in it waits
+    for them, or is skipped if one failed); the run ends when every task has a result and ``feed``
+    returns none. ``control`` lets the caller stop a task while it runs (:class:`GraphControl`);
+    a running stage's live metrics come as events of kind ``metric``."""
+    if not tasks and feed is None:
         return {}
     with _quiet(spec.debug, store), _client(spec, store) as (client, watch), _run_folder(client, store) as folder:
-        return _Graph(client, tasks, on_event, fail_fast, folder, watch).run()
+        graph = _Graph(client, tasks, on_event, fail_fast, folder, watch, feed)
+        if control is not None:
+            control._stop = graph.stop
+        try:
+            return graph.run()
+        finally:
+            if control is not None:
+                control._stop = None
 
 
 class Session:
@@ -595,8 +629,14 @@ def _run_on_worker(task: StageTask, folder: str, index: int, topic: str) -> None
         )
         say("finished", inline=pickle.dumps(result))
         return
-    say("started")
-    result = run_task(task)
+    say("started", pid=os.getpid(), host=socket.gethostname())
+    from modver.metrics import live
+
+    def pruned() -> bool:
+        return (run / f"{index}.prune").exists()
+
+    with live(lambda event: say("metric", event=dict(event)), pruned):
+        result = run_task(task)
     name = f"{index}.result"
     tmp = run / f"{_fs.TEMP_PREFIX}{index}-{secrets.token_hex(4)}"
     try:  # not _fs.write_bytes_atomic: a folder the driver removed (it stopped) must not come back
@@ -654,15 +694,14 @@ class _Graph:
         fail_fast: bool,
         folder: Path,
         watch: Callable[[], None],
+        feed: Feed | None = None,
     ):
-        self.client, self.tasks, self.on_event, self.fail_fast = client, tasks, on_event, fail_fast
-        self.folder, self.watch = folder, watch
+        self.client, self.tasks, self.on_event, self.fail_fast = client, dict(tasks), on_event, fail_fast
+        self.folder, self.watch, self.feed = folder, watch, feed
         self.topic = f"modver-{secrets.token_hex(8)}"
-        self.index = {key: i for i, key in enumerate(tasks)}
+        self.index: dict[str, int] = {}
         self.downstream: dict[str, list[str]] = {}
-        for key in tasks:
-            for up in self.upstream(key):
-                self.downstream.setdefault(up, []).append(key)
+        self._index(list(tasks))
         # from the client's threads: ("event", message) of a worker, ("exit", message) of a
         # nanny, ("future", future) settled
         self.news: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
@@ -677,9 +716,29 @@ class _Graph:
         self.exits: dict[str, int] = {}  # worker -> how its process ended (its nanny says)
         self.dying: dict[str, float] = {}  # task failed by its crashes -> until when to wait for exit statuses
         self.failed = False  # whether a task has failed
+        self.processes: dict[str, tuple[str, int]] = {}  # task -> (host, pid) of its running stage
+        self.stopping: dict[str, float] = {}  # task asked to stop -> when to end its process
+
+    def _index(self, keys: list[str]) -> None:
+        for key in keys:
+            self.index[key] = len(self.index)
+            for up in self.upstream(key):
+                self.downstream.setdefault(up, []).append(key)
 
     def upstream(self, key: str) -> list[str]:
         return list(dict.fromkeys(k for k in self.tasks[key].inputs.values() if k in self.tasks))
+
+    def _fed(self) -> bool:
+        """Ask ``feed`` for more tasks and submit those that are ready; whether it gave any."""
+        if self.feed is None or (self.fail_fast and self.failed):
+            return False
+        more = {k: t for k, t in self.feed().items() if k not in self.tasks}
+        if more:
+            self.tasks.update(more)
+            self._index(list(more))
+            for key in more:
+                self._ready(key)
+        return bool(more)
 
     def run(self) -> dict[str, TaskResult]:
         self.client.subscribe_topic(self.topic, lambda event: self.news.put(("event", event[1])))
@@ -690,9 +749,10 @@ class _Graph:
             for key in self.tasks:
                 if not self.upstream(key):
                     self._submit(key)
-            while len(self.results) < len(self.tasks):
+            while self._fed() or len(self.results) < len(self.tasks):
                 self.watch()
                 self._fail_the_dying()
+                self._end_the_stopped()
                 try:
                     what, item = self.news.get(timeout=0.25)
                 except queue.Empty:
@@ -732,13 +792,19 @@ class _Graph:
         key, worker = str(message["key"]), str(message.get("worker"))
         if key in self.results:
             return
+        if message.get("kind") == "metric":
+            if isinstance(message.get("event"), dict):
+                self.on_event(TaskEvent(key, "metric", metric=message["event"]))
+            return
         if message.get("kind") == "started":
             if key in self.dying:  # an attempt that began before it was cancelled
                 return
+            if isinstance(message.get("pid"), int):
+                self.processes[key] = (str(message.get("host")), message["pid"])
             tried = self.attempts.setdefault(key, [])
             if tried and key in self.running.get(tried[-1], ()):  # its last worker died, no nanny said so (yet)
                 self._crash(key, tried[-1])
-                if key in self.dying:
+                if key in self.dying or key in self.results:
                     return
             self.on_event(TaskEvent(key, "retried" if tried else "started"))
             tried.append(worker)
@@ -777,9 +843,48 @@ class _Graph:
             if key not in self.results:
                 self._crash(key, worker)
 
+    def stop(self, key: str, grace: float) -> None:
+        """Ask ``key``'s stage to stop (its ``INDEX.prune`` file: :func:`modver.should_prune`); its
+        process is ended after ``grace`` seconds if it still runs (:meth:`_end_the_stopped`)."""
+        if key in self.results or key in self.stopping or key not in self.tasks:
+            return
+        with contextlib.suppress(OSError):  # the stage is ended all the same, after its grace
+            (self.folder / f"{self.index[key]}.prune").write_bytes(b"")
+        self.stopping[key] = time.monotonic() + grace
+
+    def _end_the_stopped(self) -> None:
+        """A stopped task's stage still running after its grace: its worker process is ended (a
+        nanny or a batch job replaces it); its result is "Pruned" (:meth:`_crash`)."""
+        for key, deadline in list(self.stopping.items()):
+            if key in self.results:
+                del self.stopping[key]
+            elif time.monotonic() > deadline:
+                self.stopping[key] = math.inf
+                host, pid = self.processes.get(key, ("", 0))
+                if host == socket.gethostname() and pid:
+                    with contextlib.suppress(OSError):
+                        os.kill(pid, signal.SIGKILL)
+                else:  # a worker elsewhere: its nanny restarts it
+                    workers = self.attempts.get(key, [])[-1:]
+                    threading.Thread(target=self.client.restart_workers, args=(workers,), daemon=True).start()
+
     def _crash(self, key: str, worker: str) -> None:
         """``worker`` died running ``key``: after :data:`CRASHES` such deaths the task fails (once
-        the exit statuses are in, or after a few seconds) and is not run again."""
+        the exit statuses are in, or after a few seconds) and is not run again; a task that was
+        asked to stop is pruned at once."""
+        if key in self.stopping:
+            self.running.get(worker, set()).discard(key)
+            future = self.futures.get(key)
+            if future is not None:
+                self.cancelled.add(future.key)
+                self.client.cancel([future], force=True)
+            error = ErrorInfo(
+                "Pruned", "the search pruned its trial; its worker process was ended", self.tasks[key].stage
+            )
+            self._report(
+                key, TaskResult(StageStatus.FAILED, error=error, message=f"stage {self.tasks[key].stage}: pruned")
+            )
+            return
         self.running.get(worker, set()).discard(key)
         crashed = self.crashed.setdefault(key, [])
         if worker in crashed:

@@ -24,7 +24,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from modver import errors
@@ -44,8 +44,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from modver.sweep.cluster import ExecutorSpec, Session, TaskEvent
 
 __all__ = [
-    "OnProgress", "Progress", "SweepInterrupted", "describe_executor", "executor_args", "executor_spec",
-    "points_to_run", "run_parallel", "run_pipelines", "sweep",
+    "OnProgress", "Progress", "SweepInterrupted", "check_callables", "describe_executor", "executor_args",
+    "executor_spec", "points_state", "points_to_run", "run_parallel", "run_pipelines", "sweep",
 ]  # fmt: skip
 
 
@@ -62,6 +62,8 @@ class Progress:
     cache_hits: int
     best: tuple[int, float] | None  # (point, value) of --best so far
     finished: tuple[SweepPoint, ...] = ()  # the points that ended since the last progress
+    live: Mapping[int, tuple[int | None, float]] = field(default_factory=dict)  # a search's running trials:
+    # trial -> (step, value) of its metric, the last its stage logged
 
 
 OnProgress = Callable[[Progress], None]
@@ -126,6 +128,8 @@ class _Points:
         self.graph, self.recorders, self.planned = graph, recorders, planned
         self.on_point, self.on_stage = on_point, on_stage
         self.finished: dict[int, RunRecord] = {}
+        self.outcomes: dict[str, TaskEvent] = {}  # the tasks that ended: done, failed or skipped
+        self.pruned: dict[int, ErrorInfo] = {}  # a search's pruned trials: why, with the step and value
         self.running: set[int] = set()
         self.tasks_done = 0
         self.cache_hits = 0
@@ -138,23 +142,38 @@ class _Points:
             self.on_stage(StageEvent(kind, stage, p.label, record.reason, record.notes, record.duration,
                                      record.timings))  # fmt: skip
 
-    def mark_cached(self, store: Store) -> None:
+    def mark_cached(self, store: Store, points: Sequence[int] | None = None) -> None:
         """Stages served from the cache at planning; finishes points with nothing to run."""
         cache = store.output_cache()
-        for point in self.graph.points:
-            for p in point.plans:
+        for index in points if points is not None else [p.index for p in self.graph.points]:
+            for p in self.graph.point(index).plans:
                 if p.cached:
                     entry = cache.get(p.key)
                     metrics = tuple(entry.metrics) if entry is not None else ()
                     duration = entry.duration if entry is not None else None
                     outs = dict(entry.meta.get("outs") or {}) if entry is not None else {}
-                    self._set(point.index, p.name, "cached", status=StageStatus.CACHED, duration=duration,
+                    self._set(index, p.name, "cached", status=StageStatus.CACHED, duration=duration,
                               events=metrics, outs=outs)  # fmt: skip
                     self.cache_hits += 1
-            self._settle(point.index)
+            self._settle(index)
+
+    def add(self, graph: Graph, index: int, recorder: Recorder, store: Store) -> None:
+        """Point ``index`` of ``graph`` (the graph grown by it: a search's trial) joins: its cached
+        stages are marked, a stage shared with a task that has ended already takes its result."""
+        self.graph = graph
+        self.recorders[index] = recorder
+        for p in graph.point(index).plans:
+            ended = None if p.cached else self.outcomes.get(p.key)
+            if ended is not None:
+                self._shared(ended, [(index, p.name)])
+        self.mark_cached(store, [index])
 
     def on_event(self, event: TaskEvent) -> None:
+        if event.kind == "metric":  # a live metric of a running stage: the record gets it when it ends
+            return
         users = self.graph.users(event.key)
+        if event.kind not in ("started", "retried"):
+            self.outcomes[event.key] = event
         (owner, stage), shared = users[0], users[1:]
         if event.kind in ("started", "retried"):
             self._set(owner, stage, "start" if event.kind == "started" else None, status=StageStatus.RUNNING)
@@ -171,15 +190,26 @@ class _Points:
             self._set(owner, stage, "done" if event.kind == "done" else "failed", status=status,
                       duration=result.duration, timings=dict(result.timings), error=result.error,
                       events=result.metrics, outs=dict(result.outs))  # fmt: skip
-            run = self.recorders[owner].record.run
-            for index, name in shared:
-                self.cache_hits += status is StageStatus.SUCCEEDED
-                self._set(index, name, "cached" if event.kind == "done" else "failed",
-                          status=StageStatus.CACHED if status is StageStatus.SUCCEEDED else StageStatus.FAILED,
-                          reason=f"shared with point {owner} of the sweep (run {run}), which computed it",
-                          error=result.error, events=result.metrics, outs=dict(result.outs))  # fmt: skip
+            self._shared(event, shared)
         for index in dict.fromkeys(i for i, _ in users):
             self._settle(index)
+
+    def _shared(self, event: TaskEvent, users: Sequence[tuple[int, str]]) -> None:
+        """The stages ``users`` share the ended task of ``event`` with its owner: its result is theirs."""
+        result = event.result
+        assert result is not None
+        owner = self.graph.users(event.key)[0][0]
+        run = self.recorders[owner].record.run
+        for index, name in users:
+            if event.kind == "skipped":
+                self._set(index, name, status=StageStatus.SKIPPED, reason=result.message or "skipped")
+                continue
+            done = event.kind == "done"
+            self.cache_hits += done
+            self._set(index, name, "cached" if done else "failed",
+                      status=StageStatus.CACHED if done else StageStatus.FAILED,
+                      reason=f"shared with point {owner} of the sweep (run {run}), which computed it",
+                      error=result.error, events=result.metrics, outs=dict(result.outs))  # fmt: skip
 
     def _settle(self, index: int) -> None:
         """Finish point ``index`` when each of its stages has an output, or one failed and the
@@ -193,7 +223,11 @@ class _Points:
         elif StageStatus.FAILED in statuses and not any(
             s in (StageStatus.PENDING, StageStatus.RUNNING) for s in statuses
         ):
-            self._finish(index, RunStatus.FAILED, _first_error(stages))
+            error = _first_error(stages)
+            if error is not None and error.type == "Pruned":  # a search's trial, stopped by its pruner
+                self._finish(index, RunStatus.PRUNED, self.pruned.get(index, error))
+            else:
+                self._finish(index, RunStatus.FAILED, error)
 
     def _finish(self, index: int, status: RunStatus, error: ErrorInfo | None = None) -> None:
         record = self.recorders[index].finish(status, planned=self.planned, error=error)
@@ -219,10 +253,16 @@ def _first_error(stages: Mapping[str, StageRecord]) -> ErrorInfo | None:
     return next((s.error for s in stages.values() if s.status is StageStatus.FAILED and s.error is not None), None)
 
 
-def _check_callables(tasks: Mapping[str, StageTask]) -> None:
+def points_state(graph: Graph, on_point: Callable[[int, RunRecord], None]) -> _Points:
+    """The records of a search's trials, as they join ``graph`` one by one (:meth:`_Points.add`)."""
+    return _Points(graph, {}, 0.0, on_point, None)
+
+
+def check_callables(tasks: Mapping[str, StageTask], seen: set[tuple[str, str, tuple[str, ...]]] | None = None) -> None:
     """Each distinct callable loaded and checked against its arguments, in this process, before
-    anything runs (a mistyped sweep param fails now, not on a worker minutes later)."""
-    seen: set[tuple[str, str, tuple[str, ...]]] = set()
+    anything runs (a mistyped sweep param fails now, not on a worker minutes later); ``seen``:
+    those checked already."""
+    seen = set() if seen is None else seen
     for task in tasks.values():
         names = (task.fingerprint, task.entry, tuple(sorted([*task.inputs, *task.data, *task.params])))
         if names not in seen:
@@ -259,7 +299,7 @@ def _execute(
                            pipelines=pipelines)  # fmt: skip
         run_ids = {index: new_run_id() for index, _ in points}
         tasks = build_tasks(store, graph, run_ids)
-        _check_callables(tasks)
+        check_callables(tasks)
         planned = round((time.perf_counter() - t0) / max(len(points), 1), 6)
         recorders = {}
         for point in graph.points:

@@ -113,15 +113,17 @@ def plan_graph(
     previous: Mapping[str, KeyParts] | None = None,
     force: Sequence[str] = (),
     pipelines: Mapping[int, Pipeline] | None = None,
+    before: Graph | None = None,
 ) -> Graph:
     """Plan every point (``(index, {stage.param: value})``) of a sweep over ``base`` (see the
     module docstring). ``register`` snapshots unregistered working-tree code, as a run does;
     the dry run plans without it; ``force`` runs these stages even if cached; ``pipelines`` gives a
     point a pipeline of its own instead of ``base`` (blame's mixed configurations, bisect's probes).
-    Nothing is executed."""
-    planned: list[PlannedPoint] = []
-    owners: dict[str, tuple[int, str]] = {}
-    checked: set[str] = set()
+    ``before``: the graph these points join (a search's trials join one by one), its tasks shared
+    with them. Nothing is executed."""
+    planned: list[PlannedPoint] = list(before.points) if before is not None else []
+    owners: dict[str, tuple[int, str]] = dict(before.owners) if before is not None else {}
+    checked: set[str] = {t for p in planned for t in p.params}
     for index, params in points:
         for target in params:
             if target not in checked:
@@ -141,10 +143,14 @@ def plan_graph(
     return Graph(tuple(planned), owners)
 
 
-def build_tasks(store: Store, graph: Graph, runs: Mapping[int, str | None]) -> dict[str, StageTask]:
-    """The task of every key the graph computes; its logs go to the owner point's run (``runs``)."""
+def build_tasks(
+    store: Store, graph: Graph, runs: Mapping[int, str | None], keys: Iterable[str] | None = None
+) -> dict[str, StageTask]:
+    """The task of every key the graph computes (or of ``keys``); its logs go to the owner
+    point's run (``runs``)."""
     tasks = {}
-    for key, (index, stage) in graph.owners.items():
+    for key in keys if keys is not None else graph.owners:
+        index, stage = graph.owners[key]
         point = graph.point(index)
         p = next(p for p in point.plans if p.name == stage)
         tasks[key] = task_for(store, p, runs.get(index))

@@ -272,6 +272,30 @@
     ys.forEach((vy, b) => { el("text", { x: 84, y: 6 + cellH * (ys.length - 1 - b) + cellH / 2 + 3, "text-anchor": "end" }, svg).textContent = fmt(vy); });
   }
 
+  // -- a search's optimization history: the metric by trial, and the best so far ----------------
+  function drawHistory() {
+    const box = $("history-chart");
+    box.innerHTML = "";
+    const m = $("param-metric").value, s = sweepSelect.value;
+    const rows = sweepRows().filter((i) => D.trials[i] !== undefined && isNum(D.rows[i][col[m]]));
+    if (!m || !s || !rows.length) return;
+    rows.sort((a, b) => D.trials[a] - D.trials[b]);
+    const first = D.trials[rows[0]], last = D.trials[rows[rows.length - 1]];
+    const lowest = s in D.searches ? D.searches[s] : lowerIsBetter(m);
+    const w = 640, h = 260;
+    const [lo, hi] = extent(rows.map((i) => D.rows[i][col[m]]));
+    const svg = frame(box, w, h, `optimization history: ${D.columns[col[m]].header} by trial (dots), best so far (line)`, lo, hi, [`trial ${first}`, `trial ${last}`]);
+    const x = scale(first, Math.max(last, first + 1), 60, w - 20), y = scale(lo, hi, h - 24, 10);
+    let best = null, d = "";
+    for (const i of rows) {
+      const v = D.rows[i][col[m]], t = D.trials[i];
+      el("circle", { cx: x(t), cy: y(v), r: 3, fill: "#4e79a7", "fill-opacity": 0.6 }, svg);
+      best = best === null ? v : (lowest ? Math.min(best, v) : Math.max(best, v));
+      d += (d ? "L" : "M") + x(t).toFixed(1) + " " + y(best).toFixed(1);
+    }
+    el("path", { d, stroke: "#e15759", "stroke-width": 2, fill: "none", class: "best-so-far" }, svg);
+  }
+
   // -- versions on a timeline, each linked to its diff -------------------------------------------
   function drawTimeline() {
     const box = $("timeline");
@@ -356,12 +380,14 @@
     drawCurves(colours);
     chooseAxes();
     drawParams();
+    drawHistory();
   }
   colourBy.addEventListener("change", drawAll);
   $("curve-metric").addEventListener("change", () => drawCurves(versionColour()));
-  sweepSelect.addEventListener("change", () => { chooseAxes(); drawParams(); });
+  sweepSelect.addEventListener("change", () => { chooseAxes(); drawParams(); drawHistory(); });
   $("param-y").addEventListener("change", () => { $("param-y").dataset.touched = "1"; drawParams(); });
   for (const id of ["param-x", "param-metric"]) $(id).addEventListener("change", drawParams);
+  $("param-metric").addEventListener("change", drawHistory);
   const scope = [D.where ? `where ${D.where}` : "", D.sweep ? `sweep ${D.sweep}` : ""].filter(Boolean).join(", ");
   $("summary").textContent = `${D.rows.length} runs${scope ? " (" + scope + ")" : ""} · ${D.versions.length} versions of ${new Set(D.versions.map((v) => v.stage)).size} stages · made ${D.generated.replace("T", " ")}`;
   drawAll();
