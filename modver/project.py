@@ -364,12 +364,20 @@ class Project(Workspace):
         return self.sweeps.record(ref)
 
 
-def runs(path: str | os.PathLike[str] = ".", sweep: str | None = None) -> pandas.DataFrame:
-    """All runs of the project at ``path`` (or of one ``sweep``) as a pandas DataFrame, one row per run."""
+def runs(
+    path: str | os.PathLike[str] = ".",
+    sweep: str | None = None,
+    *,
+    where: str | None = None,
+    sort: str | None = None,
+    last: int | None = None,
+) -> pandas.DataFrame:
+    """The runs of the project at ``path`` as a pandas DataFrame, one row per run: all of them, or
+    those of one ``sweep``, kept by ``where``, sorted by ``sort``, the ``last`` N (as ``modver runs``)."""
     from modver.engine.runtable import runs_dataframe
 
     with Project(path) as project:
-        return runs_dataframe(project.runs.summaries(sweep=sweep))
+        return runs_dataframe(project.runs.summaries(where, sort, last, sweep))
 
 
 def load(stage: str, run: str = "latest", path: str | os.PathLike[str] = ".") -> Any:

@@ -41,6 +41,13 @@ def index(
 ) -> None:
     """Walk git history (first parent, oldest first) and register every declared stage's versions."""
     with _project(project, manifest) as p:
+        declared = p.manifest(manifest)
+        if not declared.stages and not as_json:
+            print(
+                f"Nothing to index: {declared.path.name} declares no stages yet.\n"
+                "Declare one under `stages:` (its comments show how), then run `modver index`."
+            )
+            return
         if _output.is_terminal() and not as_json:
             from rich.progress import Progress
 

@@ -104,12 +104,21 @@ def check_param(pipeline: Pipeline, target: str, what: str) -> None:
 
 
 def with_params(pipeline: Pipeline, values: Mapping[str, Any]) -> Pipeline:
-    """The pipeline with params set: ``{"stage.param": value}`` (targets checked by :func:`check_param`)."""
+    """The pipeline with params set: ``{"stage.param": value}`` (targets checked by :func:`check_param`).
+
+    A value takes the type of the manifest's default when it converts exactly: ``--set model.C=1``
+    over ``C: 1.0`` is ``1.0``, so it is the same cache key as the run made with the manifest."""
     params = {s.name: dict(s.params) for s in pipeline.stages}
     for target, value in values.items():
         stage, _, param = target.partition(".")
-        params[stage][param] = value
+        params[stage][param] = _as_default(params[stage].get(param), value)
     return replace(pipeline, stages=tuple(replace(s, params=params[s.name]) for s in pipeline.stages))
+
+
+def _as_default(default: Any, value: Any) -> Any:
+    """``value`` as a float when the default is a float and it is an int that converts exactly."""
+    exact = isinstance(value, int) and not isinstance(value, bool) and abs(value) <= 2**53
+    return float(value) if isinstance(default, float) and exact else value
 
 
 def check_force(pipeline: Pipeline, force: Iterable[str]) -> None:
@@ -293,7 +302,7 @@ def explain(p: StagePlan, before: KeyParts | None) -> str:
     if p.forced:
         return "forced with --force"
     if p.cached:
-        return f"cached: {p.name}@{p.label} with the same params and inputs ran before"
+        return "the same version, params and inputs ran before"
     if p.damage:
         return f"recomputed: its cached output is damaged ({p.damage})"
     if before is None:
