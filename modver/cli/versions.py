@@ -182,7 +182,7 @@ def status(manifest: ManifestArg = None, as_json: JsonOpt = False, project: Proj
         for r in rows:
             working = r.working or ("unregistered" if r.working_fingerprint else "error")
             if r.error:
-                state = "error: " + r.error.splitlines()[0]
+                state = "error (below)"
             elif r.compared_source is None:
                 state = "new" if r.changed else "unchanged"
             else:
@@ -206,6 +206,9 @@ def status(manifest: ManifestArg = None, as_json: JsonOpt = False, project: Proj
             priorities=[0, 1, 1, 4, 3, 0, 2],
             kinds=["id", "id", "id", "id", "text", "text", "id"],
         )
+        for r in rows:  # in full, under the table: a cut message is no message
+            if r.error:
+                print(f"error: {r.stage}: {r.error}", file=sys.stderr)
     if any(r.error for r in rows):
         raise typer.Exit(1)
 
