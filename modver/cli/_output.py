@@ -409,7 +409,7 @@ def runs_table(view: Sequence[ViewColumn]) -> None:
 def run_summary(record: RunRecord) -> None:
     """The line a run or a reproduction ends with, and its metrics."""
     cached = record.cached
-    served = f" ({sum(cached.values())} of {len(cached)} stages from cache)" if cached else ""
+    served = f" ({sum(cached.values())}/{len(cached)} from cache)" if cached else ""  # fits 80 columns
     print(f"run {record.run}: {record.status} in {record.duration or 0:.2f}s{served}")
     for name, value in record.metrics.items():
         print(f"  {name} = {num(value)}")

@@ -122,3 +122,11 @@ def test_modver_runs_takes_the_table_filters(project: GitProject) -> None:
     cli(project.root, "sweep", "--set", "model.C=0.5,2,8")
     frame = modver.runs(project.root, where="metric.accuracy > 0.01", sort="-metric.accuracy", last=2)
     assert list(frame["param.model.C"]) == [8.0, 2.0], frame
+
+
+def test_the_run_summary_line_fits_80_columns(project: GitProject) -> None:
+    out = piped(project.root, "run")
+    summary = next(line for line in out.splitlines() if line.startswith("run "))
+    assert summary.endswith("(0/2 from cache)") and len(summary) <= 80, summary
+    again = next(line for line in piped(project.root, "run").splitlines() if line.startswith("run "))
+    assert again.endswith("(2/2 from cache)") and len(again) <= 80, again
