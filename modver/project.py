@@ -175,20 +175,22 @@ class Project(Workspace):
 
     def diff_versions(self, a: str, b: str | None = None, manifest: PathArg = None) -> StageDiff:
         """Two versions of one stage (``STAGE@A``, ``STAGE@B`` or just ``B``); B defaults to the
-        working tree."""
+        working tree. ``STAGE@working`` is the working tree, fingerprinted, never registered."""
         from modver.engine.diff import diff_closures
 
         stage = a.partition("@")[0]
-        va = self.versions.resolve(a, manifest)
-        ta, ca = self.history.source_tree(va), self.history.closure(va)
-        if b is None:
-            tb: SourceTree = self.working_tree()
-            cb = self.fingerprint(self.versions.spec(stage, manifest), tb, docstrings=self.docstrings(manifest))
-            label_b = "working tree"
-        else:
-            vb = self.versions.resolve(b if "@" in b else f"{stage}@{b}", manifest)
-            tb, cb, label_b = self.history.source_tree(vb), self.history.closure(vb), f"{vb.stage}@{vb.version}"
-        return diff_closures(stage, f"{stage}@{va.version}", ca, ta, label_b, cb, tb)
+
+        def side(ref: str) -> tuple[str, Any, SourceTree]:
+            if ref.partition("@")[2] == "working":
+                tree: SourceTree = self.working_tree()
+                spec = self.versions.spec(stage, manifest)
+                return "working tree", self.fingerprint(spec, tree, docstrings=self.docstrings(manifest)), tree
+            v = self.versions.resolve(ref, manifest)
+            return f"{v.stage}@{v.version}", self.history.closure(v), self.history.source_tree(v)
+
+        label_a, ca, ta = side(a)
+        label_b, cb, tb = side(f"{stage}@working" if b is None else b if "@" in b else f"{stage}@{b}")
+        return diff_closures(stage, label_a, ca, ta, label_b, cb, tb)
 
     def diff_manifests(self, a: str | os.PathLike[str], b: str | os.PathLike[str]) -> ManifestDiff:
         """Two manifests side by side: data, entries, pins, inputs and params."""

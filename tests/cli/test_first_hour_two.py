@@ -130,3 +130,13 @@ def test_the_run_summary_line_fits_80_columns(project: GitProject) -> None:
     assert summary.endswith("(0/2 from cache)") and len(summary) <= 80, summary
     again = next(line for line in piped(project.root, "run").splitlines() if line.startswith("run "))
     assert again.endswith("(2/2 from cache)") and len(again) <= 80, again
+
+
+def test_diff_against_the_working_tree_registers_nothing(project: GitProject) -> None:
+    cli(project.root, "index")
+    project.write("pipe/model.py", FILES["pipe/model.py"].replace("return C", "return C * 2"))
+    before = json.loads(cli(project.root, "log", "model", "--json").stdout)
+    out = cli(project.root, "diff", "model@v1", "model@working").stdout
+    assert "model@v1 -> working tree" in out and "+    return C * 2" in out, out
+    assert "return C * 2" in cli(project.root, "diff", "model@v1").stdout
+    assert json.loads(cli(project.root, "log", "model", "--json").stdout) == before  # no version made
