@@ -245,20 +245,22 @@ class Project(Workspace):
 
     def diff_versions(self, a: str, b: str | None = None, manifest: PathArg = None) -> StageDiff:
         """Two versions of one stage (``STAGE@A``, ``STAGE@B`` or just ``B``); B defaults to the
-        working tree."""
+        working tree. ``STAGE@working`` is the working tree, fingerprinted, never registered."""
         from modver.engine.diff import diff_closures
 
         stage = a.partition("@")[0]
-        va = self.versions.resolve(a, manifest)
-        ta, ca = self.history.source_tree(va), self.history.closure(va)
-        if b is None:
-            tb: SourceTree = self.working_tree()
-            cb = self.fingerprint(self.versions.spec(stage, manifest), tb, docstrings=self.docstrings(manifest))
-            label_b = "working tree"
-        else:
-            vb = self.versions.resolve(b if "@" in b else f"{stage}@{b}", manifest)
-            tb, cb, label_b = self.history.source_tree(vb), self.history.closure(vb), f"{vb.stage}@{vb.version}"
-        return diff_closures(stage, f"{stage}@{va.version}", ca, ta, label_b, cb, tb)
+
+        def side(ref: str) -> tuple[str, Any, SourceTree]:
+            if ref.partition("@")[2] == "working":
+                tree: SourceTree = self.working_tree()
+                spec = self.versions.spec(stage, manifest)
+                return "working tree", self.fingerprint(spec, tree, docstrings=self.docstrings(manifest)), tree
+            v = self.versions.resolve(ref, manifest)
+            return f"{v.stage}@{v.version}", self.history.closure(v), self.history.source_tree(v)
+
+        label_a, ca, ta = side(a)
+        label_b, cb, tb = side(f"{stage}@working" if b is None else b if "@" in b else f"{stage}@{b}")
+        return diff_closures(stage, label_a, ca, ta, label_b, cb, tb)
 
     def diff_manifests(self, a: str | os.PathLike[str], b: str | os.PathLike[str]) -> ManifestDiff:
         """Two manifests side by side: data, entries, pins, inputs and params."""
@@ -273,6 +275,7 @@ class Project(Workspace):
         sets: Sequence[str] = (),
         force: Sequence[str] = (),
         previous: dict[str, KeyParts] | None = None,
+        pins: Sequence[str] = (),
     ) -> list[StagePlan]:
         """What a run would do, stage by stage, and why (nothing is executed or registered).
 
@@ -280,7 +283,7 @@ class Project(Workspace):
         """
         from modver.engine.planner import last_key_parts, plan
 
-        pipeline = self.pipeline(manifest, sets)
+        pipeline = self.pipeline(manifest, sets, pins)
         if previous is None:
             previous = last_key_parts(self.runs_store, [s.name for s in pipeline.stages])
         return plan(self.registry, self.store, pipeline, force=force, previous=previous)
@@ -467,12 +470,20 @@ class Project(Workspace):
         return self.sweeps.record(ref)
 
 
-def runs(path: str | os.PathLike[str] = ".", sweep: str | None = None) -> pandas.DataFrame:
-    """All runs of the project at ``path`` (or of one ``sweep``) as a pandas DataFrame, one row per run."""
+def runs(
+    path: str | os.PathLike[str] = ".",
+    sweep: str | None = None,
+    *,
+    where: str | None = None,
+    sort: str | None = None,
+    last: int | None = None,
+) -> pandas.DataFrame:
+    """The runs of the project at ``path`` as a pandas DataFrame, one row per run: all of them, or
+    those of one ``sweep``, kept by ``where``, sorted by ``sort``, the ``last`` N (as ``modver runs``)."""
     from modver.engine.runtable import runs_dataframe
 
     with Project(path) as project:
-        return runs_dataframe(project.runs.summaries(sweep=sweep))
+        return runs_dataframe(project.runs.summaries(where, sort, last, sweep))
 
 
 def load(stage: str, run: str = "latest", path: str | os.PathLike[str] = ".") -> Any:

@@ -18,7 +18,7 @@ def test_demo_walks_through_the_workflow(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "Walked 4 of 4 commits" in out
-    assert "(2 of 4 stages from cache)" in out  # only the changed model and evaluate ran again
+    assert "(2/4 from cache)" in out  # only the changed model and evaluate ran again
     assert "new version v3 of model (was v2)" in out
     assert "version v1 of preprocess (was v2)" in out and "new version v1" not in out
     assert "Pinned preprocess to v1" in out

@@ -76,7 +76,7 @@ def paged(no_pager: bool = False) -> Iterator[None]:
 # -- tables that fit -----------------------------------------------------------------------
 #
 # Every table is a list of Columns fitted to the width of the terminal (COLUMNS when stdout is
-# no terminal; no limit when neither says): text columns are cut (with "…") down to their
+# no terminal, else the terminal's width, else 80: see width_limit): text columns are cut (with "…") down to their
 # min_width, then whole columns are dropped, the highest priority number first (rightmost
 # first among equals; priority 0 is never dropped), and a line says which were hidden and how
 # to see them. Numbers and ids ("number", "id" kinds) are never cut.
@@ -135,14 +135,35 @@ def fit(columns: Sequence[Column], width: int | None) -> Fitted:
     return Fitted(shown, widths, [c for c in columns if c in hidden])
 
 
-def width_limit() -> int | None:
-    """How wide tables may be: the terminal's width, or COLUMNS when stdout is no terminal."""
+DEFAULT_WIDTH = 80  # piped output with no terminal anywhere and no COLUMNS
+
+
+def width_limit() -> int:
+    """How wide tables may be: the terminal's width; when stdout is no terminal (``| head``,
+    ``| less``), COLUMNS, else the width of the terminal the command runs in (stderr's, or the
+    controlling terminal's), else 80."""
     if is_terminal():
         return int(console().width)
     try:
-        return int(os.environ["COLUMNS"]) if int(os.environ.get("COLUMNS", "0")) > 0 else None
+        columns = int(os.environ.get("COLUMNS", "0"))
     except ValueError:
-        return None
+        columns = 0
+    if columns > 0:
+        return columns
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:
+        return DEFAULT_WIDTH
+    try:
+        return os.get_terminal_size(fd).columns
+    except OSError:
+        return DEFAULT_WIDTH
+    finally:
+        os.close(fd)
 
 
 def _cut(text: str, width: int) -> str:
@@ -390,7 +411,7 @@ def runs_table(view: Sequence[ViewColumn]) -> None:
 def run_summary(record: RunRecord) -> None:
     """The line a run or a reproduction ends with, and its metrics."""
     cached = record.cached
-    served = f" ({sum(cached.values())} of {len(cached)} stages from cache)" if cached else ""
+    served = f" ({sum(cached.values())}/{len(cached)} from cache)" if cached else ""  # fits 80 columns
     print(f"run {record.run}: {record.status} in {record.duration or 0:.2f}s{served}")
     for name, value in record.metrics.items():
         print(f"  {name} = {num(value)}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -32,10 +32,8 @@ def _with_progress(call: Callable[[Any, Any], RunRecord], explain: bool, as_json
         elif event.kind == "cached":
             say(f"- {label}: cached{why}")
         elif event.kind == "done":
-            say(
-                f"- {label}: done in {event.duration or 0:.2f}s"
-                + (f" ({_output.timings(event.timings)})" if explain else "")
-            )
+            total = sum(event.timings.values()) if event.timings else (event.duration or 0)  # all of its time
+            say(f"- {label}: done in {total:.2f}s" + (f" ({_output.timings(event.timings)})" if explain else ""))
         elif event.kind == "failed":
             say(f"- {label}: FAILED")
         if event.kind in ("start", "cached"):
@@ -74,10 +72,16 @@ def run_(
         list[str] | None,
         typer.Option("--pin", metavar="STAGE@REF", help="Pin a stage for this run only; the manifest is untouched."),
     ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would run and what comes from the cache; run nothing.")
+    ] = False,
     as_json: JsonOpt = False,
     project: ProjectOpt = Path("."),
 ) -> None:
     """Run the pipeline at its pinned versions, reusing cached stage outputs; record the run."""
+    if dry_run:
+        _dry_run(project, manifest, set_ or (), force or (), pin or (), as_json)
+        return
     with _project(project, manifest) as p:
         record = _with_progress(
             lambda on_event, echo: p.run(
@@ -95,6 +99,27 @@ def run_(
         print(f"  pinned for this run only: {', '.join(f'{s}@{ref}' for s, ref in record.pins.items())}")
     if explain and record.timings is not None:
         print(f"  time: {_output.run_timings(record.timings)}")
+
+
+def _dry_run(
+    project: Path, manifest: Path | None, sets: Sequence[str], force: Sequence[str], pins: Sequence[str], as_json: bool
+) -> None:
+    """``run --dry-run``: the plan, stage by stage, with keys and reasons; nothing executed or recorded."""
+    with _project(project, manifest) as p:
+        plans = p.plan(sets=sets, force=force, pins=pins)
+    rows = [
+        {"stage": s.name, "version": s.label, "action": "cached" if s.cached else "run", "key": s.key,
+         "reason": s.reason}
+        for s in plans
+    ]  # fmt: skip
+    if as_json:
+        _output.print_json(rows)
+        return
+    for row in rows:
+        verb = "from the cache" if row["action"] == "cached" else "would run"
+        print(f"- {row['stage']}@{row['version']}: {verb} — {row['reason']} (key {row['key'][:16]})")
+    runs = sum(r["action"] == "run" for r in rows)
+    print(f"dry run: {runs} of {len(rows)} stages would run; nothing was executed or recorded.")
 
 
 @app.command()
@@ -270,4 +295,5 @@ def report(
     if open_:
         import webbrowser
 
-        webbrowser.open(result.path.as_uri())
+        if not webbrowser.open(result.path.as_uri()):
+            print(f"No web browser found to open it: open {result.path.as_uri()} in a browser, or copy the file.")

@@ -67,6 +67,13 @@ def index(
 ) -> None:
     """Walk git history (first parent, oldest first) and register every declared stage's versions."""
     with _project(project, manifest) as p:
+        declared = p.manifest(manifest)
+        if not declared.stages and not as_json:
+            print(
+                f"Nothing to index: {declared.path.name} declares no stages yet.\n"
+                "Declare one under `stages:` (its comments show how), then run `modver index`."
+            )
+            return
         if _output.is_terminal() and not as_json:
             from rich.progress import Progress
 
@@ -202,7 +209,7 @@ def status(manifest: ManifestArg = None, as_json: JsonOpt = False, project: Proj
         for r in rows:
             working = r.working or ("unregistered" if r.working_fingerprint else "error")
             if r.error:
-                state = "error: " + r.error.splitlines()[0]
+                state = "error (below)"
             elif r.compared_source is None:
                 state = "new" if r.changed else "unchanged"
             else:
@@ -226,6 +233,9 @@ def status(manifest: ManifestArg = None, as_json: JsonOpt = False, project: Proj
             priorities=[0, 1, 1, 4, 3, 0, 2],
             kinds=["id", "id", "id", "id", "text", "text", "id"],
         )
+        for r in rows:  # in full, under the table: a cut message is no message
+            if r.error:
+                print(f"error: {r.stage}: {r.error}", file=sys.stderr)
     if any(r.error for r in rows):
         raise typer.Exit(1)
 

@@ -162,7 +162,10 @@ def check_param(pipeline: Pipeline, target: str, what: str) -> None:
 
 
 def with_params(pipeline: Pipeline, values: Mapping[str, Any]) -> Pipeline:
-    """The pipeline with params set: ``{"stage.param": value}`` (targets checked by :func:`check_param`)."""
+    """The pipeline with params set: ``{"stage.param": value}`` (targets checked by :func:`check_param`).
+
+    A value takes the type of the manifest's default when it converts exactly: ``--set model.C=1``
+    over ``C: 1.0`` is ``1.0``, so it is the same cache key as the run made with the manifest."""
     params = {s.name: dict(s.params) for s in pipeline.stages}
     file_sets = dict(pipeline.file_sets)
     for target, value in values.items():
@@ -170,11 +173,17 @@ def with_params(pipeline: Pipeline, values: Mapping[str, Any]) -> Pipeline:
             file_sets[target] = value
             continue
         stage, _, param = target.partition(".")
-        params[stage][param] = value
+        params[stage][param] = _as_default(params[stage].get(param), value)
     stages = tuple(replace(s, params=params[s.name]) for s in pipeline.stages)
     if file_sets != pipeline.file_sets:
         stages = fill_file_params(stages, pipeline.params_doc, file_sets, pipeline.params_file)
     return replace(pipeline, stages=stages, file_sets=file_sets)
+
+
+def _as_default(default: Any, value: Any) -> Any:
+    """``value`` as a float when the default is a float and it is an int that converts exactly."""
+    exact = isinstance(value, int) and not isinstance(value, bool) and abs(value) <= 2**53
+    return float(value) if isinstance(default, float) and exact else value
 
 
 def check_force(pipeline: Pipeline, force: Iterable[str]) -> None:
@@ -385,7 +394,7 @@ def explain(p: StagePlan, before: KeyParts | None) -> str:
     if p.forced:
         return "forced with --force"
     if p.cached:
-        return f"cached: {p.name}@{p.label} with the same params and inputs ran before"
+        return "the same version, params and inputs ran before"
     if p.damage:
         return f"recomputed: its cached output is damaged ({p.damage})"
     if before is None:

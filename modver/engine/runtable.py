@@ -384,15 +384,16 @@ def runs_view(
         values["by"] = by
         names.insert(1, "by")
     headers = short_headers(names)
-    if select is not None:
-        chosen = _select(names, headers, select)
-        return [ViewColumn(c, headers[c], values[c], i if c != "run" else 0) for i, c in enumerate(chosen)]
 
     def varies(c: str) -> bool:
         return len({repr(v) for v in values[c]}) > 1
 
-    base = {"run": 0, "by": 3, "status": 2, "cached": 2, "started": 5, "duration": 7}
+    if select is not None:
+        return _selected(names, headers, values, select, varies)
+    # what is dropped first to fit (higher first): what tells these runs apart stays longest
+    base = {"run": 0, "by": 3, "status": 2, "cached": 4, "started": 5, "duration": 7}
     out = []
+    params = []
     for c in names:
         if c in base:
             priority = base[c]
@@ -401,11 +402,36 @@ def runs_view(
         elif c.startswith("version."):
             priority = 3 if varies(c) else 6
         elif varies(c):
-            priority = 4
+            params.append(ViewColumn(c, headers[c], values[c], 2))
+            continue
         else:
             continue  # a param with one value in every run says nothing about the difference
         out.append(ViewColumn(c, headers[c], values[c], priority))
-    return out
+    # the varying params right after the run's identity, so the rows read apart
+    at = next((i for i, v in enumerate(out) if v.name.startswith(("version.", "metric."))), len(out))
+    return [*out[:at], *params, *out[at:]]
+
+
+def _selected(
+    names: list[str],
+    headers: Mapping[str, str],
+    values: Mapping[str, tuple[Any, ...]],
+    select: Sequence[str],
+    varies: Callable[[str], bool],
+) -> list[ViewColumn]:
+    """The columns ``--columns`` asks for, in its order; never hidden to fit, except the columns
+    a glob matched whose value is one and the same in every row: those come after the glob's
+    varying matches and are the first hidden."""
+    chosen: list[ViewColumn] = []
+    taken: set[str] = set()
+    for pattern in select:
+        matched = [c for c in _select(names, headers, [pattern]) if c not in taken]
+        taken.update(matched)
+        glob = any(ch in pattern for ch in "*?[")
+        constant = {c for c in matched if glob and c != "run" and not varies(c)}
+        for c in sorted(matched, key=lambda c: c in constant):  # stable: the glob's order otherwise
+            chosen.append(ViewColumn(c, headers[c], values[c], 8 if c in constant else 0))
+    return chosen
 
 
 def cached_cell(record: RunRecord) -> str:

@@ -46,8 +46,9 @@ def test_a_pin_that_cannot_resolve_is_reported_in_its_row_and_run_registers_noth
     rows = status(p.root, code=1)
     assert rows["prep"].get("error") is None and rows["prep"]["changed"] is True
     assert "pin v1 does not resolve: unknown stage 'model'" in rows["model"]["error"]
-    text = modver(p.root, "status", code=1).stdout
-    assert "error: pin v1 does not resolve" in text
+    shown = modver(p.root, "status", code=1)
+    assert "error (below)" in shown.stdout  # the table names it; the message is whole under it
+    assert "error: model: pin v1 does not resolve: unknown stage 'model'" in shown.stderr
     done = modver(p.root, "run", code=1)
     assert "unknown stage 'model'" in done.stderr
     assert p.git("for-each-ref", "refs/modver") == ""  # prep was not snapshotted before the failure
