@@ -85,7 +85,12 @@ def run_(
     with _project(project, manifest) as p:
         record = _with_progress(
             lambda on_event, echo: p.run(
-                sets=set_ or (), force=force or (), on_event=on_event, echo=echo, jobs=jobs, pins=pin or (),
+                sets=set_ or (),
+                force=force or (),
+                on_event=on_event,
+                echo=echo,
+                jobs=jobs,
+                pins=pin or (),
                 force_outs=force_outs,
             ),
             explain,
