@@ -161,11 +161,12 @@ def check_param(pipeline: Pipeline, target: str, what: str) -> None:
         )
 
 
-def with_params(pipeline: Pipeline, values: Mapping[str, Any]) -> Pipeline:
+def with_params(pipeline: Pipeline, values: Mapping[str, Any], *, as_defaults: bool = True) -> Pipeline:
     """The pipeline with params set: ``{"stage.param": value}`` (targets checked by :func:`check_param`).
 
     A value takes the type of the manifest's default when it converts exactly: ``--set model.C=1``
-    over ``C: 1.0`` is ``1.0``, so it is the same cache key as the run made with the manifest."""
+    over ``C: 1.0`` is ``1.0``, so it is the same cache key as the run made with the manifest
+    (``as_defaults=False``: values keep their own type, as a search's drawn values do)."""
     params = {s.name: dict(s.params) for s in pipeline.stages}
     file_sets = dict(pipeline.file_sets)
     for target, value in values.items():
@@ -173,7 +174,7 @@ def with_params(pipeline: Pipeline, values: Mapping[str, Any]) -> Pipeline:
             file_sets[target] = value
             continue
         stage, _, param = target.partition(".")
-        params[stage][param] = _as_default(params[stage].get(param), value)
+        params[stage][param] = _as_default(params[stage].get(param), value) if as_defaults else value
     stages = tuple(replace(s, params=params[s.name]) for s in pipeline.stages)
     if file_sets != pipeline.file_sets:
         stages = fill_file_params(stages, pipeline.params_doc, file_sets, pipeline.params_file)

@@ -635,7 +635,13 @@ def _run_on_worker(task: StageTask, folder: str, index: int, topic: str) -> None
     def pruned() -> bool:
         return (run / f"{index}.prune").exists()
 
-    with live(lambda event: say("metric", event=dict(event)), pruned):
+    def send(event: Mapping[str, Any]) -> None:  # best effort: the record gets every value anyway
+        try:
+            say("metric", event={k: _plain(v) for k, v in event.items()})
+        except Exception:  # noqa: BLE001 - a live value that cannot travel never fails the stage
+            pass
+
+    with live(send, pruned):
         result = run_task(task)
     name = f"{index}.result"
     tmp = run / f"{_fs.TEMP_PREFIX}{index}-{secrets.token_hex(4)}"
@@ -647,6 +653,16 @@ def _run_on_worker(task: StageTask, folder: str, index: int, topic: str) -> None
             tmp.unlink()
         raise
     say("finished", file=name)
+
+
+def _plain(value: Any) -> Any:
+    """A value Dask's event stream can carry (msgpack): numpy scalars become Python numbers."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def _exit_reporter() -> Any:

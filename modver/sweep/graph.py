@@ -114,13 +114,15 @@ def plan_graph(
     force: Sequence[str] = (),
     pipelines: Mapping[int, Pipeline] | None = None,
     before: Graph | None = None,
+    as_defaults: bool = True,
 ) -> Graph:
     """Plan every point (``(index, {stage.param: value})``) of a sweep over ``base`` (see the
     module docstring). ``register`` snapshots unregistered working-tree code, as a run does;
     the dry run plans without it; ``force`` runs these stages even if cached; ``pipelines`` gives a
     point a pipeline of its own instead of ``base`` (blame's mixed configurations, bisect's probes).
     ``before``: the graph these points join (a search's trials join one by one), its tasks shared
-    with them. Nothing is executed."""
+    with them; ``as_defaults=False`` keeps each value's own type (a search's drawn values, see
+    :func:`~modver.engine.planner.with_params`). Nothing is executed."""
     planned: list[PlannedPoint] = list(before.points) if before is not None else []
     owners: dict[str, tuple[int, str]] = dict(before.owners) if before is not None else {}
     checked: set[str] = {t for p in planned for t in p.params}
@@ -129,7 +131,8 @@ def plan_graph(
             if target not in checked:
                 check_param(base, target, f"sweep param {target}")
                 checked.add(target)
-        pipeline = with_params(pipelines[index] if pipelines and index in pipelines else base, params)
+        pipeline = with_params(pipelines[index] if pipelines and index in pipelines else base, params,
+                               as_defaults=as_defaults)  # fmt: skip
         plans = plan(registry, store, pipeline, force=force, register=register, previous=previous)
         shared: dict[str, int] = {}
         for p in plans:

@@ -90,7 +90,7 @@ class _Trials:
         t0 = time.perf_counter()
         with store_lock(self.store, shared=True):
             graph = plan_graph(self.registry, self.store, self.base, [(index, params)], register=True,
-                               previous=self.previous, before=self.graph)  # fmt: skip
+                               previous=self.previous, before=self.graph, as_defaults=False)  # fmt: skip
             point = graph.point(index)
             keys = [k for k in graph.owners if k not in self.graph.owners]
             tasks = build_tasks(self.store, graph, {index: run_id}, keys)

@@ -99,7 +99,8 @@ def test_a_fifo_as_data_is_refused_and_nothing_hangs(data_project, where: str) -
         data_project.write("manifest.yaml", PROJECT["manifest.yaml"].replace("data/images", where))
     os.mkfifo(root / where)
     status = mv(root, "status", code=1)  # it used to hang forever; the stage's row names the FIFO
-    assert f"error: data.images: {where} is a FIFO (named pipe)" in status.stdout
+    assert "error (below)" in status.stdout
+    assert f"error: index: data.images: {where} is a FIFO (named pipe)" in status.stderr
     done = mv(root, "run", code=1)
     assert f"data.images: {where} is a FIFO (named pipe)" in done.stderr
     assert (

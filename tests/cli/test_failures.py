@@ -29,6 +29,8 @@ FAILING = {
     "run": [],
     "reproduce": ["latest"],
     "checkout": ["latest"],  # issue 16
+    "blame": ["accuracy", "nope-a", "nope-b"],  # issue 18
+    "bisect": ["accuracy", "--good", "nope-a", "--bad", "nope-b"],  # issue 18
     "runs": [],
     "report": [],
     "gc": [],
