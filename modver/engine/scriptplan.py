@@ -94,7 +94,11 @@ def _fill(text: str, spec: StageSpec, data: Mapping[str, str], doc: Mapping[str,
             try:
                 value = file_value(doc, sets, key)
             except KeyError:
-                raise missing_key(doc, key, spec.name, "the params file") from None
+                raise errors.ManifestError(
+                    f"stage {spec.name}: {match.group(0)} names key {key!r}, which the params file does not have",
+                    where=spec.name,
+                    hint=f"add `{key}` to the params file (params_file:, default params.yaml), or fix the template",
+                ) from None
         return _as_arg(value)
 
     return _TEMPLATE.sub(one, text)

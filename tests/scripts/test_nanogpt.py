@@ -109,6 +109,10 @@ def test_a_sweep_shares_upstream_stages_and_leaves_the_working_tree_alone(nano):
     losses = [r["metrics"]["train.loss"] for r in points]
     assert losses == [pytest.approx(10 * 0.97**20, abs=1e-5), pytest.approx(10 * 0.98**20, abs=1e-5)]
     # a point's outs are placed on demand
+    # a sweep over a list-form param: only the stage that lists it runs, at each point
+    mv(p.root, "sweep", "--set", "sample.temperature=0.1,0.2", "--jobs", "1")
+    assert calls(log) == {"prepare": 1, "train": 3, "sample": 5}
+    assert (p.root / "params.yaml").read_text() == FILES["params.yaml"]
     assert mv_json(p.root, "checkout", points[0]["run"])["written"] == ["out-tiny"]
     placed = json.loads((p.root / "out-tiny" / "metrics.json").read_text())
     assert placed["train"]["loss"] == pytest.approx(10 * 0.97**20, abs=1e-5)

@@ -152,3 +152,13 @@ def test_cmd_python_file_is_an_entry_with_args_and_other_commands_are_refused(tm
     assert str(info.value).endswith(":3:10: cmd of stage 't' does not run a Python file: 'sort -u data/x'")
     with pytest.raises(ManifestError, match="both `cmd` and `args`"):
         _load(tmp_path, "stages:\n  t:\n    cmd: python t.py\n    args: [x]\n")
+
+
+def test_a_template_naming_a_missing_key_is_a_clear_error(git_project):
+    p = git_project
+    p.write("t.py", "print(1)\n")
+    p.write("params.yaml", "train: {out: model}\n")
+    p.write("manifest.yaml", "stages:\n  t:\n    entry: t.py\n    outs: ['${params.train.outdir}']\n")
+    p.commit("a template with a typo")
+    err = mv(p.root, "run", code=1).stderr
+    assert "stage t: ${params.train.outdir} names key 'train.outdir', which the params file does not have" in err
