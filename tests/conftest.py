@@ -32,6 +32,11 @@ SLOW_SUITES = (
     "tests/sweep/test_resume.py",
     "tests/sweep/test_slurm.py",  # a real Slurm cluster
     "tests/test_packaging.py",  # builds wheels into fresh virtualenvs
+    "tests/search/test_search_slurm.py",  # a search on a real Slurm cluster
+    "tests/search/test_resume.py",  # a search's driver killed and resumed
+    "tests/search/test_search_faults.py",  # the study's writes refused one at a time
+    "tests/search/test_search_threads.py",
+    "tests/explain/test_signals.py",  # blame and bisect stopped by signals
 )
 
 

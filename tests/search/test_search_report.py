@@ -8,9 +8,13 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import cli
 from tests.report.test_report import browser, drawn_paths, open_report  # noqa: F401 - the fixture
 from tests.sweep.pipeline import write_sweep_project
+
+pytestmark = pytest.mark.xdist_group("chromium")  # one browser, on one xdist worker
 
 
 def test_the_report_shows_a_search_s_history_and_params_against_its_metric(git_project, browser, tmp_path: Path):  # noqa: F811

@@ -11,6 +11,8 @@ import pytest
 from tests.helpers import cli
 from tests.sweep.pipeline import write_sweep_project
 
+pytestmark = pytest.mark.xdist_group("slurm")  # one Slurm cluster at a time: slow (SLOW_SUITES)
+
 if TYPE_CHECKING:
     from tests.sweep.slurm import Slurm
 
