@@ -255,17 +255,24 @@ def load_sweep_file(path: Path, sets: Sequence[str] = (), *, zip_axes: bool = Fa
     return SweepSpec(tuple(grid), tuple(zipped), given.sets, tuple(search))
 
 
-def _file_search(node: Any, where: str) -> Iterator[Distribution]:
+def _file_targets(node: Any, where: str, what: str, example: str) -> Iterator[tuple[str, Any]]:
+    """The ``stage.param: VALUE`` entries of a sweep file's section, each target checked."""
+    from modver.manifest import SET_TARGET
+
     if node is None:
         return
     if not isinstance(node, dict):
-        raise errors.SweepError(f"{where} must be a mapping of stage.param: distribution", where=where,
-                                hint="e.g. model.lr: loguniform(1e-4, 1)")  # fmt: skip
-    from modver.manifest import SET_TARGET
-
-    for target, text in node.items():
+        raise errors.SweepError(f"{where} must be a mapping of stage.param: {what}", where=where,
+                                hint=f"e.g. {example}")  # fmt: skip
+    for target, value in node.items():
         if not isinstance(target, str) or not SET_TARGET.match(target):
-            raise errors.SweepError(f"{where}: {target!r} is not stage.param", where=where, hint="e.g. model.lr")
+            raise errors.SweepError(f"{where}: {target!r} is not stage.param", where=where,
+                                    hint=f"e.g. {example.split(':')[0]}")  # fmt: skip
+        yield target, value
+
+
+def _file_search(node: Any, where: str) -> Iterator[Distribution]:
+    for target, text in _file_targets(node, where, "distribution", "model.lr: loguniform(1e-4, 1)"):
         drawn = parse_distribution(text, target, f"{where}: {target}") if isinstance(text, str) else None
         if drawn is None:
             raise errors.SweepError(f"{where}: {target} must be a distribution, not {text!r}", where=where,
@@ -303,16 +310,7 @@ def _read_sweep_file(path: Path) -> str:
 
 
 def _file_axes(node: Any, where: str) -> Iterator[Axis]:
-    from modver.manifest import SET_TARGET
-
-    if node is None:
-        return
-    if not isinstance(node, dict):
-        raise errors.SweepError(f"{where} must be a mapping of stage.param: [values]", where=where,
-                                hint="e.g. model.C: [0.1, 1, 10]")  # fmt: skip
-    for target, values in node.items():
-        if not isinstance(target, str) or not SET_TARGET.match(target):
-            raise errors.SweepError(f"{where}: {target!r} is not stage.param", where=where, hint="e.g. model.C")
+    for target, values in _file_targets(node, where, "[values]", "model.C: [0.1, 1, 10]"):
         if not isinstance(values, list) or not values:
             raise errors.SweepError(
                 f"{where}: {target} must be a non-empty list of values", where=where, hint=f"e.g. {target}: [1, 2, 3]"
