@@ -363,7 +363,7 @@ def shown_run(shown: ShownRun) -> None:
     if record.reproduces:
         print(f"reproduces: {record.reproduces}")
     table(
-        ["stage", "version", "status", "duration", "where the time went", "params", "reason"],
+        ["stage", "version", "status", "duration", "where the time went", "params"],
         [
             [
                 name,
@@ -372,13 +372,18 @@ def shown_run(shown: ShownRun) -> None:
                 f"{stage.duration:.2f}s" if stage.duration is not None else "-",
                 timings(stage.timings) or "-",
                 fmt(dict(record.params.get(name, {}))),
-                stage.reason,
             ]
             for name, stage in record.stages.items()
         ],
-        priorities=[0, 0, 1, 2, 5, 3, 4],
-        kinds=["id", "id", "id", "number", "text", "text", "text"],
+        priorities=[0, 0, 1, 2, 4, 3],
+        kinds=["id", "id", "id", "number", "text", "text"],
     )
+    if any(stage.reason for stage in record.stages.values()):  # whole, never cut to fit: it is the why
+        print("why each stage ran or came from the cache:")
+        width = max(len(name) for name in record.stages)
+        for name, stage in record.stages.items():
+            if stage.reason:
+                print(f"  {name:<{width}}  {stage.reason}")
     if record.timings is not None:
         print(f"time:     {run_timings(record.timings)}")
     for name, value in record.metrics.items():

@@ -29,8 +29,8 @@ from modver.store.data import DataHasher
 from modver.store.layout import Store
 from modver.store.runstore import RunStore
 
-__all__ = ["CACHE_KEY_SCHEME", "Pipeline", "StagePlan", "cache_key", "check_force", "check_param", "explain",
-           "last_key_parts", "parse_pins", "parse_sets", "plan", "with_params"]  # fmt: skip
+__all__ = ["CACHE_KEY_SCHEME", "Pipeline", "StagePlan", "cache_key", "change_summary", "check_force", "check_param",
+           "explain", "last_key_parts", "parse_pins", "parse_sets", "plan", "with_params"]  # fmt: skip
 
 CACHE_KEY_SCHEME = "modver-output-key/1"
 
@@ -306,7 +306,7 @@ def plan(
             notes.append(
                 f"{version.version} was stored as {version.entry}: it runs from there (the manifest says {spec.entry})"
             )
-        reason = explain(p, (previous or {}).get(spec.name))
+        reason = explain(p, (previous or {}).get(spec.name), registry)
         if spec.is_script and implied:  # said with the reason (--explain), not on every run
             reason = "; ".join([reason, *implied])
         plans[spec.name] = replace(p, reason=reason, notes=tuple(notes))
@@ -390,8 +390,59 @@ def _version_number(label: str | None) -> int:
     return int(label[1:]) if label and label[:1] == "v" and label[1:].isdigit() else 0
 
 
-def explain(p: StagePlan, before: KeyParts | None) -> str:
-    """Why a stage runs, or why it is served from the cache, in one line."""
+_SUMMARIES: dict[tuple[str, str, str, str], str] = {}  # (repository, stage, fingerprint a, b) -> summary
+
+
+def change_summary(registry: Registry, stage: str, fingerprint_a: str, fingerprint_b: str) -> str:
+    """The semantic diff of two registered versions of ``stage`` in one line — the definitions
+    that changed (``function train changed, assignment OFFSET changed``), as ``modver diff``
+    pairs them — or ``""`` when either is not in the history.
+
+    Cheap enough for every run: definitions are compared by digest (no source is parsed unless
+    nothing but formatting differs), and versions never change, so a summary is computed once
+    per process."""
+    from modver.engine import diff
+
+    memo = (str(registry.repo.root), stage, fingerprint_a, fingerprint_b)
+    if memo in _SUMMARIES:
+        return _SUMMARIES[memo]
+    history = registry.history
+    va, vb = history.find(stage, fingerprint_a), history.find(stage, fingerprint_b)
+    if va is None or vb is None:
+        return ""
+    ca, cb, ta, tb = history.closure(va), history.closure(vb), history.source_tree(va), history.source_tree(vb)
+    texts: dict[tuple[int, str], str] = {}
+    changed = []
+    pairs = diff._match(
+        ca, cb, lambda d: diff.definition_text(ta, d, texts), lambda d: diff.definition_text(tb, d, texts)
+    )
+    for a, b in pairs:
+        if a is not None and b is not None and a.digest == b.digest:
+            continue  # the same meaning (at most formatting, which a summary leaves out)
+        status = diff.ADDED if a is None else diff.REMOVED if b is None else diff.CHANGED
+        shown, tree = (b, tb) if b is not None else (a, ta)
+        assert shown is not None  # a pair always has one side
+        name = (
+            diff.statement_label(shown, diff.definition_text(tree, shown, texts))
+            if shown.kind == "statement"
+            else shown.name
+        )
+        changed.append(f"{shown.kind} {name} {status}")
+    if not changed:  # formatting only, or the entry moved: the full diff says which
+        full = diff.diff_closures(stage, f"{stage}@{va.version}", ca, ta, f"{stage}@{vb.version}", cb, tb)
+        summary = "formatting only" if full.changes else "no definition differs (entry moved)"
+    else:
+        summary = ", ".join(changed[:4]) + (f" (+{len(changed) - 4} more)" if len(changed) > 4 else "")
+    if len(_SUMMARIES) > 4096:
+        _SUMMARIES.clear()
+    _SUMMARIES[memo] = summary
+    return summary
+
+
+def explain(p: StagePlan, before: KeyParts | None, registry: Registry | None = None) -> str:
+    """Why a stage runs, or why it is served from the cache, in one line. With ``registry``, a
+    version that changed is said with the one-line summary of its semantic diff
+    (:func:`change_summary`: ``new version v3 of model (was v2): function train changed``)."""
     if p.forced:
         return "forced with --force"
     if p.cached:
@@ -408,7 +459,9 @@ def explain(p: StagePlan, before: KeyParts | None) -> str:
             reasons.append(f"changed code of {p.name} in the working tree (was {old})")
         else:
             newer = _version_number(p.label) > _version_number(old)
-            reasons.append(f"{'new ' if newer else ''}version {p.label} of {p.name} (was {old})")
+            summary = change_summary(registry, p.name, before.fingerprint, parts.fingerprint) if registry else ""
+            said = f"{'new ' if newer else ''}version {p.label} of {p.name} (was {old})"
+            reasons.append(f"{said}: {summary}" if summary else said)
     old_params, new_params = before.params, parts.params
     for name in list(old_params) + [n for n in new_params if n not in old_params]:
         if name not in new_params:

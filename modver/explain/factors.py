@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from modver import _fs, errors
-from modver.engine.diff import FORMATTING, diff_closures
-from modver.engine.planner import Pipeline
+from modver.engine.planner import Pipeline, change_summary
 from modver.engine.registry import Registry
 from modver.engine.run import recorded_manifest
 from modver.manifest import Manifest
@@ -239,16 +238,8 @@ def _shown(value: Any) -> Any:
 
 
 def version_summary(registry: Registry, stage: str, fingerprint_a: str, fingerprint_b: str) -> str:
-    """The semantic diff of two versions of ``stage`` in one line: the definitions that changed."""
-    history = registry.history
-    va, vb = history.find(stage, fingerprint_a), history.find(stage, fingerprint_b)
-    if va is None or vb is None:
-        return "(a version is not in the history: fetch refs/modver/*)"
-    diff = diff_closures(
-        stage, f"{stage}@{va.version}", history.closure(va), history.source_tree(va),
-        f"{stage}@{vb.version}", history.closure(vb), history.source_tree(vb),
-    )  # fmt: skip
-    changed = [f"{c.kind} {c.name} {c.status}" for c in diff.changes if c.status != FORMATTING]
-    if not changed:
-        return "formatting only" if diff.changes else "no definition differs (entry moved)"
-    return ", ".join(changed[:4]) + (f" (+{len(changed) - 4} more)" if len(changed) > 4 else "")
+    """The semantic diff of two versions of ``stage`` in one line: the definitions that changed
+    (:func:`modver.engine.planner.change_summary`, which a run's reasons say too)."""
+    return change_summary(registry, stage, fingerprint_a, fingerprint_b) or (
+        "(a version is not in the history: fetch refs/modver/*)"
+    )
