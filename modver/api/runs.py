@@ -129,9 +129,13 @@ class Runs:
             title=f"modver report: {ws.root.name}", where=where, sweep=sweep, searches=searches,
         )  # fmt: skip
         path = ws.store.report if out is None else (ws.base / Path(out)).resolve()
-        from modver.report.waterfall import blames_html, load_blames
+        from modver.engine.planner import change_summary
+        from modver.report.compare import COMPARE_RUNS, compare_data
+        from modver.report.waterfall import explain_html
 
-        page = render(data, timelines, blames_html(load_blames(ws.store.explain / "blames"))).encode("utf-8")
+        whole = [ws.runs_store.load_listed(r.run) for r in records[-COMPARE_RUNS:]]  # a damaged one: "corrupt"
+        data["compare"] = compare_data(whole, lambda stage, a, b: change_summary(ws.registry, stage, a, b))
+        page = render(data, timelines, explain_html(ws.store.explain)).encode("utf-8")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             _fs.replace_file(path, page, temp_dir=ws.store.tmp)

@@ -18,7 +18,8 @@ cut them into ``k + 1`` parts, at once — so ``n`` steps take ``ceil(log2(n - 1
 a time. Every round runs on one executor (:class:`~modver.sweep.cluster.Session`), started once. When skips are all that lies between the last good step and the first bad one, the
 first bad is ambiguous: the result names the candidates. A probe found good after one found bad
 (k-ary probing sees several points of a round) makes the history **non-monotonic**: the result
-says so.
+says so. The result is kept in ``.modver/explain/bisects/<id>.json`` (its ``--json``), which the
+report draws as a line of the probes' metric by step.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
-from modver import errors
+from modver import _fs, errors
 from modver.engine.recorder import Event
 from modver.engine.registry import Registry
 from modver.explain.blame import metric_of
@@ -90,6 +91,8 @@ class BisectResult:
     monotonic: bool
     executions: int
     notes: tuple[str, ...] = ()
+    good_value: float | None = None  # the metric of the good run and of the bad run
+    bad_value: float | None = None
 
     @property
     def found(self) -> bool:
@@ -103,7 +106,7 @@ class BisectResult:
             "candidates": list(self.candidates), "last_good": self.last_good,
             "changes": [{"stage": s, "summary": d, "command": c} for s, d, c in self.changes],
             "runs": list(self.shown_by), "monotonic": self.monotonic, "executions": self.executions,
-            "notes": list(self.notes),
+            "notes": list(self.notes), "good_value": self.good_value, "bad_value": self.bad_value,
         }  # fmt: skip
 
 
@@ -240,8 +243,11 @@ def bisect(
             hi = min([hi, *bads])
             goods = [i for i in chosen if verdicts[i].verdict == "good" and i < hi]
             lo = max([lo, *goods])
-    return _result(bisect_id, metric, stage, good, bad, limit, higher_is_better, steps, verdicts, lo, hi, executions,
-                   registry)  # fmt: skip
+    result = _result(bisect_id, metric, stage, good, bad, limit, higher_is_better, steps, verdicts, lo, hi,
+                     executions, registry)  # fmt: skip
+    result = replace(result, good_value=value_good, bad_value=value_bad)
+    _fs.write_json_atomic(store.explain / "bisects" / f"{bisect_id}.json", result.to_json())  # the report draws it
+    return result
 
 
 def _verdict(i: int, label: str, record: RunRecord, metric: str, is_bad: Any) -> Probe:

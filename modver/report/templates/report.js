@@ -333,6 +333,48 @@
   }
   window.addEventListener("hashchange", openTarget);
 
+  // -- two runs side by side: versions, params, metrics, each changed stage's diff, B's reasons --
+  const C = D.compare || { runs: {}, summaries: {} };
+  const compareRuns = Object.keys(C.runs);
+  for (const id of ["compare-a", "compare-b"]) {
+    compareRuns.forEach((r) => $(id).add(new Option(`${r} · ${C.runs[r].started} · ${C.runs[r].status}`, r)));
+  }
+  if (compareRuns.length) {
+    $("compare-b").value = compareRuns[compareRuns.length - 1];
+    $("compare-a").value = compareRuns[Math.max(0, compareRuns.length - 2)];
+  }
+  const anchor = (stage, version) => "diff-" + `${stage}-${version}`.replace(/[^A-Za-z0-9_-]/g, "_");
+  function drawCompare() {
+    const a = C.runs[$("compare-a").value], b = C.runs[$("compare-b").value];
+    if (!a || !b) {
+      $("compare-table").innerHTML = '<tbody><tr><td class="dim">No runs to compare.</td></tr></tbody>';
+      $("compare-changes").innerHTML = $("compare-reasons").innerHTML = "";
+      return;
+    }
+    const keys = (x, y) => [...new Set([...Object.keys(x), ...Object.keys(y)])];
+    const rows = [];
+    for (const [kind, field] of [["version", "versions"], ["param", "params"], ["metric", "metrics"]]) {
+      for (const k of keys(a[field], b[field])) rows.push([kind, k, a[field][k], b[field][k]]);
+    }
+    const body = rows.map(([kind, name, va, vb]) => {
+      const changed = JSON.stringify(va) !== JSON.stringify(vb);
+      return `<tr class="${changed ? "changed" : ""}" data-name="${esc(kind + " " + name)}"><td class="kind">${kind}</td><td>${esc(name)}</td>` +
+        `<td class="num">${esc(fmt(va))}</td><td class="num">${esc(fmt(vb))}</td></tr>`;
+    }).join("");
+    $("compare-table").innerHTML = `<thead><tr><th></th><th>name</th><th>run A</th><th>run B</th></tr></thead><tbody>${body}</tbody>`;
+    const changes = keys(a.versions, b.versions).filter((s) => a.versions[s] && b.versions[s] && a.versions[s] !== b.versions[s]).map((s) => {
+      const va = a.versions[s], vb = b.versions[s];
+      const line = C.summaries[`${s} ${va} ${vb}`] || "(not summarized in this report: run the command)";
+      const link = document.getElementById(anchor(s, vb)) ? ` <a href="#${anchor(s, vb)}">${esc(s)}@${esc(vb)}'s diff from the version before</a>` : "";
+      return `<li data-stage="${esc(s)}"><b>${esc(s)} ${esc(va)} → ${esc(vb)}</b>: <span class="summary">${esc(line)}</span> — ` +
+        `<code>modver diff ${esc(s)}@${esc(va)} ${esc(s)}@${esc(vb)}</code>${link}</li>`;
+    });
+    $("compare-changes").innerHTML = changes.join("") || '<li class="dim">none: both runs used the same versions</li>';
+    const reasons = Object.entries(b.reasons).map(([s, why]) => `<li data-stage="${esc(s)}"><b>${esc(s)}</b>: ${esc(why)}</li>`);
+    $("compare-reasons").innerHTML = reasons.join("") || '<li class="dim">the record says no reasons</li>';
+  }
+  for (const id of ["compare-a", "compare-b"]) $(id).addEventListener("change", drawCompare);
+
   // -- wiring ---------------------------------------------------------------------------------
   const curveNames = Object.keys(D.series);
   curveNames.forEach((n) => $("curve-metric").add(new Option(n, n)));
@@ -392,5 +434,6 @@
   $("summary").textContent = `${D.rows.length} runs${scope ? " (" + scope + ")" : ""} · ${D.versions.length} versions of ${new Set(D.versions.map((v) => v.stage)).size} stages · made ${D.generated.replace("T", " ")}`;
   drawAll();
   drawTimeline();
+  drawCompare();
   openTarget();
 })();
