@@ -439,6 +439,15 @@ def change_summary(registry: Registry, stage: str, fingerprint_a: str, fingerpri
     return summary
 
 
+def _summary(registry: Registry, stage: str, fingerprint_a: str, fingerprint_b: str) -> str:
+    """:func:`change_summary`, or ``""`` when the history cannot be read: a reason is worth a
+    run's saying, never its failing (``modver diff`` reports the damage)."""
+    try:
+        return change_summary(registry, stage, fingerprint_a, fingerprint_b)
+    except (errors.ModverError, OSError, KeyError, ValueError):
+        return ""
+
+
 def explain(p: StagePlan, before: KeyParts | None, registry: Registry | None = None) -> str:
     """Why a stage runs, or why it is served from the cache, in one line. With ``registry``, a
     version that changed is said with the one-line summary of its semantic diff
@@ -459,7 +468,7 @@ def explain(p: StagePlan, before: KeyParts | None, registry: Registry | None = N
             reasons.append(f"changed code of {p.name} in the working tree (was {old})")
         else:
             newer = _version_number(p.label) > _version_number(old)
-            summary = change_summary(registry, p.name, before.fingerprint, parts.fingerprint) if registry else ""
+            summary = _summary(registry, p.name, before.fingerprint, parts.fingerprint) if registry else ""
             said = f"{'new ' if newer else ''}version {p.label} of {p.name} (was {old})"
             reasons.append(f"{said}: {summary}" if summary else said)
     old_params, new_params = before.params, parts.params
