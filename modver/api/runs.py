@@ -129,12 +129,16 @@ class Runs:
             title=f"modver report: {ws.root.name}", where=where, sweep=sweep, searches=searches,
         )  # fmt: skip
         path = ws.store.report if out is None else (ws.base / Path(out)).resolve()
-        from modver.engine.planner import change_summary
         from modver.report.compare import COMPARE_RUNS, compare_data
         from modver.report.waterfall import explain_html
 
+        def summary(stage: str, a: str, b: str) -> str:
+            from modver.engine.planner import change_summary  # only when two versions are compared
+
+            return change_summary(ws.registry, stage, a, b)
+
         whole = [ws.runs_store.load_listed(r.run) for r in records[-COMPARE_RUNS:]]  # a damaged one: "corrupt"
-        data["compare"] = compare_data(whole, lambda stage, a, b: change_summary(ws.registry, stage, a, b))
+        data["compare"] = compare_data(whole, summary)
         page = render(data, timelines, explain_html(ws.store.explain)).encode("utf-8")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from modver.record import RunRecord
 
 __all__ = ["COMPARE_RUNS", "SUMMARY_BUDGET", "compare_data"]
 
-COMPARE_RUNS = 200  # the newest runs that can be compared (their whole records are read)
+COMPARE_RUNS = 100  # the newest runs that can be compared (their whole records are read: ~1.3 ms each)
 SUMMARY_BUDGET = 400  # version pairs summarized in one report
 
 
