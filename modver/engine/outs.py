@@ -47,18 +47,40 @@ def _stamp(path: Path) -> str | None:
     """A digest of the stat stamps of ``path``'s files (size, mtime, ctime, inode), or None."""
     try:
         if path.is_dir():
-            items = []
-            for folder, dirs, files in os.walk(path):
-                dirs.sort()
-                for name in sorted(files):
-                    st = os.lstat(os.path.join(folder, name))
-                    rel = os.path.relpath(os.path.join(folder, name), path)
-                    items.append([rel, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino])
-            return _encoding.digest_value(["dir", items])
+            items: list[list[Any]] = []
+            _stamp_items(str(path), "", items)
+            return _stamp_digest(items)
         st = os.lstat(path)
     except FileNotFoundError:
         return None
     return _encoding.digest_value(["file", [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]])
+
+
+def _stamp_items(folder: str, rel: str, items: list[list[Any]]) -> None:
+    """``[relative path, size, mtime, ctime, inode]`` of each file under ``folder``: a folder's
+    files by name, then its sub-folders by name (a link to a folder is not followed)."""
+    with os.scandir(folder) as found:
+        entries = sorted(found, key=lambda e: e.name)
+    subdirs = []
+    for entry in entries:
+        if entry.is_dir():  # as os.walk: a link to a folder is listed, not entered
+            if not entry.is_symlink():
+                subdirs.append(entry)
+            continue
+        st = entry.stat(follow_symlinks=False)
+        items.append([rel + entry.name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino])
+    for entry in subdirs:
+        _stamp_items(entry.path, f"{rel}{entry.name}/", items)
+
+
+def _stamp_digest(items: list[list[Any]]) -> str:
+    """The stamp of a folder from its files' stamp items (one hash over their text)."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=20)
+    for item in items:
+        digest.update(("\0".join(map(str, item)) + "\n").encode("utf-8", "surrogateescape"))
+    return "s2:" + digest.hexdigest()
 
 
 def _current(root: Path, out: str, state: Mapping[str, Any]) -> tuple[str | None, str | None]:
@@ -111,14 +133,22 @@ def place_outs(store: Store, record: RunRecord, *, force: bool = False) -> list[
                 where=out,
                 hint=f"run again to compute it: `modver reproduce {record.run}`",
             )
-    check_outs(store, [(name, out, digest) for name, out, digest, _ in wanted], force=force)
     state = _load(store)
+    current = {out: _current(store.root, out, state) for _name, out, _digest, _source in wanted}
+    for name, out, digest, _source in wanted:  # as check_outs, on the stamps read once
+        now, known = current[out][0], state.get(out)
+        if (
+            not force
+            and now is not None
+            and now != digest
+            and not (isinstance(known, dict) and known.get("hash") == now)
+        ):
+            raise _edited(out, name)
     written = []
     for _name, out, digest, source in wanted:
-        target = store.root / out
-        now, stamp = _current(store.root, out, state)
+        now, stamp = current[out]
         if now != digest:
-            stamp = _copy_over(source, target)
+            stamp = _copy_over(source, store.root / out)
             written.append(out)
         if state.get(out) != {"hash": digest, "stamp": stamp}:
             state[out] = {"hash": digest, "stamp": stamp}
@@ -150,7 +180,7 @@ def _copy_over(source: Path, target: Path) -> str | None:
                 shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink()
     # a folder's files keep their stat stamps through the rename of the folder; a file's
     # ctime changes with its own rename, so it is read again
-    return _encoding.digest_value(["dir", items]) if items is not None else _stamp(target)
+    return _stamp_digest(items) if items is not None else _stamp(target)
 
 
 _COPY_THREADS = max(4, 2 * (os.cpu_count() or 1))
@@ -174,10 +204,10 @@ def _copy_tree(source: Path, dest: Path) -> list[list[Any]] | None:
             if entry.is_dir():
                 subdirs.append(entry)
             else:
-                files.append((entry.path, os.path.join(dest, rel, entry.name), os.path.join(rel, entry.name)))
+                files.append((entry.path, os.path.join(dest, rel, entry.name), rel + entry.name))
         for entry in subdirs:
             folders.append((entry.path, os.path.join(dest, rel, entry.name)))
-            if not walk(entry.path, os.path.join(rel, entry.name)):
+            if not walk(entry.path, f"{rel}{entry.name}/"):
                 return False
         return True
 
@@ -192,7 +222,7 @@ def _copy_tree(source: Path, dest: Path) -> list[list[Any]] | None:
     else:
         with ThreadPoolExecutor(_COPY_THREADS) as pool:
             stamps = list(pool.map(lambda job: _copy_file(job[0], job[1]), files))
-    return [[os.path.normpath(rel), *stamp] for (_src, _dst, rel), stamp in zip(files, stamps, strict=True)]
+    return [[rel, *stamp] for (_src, _dst, rel), stamp in zip(files, stamps, strict=True)]
 
 
 def _copy_file(src: str, dst: str) -> list[int]:
