@@ -3,8 +3,8 @@
     python benchmarks/run_all.py [--quick]
 
 ``--quick`` uses smaller inputs (500 commits, a 128 MB array, a 200 MB data folder, 256 MB of
-shared outputs) for a fast look; the figures in docs/performance.md come from a full run. Each
-script can also be run on its own.
+shared outputs, 100 MB of script outs) for a fast look; the figures in docs/performance.md come
+from a full run. Each script can also be run on its own.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ FULL = [
     ["bench_share.py"],  # issue 10
     ["bench_explain.py"],  # issue 18
     ["bench_search.py"],  # issue 19
+    ["bench_scripts.py"],  # issue 16: script stages' folder outs
 ]
 QUICK = [
     ["bench_fingerprint.py"],
@@ -41,6 +42,7 @@ QUICK = [
     ["bench_share.py", "--size-mb", "256"],
     ["bench_explain.py", "--versions", "16"],
     ["bench_search.py", "--trials", "10"],
+    ["bench_scripts.py", "--files", "2000", "--size-mb", "100"],
 ]
 
 

@@ -18,7 +18,14 @@ from typing import Any
 
 from modver import _encoding, errors
 from modver.engine.registry import Registry
-from modver.engine.scriptplan import ScriptFiles, fill_file_params, resolve_files, script_inputs
+from modver.engine.scriptplan import (
+    ScriptFiles,
+    check_file_key,
+    file_key_of,
+    fill_file_params,
+    resolve_files,
+    script_inputs,
+)
 from modver.manifest import DEFAULT_PARAMS_FILE, Manifest, dump_manifest_dict, parse_scalar, split_set
 from modver.manifest._params import read_params
 from modver.models import SourceTree, StageSpec, StageVersion
@@ -104,7 +111,7 @@ def parse_sets(sets: list[str], pipeline: Pipeline) -> Pipeline:
     for item in sets:
         split, shown = split_set(item), item if len(item) <= 80 else item[:77] + "..."
         key, eq, text = item.partition("=")
-        if split is None and eq and key and any(key in s.file_params for s in pipeline.stages):
+        if split is None and eq and key and file_key_of(pipeline.stages, key) is not None:
             split = (key, text)  # a key of a params file a stage lists: any number of dots
         if split is None:
             raise errors.RunError(f"bad --set {shown!r}: expected stage.param=value", hint="e.g. --set model.C=0.5")
@@ -144,8 +151,11 @@ def check_param(pipeline: Pipeline, target: str, what: str) -> None:
     """``target`` (``stage.param``) names a param of a stage of the pipeline, or a clear error
     (``what`` says where it was given: ``--set 'model.C=1'``, a sweep file's key)."""
     by_name = {s.name: s for s in pipeline.stages}
-    if any(target in s.file_params for s in pipeline.stages):
-        return  # a key of the params file that a stage lists
+    listed = file_key_of(pipeline.stages, target)
+    if listed is not None:  # a key of the params file that a stage lists, or a key inside it
+        if listed != target:
+            check_file_key(pipeline.params_doc, pipeline.params_file, target, what)
+        return
     stage, _, param = target.partition(".")
     if stage not in by_name:
         raise errors.UnknownStageError(
@@ -170,7 +180,7 @@ def with_params(pipeline: Pipeline, values: Mapping[str, Any], *, as_defaults: b
     params = {s.name: dict(s.params) for s in pipeline.stages}
     file_sets = dict(pipeline.file_sets)
     for target, value in values.items():
-        if any(target in s.file_params for s in pipeline.stages):
+        if file_key_of(pipeline.stages, target) is not None:
             file_sets[target] = value
             continue
         stage, _, param = target.partition(".")

@@ -22,10 +22,19 @@ from typing import Any
 from modver import errors
 from modver.manifest._params import lookup, missing_key, render_params
 from modver.models import StageSpec
+from modver.names import did_you_mean
 from modver.record import InputKey
 from modver.store.data import DataHasher
 
-__all__ = ["ScriptFiles", "fill_file_params", "outside_hash", "resolve_files", "script_inputs"]
+__all__ = [
+    "ScriptFiles",
+    "check_file_key",
+    "file_key_of",
+    "fill_file_params",
+    "outside_hash",
+    "resolve_files",
+    "script_inputs",
+]
 
 _TEMPLATE = re.compile(r"\$\{\s*(params|data)\.([^}\s]+)\s*\}")
 
@@ -52,9 +61,66 @@ class ScriptFiles:
                 "plots": list(self.plots)}  # fmt: skip
 
 
+def file_key_of(stages: tuple[StageSpec, ...], target: str) -> str | None:
+    """The list-form key that ``target`` addresses: a key a stage lists, or the listed section
+    that holds it (``train.factor`` under ``params: [train]``); None when no stage lists it."""
+    for spec in stages:
+        for key in spec.file_params:
+            if target == key or target.startswith(key + "."):
+                return key
+    return None
+
+
+def check_file_key(doc: Mapping[str, Any], where: str, target: str, what: str) -> None:
+    """``target``, a key inside a section a stage lists whole, is in the params file, or a clear
+    error (a typo would otherwise add a key no script reads)."""
+    try:
+        lookup(doc, target)
+    except KeyError:
+        known = [k for k in _dotted(doc) if k.startswith(target.rpartition(".")[0] + ".")]
+        raise errors.RunError(
+            f"{what}: the params file {where} has no key {target!r}",
+            where=where,
+            hint=f"{did_you_mean(target, known)}--set changes keys the params file has; add it to {where} first",
+        ) from None
+
+
+def _dotted(doc: Mapping[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key, value in doc.items():
+        out.append(prefix + str(key))
+        if isinstance(value, Mapping):
+            out += _dotted(value, prefix + str(key) + ".")
+    return out
+
+
 def file_value(doc: Mapping[str, Any], sets: Mapping[str, Any], key: str) -> Any:
-    """The value of params-file ``key``: a ``--set`` of it, else the file's; KeyError if neither."""
-    return sets[key] if key in sets else lookup(doc, key)
+    """The value of params-file ``key``: a ``--set`` of it, else the file's with the ``--set``
+    keys inside it applied (a section listed whole); KeyError if neither."""
+    if key in sets:
+        return sets[key]
+    value = lookup(doc, key)
+    inner = {t[len(key) + 1 :]: v for t, v in sets.items() if t.startswith(key + ".")}
+    if inner and isinstance(value, Mapping):
+        import copy
+
+        value = copy.deepcopy(dict(value))
+        for sub, item in sorted(inner.items()):
+            _set_in(value, sub, item)
+    return value
+
+
+def _set_in(doc: dict[str, Any], key: str, value: Any) -> None:
+    """Set dotted ``key`` of ``doc`` (an existing key with dots of its own first)."""
+    if key in doc:
+        doc[key] = value
+        return
+    head, _, rest = key.partition(".")
+    if rest and isinstance(doc.get(head), Mapping):
+        doc[head] = dict(doc[head])
+        _set_in(doc[head], rest, value)
+    else:
+        doc[key] = value
 
 
 def fill_file_params(
@@ -154,7 +220,7 @@ def resolve_files(
     metrics = tuple(_path(_fill(m, spec, data, doc, sets), f"{what} metrics file") for m in spec.metrics)
     plots = tuple(_path(_fill(m, spec, data, doc, sets), f"{what} plots file") for m in spec.plots)
     rel, text, is_json = params
-    values = {k: spec.params[k] for k in spec.file_params}
+    values = {k: spec.params[k] for k in spec.file_params}  # a section listed whole: with its --set keys
     rendered = render_params(text, values, is_json) if values else (text or None)
     return ScriptFiles(
         args,

@@ -35,6 +35,7 @@ from typing import IO, Any, TextIO
 
 from modver import _encoding, errors, serialize
 from modver.store.layout import Store
+from modver.store.retention import workspace_lock
 
 __all__ = ["OUTS_DIR", "Workspace", "out_hashes", "params_argv", "read_metrics", "read_plots", "tree_hash"]
 
@@ -60,10 +61,23 @@ class Workspace:
     def __init__(self, store: Store, stage: str):
         self.root = store.path / "work" / f"{stage}-{uuid.uuid4().hex[:12]}"
         self.store = store
+        self._lock: int | None = None
+
+    @property
+    def lock_path(self) -> Path:
+        """The workspace's liveness lock: held (flock) while its stage runs, by modver and the
+        script (which inherits it), so ``gc`` removes only workspaces nobody holds."""
+        return workspace_lock(self.root)
 
     def make(self, files: Mapping[str, bytes]) -> None:
-        """The folder with ``files`` (the version's) at their paths and the fences for tools."""
-        self.root.mkdir(parents=True)
+        """The folder with ``files`` (the version's) at their paths and the fences for tools;
+        its lock is taken before the folder exists (a folder without a held lock is dead)."""
+        import fcntl
+
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        self.root.mkdir()
         for rel, data in files.items():
             target = self.root / rel
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -119,6 +133,7 @@ class Workspace:
             proc = subprocess.Popen(
                 [sys.executable, *argv], cwd=self.root, env=self.env(),
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                pass_fds=() if self._lock is None else (self._lock,),
             )  # fmt: skip
             pumps = [
                 threading.Thread(target=_pump, args=(proc.stdout, out, echo, None), daemon=True),
@@ -163,6 +178,10 @@ class Workspace:
                     except OSError:
                         pass
             shutil.rmtree(self.root, ignore_errors=True)
+        if self._lock is not None:
+            self.lock_path.unlink(missing_ok=True)
+            os.close(self._lock)
+            self._lock = None
 
 
 def _pump(stream: IO[bytes] | None, log: IO[bytes] | None, echo: TextIO | None, tail: io.BytesIO | None) -> None:

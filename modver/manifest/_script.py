@@ -201,7 +201,12 @@ def check_files(stages: Mapping[str, StageSpec], stages_node: Any, where: str) -
     for name, spec in stages.items():
         for key in spec.file_params:
             stage, _, param = key.partition(".")
-            if stage in stages and param in stages[stage].params:
+            if stage not in stages:
+                continue
+            params = stages[stage].params  # a section listed whole (`params: [train]`) holds every `train.X`
+            clash = (param if param in params else None) if param else next(iter(params), None)
+            if clash is not None:
+                param = clash
                 raise ManifestError(
                     f"params-file key {key!r} of stage {name!r} also names param {param!r} of stage {stage!r}",
                     where=pos(where, stages_node[name], "params", value=True),

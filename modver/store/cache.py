@@ -221,8 +221,9 @@ class OutputCache:
             fresh[ENTRY_FILE] = {"stamp": entry_stamp, "checksum": checksum}
         if not _lists_object(entry):
             problems.append("entry.json lists no object file")
+        base = os.path.join(entry.path, "")  # plain strings: an entry may hold 10,000s of files
         for rel, info in entry.files.items():
-            stamp = _stat_stamp(entry.path / rel)
+            stamp = _stat_stamp(base + rel)
             was = recorded.get(rel)
             if stamp is not None and isinstance(was, dict) and was.get("stamp") == stamp:
                 fresh[rel] = was
@@ -405,7 +406,7 @@ def _lists_object(entry: Entry) -> bool:
     )
 
 
-def _stat_stamp(path: Path) -> list[int] | None:
+def _stat_stamp(path: Path | str) -> list[int] | None:
     """A file's stat stamp: [inode, size, mtime, ctime] (nanoseconds), or None when it cannot be
     stat'ed. Any write changes ctime, a replacement the inode."""
     try:

@@ -39,7 +39,15 @@ from modver.record import RunRecord, RunStatus
 if TYPE_CHECKING:  # pragma: no cover
     from modver.store.layout import Store
 
-__all__ = ["GcResult", "Removal", "collect_garbage", "parse_duration", "store_lock"]
+__all__ = [
+    "GcResult",
+    "Removal",
+    "collect_garbage",
+    "dead_workspaces",
+    "parse_duration",
+    "store_lock",
+    "workspace_lock",
+]
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -195,6 +203,9 @@ def collect_garbage(
     for parent in (cache.root, versions, store.runs, store.tmp):
         for leftover in _fs.stale_temps(parent):
             removed.append(Removal("leftover", leftover, _size(leftover), "left by a crashed writer"))
+    for path in dead_workspaces(store.path / "work"):
+        what = "a workspace left by a killed run" if path.is_dir() else "the lock of a workspace left by a killed run"
+        removed.append(Removal("workspace", path, _size(path), what))
     if remove_records:
         runs = store.run_store()
         kept_ids = {r.run for r in kept}
@@ -206,8 +217,69 @@ def collect_garbage(
         removed.extend(_sweeps_without_runs(store, left))
     if not dry_run:
         for item in removed:
+            if item.kind == "workspace" and item.path.is_dir():
+                _writable(item.path)  # its deps were placed read-only
             if item.path.is_dir() and not item.path.is_symlink():
                 _fs.remove_tree(item.path)
             else:
                 item.path.unlink(missing_ok=True)
     return GcResult(tuple(removed), len(kept), len(records), dry_run)
+
+
+def workspace_lock(root: Path) -> Path:
+    """The liveness lock of the workspace at ``root`` (beside it, out of the script's sight)."""
+    return root.parent / f"{root.name}.lock"
+
+
+def dead_workspaces(work: Path) -> list[Path]:
+    """The workspaces (and stray locks) under ``work`` whose lock no live process holds: left by
+    a killed run. A live run's workspace, or one a script orphaned by a kill still runs in, is
+    never listed."""
+    if not work.is_dir():
+        return []
+    found = []
+    for path in sorted(work.iterdir()):
+        if path.name.endswith(".lock"):
+            stray = not (work / path.name[: -len(".lock")]).exists() and _age(path) > _STRAY_LOCK_AGE
+            if stray and not _held(path):  # (young: a workspace being made)
+                found.append(path)
+            continue
+        lock = workspace_lock(path)
+        if path.is_dir() and not path.is_symlink() and not _held(lock):
+            found += [path, lock] if lock.exists() else [path]  # the folder first, then its lock
+    return found
+
+
+def _held(lock: Path) -> bool:
+    import fcntl
+
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
+        return False  # the lock is taken before the folder is made: its maker is gone
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # releases the probe's lock
+    return False
+
+
+def _writable(path: Path) -> None:
+    for folder, dirs, _files in os.walk(path):
+        for name in dirs:
+            try:
+                os.chmod(os.path.join(folder, name), 0o755)
+            except OSError:
+                continue
+
+
+_STRAY_LOCK_AGE = 3600.0
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
