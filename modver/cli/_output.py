@@ -486,10 +486,10 @@ def sweep_plan(graph: Graph) -> None:
 
 
 def _progress_text(p: Progress, best: Best | None, unit: str = "point") -> str:
-    text = (
-        f"{unit}s {p.done}/{p.points} done, {p.running} running, {p.failed} failed | "
-        f"tasks {p.tasks_done}/{p.tasks} | cache hits {p.cache_hits}"
-    )
+    """The live status line: what is done (running and failed only when any), tasks, the best."""
+    text = f"{unit}s {p.done}/{p.points} done"
+    text += (f", {p.running} running" if p.running else "") + (f", {p.failed} failed" if p.failed else "")
+    text += f" | tasks {p.tasks_done}/{p.tasks}, {p.cache_hits} from cache"
     if best is not None:
         text += f" | best {best.metric} " + (f"{num(p.best[1])} ({unit} {p.best[0]})" if p.best else "-")
     if p.live:  # a search's running trials: the last value of the metric each logged
@@ -531,31 +531,66 @@ def sweep_progress(
         def update(p: Progress) -> None:
             for point in p.finished:
                 live.console.print(f"{_point_name(point)} ({point_params(point.params)}): {point.status}")
-            live.update(Text(_progress_text(p, best, unit)))
+            live.update(Text(_cut(_progress_text(p, best, unit), live.console.width - 1)))
 
         yield update
 
 
-def sweep_summary(record: SweepRecord, best: Best | None, leader: tuple[SweepPoint, float] | None) -> None:
-    """The table a sweep ends with, and its best point."""
-    if record.optimize is not None:
-        rows = [[str(pt.trial), point_params(pt.params), pt.status, pt.run or "-"] for pt in record.points]
-        table(["trial", "params", "status", "run"], rows)
-    else:
-        rows = [[str(pt.index), point_params(pt.params), pt.status, pt.run or "-"] for pt in record.points]
-        table(["point", "params", "status", "run"], rows)
+def sweep_summary(
+    record: SweepRecord,
+    best: Best | None,
+    leader: tuple[SweepPoint, float] | None,
+    metrics: Mapping[int, Mapping[str, Any]] | None = None,
+) -> None:
+    """The table a sweep ends with: per point its params, status, metrics (the objective first,
+    the best marked ``*``) and run; then its totals and its best point, each line fitted."""
+    metrics = metrics or {}
+    search = record.optimize is not None
+    targets = list(dict.fromkeys(t for pt in record.points for t in pt.params))
+    names = sorted({m for values in metrics.values() for m in values if isinstance(values[m], (int, float))})
+    if best is not None and best.metric in names:
+        names = [best.metric, *(m for m in names if m != best.metric)]
+    from modver.engine.runtable import unique_prefixes
+
+    runs = [pt.run for pt in record.points if pt.run]
+    ids = unique_prefixes(runs, runs)
+    marked = leader[0].index if leader is not None else None
+    columns = [
+        Column("trial" if search else "point", [str(pt.trial if search else pt.index) for pt in record.points]),
+        *(Column(t, [fmt(pt.params.get(t)) for pt in record.points], kind="number") for t in targets),
+        Column("status", [pt.status for pt in record.points], min_width=9),
+    ]
+    for rank, name in enumerate(names):
+        objective = best is not None and name == best.metric
+        cells = [num(metrics.get(pt.index, {}).get(name)) for pt in record.points]
+        if objective:  # the best point's value marked, the others padded so the numbers line up
+            cells = [c + ("*" if pt.index == marked else " ") for c, pt in zip(cells, record.points)]
+        columns.append(Column(name, cells, priority=0 if objective else 10 + rank, kind="number"))
+    columns.append(Column("run", [ids.get(pt.run or "", "-") for pt in record.points], priority=5, kind="id"))
+    fitted_table(columns)
+    width = width_limit()
     tasks = record.tasks
-    shares = f"; {tasks.get('executions', 0)} stage executions, {tasks.get('cached', 0)} cached, " if tasks else ""
-    shares += f"{tasks.get('shared', 0)} shared" if tasks else ""
-    done = record.count("succeeded")
-    print(f"sweep {record.sweep}: {record.status}; {done} of {len(record.points)} points succeeded{shares}")
+    lines = [
+        f"sweep {record.sweep}: {record.status}; {record.count('succeeded')} of {len(record.points)} points succeeded"
+    ]
+    if tasks:
+        lines.append(
+            f"  {tasks.get('executions', 0)} stage executions, {tasks.get('shared', 0)} shared, "
+            f"{tasks.get('cached', 0)} cached"
+        )
     if best is not None:
-        print(
+        lines.append(
             f"best {best.metric}: {num(leader[1])} at {_point_name(leader[0])} ({point_params(leader[0].params)}), "
             f"run {leader[0].run}"
             if leader
             else f"best {best.metric}: no succeeded point logged it"
         )
+    elif names:
+        lines.append(f"(no objective: `modver sweeps --best {names[0]}` names the best point)")
+    import textwrap
+
+    for text in lines:
+        print("\n".join(textwrap.wrap(text, width, subsequent_indent="  ", break_on_hyphens=False)))
 
 
 def sweep_table(
@@ -570,21 +605,20 @@ def sweep_table(
     ids = [r.sweep for r in records]
     short = unique_prefixes(ids, ids)  # like run ids: the shortest prefix that names one sweep
     columns = ["sweep", "status", "started", "points", "done", "running", "failed", "axes"]
-    searches = any(r.optimize is not None for r in records)
-    if best is not None or searches:
-        columns.append(f"best {best.metric}" if best is not None else "best")
+    columns.append(f"best {best.metric}" if best is not None else "best")
     rows = []
     for r, leader in zip(records, leaders, strict=True):
         targets = [a.target for a in r.spec.axes] + [d.target for d in r.spec.search]
         row = [short[r.sweep], r.status, date(r.started), str(len(r.points)), str(r.count("succeeded")),
                str(r.count("running")), str(r.count("failed")), ", ".join(targets)]  # fmt: skip
-        if best is not None or searches:
-            metric = "" if best is not None or r.best is None else f"{r.best.metric} "
-            row.append(f"{metric}{num(leader[1])} ({_point_name(leader[0])})" if leader else "-")
+        metric = "" if best is not None or r.best is None else f"{r.best.metric} "
+        row.append(f"{metric}{num(leader[1])} ({_point_name(leader[0])})" if leader else "-")
         rows.append(row)
     table(
         columns,
         rows,
         priorities=[0, 0, 5, 3, 1, 4, 0, 2, 0],  # hidden first: started, running, points, axes, done
-        kinds=["id", "text", "text", "number", "number", "number", "number", "text", "number"],
+        kinds=["id", "text", "text", "number", "number", "number", "number", "text", "id"],  # best: never cut
     )
+    if best is None and any(r.best is None for r in records):
+        print("(a grid sweep has no objective: `modver sweeps --best METRIC` names its best point)")

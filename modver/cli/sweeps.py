@@ -6,7 +6,7 @@ import contextlib
 import shlex
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -141,8 +141,19 @@ def sweep_(
             except KeyboardInterrupt as exc:
                 stop.interrupted(getattr(exc, "sweep", None))
         leader = p.sweeps.best_point(record, following) if following else None
-    _output.print_json(record.to_json()) if as_json else _output.sweep_summary(record, following, leader)
+        metrics = {} if as_json else _point_metrics(p, record)
+    _output.print_json(record.to_json()) if as_json else _output.sweep_summary(record, following, leader, metrics)
     _fail_if_failed(record)
+
+
+def _point_metrics(p: Any, record: SweepRecord) -> dict[int, Mapping[str, Any]]:
+    """Each succeeded point's metrics (from its run's record), by point index."""
+    found: dict[int, Mapping[str, Any]] = {}
+    for point in record.points:
+        if point.run is not None and point.status == "succeeded":
+            with contextlib.suppress(errors.ModverError):  # a record gone or damaged: `modver runs` says so
+                found[point.index] = p.runs.record(point.run).metrics
+    return found
 
 
 def _is_search(resume: str, project: Path) -> bool:
@@ -228,10 +239,11 @@ def _search(
             except KeyboardInterrupt as exc:
                 stop.interrupted(getattr(exc, "sweep", None))
         leader = p.sweeps.best_point(record, best)
+        metrics = {} if as_json else _point_metrics(p, record)
     if as_json:
         _output.print_json(_with_best(record, leader))
     else:
-        _output.sweep_summary(record, best, leader)
+        _output.sweep_summary(record, best, leader, metrics)
     if record.status == "interrupted":
         raise typer.Exit(1)
 
