@@ -178,6 +178,8 @@ def fitted_table(
     ``show_hint`` says how to see hidden columns (e.g. ``"show them with --columns ..."``).
     """
     width = width_limit()
+    if columns and columns[0].cells:  # a column with no value in any row says nothing: never shown
+        columns = [c for c in columns if c.priority == 0 or any(c.cells)]
     out = fit(columns, width)
     rows = len(out.columns[0].cells) if out.columns else 0
     note = hidden_line(out.hidden, show_hint) if out.hidden else ""
@@ -250,7 +252,23 @@ def show_code(code: str, lexer: str) -> None:
         return
     from rich.syntax import Syntax
 
+    if lexer == "diff":  # wrapped here, each piece keeping its line's +/- prefix
+        code = wrap_diff(code, int(console().width))
     console().print(Syntax(code, lexer, theme="ansi_dark", background_color="default", word_wrap=True))
+
+
+def wrap_diff(diff: str, width: int) -> str:
+    """``diff`` with lines longer than ``width`` split, every piece starting with the line's
+    ``+``, ``-`` or space, so that a continued line still reads as added or removed."""
+    out = []
+    for line in diff.splitlines():
+        mark = line[:1] if line[:1] in ("+", "-", " ") and not line.startswith(("+++", "---")) else ""
+        if len(line) <= width or not mark or width < 8:
+            out.append(line)
+            continue
+        body, room = line[1:], width - 1
+        out.extend(mark + body[i : i + room] for i in range(0, len(body), room))
+    return "\n".join(out) + ("\n" if diff.endswith("\n") else "")
 
 
 def short(fingerprint: str | None, n: int = 12) -> str:
@@ -462,7 +480,23 @@ def run_diff(result: RunDiff) -> None:
     if not result.rows:
         print(f"runs {result.a} and {result.b} differ in nothing but their ids and times")
         return
-    table(["key", result.a, result.b], [[k, fmt(va), fmt(vb)] for k, va, vb in result.rows])
+    from modver.engine.runtable import unique_prefixes
+
+    ids = unique_prefixes([result.a, result.b], [result.a, result.b])  # short headers leave the keys whole
+    rows = [[k, *_told_apart(va, vb)] for k, va, vb in result.rows]
+    table(["key", ids[result.a], ids[result.b]], rows, kinds=["id", "text", "text"])
+
+
+def _told_apart(a: Any, b: Any) -> tuple[str, str]:
+    """Two values as shown side by side: floats with the fewest significant digits (4 at least)
+    that tell them apart, not 16 decimals; anything else as :func:`fmt` writes it."""
+    if not all(isinstance(v, float) for v in (a, b)) or a == b:
+        return num(a) if isinstance(a, float) else fmt(a), num(b) if isinstance(b, float) else fmt(b)
+    for digits in range(4, 18):
+        shown = f"{a:.{digits}g}", f"{b:.{digits}g}"
+        if shown[0] != shown[1]:
+            return shown
+    return repr(a), repr(b)  # pragma: no cover - distinct floats differ at 17 digits
 
 
 # -- sweeps (issue 9) ------------------------------------------------------------------------------

@@ -128,3 +128,46 @@ def test_the_live_status_line_and_the_summary_fit_80_columns_on_one_line(project
     for line in status:  # one line each: done, tasks and the best together, never wrapped
         assert len(line.rstrip()) <= 80 and "done" in line and "best accuracy" in line, shown
     assert max(len(line.rstrip()) for line in lines) <= 80, shown
+
+
+def test_diff_of_two_runs_keeps_keys_whole_and_rounds_numbers(git_project: GitProject) -> None:
+    git_project.write("manifest.yaml", "stages:\n  model:\n    entry: pipe/model.py:model\n    params: {C: 1.0}\n")
+    git_project.write("pipe/__init__.py", "")
+    git_project.write(
+        "pipe/model.py",
+        "import modver\n\n\ndef model(C):\n    modver.log_metrics(validation_accuracy=C / 3)\n    return C\n",
+    )
+    git_project.write(".gitignore", ".modver/\n")
+    git_project.commit("pipeline")
+    a = json.loads(cli(git_project.root, "run", "--json").stdout)["run"]
+    b = json.loads(cli(git_project.root, "run", "--set", "model.C=2", "--json").stdout)["run"]
+    out = piped(git_project.root, "diff", a, b)
+    assert "metric.validation_accuracy" in out, out  # the key whole
+    assert "0.3333" in out and "0.6667" in out and "0.33333333" not in out, out  # rounded, still told apart
+    assert max(len(line) for line in out.splitlines()) <= 80, out
+
+
+def test_log_shows_a_merged_pull_request_by_its_title_and_drops_empty_columns(project: GitProject) -> None:
+    root = project.root
+    project.git("checkout", "-q", "-b", "dropout")
+    project.write("NOTES.md", "dropout\n")
+    project.commit("notes")
+    project.git("checkout", "-q", "main")
+    project.git("merge", "-q", "--no-ff", "--no-commit", "dropout")
+    project.write("pipe/model.py", FILES["pipe/model.py"].replace("return C", "return C * 0.9"))
+    project.git("add", "-A")
+    project.git("commit", "-q", "-m", "Merge pull request #12 from x/dropout", "-m", "Add dropout to the model")
+    cli(root, "index")
+    out = piped(root, "log", "model")
+    assert "Add dropout to the model (#12)" in out, out  # whole: no run took its room
+    assert "Merge pull request" not in out and "runs" not in out.splitlines()[0], out
+
+
+def test_a_wrapped_diff_line_keeps_its_prefix_on_a_terminal(project: GitProject) -> None:
+    cli(project.root, "index")
+    long = "    note = '" + "b" * 150 + "'\n"
+    project.write("pipe/model.py", FILES["pipe/model.py"].replace("    return C\n", long + "    return C\n"))
+    shown = _on_a_terminal(project.root, "diff", "model@v1", "model@working")
+    pieces = [line for line in shown.replace("\r", "").split("\n") if "bbbb" in line]
+    assert len(pieces) >= 2 and "".join(p.lstrip("+").strip() for p in pieces).count("b") == 150, shown
+    assert all(p.startswith("+") for p in pieces), shown  # every piece of the added line reads as added
