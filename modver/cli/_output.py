@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from modver.engine.runtable import ViewColumn
     from modver.record import RunRecord
     from modver.results import RunDiff, ShownRun, ShownVersion
-    from modver.store.sweepstore import Best, SweepPoint, SweepRecord
+    from modver.store.sweepstore import Best, SweepPoint
     from modver.sweep.driver import Progress
     from modver.sweep.graph import Graph
 
@@ -568,91 +568,3 @@ def sweep_progress(
             live.update(Text(_cut(_progress_text(p, best, unit), live.console.width - 1)))
 
         yield update
-
-
-def sweep_summary(
-    record: SweepRecord,
-    best: Best | None,
-    leader: tuple[SweepPoint, float] | None,
-    metrics: Mapping[int, Mapping[str, Any]] | None = None,
-) -> None:
-    """The table a sweep ends with: per point its params, status, metrics (the objective first,
-    the best marked ``*``) and run; then its totals and its best point, each line fitted."""
-    metrics = metrics or {}
-    search = record.optimize is not None
-    targets = list(dict.fromkeys(t for pt in record.points for t in pt.params))
-    names = sorted({m for values in metrics.values() for m in values if isinstance(values[m], (int, float))})
-    if best is not None and best.metric in names:
-        names = [best.metric, *(m for m in names if m != best.metric)]
-    from modver.engine.runtable import unique_prefixes
-
-    runs = [pt.run for pt in record.points if pt.run]
-    ids = unique_prefixes(runs, runs)
-    marked = leader[0].index if leader is not None else None
-    columns = [
-        Column("trial" if search else "point", [str(pt.trial if search else pt.index) for pt in record.points]),
-        *(Column(t, [fmt(pt.params.get(t)) for pt in record.points], kind="number") for t in targets),
-        Column("status", [pt.status for pt in record.points], min_width=9),
-    ]
-    for rank, name in enumerate(names):
-        objective = best is not None and name == best.metric
-        cells = [num(metrics.get(pt.index, {}).get(name)) for pt in record.points]
-        if objective:  # the best point's value marked, the others padded so the numbers line up
-            cells = [c + ("*" if pt.index == marked else " ") for c, pt in zip(cells, record.points)]
-        columns.append(Column(name, cells, priority=0 if objective else 10 + rank, kind="number"))
-    columns.append(Column("run", [ids.get(pt.run or "", "-") for pt in record.points], priority=5, kind="id"))
-    fitted_table(columns)
-    width = width_limit()
-    tasks = record.tasks
-    lines = [
-        f"sweep {record.sweep}: {record.status}; {record.count('succeeded')} of {len(record.points)} points succeeded"
-    ]
-    if tasks:
-        lines.append(
-            f"  {tasks.get('executions', 0)} stage executions, {tasks.get('shared', 0)} shared, "
-            f"{tasks.get('cached', 0)} cached"
-        )
-    if best is not None:
-        lines.append(
-            f"best {best.metric}: {num(leader[1])} at {_point_name(leader[0])} ({point_params(leader[0].params)}), "
-            f"run {leader[0].run}"
-            if leader
-            else f"best {best.metric}: no succeeded point logged it"
-        )
-    elif names:
-        lines.append(f"(no objective: `modver sweeps --best {names[0]}` names the best point)")
-    import textwrap
-
-    for text in lines:
-        print("\n".join(textwrap.wrap(text, width, subsequent_indent="  ", break_on_hyphens=False)))
-
-
-def sweep_table(
-    records: Sequence[SweepRecord], leaders: Sequence[tuple[SweepPoint, float] | None], best: Best | None
-) -> None:
-    """``modver sweeps``: one row per sweep."""
-    if not records:
-        print("No sweeps yet: start one with `modver sweep --set stage.param=V1,V2,...`.")
-        return
-    from modver.engine.runtable import unique_prefixes
-
-    ids = [r.sweep for r in records]
-    short = unique_prefixes(ids, ids)  # like run ids: the shortest prefix that names one sweep
-    columns = ["sweep", "status", "started", "points", "done", "running", "failed", "axes"]
-    columns.append(f"best {best.metric}" if best is not None else "best")
-    rows = []
-    for r, leader in zip(records, leaders, strict=True):
-        targets = [a.target for a in r.spec.axes] + [d.target for d in r.spec.search]
-        row = [short[r.sweep], r.status, date(r.started), str(len(r.points)), str(r.count("succeeded")),
-               str(r.count("running")), str(r.count("failed")), ", ".join(targets)]  # fmt: skip
-        metric = "" if best is not None or r.best is None else f"{r.best.metric} "
-        row.append(f"{metric}{num(leader[1])} ({_point_name(leader[0])})" if leader else "-")
-        rows.append(row)
-    table(
-        columns,
-        rows,
-        priorities=[0, 0, 5, 3, 1, 4, 0, 2, 0],  # hidden first: started, running, points, axes, done
-        kinds=["id", "text", "text", "number", "number", "number", "number", "text", "id"],  # best: never cut
-    )
-    if best is None and any(r.best is None for r in records):
-        print("(a grid sweep has no objective: `modver sweeps --best METRIC` names its best point)")
