@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from modver.engine.runtable import ViewColumn
     from modver.record import RunRecord
     from modver.results import RunDiff, ShownRun, ShownVersion
-    from modver.store.sweepstore import Best, SweepPoint, SweepRecord
+    from modver.store.sweepstore import Best, SweepPoint
     from modver.sweep.driver import Progress
     from modver.sweep.graph import Graph
 
@@ -178,6 +178,8 @@ def fitted_table(
     ``show_hint`` says how to see hidden columns (e.g. ``"show them with --columns ..."``).
     """
     width = width_limit()
+    if columns and columns[0].cells:  # a column with no value in any row says nothing: never shown
+        columns = [c for c in columns if c.priority == 0 or any(c.cells)]
     out = fit(columns, width)
     rows = len(out.columns[0].cells) if out.columns else 0
     note = hidden_line(out.hidden, show_hint) if out.hidden else ""
@@ -250,7 +252,23 @@ def show_code(code: str, lexer: str) -> None:
         return
     from rich.syntax import Syntax
 
+    if lexer == "diff":  # wrapped here, each piece keeping its line's +/- prefix
+        code = wrap_diff(code, int(console().width))
     console().print(Syntax(code, lexer, theme="ansi_dark", background_color="default", word_wrap=True))
+
+
+def wrap_diff(diff: str, width: int) -> str:
+    """``diff`` with lines longer than ``width`` split, every piece starting with the line's
+    ``+``, ``-`` or space, so that a continued line still reads as added or removed."""
+    out = []
+    for line in diff.splitlines():
+        mark = line[:1] if line[:1] in ("+", "-", " ") and not line.startswith(("+++", "---")) else ""
+        if len(line) <= width or not mark or width < 8:
+            out.append(line)
+            continue
+        body, room = line[1:], width - 1
+        out.extend(mark + body[i : i + room] for i in range(0, len(body), room))
+    return "\n".join(out) + ("\n" if diff.endswith("\n") else "")
 
 
 def short(fingerprint: str | None, n: int = 12) -> str:
@@ -467,7 +485,23 @@ def run_diff(result: RunDiff) -> None:
     if not result.rows:
         print(f"runs {result.a} and {result.b} differ in nothing but their ids and times")
         return
-    table(["key", result.a, result.b], [[k, fmt(va), fmt(vb)] for k, va, vb in result.rows])
+    from modver.engine.runtable import unique_prefixes
+
+    ids = unique_prefixes([result.a, result.b], [result.a, result.b])  # short headers leave the keys whole
+    rows = [[k, *_told_apart(va, vb)] for k, va, vb in result.rows]
+    table(["key", ids[result.a], ids[result.b]], rows, kinds=["id", "text", "text"])
+
+
+def _told_apart(a: Any, b: Any) -> tuple[str, str]:
+    """Two values as shown side by side: floats with the fewest significant digits (4 at least)
+    that tell them apart, not 16 decimals; anything else as :func:`fmt` writes it."""
+    if not all(isinstance(v, float) for v in (a, b)) or a == b:
+        return num(a) if isinstance(a, float) else fmt(a), num(b) if isinstance(b, float) else fmt(b)
+    for digits in range(4, 18):
+        shown = f"{a:.{digits}g}", f"{b:.{digits}g}"
+        if shown[0] != shown[1]:
+            return shown
+    return repr(a), repr(b)  # pragma: no cover - distinct floats differ at 17 digits
 
 
 # -- sweeps (issue 9) ------------------------------------------------------------------------------
@@ -491,10 +525,10 @@ def sweep_plan(graph: Graph) -> None:
 
 
 def _progress_text(p: Progress, best: Best | None, unit: str = "point") -> str:
-    text = (
-        f"{unit}s {p.done}/{p.points} done, {p.running} running, {p.failed} failed | "
-        f"tasks {p.tasks_done}/{p.tasks} | cache hits {p.cache_hits}"
-    )
+    """The live status line: what is done (running and failed only when any), tasks, the best."""
+    text = f"{unit}s {p.done}/{p.points} done"
+    text += (f", {p.running} running" if p.running else "") + (f", {p.failed} failed" if p.failed else "")
+    text += f" | tasks {p.tasks_done}/{p.tasks}, {p.cache_hits} from cache"
     if best is not None:
         text += f" | best {best.metric} " + (f"{num(p.best[1])} ({unit} {p.best[0]})" if p.best else "-")
     if p.live:  # a search's running trials: the last value of the metric each logged
@@ -536,60 +570,6 @@ def sweep_progress(
         def update(p: Progress) -> None:
             for point in p.finished:
                 live.console.print(f"{_point_name(point)} ({point_params(point.params)}): {point.status}")
-            live.update(Text(_progress_text(p, best, unit)))
+            live.update(Text(_cut(_progress_text(p, best, unit), live.console.width - 1)))
 
         yield update
-
-
-def sweep_summary(record: SweepRecord, best: Best | None, leader: tuple[SweepPoint, float] | None) -> None:
-    """The table a sweep ends with, and its best point."""
-    if record.optimize is not None:
-        rows = [[str(pt.trial), point_params(pt.params), pt.status, pt.run or "-"] for pt in record.points]
-        table(["trial", "params", "status", "run"], rows)
-    else:
-        rows = [[str(pt.index), point_params(pt.params), pt.status, pt.run or "-"] for pt in record.points]
-        table(["point", "params", "status", "run"], rows)
-    tasks = record.tasks
-    shares = f"; {tasks.get('executions', 0)} stage executions, {tasks.get('cached', 0)} cached, " if tasks else ""
-    shares += f"{tasks.get('shared', 0)} shared" if tasks else ""
-    done = record.count("succeeded")
-    print(f"sweep {record.sweep}: {record.status}; {done} of {len(record.points)} points succeeded{shares}")
-    if best is not None:
-        print(
-            f"best {best.metric}: {num(leader[1])} at {_point_name(leader[0])} ({point_params(leader[0].params)}), "
-            f"run {leader[0].run}"
-            if leader
-            else f"best {best.metric}: no succeeded point logged it"
-        )
-
-
-def sweep_table(
-    records: Sequence[SweepRecord], leaders: Sequence[tuple[SweepPoint, float] | None], best: Best | None
-) -> None:
-    """``modver sweeps``: one row per sweep."""
-    if not records:
-        print("No sweeps yet: start one with `modver sweep --set stage.param=V1,V2,...`.")
-        return
-    from modver.engine.runtable import unique_prefixes
-
-    ids = [r.sweep for r in records]
-    short = unique_prefixes(ids, ids)  # like run ids: the shortest prefix that names one sweep
-    columns = ["sweep", "status", "started", "points", "done", "running", "failed", "axes"]
-    searches = any(r.optimize is not None for r in records)
-    if best is not None or searches:
-        columns.append(f"best {best.metric}" if best is not None else "best")
-    rows = []
-    for r, leader in zip(records, leaders, strict=True):
-        targets = [a.target for a in r.spec.axes] + [d.target for d in r.spec.search]
-        row = [short[r.sweep], r.status, date(r.started), str(len(r.points)), str(r.count("succeeded")),
-               str(r.count("running")), str(r.count("failed")), ", ".join(targets)]  # fmt: skip
-        if best is not None or searches:
-            metric = "" if best is not None or r.best is None else f"{r.best.metric} "
-            row.append(f"{metric}{num(leader[1])} ({_point_name(leader[0])})" if leader else "-")
-        rows.append(row)
-    table(
-        columns,
-        rows,
-        priorities=[0, 0, 5, 3, 1, 4, 0, 2, 0],  # hidden first: started, running, points, axes, done
-        kinds=["id", "text", "text", "number", "number", "number", "number", "text", "number"],
-    )

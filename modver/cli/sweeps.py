@@ -6,7 +6,7 @@ import contextlib
 import shlex
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -19,7 +19,7 @@ from modver.cli._app import JsonOpt, ManifestArg, ProjectOpt, _project, _state, 
 
 if TYPE_CHECKING:  # pragma: no cover
     from modver.models import SweepSpec
-    from modver.store.sweepstore import SweepPoint, SweepRecord
+    from modver.store.sweepstore import Best, SweepPoint, SweepRecord
     from modver.sweep.study import Optimize
 
 JobsOpt = Annotated[
@@ -141,8 +141,19 @@ def sweep_(
             except KeyboardInterrupt as exc:
                 stop.interrupted(getattr(exc, "sweep", None))
         leader = p.sweeps.best_point(record, following) if following else None
-    _output.print_json(record.to_json()) if as_json else _output.sweep_summary(record, following, leader)
+        metrics = {} if as_json else _point_metrics(p, record)
+    _output.print_json(record.to_json()) if as_json else sweep_summary(record, following, leader, metrics)
     _fail_if_failed(record)
+
+
+def _point_metrics(p: Any, record: SweepRecord) -> dict[int, Mapping[str, Any]]:
+    """Each succeeded point's metrics (from its run's record), by point index."""
+    found: dict[int, Mapping[str, Any]] = {}
+    for point in record.points:
+        if point.run is not None and point.status == "succeeded":
+            with contextlib.suppress(errors.ModverError):  # a record gone or damaged: `modver runs` says so
+                found[point.index] = p.runs.record(point.run).metrics
+    return found
 
 
 def _is_search(resume: str, project: Path) -> bool:
@@ -228,10 +239,11 @@ def _search(
             except KeyboardInterrupt as exc:
                 stop.interrupted(getattr(exc, "sweep", None))
         leader = p.sweeps.best_point(record, best)
+        metrics = {} if as_json else _point_metrics(p, record)
     if as_json:
         _output.print_json(_with_best(record, leader))
     else:
-        _output.sweep_summary(record, best, leader)
+        sweep_summary(record, best, leader, metrics)
     if record.status == "interrupted":
         raise typer.Exit(1)
 
@@ -346,4 +358,95 @@ def sweeps_(
     if as_json:
         _output.print_json([_with_best(r, b) for r, b in zip(records, leaders, strict=True)])
         return
-    _output.sweep_table(records, leaders, following)
+    sweep_table(records, leaders, following)
+
+
+# -- how a sweep's end and the sweeps are shown -----------------------------------------------------
+
+
+def sweep_summary(
+    record: SweepRecord,
+    best: Best | None,
+    leader: tuple[SweepPoint, float] | None,
+    metrics: Mapping[int, Mapping[str, Any]] | None = None,
+) -> None:
+    """The table a sweep ends with: per point its params, status, metrics (the objective first,
+    the best marked ``*``) and run; then its totals and its best point, each line fitted."""
+    metrics = metrics or {}
+    search = record.optimize is not None
+    targets = list(dict.fromkeys(t for pt in record.points for t in pt.params))
+    names = sorted({m for values in metrics.values() for m in values if isinstance(values[m], (int, float))})
+    if best is not None and best.metric in names:
+        names = [best.metric, *(m for m in names if m != best.metric)]
+    from modver.engine.runtable import unique_prefixes
+
+    runs = [pt.run for pt in record.points if pt.run]
+    ids = unique_prefixes(runs, runs)
+    marked = leader[0].index if leader is not None else None
+    columns = [
+        _output.Column("trial" if search else "point", [str(pt.trial if search else pt.index) for pt in record.points]),
+        *(_output.Column(t, [_output.fmt(pt.params.get(t)) for pt in record.points], kind="number") for t in targets),
+        _output.Column("status", [pt.status for pt in record.points], min_width=9),
+    ]
+    for rank, name in enumerate(names):
+        objective = best is not None and name == best.metric
+        cells = [_output.num(metrics.get(pt.index, {}).get(name)) for pt in record.points]
+        if objective:  # the best point's value marked, the others padded so the numbers line up
+            cells = [c + ("*" if pt.index == marked else " ") for c, pt in zip(cells, record.points)]
+        columns.append(_output.Column(name, cells, priority=0 if objective else 10 + rank, kind="number"))
+    columns.append(_output.Column("run", [ids.get(pt.run or "", "-") for pt in record.points], priority=5, kind="id"))
+    _output.fitted_table(columns)
+    width = _output.width_limit()
+    tasks = record.tasks
+    lines = [
+        f"sweep {record.sweep}: {record.status}; {record.count('succeeded')} of {len(record.points)} points succeeded"
+    ]
+    if tasks:
+        lines.append(
+            f"  {tasks.get('executions', 0)} stage executions, {tasks.get('shared', 0)} shared, "
+            f"{tasks.get('cached', 0)} cached"
+        )
+    if best is not None:
+        lines.append(
+            f"best {best.metric}: {_output.num(leader[1])} at {_output._point_name(leader[0])} ({_output.point_params(leader[0].params)}), "
+            f"run {leader[0].run}"
+            if leader
+            else f"best {best.metric}: no succeeded point logged it"
+        )
+    elif names:
+        lines.append(f"(no objective: `modver sweeps --best {names[0]}` names the best point)")
+    import textwrap
+
+    for text in lines:
+        print("\n".join(textwrap.wrap(text, width, subsequent_indent="  ", break_on_hyphens=False)))
+
+
+def sweep_table(
+    records: Sequence[SweepRecord], leaders: Sequence[tuple[SweepPoint, float] | None], best: Best | None
+) -> None:
+    """``modver sweeps``: one row per sweep."""
+    if not records:
+        print("No sweeps yet: start one with `modver sweep --set stage.param=V1,V2,...`.")
+        return
+    from modver.engine.runtable import unique_prefixes
+
+    ids = [r.sweep for r in records]
+    short = unique_prefixes(ids, ids)  # like run ids: the shortest prefix that names one sweep
+    columns = ["sweep", "status", "started", "points", "done", "running", "failed", "axes"]
+    columns.append(f"best {best.metric}" if best is not None else "best")
+    rows = []
+    for r, leader in zip(records, leaders, strict=True):
+        targets = [a.target for a in r.spec.axes] + [d.target for d in r.spec.search]
+        row = [short[r.sweep], r.status, _output.date(r.started), str(len(r.points)), str(r.count("succeeded")),
+               str(r.count("running")), str(r.count("failed")), ", ".join(targets)]  # fmt: skip
+        metric = "" if best is not None or r.best is None else f"{r.best.metric} "
+        row.append(f"{metric}{_output.num(leader[1])} ({_output._point_name(leader[0])})" if leader else "-")
+        rows.append(row)
+    _output.table(
+        columns,
+        rows,
+        priorities=[0, 0, 5, 3, 1, 4, 0, 2, 0],  # hidden first: started, running, points, axes, done
+        kinds=["id", "text", "text", "number", "number", "number", "number", "text", "id"],  # best: never cut
+    )
+    if best is None and any(r.best is None for r in records):
+        print("(a grid sweep has no objective: `modver sweeps --best METRIC` names its best point)")

@@ -180,11 +180,17 @@ def log(
             ]
         )
     with _output.paged(no_pager or _state["no_pager"]):
-        _output.table(
-            ["version", "fingerprint", "created", "origin", "tags", "message", "runs"],
-            rows,
-            priorities=[0, 4, 3, 5, 2, 1, 2],
-            kinds=["id", "id", "id", "text", "text", "text", "id"],
+        Column = _output.Column
+        _output.fitted_table(
+            [  # a message keeps 30 characters before the runs column gives way; empty columns go first
+                Column("version", [r[0] for r in rows], 0, "id"),
+                Column("fingerprint", [r[1] for r in rows], 4, "id"),
+                Column("created", [r[2] for r in rows], 3, "id"),
+                Column("origin", [r[3] for r in rows], 5),
+                Column("tags", [r[4] for r in rows], 2),
+                Column("message", [r[5] for r in rows], 1, min_width=30),
+                Column("runs", [r[6] for r in rows], 2, min_width=16),
+            ]
         )
 
 

@@ -10,6 +10,7 @@ indexer and the run planner all register through it, so a version is made one wa
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -121,8 +122,13 @@ class Registry:
         return version
 
     def subject(self, sha: str) -> str:
-        """The first line of a commit's message."""
-        return next(iter(self.repo.commit_message(sha).splitlines()), "")
+        """The first line of a commit's message; a pull request's merge by its title (the first
+        line of the body): ``Add dropout (#12)``, not ``Merge pull request #12 from x/y``."""
+        lines = self.repo.commit_message(sha).splitlines()
+        first = next(iter(lines), "")
+        merged = re.match(r"Merge pull request #(\d+) from \S+$", first)
+        title = next((line.strip() for line in lines[1:] if line.strip()), "")
+        return f"{title} (#{merged.group(1)})" if merged and title else first
 
     def manifest_rel(self, path: Path) -> str | None:
         """The manifest ``path`` inside the repository, or None when it lies outside."""

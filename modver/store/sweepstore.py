@@ -30,7 +30,7 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,11 @@ def best_point(record: SweepRecord, runs: RunStore, best: Best) -> tuple[SweepPo
         if best.metric in metrics and best.better(float(metrics[best.metric]), leader[1] if leader else None):
             leader = (point, float(metrics[best.metric]))
     return leader
+
+
+def _in_order(params: dict[str, Any], order: Sequence[str]) -> dict[str, Any]:
+    """``params`` with the targets of ``order`` first, in that order (the others after)."""
+    return {**{t: params[t] for t in order if t in params}, **params}
 
 
 @dataclass(frozen=True)
@@ -168,10 +173,12 @@ class SweepRecord:
         if isinstance(data.get("format"), int) and data["format"] > FORMAT:
             raise ValueError(f"it is of sweep format {data['format']}, newer than this modver reads: upgrade modver")
         try:
+            spec = SweepSpec.from_json(data.get("axes") or {})
+            order = [a.target for a in spec.axes] + [d.target for d in spec.search]
             points = tuple(
                 SweepPoint(
                     int(p["index"]),
-                    dict(p["params"]),
+                    _in_order(dict(p["params"]), order),  # as given: the file's keys are sorted
                     p.get("run"),
                     str(p.get("status", "pending")),
                     p.get("error"),
@@ -184,8 +191,7 @@ class SweepRecord:
             if optimize is not None and not (isinstance(optimize, dict) and isinstance(optimize.get("metric"), str)):
                 raise ValueError(f"optimize should be a mapping with a metric, not {optimize!r}")
             return cls(
-                str(data["sweep"]), str(data["status"]), str(data.get("manifest") or ""),
-                SweepSpec.from_json(data.get("axes") or {}), points, data.get("started"), data.get("finished"),
+                str(data["sweep"]), str(data["status"]), str(data.get("manifest") or ""), spec, points, data.get("started"), data.get("finished"),
                 data.get("host"), data.get("pid"), str(data.get("executor") or ""), dict(data.get("tasks") or {}),
                 optimize,
             )  # fmt: skip

@@ -274,7 +274,7 @@ def test_the_live_view_on_a_terminal(sweep_project):
     os.close(leader)
     assert driver.wait(timeout=120) == 0
     shown = b"".join(chunks).decode("utf-8", "replace")
-    assert "points 2/2 done, 0 running, 0 failed | tasks 6/6 | cache hits 2 | best accuracy 1 (point 0)" in shown, shown
+    assert "points 2/2 done | tasks 6/6, 2 from cache | best accuracy 1 (point 0)" in shown, shown
     assert "best accuracy: 1 at point 0 (model.C=1)" in shown
 
 
