@@ -21,17 +21,25 @@ __all__ = ["bisects_html", "blames_html", "explain_html", "load_bisects", "load_
 _WIDTH, _LABEL, _ROW = 720, 260, 24
 
 
-def load_blames(folder: Path) -> list[dict[str, Any]]:
-    """Every blame kept in ``folder``, oldest first; a damaged file is passed over."""
+def _load_kept(folder: Path, lists: tuple[str, ...], mapping: str | None = None) -> list[dict[str, Any]]:
+    """Every JSON file kept in ``folder``, oldest first, whose ``lists`` keys are lists (and
+    ``mapping`` key a mapping); a damaged or foreign file is passed over."""
     out = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
             data = _fs.read_json(path)
         except (errors.ModverError, OSError):
             continue
-        if isinstance(data, dict) and isinstance(data.get("a"), dict) and isinstance(data.get("factors"), list):
+        if not isinstance(data, dict) or (mapping is not None and not isinstance(data.get(mapping), dict)):
+            continue
+        if all(isinstance(data.get(key), list) for key in lists):
             out.append(data)
     return out
+
+
+def load_blames(folder: Path) -> list[dict[str, Any]]:
+    """Every blame kept in ``folder``, oldest first; a damaged file is passed over."""
+    return _load_kept(folder, ("factors",), mapping="a")
 
 
 def _bars(blame: Mapping[str, Any]) -> list[tuple[str, float, float, str]]:
@@ -96,15 +104,7 @@ def blames_html(blames: Sequence[Mapping[str, Any]]) -> str:
 
 def load_bisects(folder: Path) -> list[dict[str, Any]]:
     """Every bisect kept in ``folder``, oldest first; a damaged file is passed over."""
-    out = []
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            data = _fs.read_json(path)
-        except (errors.ModverError, OSError):
-            continue
-        if isinstance(data, dict) and isinstance(data.get("steps"), list) and isinstance(data.get("probes"), list):
-            out.append(data)
-    return out
+    return _load_kept(folder, ("steps", "probes"))
 
 
 def _points(bisect: Mapping[str, Any]) -> list[tuple[int, str, float | None, str]]:

@@ -10,55 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
+from tests.cli._first_hour import FILES, piped
 from tests.helpers import GitProject, cli
 
-FILES = {
-    "manifest.yaml": (
-        "stages:\n"
-        "  augment:\n    entry: pipe/augment.py:augment\n    params: {copies: 1, noise: 0.1}\n"
-        "  model:\n    entry: pipe/model.py:model\n    inputs: {data: augment}\n    params: {C: 1.0}\n"
-    ),
-    "pipe/__init__.py": "",
-    "pipe/augment.py": "def augment(copies, noise):\n    return [noise] * copies\n",
-    "pipe/model.py": (
-        "import os\n\nimport modver\n\n\ndef model(data, C):\n"
-        "    if C > 5 and os.environ.get('FAIL_BIG_C'):\n        raise ValueError('C too big')\n"
-        "    modver.log_metrics(accuracy=round(C * len(data) / 100, 4), loss=round(1 / (C + len(data)), 4))\n"
-        "    return C\n"
-    ),
-}
 
-
-@pytest.fixture
-def project(git_project: GitProject) -> GitProject:
-    for path, text in FILES.items():
-        git_project.write(path, text)
-    git_project.write(".gitignore", ".modver/\n")
-    git_project.commit("pipeline")
-    return git_project
-
-
-def piped(root: Path, *args: str, code: int = 0, env: dict[str, str] | None = None) -> str:
-    """``modver ARGS | cat`` with no COLUMNS and no terminal: the width a pipe gets (80)."""
-    base = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
-    done = subprocess.run(
-        [sys.executable, "-m", "modver", *args],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        env={**base, **(env or {})},
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,  # no controlling terminal: /dev/tty cannot be opened
-        timeout=120,
-    )
-    assert done.returncode == code, done.stderr
-    return done.stdout
-
-
-def test_a_sweep_ends_with_its_metrics_per_point_and_the_best_marked(project: GitProject) -> None:
-    out = piped(project.root, "sweep", "--set", "model.C=0.5,2,8", "--set", "augment.copies=1,2", "-j", "1",
+def test_a_sweep_ends_with_its_metrics_per_point_and_the_best_marked(first_hour: GitProject) -> None:
+    out = piped(first_hour.root, "sweep", "--set", "model.C=0.5,2,8", "--set", "augment.copies=1,2", "-j", "1",
                 "--best", "accuracy")  # fmt: skip
     lines = out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("point  "))
@@ -68,24 +25,24 @@ def test_a_sweep_ends_with_its_metrics_per_point_and_the_best_marked(project: Gi
     assert rows["0"][4] == "0.005", out
     assert sum("*" in line for line in lines[header + 1 : header + 7]) == 1, out
     assert max(len(line) for line in lines) <= 80, out
-    plain = piped(project.root, "sweep", "--set", "model.C=0.5,3", "-j", "1")  # no objective: every metric
+    plain = piped(first_hour.root, "sweep", "--set", "model.C=0.5,3", "-j", "1")  # no objective: every metric
     assert "accuracy" in plain and "loss" in plain and "--best accuracy" in plain, plain
 
 
-def test_modver_sweeps_names_the_best_of_each_sweep(project: GitProject) -> None:
-    cli(project.root, "sweep", "--set", "model.C=0.5,2,8", "-j", "1")
-    out = piped(project.root, "sweeps", "--best", "min:loss")
+def test_modver_sweeps_names_the_best_of_each_sweep(first_hour: GitProject) -> None:
+    cli(first_hour.root, "sweep", "--set", "model.C=0.5,2,8", "-j", "1")
+    out = piped(first_hour.root, "sweeps", "--best", "min:loss")
     assert "best loss" in out and "0.1111 (point 2)" in out, out  # 1/(8+1): point 2
-    grid = piped(project.root, "sweeps")
+    grid = piped(first_hour.root, "sweeps")
     assert "best" in grid.splitlines()[0] and "sweeps --best METRIC" in grid, grid
 
 
-def test_a_resumed_sweep_prints_params_in_the_order_given(project: GitProject) -> None:
+def test_a_resumed_sweep_prints_params_in_the_order_given(first_hour: GitProject) -> None:
     args = ("sweep", "--set", "model.C=0.5,8", "--set", "augment.copies=2,1", "-j", "1")
-    first = piped(project.root, *args, code=1, env={"FAIL_BIG_C": "1"})
+    first = piped(first_hour.root, *args, code=1, env={"FAIL_BIG_C": "1"})
     assert "(model.C=8 augment.copies=2): failed" in first, first
-    sweep = json.loads(cli(project.root, "sweeps", "--json").stdout)[0]["sweep"]
-    resumed = piped(project.root, "sweep", "--resume", sweep, "-j", "1")
+    sweep = json.loads(cli(first_hour.root, "sweeps", "--json").stdout)[0]["sweep"]
+    resumed = piped(first_hour.root, "sweep", "--resume", sweep, "-j", "1")
     assert "point 2 (model.C=8 augment.copies=2): succeeded" in resumed, resumed
     lines = resumed.splitlines()
     assert next(line for line in lines if line.startswith("point  ")).split()[:3] == [
@@ -119,8 +76,8 @@ def _on_a_terminal(root: Path, *args: str, columns: int = 80) -> str:
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown)
 
 
-def test_the_live_status_line_and_the_summary_fit_80_columns_on_one_line(project: GitProject) -> None:
-    shown = _on_a_terminal(project.root, "sweep", "--set", "model.C=0.5,2,8", "--set", "augment.copies=1,2",
+def test_the_live_status_line_and_the_summary_fit_80_columns_on_one_line(first_hour: GitProject) -> None:
+    shown = _on_a_terminal(first_hour.root, "sweep", "--set", "model.C=0.5,2,8", "--set", "augment.copies=1,2",
                            "-j", "1", "--best", "accuracy")  # fmt: skip
     lines = [line for chunk in shown.split("\n") for line in chunk.split("\r") if line.strip()]
     status = [line for line in lines if "tasks " in line]
@@ -147,27 +104,27 @@ def test_diff_of_two_runs_keeps_keys_whole_and_rounds_numbers(git_project: GitPr
     assert max(len(line) for line in out.splitlines()) <= 80, out
 
 
-def test_log_shows_a_merged_pull_request_by_its_title_and_drops_empty_columns(project: GitProject) -> None:
-    root = project.root
-    project.git("checkout", "-q", "-b", "dropout")
-    project.write("NOTES.md", "dropout\n")
-    project.commit("notes")
-    project.git("checkout", "-q", "main")
-    project.git("merge", "-q", "--no-ff", "--no-commit", "dropout")
-    project.write("pipe/model.py", FILES["pipe/model.py"].replace("return C", "return C * 0.9"))
-    project.git("add", "-A")
-    project.git("commit", "-q", "-m", "Merge pull request #12 from x/dropout", "-m", "Add dropout to the model")
+def test_log_shows_a_merged_pull_request_by_its_title_and_drops_empty_columns(first_hour: GitProject) -> None:
+    root = first_hour.root
+    first_hour.git("checkout", "-q", "-b", "dropout")
+    first_hour.write("NOTES.md", "dropout\n")
+    first_hour.commit("notes")
+    first_hour.git("checkout", "-q", "main")
+    first_hour.git("merge", "-q", "--no-ff", "--no-commit", "dropout")
+    first_hour.write("pipe/model.py", FILES["pipe/model.py"].replace("return C", "return C * 0.9"))
+    first_hour.git("add", "-A")
+    first_hour.git("commit", "-q", "-m", "Merge pull request #12 from x/dropout", "-m", "Add dropout to the model")
     cli(root, "index")
     out = piped(root, "log", "model")
     assert "Add dropout to the model (#12)" in out, out  # whole: no run took its room
     assert "Merge pull request" not in out and "runs" not in out.splitlines()[0], out
 
 
-def test_a_wrapped_diff_line_keeps_its_prefix_on_a_terminal(project: GitProject) -> None:
-    cli(project.root, "index")
+def test_a_wrapped_diff_line_keeps_its_prefix_on_a_terminal(first_hour: GitProject) -> None:
+    cli(first_hour.root, "index")
     long = "    note = '" + "b" * 150 + "'\n"
-    project.write("pipe/model.py", FILES["pipe/model.py"].replace("    return C\n", long + "    return C\n"))
-    shown = _on_a_terminal(project.root, "diff", "model@v1", "model@working")
+    first_hour.write("pipe/model.py", FILES["pipe/model.py"].replace("    return C\n", long + "    return C\n"))
+    shown = _on_a_terminal(first_hour.root, "diff", "model@v1", "model@working")
     pieces = [line for line in shown.replace("\r", "").split("\n") if "bbbb" in line]
     assert len(pieces) >= 2 and "".join(p.lstrip("+").strip() for p in pieces).count("b") == 150, shown
     assert all(p.startswith("+") for p in pieces), shown  # every piece of the added line reads as added

@@ -5,62 +5,16 @@ with the table's filters. Each through the real CLI on a real git repository."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-import pytest
 
 import modver
+from tests.cli._first_hour import FILES, piped
 from tests.helpers import GitProject, cli
 
-FILES = {
-    "manifest.yaml": (
-        "stages:\n"
-        "  augment:\n    entry: pipe/augment.py:augment\n    params: {copies: 1, noise: 0.1}\n"
-        "  model:\n    entry: pipe/model.py:model\n    inputs: {data: augment}\n    params: {C: 1.0}\n"
-    ),
-    "pipe/__init__.py": "",
-    "pipe/augment.py": "def augment(copies, noise):\n    return [noise] * copies\n",
-    "pipe/model.py": (
-        "import modver\n\n\ndef model(data, C):\n"
-        "    modver.log_metrics(accuracy=round(C * len(data) / 100, 4), loss=round(1 / (C + len(data)), 4))\n"
-        "    return C\n"
-    ),
-}
 
-
-@pytest.fixture
-def project(git_project: GitProject) -> GitProject:
-    for path, text in FILES.items():
-        git_project.write(path, text)
-    git_project.write(".gitignore", ".modver/\n")
-    git_project.commit("pipeline")
-    return git_project
-
-
-def piped(root: Path, *args: str) -> str:
-    """``modver ARGS | cat`` with no COLUMNS and no terminal: the width a pipe gets."""
-    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
-    done = subprocess.run(
-        [sys.executable, "-m", "modver", *args],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,  # no controlling terminal: /dev/tty cannot be opened
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
-def test_piped_tables_fit_80_columns_and_keep_every_varying_param(project: GitProject) -> None:
-    cli(project.root, "sweep", "--set", "model.C=0.5,2,8", "--set", "augment.copies=1,2")
+def test_piped_tables_fit_80_columns_and_keep_every_varying_param(first_hour: GitProject) -> None:
+    cli(first_hour.root, "sweep", "--set", "model.C=0.5,2,8", "--set", "augment.copies=1,2")
     for args in (("runs", "--sweep", "latest"), ("runs", "--last", "5")):
-        out = piped(project.root, *args)
+        out = piped(first_hour.root, *args)
         lines = out.splitlines()
         assert max(len(line) for line in lines) <= 80, out
         header = lines[0].split()
@@ -70,10 +24,10 @@ def test_piped_tables_fit_80_columns_and_keep_every_varying_param(project: GitPr
 
 
 def test_requested_columns_are_never_hidden_and_constant_glob_matches_come_after_varying_ones(
-    project: GitProject,
+    first_hour: GitProject,
 ) -> None:
-    cli(project.root, "sweep", "--set", "model.C=0.5,2", "--set", "augment.copies=1,2")
-    out = piped(project.root, "runs", "--columns", "run,param.*,metric.*")
+    cli(first_hour.root, "sweep", "--set", "model.C=0.5,2", "--set", "augment.copies=1,2")
+    out = piped(first_hour.root, "runs", "--columns", "run,param.*,metric.*")
     header = out.splitlines()[0].split()
     short = [h.rsplit(".", 1)[-1] for h in header]
     assert "accuracy" in short and "loss" in short, out  # asked for: shown
@@ -83,30 +37,30 @@ def test_requested_columns_are_never_hidden_and_constant_glob_matches_come_after
         assert "noise" in out.split("hidden", 1)[1], out  # hidden, and the note names it
 
 
-def test_an_int_on_the_command_line_takes_the_float_type_of_the_manifest_default(project: GitProject) -> None:
-    first = json.loads(cli(project.root, "run", "--json").stdout)
+def test_an_int_on_the_command_line_takes_the_float_type_of_the_manifest_default(first_hour: GitProject) -> None:
+    first = json.loads(cli(first_hour.root, "run", "--json").stdout)
     assert not any(first["cached"].values())
-    again = json.loads(cli(project.root, "run", "--set", "model.C=1", "--json").stdout)
+    again = json.loads(cli(first_hour.root, "run", "--set", "model.C=1", "--json").stdout)
     assert all(again["cached"].values()), again["cached"]  # 1 over C: 1.0 is the same key
     assert again["params"]["model"]["C"] == 1.0 and isinstance(again["params"]["model"]["C"], float)
-    other = json.loads(cli(project.root, "run", "--set", "augment.copies=2", "--json").stdout)
+    other = json.loads(cli(first_hour.root, "run", "--set", "augment.copies=2", "--json").stdout)
     assert other["params"]["augment"]["copies"] == 2 and isinstance(other["params"]["augment"]["copies"], int)
 
 
-def test_dry_run_shows_the_plan_and_executes_nothing(project: GitProject) -> None:
-    cli(project.root, "run")
-    before = json.loads(cli(project.root, "runs", "--json").stdout)
-    out = cli(project.root, "run", "--dry-run", "--set", "model.C=3").stdout
+def test_dry_run_shows_the_plan_and_executes_nothing(first_hour: GitProject) -> None:
+    cli(first_hour.root, "run")
+    before = json.loads(cli(first_hour.root, "runs", "--json").stdout)
+    out = cli(first_hour.root, "run", "--dry-run", "--set", "model.C=3").stdout
     assert "augment@v1: from the cache" in out and "model@v1: would run" in out, out
     assert "param C 1.0 -> 3.0" in out and "1 of 2 stages would run" in out, out
-    plan = json.loads(cli(project.root, "run", "--dry-run", "--json").stdout)
+    plan = json.loads(cli(first_hour.root, "run", "--dry-run", "--json").stdout)
     assert [(p["stage"], p["action"]) for p in plan] == [("augment", "cached"), ("model", "cached")]
-    assert json.loads(cli(project.root, "runs", "--json").stdout) == before  # nothing recorded
+    assert json.loads(cli(first_hour.root, "runs", "--json").stdout) == before  # nothing recorded
 
 
-def test_cached_explain_does_not_repeat_itself(project: GitProject) -> None:
-    cli(project.root, "run")
-    out = cli(project.root, "run", "--explain").stdout
+def test_cached_explain_does_not_repeat_itself(first_hour: GitProject) -> None:
+    cli(first_hour.root, "run")
+    out = cli(first_hour.root, "run", "--explain").stdout
     assert "- model@v1: cached — the same version, params and inputs ran before" in out, out
     assert "cached — cached" not in out
 
@@ -118,25 +72,25 @@ def test_index_with_no_stages_says_so(git_project: GitProject) -> None:
     assert "declares no stages yet" in out and "Up to date" not in out, out
 
 
-def test_modver_runs_takes_the_table_filters(project: GitProject) -> None:
-    cli(project.root, "sweep", "--set", "model.C=0.5,2,8")
-    frame = modver.runs(project.root, where="metric.accuracy > 0.01", sort="-metric.accuracy", last=2)
+def test_modver_runs_takes_the_table_filters(first_hour: GitProject) -> None:
+    cli(first_hour.root, "sweep", "--set", "model.C=0.5,2,8")
+    frame = modver.runs(first_hour.root, where="metric.accuracy > 0.01", sort="-metric.accuracy", last=2)
     assert list(frame["param.model.C"]) == [8.0, 2.0], frame
 
 
-def test_the_run_summary_line_fits_80_columns(project: GitProject) -> None:
-    out = piped(project.root, "run")
+def test_the_run_summary_line_fits_80_columns(first_hour: GitProject) -> None:
+    out = piped(first_hour.root, "run")
     summary = next(line for line in out.splitlines() if line.startswith("run "))
     assert summary.endswith("(0/2 from cache)") and len(summary) <= 80, summary
-    again = next(line for line in piped(project.root, "run").splitlines() if line.startswith("run "))
+    again = next(line for line in piped(first_hour.root, "run").splitlines() if line.startswith("run "))
     assert again.endswith("(2/2 from cache)") and len(again) <= 80, again
 
 
-def test_diff_against_the_working_tree_registers_nothing(project: GitProject) -> None:
-    cli(project.root, "index")
-    project.write("pipe/model.py", FILES["pipe/model.py"].replace("return C", "return C * 2"))
-    before = json.loads(cli(project.root, "log", "model", "--json").stdout)
-    out = cli(project.root, "diff", "model@v1", "model@working").stdout
+def test_diff_against_the_working_tree_registers_nothing(first_hour: GitProject) -> None:
+    cli(first_hour.root, "index")
+    first_hour.write("pipe/model.py", FILES["pipe/model.py"].replace("return C", "return C * 2"))
+    before = json.loads(cli(first_hour.root, "log", "model", "--json").stdout)
+    out = cli(first_hour.root, "diff", "model@v1", "model@working").stdout
     assert "model@v1 -> working tree" in out and "+    return C * 2" in out, out
-    assert "return C * 2" in cli(project.root, "diff", "model@v1").stdout
-    assert json.loads(cli(project.root, "log", "model", "--json").stdout) == before  # no version made
+    assert "return C * 2" in cli(first_hour.root, "diff", "model@v1").stdout
+    assert json.loads(cli(first_hour.root, "log", "model", "--json").stdout) == before  # no version made
